@@ -1,0 +1,117 @@
+"""The ``dockish`` command line: Docker's command names, flags and exit codes.
+
+Every failure dockish itself can name becomes one line on stderr and exit
+code 125 (Docker's code for its own errors); tracebacks are for bugs only.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_DOCKISH = 125
+
+
+class UserError(Exception):
+    """An error whose message is the whole story for the user."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from registry.archive import ImageError
+    from unionfs.layers import LayerStoreError
+    from unionfs.mounts import MountError
+    from unionfs.tarindex import LayerError as TarLayerError
+    from unionfs.tree import LayerError
+    from unionfs.upper import UpperError
+    return (UserError, ImageError, LayerStoreError, MountError, TarLayerError, LayerError,
+            UpperError, OSError)
+
+
+def friendly(fn):
+    """Turn the errors dockish knows about into one line and exit 125."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _known_errors() as e:
+            click.echo(f"dockish: error: {_message(e)}", err=True)
+            sys.exit(EXIT_DOCKISH)
+    return wrapper
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return str(e) or type(e).__name__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dockish")
+def main() -> None:
+    """Docker-style containers for people without root."""
+
+
+def _store():
+    from unionfs.layers import LayerStore, default_root
+    return LayerStore(default_root())
+
+
+def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[str]):
+    from registry.archive import import_image
+    from unionfs.daemon import MountSpec
+    store = _store()
+    img = import_image(image, store)
+    layers = [(store.tar_path(d), store.load_index(d)) for d in img.diff_ids]
+    return MountSpec(layers=layers, layer_ids=list(img.diff_ids),
+                     mountpoint=os.path.abspath(mountpoint), image=image,
+                     upper=Path(upper).absolute() if upper else None, options=options)
+
+
+@main.command()
+@click.option("-f", "--foreground", is_flag=True, help="Serve in the foreground.")
+@click.option("--rw", is_flag=True, help="Writable: changes go to the --upper layer.")
+@click.option("--upper", metavar="DIR", help="The writable layer's directory (made if missing).")
+@click.option("-o", "options", multiple=True, metavar="OPT[,OPT...]",
+              help="FUSE mount options, e.g. allow_other, fsname=NAME.")
+@click.argument("image")
+@click.argument("mountpoint")
+@friendly
+def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...],
+          image: str, mountpoint: str) -> None:
+    """Mount IMAGE's merged layers at MOUNTPOINT (read-only unless --rw).
+
+    IMAGE is oci:PATH[:TAG] or docker-archive:PATH[:REPO:TAG].
+    """
+    from unionfs import daemon, mounts
+    opts = [o for group in options for o in group.split(",") if o]
+    if "ro" in opts and (rw or upper):
+        raise UserError("-o ro contradicts --rw/--upper")
+    if rw and not upper:
+        raise UserError("--rw needs --upper DIR: the directory that keeps the changes")
+    daemon.check_mountpoint(os.path.abspath(mountpoint))
+    spec = _mount_spec(image, mountpoint, upper, opts)
+    if foreground:
+        daemon.serve(spec)
+        return
+    log = mounts.runtime_dir() / f"mount-{mounts.record_path(spec.mountpoint).stem}.log"
+    daemon.start(spec, log)
+
+
+@main.command()
+@click.argument("mountpoints", nargs=-1, required=True)
+@friendly
+def umount(mountpoints: tuple[str, ...]) -> None:
+    """Unmount dockish mounts and wait for their daemons to save and exit."""
+    from unionfs import mounts
+    for mp in mountpoints:
+        note = mounts.unmount(os.path.abspath(mp))
+        if note:
+            click.echo(f"dockish: {note}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Running one union mount: build the view, mount it, serve until unmounted.
+
+``start`` forks the daemon into the background (as ``dockish mount`` does by
+default) and returns once the mount is usable, or raises with the daemon's
+one-line reason; ``serve`` runs in the foreground.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyfuse3
+import trio
+
+from . import mounts
+from .fs import UnionFS
+from .tree import LayerError, Tree
+from .upper import Upper
+
+
+@dataclass
+class MountSpec:
+    """What to show and where. ``layers`` are ``(tar_path, index_entries)``
+    pairs bottom to top (image layers, then the init layer)."""
+
+    layers: list[tuple[Path, list]]
+    layer_ids: list[str]
+    mountpoint: str
+    image: str
+    upper: Path | None = None
+    options: list[str] = field(default_factory=list)
+
+
+def build_tree(spec: MountSpec) -> Tree:
+    tree = Tree()
+    for i, (_, entries) in enumerate(spec.layers):
+        tree.add_layer(i, entries)
+    tree.finish_lower()
+    return tree
+
+
+def fuse_options(spec: MountSpec) -> set[str]:
+    opts: set[str] = set()                   # no default_permissions: see unionfs.access
+    opts.add("fsname=dockish")
+    opts.add("subtype=dockish")
+    if spec.upper is None:
+        opts.add("ro")
+    for opt in spec.options:
+        if opt == "rw":
+            continue
+        opts.add(opt)
+    return opts
+
+
+def check_mountpoint(path: str) -> None:
+    if mounts.clean_stale(path):
+        print(f"dockish: {path}: cleaned up a stale mount whose daemon had died",
+              file=sys.stderr)
+    if not os.path.isdir(path):
+        raise mounts.MountError(f"mountpoint {path} is not a directory")
+    if os.path.ismount(path):
+        raise mounts.MountError(f"mountpoint {path} is busy: something is mounted there")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise mounts.MountError("/dev/fuse is missing or not read-writable: this machine "
+                                "cannot mount FUSE filesystems (as root: chmod 0666 /dev/fuse)")
+
+
+def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="dockish mount: %(levelname)s %(message)s")
+    """Mount and serve until unmounted or signalled; the writable layer is
+    compacted on the way out."""
+    tree = build_tree(spec)
+    layer_fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec.layers]
+    upper = None
+    if spec.upper is not None:
+        upper = Upper(spec.upper, spec.layer_ids)
+        upper.open()
+        upper.load(tree)
+    total = sum(os.fstat(fd).st_size for fd in layer_fds)
+    ops = UnionFS(tree, layer_fds, upper, total)
+    try:
+        pyfuse3.init(ops, spec.mountpoint, fuse_options(spec))
+    except RuntimeError:
+        raise mounts.MountError(f"cannot mount {spec.mountpoint}: the kernel refused the "
+                                "FUSE mount (see fusermount3's message above)") from None
+    mounted = True
+    try:
+        mounts.save(mounts.MountRecord(spec.mountpoint, os.getpid(), spec.image,
+                                       str(spec.upper) if spec.upper else None,
+                                       spec.upper is None))
+        if ready is not None:
+            ready()
+        mounted = trio.run(_main)
+    finally:
+        pyfuse3.close(unmount=mounted)
+        if upper is not None:
+            upper.compact(tree)
+            upper.close()
+        for fd in layer_fds:
+            os.close(fd)
+        rec = mounts.load(spec.mountpoint)
+        if rec is not None and rec.pid == os.getpid():
+            mounts.remove(spec.mountpoint)
+
+
+async def _main() -> bool:
+    """Serve until the kernel ends the session (unmounted: returns False) or a
+    signal asks us to stop (still mounted: returns True)."""
+    signalled = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, signalled)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+    return bool(signalled)
+
+
+async def _stop_on_signal(signalled: list) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+        async for _ in sigs:
+            signalled.append(True)
+            pyfuse3.terminate()
+            return
+
+
+def start(spec: MountSpec, log_path: Path) -> int:
+    """Fork the daemon; return its pid once the mount is ready, or raise with
+    the reason it gave."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 0
+        try:
+            os.setsid()
+            _redirect_stdio(log_path)
+            serve(spec, ready=lambda: os.write(w, b"\0"))
+        except Exception as e:           # reported to the parent as one line
+            traceback.print_exc()
+            try:
+                os.write(w, str(e).encode(errors="replace") or type(e).__name__.encode())
+            except OSError:
+                pass
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        if chunks == [] and chunk.startswith(b"\0"):
+            os.close(r)
+            return pid
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    msg = b"".join(chunks).decode(errors="replace").strip()
+    raise mounts.MountError(msg or "the mount daemon exited before the mount was ready")
+
+
+def _redirect_stdio(log_path: Path) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+__all__ = ["MountSpec", "serve", "start", "build_tree", "LayerError"]

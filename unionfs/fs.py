@@ -1,0 +1,599 @@
+"""The FUSE operations of the union view, kept thin over ``tree.Tree``.
+
+Concurrency rules: pyfuse3 runs every request as a trio task in one thread.
+Handlers therefore never block on long I/O in the trio thread: reads and
+writes over ``_BIG`` bytes and data copy-ups go through ``trio.to_thread``.
+Tree changes happen only in the trio thread and never across an ``await``
+(so no other request sees a half-made change); the one await inside a change
+is the data copy-up, serialized per node by ``_copy_locks``. Every change's
+journal records are written before its reply goes back to the kernel.
+
+The kernel caches entries and attributes for a long time and keeps file pages
+(``keep_cache``): this daemon is the only writer of the view, and lower
+layers never change under it.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+import logging
+import os
+import stat
+import time
+from typing import Sequence
+
+import pyfuse3
+import trio
+
+from .access import R, W, X, Policy, open_want
+from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Tree
+from .upper import Upper
+from .whiteout import is_whiteout
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 1e6          # seconds the kernel may cache entries and attributes
+NAME_MAX = 255
+_BIG = 64 * 1024       # reads and writes above this go to a worker thread
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
+
+
+def _err(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+def _guard(fn):
+    """An OSError becomes its errno for the caller (ENOSPC, EIO...); a bug
+    becomes EIO and a logged traceback, never the death of the mount."""
+    @functools.wraps(fn)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as e:
+            if e.errno is None:
+                log.exception("%s failed", fn.__name__)
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+class _Guarded(type(pyfuse3.Operations)):
+    """Wrap every request handler of the class in ``_guard``."""
+
+    def __new__(mcs, name, bases, ns):
+        for key, value in list(ns.items()):
+            if inspect.iscoroutinefunction(value) and not key.startswith("_"):
+                ns[key] = _guard(value)
+        return super().__new__(mcs, name, bases, ns)
+
+
+class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
+    """Lower layers (read-only tar files) plus an optional writable layer."""
+
+    enable_writeback_cache = True
+
+    def __init__(self, tree: Tree, layer_fds: list[int], upper: Upper | None,
+                 total_size: int = 0) -> None:
+        super().__init__()
+        self.tree = tree
+        self.layer_fds = layer_fds
+        self.upper = upper
+        self.readonly = upper is None
+        self.total_size = total_size
+        self._fh = 0
+        self._files: dict[int, Node] = {}
+        self._dirs: dict[int, list[tuple[bytes, Node]]] = {}
+        self._fds: dict[int, int] = {}          # node ino -> open data fd
+        self._copy_locks: dict[int, trio.Lock] = {}
+        self.policy = Policy()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _node(self, ino: int) -> Node:
+        try:
+            return self.tree.nodes[ino]
+        except KeyError:
+            raise _err(errno.ENOENT) from None
+
+    def _dir(self, ino: int) -> Node:
+        node = self._node(ino)
+        if not node.is_dir:
+            raise _err(errno.ENOTDIR)
+        return node
+
+    def attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        a = node.attr
+        if a is None:
+            a = pyfuse3.EntryAttributes()
+            a.st_ino = node.ino
+            a.generation = 0
+            a.entry_timeout = TIMEOUT
+            a.attr_timeout = TIMEOUT
+            a.st_mode = node.mode
+            a.st_nlink = node.nlink
+            a.st_uid = node.uid
+            a.st_gid = node.gid
+            a.st_rdev = node.rdev
+            a.st_size = node.size
+            a.st_blksize = 131072
+            a.st_blocks = (node.size + 511) // 512
+            a.st_atime_ns = node.atime
+            a.st_mtime_ns = node.mtime
+            a.st_ctime_ns = node.ctime
+            node.attr = a
+        return a
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise _err(errno.EROFS)
+
+    def _flush_journal(self) -> None:
+        self.upper.append(self.tree.take_pending())
+
+    def _new_name_ok(self, parent: Node, name: bytes, ctx) -> None:
+        self._writable()
+        self.policy.check(ctx, parent, W | X)
+        if len(name) > NAME_MAX:
+            raise _err(errno.ENAMETOOLONG)
+        if is_whiteout(name):
+            raise _err(errno.EINVAL)    # such a name cannot be stored in an OCI layer
+        if name in parent.children:
+            raise _err(errno.EEXIST)
+
+    def _touch_dir(self, d: Node, now: int) -> None:
+        d.mtime = d.ctime = now
+        self.tree.record(d)
+
+    def _drop(self, node: Node) -> None:
+        """Release what a node that just lost its last reference still holds."""
+        if self.tree.maybe_forget(node) and node.layer is None and stat.S_ISREG(node.mode):
+            fd = self._fds.pop(node.ino, None)
+            if fd is not None:
+                os.close(fd)
+            if node.uino is not None:
+                self.upper.remove_data(node.uino)
+
+    def _data_fd(self, node: Node) -> int:
+        fd = self._fds.get(node.ino)
+        if fd is None:
+            fd = self.upper.open_data(node.uino)
+            self._fds[node.ino] = fd
+        return fd
+
+    async def _copy_up(self, node: Node, keep: int | None = None) -> None:
+        """Give a lower file its own data in the writable layer: the first
+        ``keep`` bytes (all by default) copied with copy_file_range, which
+        reflinks where the backing filesystem can."""
+        if node.layer is None:
+            return
+        lock = self._copy_locks.setdefault(node.ino, trio.Lock())
+        async with lock:
+            if node.layer is None:
+                return
+            if node.uino is None:
+                self.tree.record(node)
+                self._flush_journal()
+            size = node.size if keep is None else min(keep, node.size)
+            fd = self.upper.open_data(node.uino, create=True, truncate=True)
+            try:
+                if size:
+                    await trio.to_thread.run_sync(
+                        _copy_range, self.layer_fds[node.layer], node.offset, fd, size)
+            except OSError:
+                os.close(fd)
+                self.upper.remove_data(node.uino)
+                raise
+            self._fds[node.ino] = fd
+            node.layer = None
+            node.size = size
+            self.tree.record(node)
+            self._flush_journal()
+        self._copy_locks.pop(node.ino, None)
+
+    # -- lookups and attributes ----------------------------------------------------
+
+    async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        self.policy.check(ctx, parent, X)
+        if name == b".":
+            node = parent
+        elif name == b"..":
+            node = parent.links[0][0] if parent.links else parent
+        else:
+            if len(name) > NAME_MAX:
+                raise _err(errno.ENAMETOOLONG)
+            node = parent.children.get(name)
+            if node is None:
+                neg = pyfuse3.EntryAttributes()
+                neg.st_ino = 0
+                neg.entry_timeout = TIMEOUT
+                return neg
+        node.lookups += 1
+        return self.attrs(node)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            node = self.tree.nodes.get(ino)
+            if node is not None:
+                node.lookups = max(0, node.lookups - count)
+                if not node.links:
+                    self._drop(node)
+
+    async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
+        return self.attrs(self._node(inode))
+
+    async def setattr(self, inode: int, attr, fields, fh, ctx) -> pyfuse3.EntryAttributes:
+        self._writable()
+        node = self._node(inode)
+        now = time.time_ns()
+        policy = self.policy
+        if fields.update_uid or fields.update_gid:
+            policy.chown_ok(ctx, node, attr.st_uid if fields.update_uid else None,
+                            attr.st_gid if fields.update_gid else None)
+        if fields.update_mode:
+            mode = policy.chmod_mode(ctx, node, stat.S_IMODE(attr.st_mode))
+        if fields.update_atime or fields.update_mtime:
+            c = policy.creds(ctx)
+            if not (policy.privileged(c) or c.uid == node.uid
+                    or policy.allowed(c, node.mode, node.uid, node.gid, W)):
+                raise _err(errno.EPERM)
+        if fields.update_size:
+            if not stat.S_ISREG(node.mode):
+                raise _err(errno.EINVAL)
+            if fh is None:
+                policy.check(ctx, node, W)
+            size = attr.st_size
+            if node.layer is not None:
+                await self._copy_up(node, keep=size)
+            fd = self._data_fd(node)
+            os.ftruncate(fd, size)
+            node.size = size
+            node.mtime = now
+        if fields.update_mode:
+            node.mode = stat.S_IFMT(node.mode) | mode
+        if fields.update_uid:
+            node.uid = attr.st_uid
+        if fields.update_gid:
+            node.gid = attr.st_gid
+        if fields.update_atime:
+            node.atime = attr.st_atime_ns
+        if fields.update_mtime:
+            node.mtime = attr.st_mtime_ns
+        node.ctime = attr.st_ctime_ns if fields.update_ctime else now
+        self.tree.record(node)
+        self._flush_journal()
+        return self.attrs(node)
+
+    async def readlink(self, inode: int, ctx=None) -> bytes:
+        node = self._node(inode)
+        if node.target is None:
+            raise _err(errno.EINVAL)
+        return node.target
+
+    # -- making names ---------------------------------------------------------------
+
+    def _make(self, parent: Node, name: bytes, mode: int, ctx, *, rdev: int = 0,
+              target: bytes | None = None) -> Node:
+        self._new_name_ok(parent, name, ctx)
+        now = time.time_ns()
+        gid = ctx.gid
+        if parent.mode & stat.S_ISGID:
+            gid = parent.gid
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        node = self.tree.new_node(mode, ctx.uid, gid, now, rdev=rdev, target=target)
+        if stat.S_ISREG(mode):
+            self._fds[node.ino] = self.upper.open_data(node.uino, create=True, truncate=True)
+        self._touch_dir(parent, now)
+        self.tree.place(parent, name, node)
+        self._flush_journal()
+        node.lookups += 1
+        return node
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        return self.attrs(self._make(parent, name, mode, ctx, rdev=rdev))
+
+    async def mkdir(self, parent_inode, name, mode, ctx) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        return self.attrs(self._make(parent, name, stat.S_IFDIR | stat.S_IMODE(mode), ctx))
+
+    async def symlink(self, parent_inode, name, target, ctx) -> pyfuse3.EntryAttributes:
+        parent = self._dir(parent_inode)
+        return self.attrs(self._make(parent, name, stat.S_IFLNK | 0o777, ctx, target=target))
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        parent = self._dir(parent_inode)
+        node = self._make(parent, name, stat.S_IFREG | stat.S_IMODE(mode), ctx)
+        return self._open_handle(node), self.attrs(node)
+
+    async def link(self, inode, new_parent_inode, new_name, ctx) -> pyfuse3.EntryAttributes:
+        node = self._node(inode)
+        parent = self._dir(new_parent_inode)
+        self._new_name_ok(parent, new_name, ctx)
+        if node.is_dir:
+            raise _err(errno.EPERM)
+        now = time.time_ns()
+        node.ctime = now
+        self.tree.record(node)
+        self._touch_dir(parent, now)
+        self.tree.place(parent, new_name, node)
+        self._flush_journal()
+        node.lookups += 1
+        return self.attrs(node)
+
+    # -- removing and moving names --------------------------------------------------------
+
+    async def unlink(self, parent_inode, name, ctx) -> None:
+        self._writable()
+        parent = self._dir(parent_inode)
+        node = parent.children.get(name)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if node.is_dir:
+            raise _err(errno.EISDIR)
+        self.policy.check_delete(ctx, parent, node)
+        now = time.time_ns()
+        self._touch_dir(parent, now)
+        self.tree.unlink(parent, name)
+        node.ctime = now
+        node.attr = None
+        if node.links:
+            self.tree.record(node)
+        self._flush_journal()
+        if not node.links:
+            self._drop(node)
+
+    async def rmdir(self, parent_inode, name, ctx) -> None:
+        self._writable()
+        parent = self._dir(parent_inode)
+        node = parent.children.get(name)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if not node.is_dir:
+            raise _err(errno.ENOTDIR)
+        self.policy.check_delete(ctx, parent, node)
+        if node.children:
+            raise _err(errno.ENOTEMPTY)
+        self._touch_dir(parent, time.time_ns())
+        self.tree.unlink(parent, name)
+        self._flush_journal()
+        self._drop(node)
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new,
+                     flags, ctx) -> None:
+        self._writable()
+        sp = self._dir(parent_inode_old)
+        dp = self._dir(parent_inode_new)
+        node = sp.children.get(name_old)
+        if node is None:
+            raise _err(errno.ENOENT)
+        if len(name_new) > NAME_MAX:
+            raise _err(errno.ENAMETOOLONG)
+        if is_whiteout(name_new):
+            raise _err(errno.EINVAL)
+        target = dp.children.get(name_new)
+        self.policy.check_delete(ctx, sp, node)
+        if target is not None:
+            self.policy.check_delete(ctx, dp, target)
+        else:
+            self.policy.check(ctx, dp, W | X)
+        if flags & RENAME_EXCHANGE:
+            if target is None:
+                raise _err(errno.ENOENT)
+        elif target is not None:
+            if flags & RENAME_NOREPLACE:
+                raise _err(errno.EEXIST)
+            if target is node:
+                return                      # two names of one inode: POSIX says do nothing
+            if node.is_dir and not target.is_dir:
+                raise _err(errno.ENOTDIR)
+            if not node.is_dir and target.is_dir:
+                raise _err(errno.EISDIR)
+            if target.is_dir and target.children:
+                raise _err(errno.ENOTEMPTY)
+        for moving in (node, target if flags & RENAME_EXCHANGE else None):
+            if moving is not None and moving.is_dir and _is_ancestor(moving, dp if moving is
+                                                                     node else sp):
+                raise _err(errno.EINVAL)
+        now = time.time_ns()
+        self._touch_dir(sp, now)
+        if dp is not sp:
+            self._touch_dir(dp, now)
+        self.tree.rename(sp, name_old, dp, name_new, flags)
+        node.ctime = now
+        self.tree.record(node)
+        self._flush_journal()
+        if target is not None and not target.links:
+            self._drop(target)
+
+    # -- file data -----------------------------------------------------------------
+
+    def _open_handle(self, node: Node) -> pyfuse3.FileInfo:
+        self._fh += 1
+        self._files[self._fh] = node
+        node.opens += 1
+        return pyfuse3.FileInfo(fh=self._fh, keep_cache=True)
+
+    async def open(self, inode, flags, ctx) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if flags & _WRITE_FLAGS and self.readonly:
+            raise _err(errno.EROFS)
+        self.policy.check(ctx, node, open_want(flags))
+        if flags & os.O_TRUNC and node.size:
+            await self._copy_up(node, keep=0)
+            os.ftruncate(self._data_fd(node), 0)
+            node.size = 0
+            node.mtime = node.ctime = time.time_ns()
+            self.tree.record(node)
+            self._flush_journal()
+        return self._open_handle(node)
+
+    async def read(self, fh, off, size) -> bytes:
+        node = self._files[fh]
+        if node.layer is None:
+            fd = self._data_fd(node)
+        else:
+            if off >= node.size:
+                return b""
+            size = min(size, node.size - off)
+            fd = self.layer_fds[node.layer]
+            off += node.offset
+        if size > _BIG:
+            return await trio.to_thread.run_sync(os.pread, fd, size, off)
+        return os.pread(fd, size, off)
+
+    async def write(self, fh, off, buf) -> int:
+        node = self._files[fh]
+        if node.layer is not None:
+            await self._copy_up(node)
+        fd = self._data_fd(node)
+        if len(buf) > _BIG:
+            n = await trio.to_thread.run_sync(os.pwrite, fd, buf, off)
+        else:
+            n = os.pwrite(fd, buf, off)
+        if off + n > node.size:
+            node.size = off + n
+        node.mtime = node.ctime = time.time_ns()
+        node.attr = None
+        node.dirty = True
+        return n
+
+    async def flush(self, fh) -> None:
+        node = self._files[fh]
+        if node.dirty and node.links:
+            self.tree.record(node)
+            self._flush_journal()
+
+    async def fsync(self, fh, datasync) -> None:
+        node = self._files[fh]
+        if node.dirty and node.links:
+            self.tree.record(node)
+            self._flush_journal()
+        fd = self._fds.get(node.ino)
+        if fd is not None:
+            await trio.to_thread.run_sync(os.fsync, fd)
+        if self.upper is not None:
+            await trio.to_thread.run_sync(self.upper.sync)
+
+    async def release(self, fh) -> None:
+        node = self._files.pop(fh)
+        if node.dirty and node.links:
+            self.tree.record(node)
+            self._flush_journal()
+        node.opens -= 1
+        if node.opens == 0:
+            fd = self._fds.pop(node.ino, None)
+            if fd is not None:
+                os.close(fd)
+            if not node.links:
+                self._drop(node)
+
+    # -- directories ---------------------------------------------------------------
+
+    async def opendir(self, inode, ctx) -> int:
+        node = self._dir(inode)
+        self.policy.check(ctx, node, R)
+        self._fh += 1
+        parent = node.links[0][0] if node.links else node
+        self._dirs[self._fh] = [(b".", node), (b"..", parent), *node.children.items()]
+        return self._fh
+
+    async def readdir(self, fh, start_id, token) -> None:
+        entries = self._dirs[fh]
+        nodes = self.tree.nodes
+        for i in range(start_id, len(entries)):
+            name, node = entries[i]
+            if nodes.get(node.ino) is not node:
+                continue                     # removed since opendir and forgotten
+            if not pyfuse3.readdir_reply(token, name, self.attrs(node), i + 1):
+                break
+            if i >= 2:                        # the kernel takes no reference for . and ..
+                node.lookups += 1
+
+    async def releasedir(self, fh) -> None:
+        self._dirs.pop(fh, None)
+
+    async def fsyncdir(self, fh, datasync) -> None:
+        if self.upper is not None:
+            await trio.to_thread.run_sync(self.upper.sync)
+
+    # -- extended attributes -------------------------------------------------------------
+
+    async def getxattr(self, inode, name, ctx) -> bytes:
+        node = self._node(inode)
+        try:
+            return node.xattrs[name]
+        except (KeyError, TypeError):
+            raise _err(pyfuse3.ENOATTR) from None
+
+    async def listxattr(self, inode, ctx) -> list[bytes]:
+        return list(self._node(inode).xattrs or ())
+
+    async def setxattr(self, inode, name, value, ctx) -> None:
+        self._writable()
+        node = self._node(inode)
+        self.policy.xattr_ok(ctx, node, name)
+        node.xattrs = dict(node.xattrs or {})
+        node.xattrs[name] = value
+        node.ctime = time.time_ns()
+        self.tree.record(node)
+        self._flush_journal()
+
+    async def removexattr(self, inode, name, ctx) -> None:
+        self._writable()
+        node = self._node(inode)
+        self.policy.xattr_ok(ctx, node, name)
+        if not node.xattrs or name not in node.xattrs:
+            raise _err(pyfuse3.ENOATTR)
+        node.xattrs = {k: v for k, v in node.xattrs.items() if k != name} or None
+        node.ctime = time.time_ns()
+        self.tree.record(node)
+        self._flush_journal()
+
+    # -- filesystem ----------------------------------------------------------------
+
+    async def statfs(self, ctx) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        if self.upper is not None:
+            v = self.upper.statvfs()
+            s.f_bsize, s.f_frsize = v.f_bsize, v.f_frsize
+            s.f_blocks, s.f_bfree, s.f_bavail = v.f_blocks, v.f_bfree, v.f_bavail
+            s.f_files, s.f_ffree, s.f_favail = v.f_files, v.f_ffree, v.f_favail
+        else:
+            s.f_bsize = s.f_frsize = 4096
+            s.f_blocks = (self.total_size + 4095) // 4096
+            s.f_files = len(self.tree.nodes)
+        s.f_namemax = NAME_MAX
+        return s
+
+    async def access(self, inode, mode, ctx) -> bool:
+        node = self._node(inode)
+        if mode & os.W_OK and self.readonly:
+            raise _err(errno.EROFS)
+        return self.policy.allowed(self.policy.creds(ctx), node.mode, node.uid, node.gid,
+                                   mode & 7)
+
+
+def _is_ancestor(node: Node, d: Node) -> bool:
+    """True if directory ``node`` is ``d`` or above it."""
+    while True:
+        if d is node:
+            return True
+        if not d.links:
+            return False
+        d = d.links[0][0]
+
+
+def _copy_range(src: int, src_off: int, dst: int, size: int) -> None:
+    done = 0
+    while done < size:
+        n = os.copy_file_range(src, dst, size - done, src_off + done, done)
+        if n == 0:
+            raise OSError(errno.EIO, "layer data ends early")
+        done += n

@@ -1,0 +1,191 @@
+"""The writable layer on disk: a directory the mounting user owns.
+
+    UPPER/journal      msgpack records (see ``tree.Rec``), appended per change
+    UPPER/data/<uino>  the bytes of each regular file the layer holds
+    UPPER/lock         flock'ed by the daemon that serves the layer
+
+Names, owners, modes, device numbers, xattrs and links live only in the
+journal, so nothing needs root and no host path is ever built from a name in
+the view: data files are opened by number through one directory fd.
+
+Crash safety: every change is written to the journal (``os.write``, so it
+survives the daemon being killed) before the reply reaches the kernel;
+``fsync`` on any file also fsyncs the journal. A torn final record is cut off
+at the next mount, which then rewrites the journal compactly.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+import msgpack
+
+from .tree import Rec, Tree
+
+JOURNAL_VERSION = 1
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UpperError(Exception):
+    """The writable layer cannot be used (in use, foreign, corrupt)."""
+
+
+class Upper:
+    """One writable layer, opened and locked for a single daemon."""
+
+    def __init__(self, path: Path, layer_ids: list[str]) -> None:
+        self.path = path
+        self.layer_ids = list(layer_ids)
+        self.dir_fd = -1
+        self.data_fd = -1
+        self.journal_fd = -1
+        self.lock_fd = -1
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def open(self) -> None:
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        self.dir_fd = os.open(self.path, _DIR_FLAGS)
+        self.lock_fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                               0o600, dir_fd=self.dir_fd)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.close()
+            raise UpperError(f"writable layer {self.path} is in use by another dockish mount")
+        try:
+            os.mkdir("data", 0o700, dir_fd=self.dir_fd)
+        except FileExistsError:
+            pass
+        self.data_fd = os.open("data", _DIR_FLAGS, dir_fd=self.dir_fd)
+
+    def close(self) -> None:
+        for name in ("journal_fd", "data_fd", "dir_fd", "lock_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    def load(self, tree: Tree) -> int:
+        """Replay the journal onto a tree holding the lower layers, then
+        rewrite it compactly. Returns how many records were replayed."""
+        count = 0
+        try:
+            fd = os.open("journal", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            fd = -1
+        if fd >= 0:
+            with os.fdopen(fd, "rb") as f:
+                unpacker = msgpack.Unpacker(f, raw=False, strict_map_key=False,
+                                            max_buffer_size=1 << 30)
+                try:
+                    for rec in unpacker:
+                        if count == 0:
+                            self._check_header(rec)
+                        else:
+                            tree.apply(_decode(rec))
+                        count += 1
+                except (msgpack.OutOfData, ValueError):
+                    pass   # a torn tail from a killed daemon: the rest is dropped
+                except (KeyError, IndexError, TypeError) as e:
+                    raise UpperError(f"writable layer {self.path} has a corrupt journal "
+                                     f"(record {count}: {e!r})") from None
+        tree.take_pending()
+        self._sync_sizes(tree)
+        self.compact(tree)
+        return count
+
+    def _check_header(self, rec: list) -> None:
+        if not (isinstance(rec, list) and rec and rec[0] == Rec.HEADER):
+            raise UpperError(f"{self.path} is not a dockish writable layer")
+        if rec[2] != self.layer_ids:
+            raise UpperError(f"writable layer {self.path} belongs to another image")
+
+    def _sync_sizes(self, tree: Tree) -> None:
+        """Data files are the truth for sizes: writes are journaled lazily."""
+        for node in tree.uinodes.values():
+            if node.layer is None and stat.S_ISREG(node.mode):
+                try:
+                    node.size = os.stat(str(node.uino), dir_fd=self.data_fd,
+                                        follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    fd = self.open_data(node.uino, create=True)
+                    os.close(fd)
+                    node.size = 0
+
+    def compact(self, tree: Tree) -> None:
+        """Rewrite the journal as the records of the current state, atomically,
+        and delete data files nothing refers to any more."""
+        if self.journal_fd >= 0:
+            os.close(self.journal_fd)
+            self.journal_fd = -1
+        fd = os.open("journal.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd)
+        try:
+            buf = [self._packer.pack([Rec.HEADER, JOURNAL_VERSION, self.layer_ids])]
+            for rec in tree.snapshot_records():
+                buf.append(self._packer.pack(rec))
+                if len(buf) >= 4096:
+                    _write_all(fd, b"".join(buf))
+                    buf.clear()
+            _write_all(fd, b"".join(buf))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename("journal.new", "journal", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        os.fsync(self.dir_fd)
+        live = {str(n.uino) for n in tree.uinodes.values()
+                if n.layer is None and stat.S_ISREG(n.mode)}
+        for name in os.listdir(self.data_fd):
+            if name not in live:
+                os.unlink(name, dir_fd=self.data_fd)
+        self.journal_fd = os.open("journal", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, dir_fd=self.dir_fd)
+
+    # -- live use ------------------------------------------------------------------
+
+    def append(self, records: list[list]) -> None:
+        if records:
+            _write_all(self.journal_fd, b"".join(self._packer.pack(r) for r in records))
+
+    def sync(self) -> None:
+        os.fsync(self.journal_fd)
+
+    def open_data(self, uino: int, *, create: bool = False, truncate: bool = False) -> int:
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+        if create:
+            flags |= os.O_CREAT
+        if truncate:
+            flags |= os.O_TRUNC
+        return os.open(str(uino), flags, 0o600, dir_fd=self.data_fd)
+
+    def remove_data(self, uino: int) -> None:
+        try:
+            os.unlink(str(uino), dir_fd=self.data_fd)
+        except FileNotFoundError:
+            pass
+
+    def statvfs(self) -> os.statvfs_result:
+        return os.statvfs(self.data_fd)
+
+
+def _decode(rec: list) -> list:
+    """msgpack gives lists back; paths and targets stay bytes (bin type)."""
+    return rec
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except InterruptedError:
+            continue
+        if n <= 0:
+            raise OSError(errno.EIO, "short write")
+        view = view[n:]
