@@ -113,5 +113,58 @@ def umount(mountpoints: tuple[str, ...]) -> None:
             click.echo(f"dockish: {note}", err=True)
 
 
+def _offline_view(image: str, upper: str):
+    """The tree of IMAGE plus the writable layer UPPER, read without mounting."""
+    from unionfs.daemon import build_tree
+    from unionfs.upper import Upper
+    spec = _mount_spec(image, ".", upper, [])
+    tree = build_tree(spec)
+    up = Upper(spec.upper, spec.layer_ids)
+    if not spec.upper.is_dir():
+        raise UserError(f"{upper} is not a writable layer directory")
+    up.open()
+    up.load(tree, compact=False)
+    return spec, tree, up
+
+
+@main.command()
+@click.option("--upper", required=True, metavar="DIR", help="The writable layer's directory.")
+@click.argument("image")
+@friendly
+def diff(upper: str, image: str) -> None:
+    """List what the writable layer DIR changed in IMAGE (A added, C changed,
+    D deleted), as `docker diff` does."""
+    from unionfs.generate import change_list
+    _, tree, up = _offline_view(image, upper)
+    try:
+        for kind, path in change_list(tree):
+            click.echo(f"{kind} /{path.decode('utf-8', 'surrogateescape')}")
+    finally:
+        up.close()
+
+
+@main.command("layer")
+@click.option("--upper", required=True, metavar="DIR", help="The writable layer's directory.")
+@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the tar ('-': stdout).")
+@click.argument("image")
+@friendly
+def layer_cmd(upper: str, output: str, image: str) -> None:
+    """Write the writable layer DIR over IMAGE as an OCI layer tar, with
+    `.wh.` whiteouts for deletions and opaque markers for replaced dirs."""
+    from unionfs.generate import write_layer
+    spec, tree, up = _offline_view(image, upper)
+    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec.layers]
+    try:
+        if output == "-":
+            write_layer(tree, sys.stdout.buffer, layer_fds=fds, data_fd=up.data_fd)
+        else:
+            with open(output, "wb") as f:
+                write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        up.close()
+
+
 if __name__ == "__main__":
     main()

@@ -122,6 +122,13 @@ def fusermount() -> str:
 
 
 def detach(mountpoint: str, *, lazy: bool = False) -> None:
+    """Unmount: umount(8) where we are root (e.g. inside a container's user
+    namespace, where the mount was made without fusermount3), else fusermount3."""
+    if os.geteuid() == 0 and shutil.which("umount"):
+        res = subprocess.run(["umount"] + (["-l"] if lazy else []) + [mountpoint],
+                             capture_output=True, text=True)
+        if res.returncode == 0:
+            return
     args = [fusermount(), "-u"] + (["-z"] if lazy else []) + [mountpoint]
     res = subprocess.run(args, capture_output=True, text=True)
     if res.returncode != 0:

@@ -70,7 +70,7 @@ class Upper:
                 os.close(fd)
                 setattr(self, name, -1)
 
-    def load(self, tree: Tree) -> int:
+    def load(self, tree: Tree, *, compact: bool = True) -> int:
         """Replay the journal onto a tree holding the lower layers, then
         rewrite it compactly. Returns how many records were replayed."""
         count = 0
@@ -97,7 +97,8 @@ class Upper:
                                      f"(record {count}: {e!r})") from None
         tree.take_pending()
         self._sync_sizes(tree)
-        self.compact(tree)
+        if compact:
+            self.compact(tree)
         return count
 
     def _check_header(self, rec: list) -> None:
