@@ -77,21 +77,31 @@ def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[st
 @click.option("--upper", metavar="DIR", help="The writable layer's directory (made if missing).")
 @click.option("-o", "options", multiple=True, metavar="OPT[,OPT...]",
               help="FUSE mount options, e.g. allow_other, fsname=NAME.")
-@click.argument("image")
-@click.argument("mountpoint")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              help="With no IMAGE: how to list the active mounts.")
+@click.argument("image", required=False)
+@click.argument("mountpoint", required=False)
 @friendly
-def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...],
-          image: str, mountpoint: str) -> None:
+def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...], fmt: str,
+          image: str | None, mountpoint: str | None) -> None:
     """Mount IMAGE's merged layers at MOUNTPOINT (read-only unless --rw).
 
-    IMAGE is oci:PATH[:TAG] or docker-archive:PATH[:REPO:TAG].
+    IMAGE is oci:PATH[:TAG] or docker-archive:PATH[:REPO:TAG]. Without
+    MOUNTPOINT, a directory under the user's runtime dir is made and its path
+    printed. Without IMAGE, the active mounts are listed.
     """
     from unionfs import daemon, mounts
+    if image is None:
+        _list_mounts(fmt)
+        return
     opts = [o for group in options for o in group.split(",") if o]
     if "ro" in opts and (rw or upper):
         raise UserError("-o ro contradicts --rw/--upper")
     if rw and not upper:
         raise UserError("--rw needs --upper DIR: the directory that keeps the changes")
+    print_path = mountpoint is None
+    if mountpoint is None:
+        mountpoint = str(mounts.auto_mountpoint(image))
     daemon.check_mountpoint(os.path.abspath(mountpoint))
     spec = _mount_spec(image, mountpoint, upper, opts)
     if foreground:
@@ -99,18 +109,59 @@ def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...
         return
     log = mounts.runtime_dir() / f"mount-{mounts.record_path(spec.mountpoint).stem}.log"
     daemon.start(spec, log)
+    if print_path:
+        click.echo(spec.mountpoint)
+
+
+def _list_mounts(fmt: str) -> None:
+    import json
+
+    from unionfs import mounts
+    live = []
+    for rec in mounts.all_records():
+        if rec.alive:
+            live.append(rec)
+        else:
+            note = mounts.unmount(rec.mountpoint) if mounts.mount_state(rec.mountpoint) == \
+                "stale" else ""
+            mounts.remove(rec.mountpoint)
+            click.echo(f"dockish: {rec.mountpoint}: its daemon had died; "
+                       f"{'cleaned up the stale mount' if note else 'forgot it'}", err=True)
+    if fmt == "json":
+        click.echo(json.dumps([{"Image": r.image, "Mountpoint": r.mountpoint, "Pid": r.pid,
+                                "ReadOnly": r.readonly, "Upper": r.upper} for r in live],
+                              indent=2))
+        return
+    rows = [("IMAGE", "MOUNTPOINT", "PID", "MODE")]
+    rows += [(r.image, r.mountpoint, str(r.pid), "ro" if r.readonly else "rw") for r in live]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths)) + "   " + row[3])
 
 
 @main.command()
-@click.argument("mountpoints", nargs=-1, required=True)
+@click.option("-a", "--all", "all_", is_flag=True, help="Unmount every dockish mount.")
+@click.argument("targets", nargs=-1)
 @friendly
-def umount(mountpoints: tuple[str, ...]) -> None:
-    """Unmount dockish mounts and wait for their daemons to save and exit."""
+def umount(all_: bool, targets: tuple[str, ...]) -> None:
+    """Unmount dockish mounts (by mountpoint or by image) and wait for their
+    daemons to save and exit."""
     from unionfs import mounts
-    for mp in mountpoints:
-        note = mounts.unmount(os.path.abspath(mp))
+    if not targets and not all_:
+        raise UserError("umount needs a MOUNTPOINT, an IMAGE or --all")
+    records = mounts.all_records()
+    chosen: list[str] = []
+    if all_:
+        chosen = [r.mountpoint for r in records]
+    for t in targets:
+        by_image = [r.mountpoint for r in records if r.image == t]
+        chosen.extend(by_image or [os.path.abspath(t)])
+    for mp in chosen:
+        note = mounts.unmount(mp)
         if note:
             click.echo(f"dockish: {note}", err=True)
+        else:
+            click.echo(mp)
 
 
 def _offline_view(image: str, upper: str):

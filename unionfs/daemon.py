@@ -49,6 +49,10 @@ def fuse_options(spec: MountSpec) -> set[str]:
     opts: set[str] = set()                   # no default_permissions: see unionfs.access
     opts.add("fsname=dockish")
     opts.add("subtype=dockish")
+    if os.geteuid() != 0:
+        # fusermount3 stays behind and unmounts if the daemon dies, so a killed
+        # daemon never leaves a "Transport endpoint is not connected" mountpoint
+        opts.add("auto_unmount")
     if spec.upper is None:
         opts.add("ro")
     for opt in spec.options:

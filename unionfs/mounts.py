@@ -114,6 +114,23 @@ def mount_state(path: str) -> str:
     return "mounted" if os.path.ismount(path) else "none"
 
 
+def auto_mountpoint(image: str) -> Path:
+    """A fresh directory for a mount the user did not place (as ``podman
+    image mount`` does)."""
+    base = runtime_dir() / "mnt"
+    base.mkdir(mode=0o700, exist_ok=True)
+    n = 0
+    while True:
+        path = base / f"{_key(image)[:12]}{'-' + str(n) if n else ''}"
+        try:
+            path.mkdir(mode=0o755)
+            return path
+        except FileExistsError:
+            if mount_state(str(path)) == "none" and not any(path.iterdir()):
+                return path
+            n += 1
+
+
 def fusermount() -> str:
     exe = shutil.which("fusermount3") or shutil.which("fusermount")
     if exe is None:
