@@ -21,6 +21,7 @@ class UserError(Exception):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from registry.archive import ImageError
+
     from unionfs.layers import LayerStoreError
     from unionfs.mounts import MountError
     from unionfs.tarindex import LayerError as TarLayerError
@@ -62,6 +63,7 @@ def _store():
 
 def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[str]):
     from registry.archive import import_image
+
     from unionfs.daemon import MountSpec
     store = _store()
     img = import_image(image, store)
@@ -136,7 +138,8 @@ def _list_mounts(fmt: str) -> None:
     rows += [(r.image, r.mountpoint, str(r.pid), "ro" if r.readonly else "rw") for r in live]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths)) + "   " + row[3])
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        click.echo("   ".join([*cells, row[3]]))
 
 
 @main.command()
@@ -196,7 +199,8 @@ def diff(upper: str, image: str) -> None:
 
 @main.command("layer")
 @click.option("--upper", required=True, metavar="DIR", help="The writable layer's directory.")
-@click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the tar ('-': stdout).")
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Where to write the tar ('-': stdout).")
 @click.argument("image")
 @friendly
 def layer_cmd(upper: str, output: str, image: str) -> None:

@@ -4,55 +4,22 @@ image) must give the same results, errors and final trees — and the union's
 tree must come back unchanged after unmount and remount."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .diffbase import BASE_LAYERS, umoci_image
+from .diffbase import dockish_exe as _dockish
+
 HERE = Path(__file__).parent
 WORKER = HERE / "diffworker.py"
 
-
-def _tar(path: Path, members: list[tuple]) -> Path:
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
-        for name, kind, arg in members:
-            ti = tarfile.TarInfo(name)
-            ti.mtime = 1_600_000_000
-            ti.uid = ti.gid = 0
-            if kind == "d":
-                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
-                t.addfile(ti)
-            elif kind == "f":
-                data = arg.encode() if isinstance(arg, str) else arg
-                ti.size, ti.mode = len(data), 0o644
-                t.addfile(ti, io.BytesIO(data))
-            elif kind == "l":
-                ti.type, ti.linkname, ti.mode = tarfile.SYMTYPE, arg, 0o777
-                t.addfile(ti)
-            elif kind == "h":
-                ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, arg, 0o644
-                t.addfile(ti)
-    return path
-
-
-BASE_LAYERS = [
-    [("a", "d", None), ("a/f1", "f", "one\n"), ("a/f2", "f", "two\n" * 1000),
-     ("a/b", "d", None), ("a/b/g", "f", "gee"), ("a/b/deep", "d", None),
-     ("a/b/deep/x", "f", "x"), ("c", "d", None), ("c/h", "f", "aitch"),
-     ("hl1", "f", "hard"), ("hl2", "h", "hl1"), ("opq", "d", None), ("opq/old", "f", "o"),
-     ("gone", "f", "bye"), ("gonedir", "d", None), ("gonedir/y", "f", "y"),
-     ("big", "f", bytes(range(256)) * 4096)],
-    [("a", "d", None), ("a/f1", "f", "one, changed\n"), (".wh.gone", "f", ""),
-     (".wh.gonedir", "f", ""), ("opq", "d", None), ("opq/.wh..wh..opq", "f", ""),
-     ("opq/new", "f", "n"), ("c/hl3", "h", "hl1"), ("lnk", "l", "a/f1")],
-]
 
 EXISTING = ["a/f1", "a/f2", "a/b", "a/b/g", "a/b/deep", "a/b/deep/x", "c", "c/h", "hl1",
             "hl2", "c/hl3", "opq", "opq/new", "opq/old", "gone", "gonedir", "big", "lnk", "a"]
@@ -63,23 +30,7 @@ PATHS = EXISTING + NEW
 @pytest.fixture(scope="module")
 def base_image(tmp_path_factory) -> tuple[str, Path]:
     """An OCI layout made by umoci from our layer tars, and umoci's unpack."""
-    d = tmp_path_factory.mktemp("diffbase")
-    layout = d / "layout"
-    subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
-    subprocess.run(["umoci", "new", "--image", f"{layout}:t"], check=True)
-    for i, members in enumerate(BASE_LAYERS):
-        tar = _tar(d / f"l{i}.tar", members)
-        subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:t", str(tar)],
-                       check=True)
-    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:t",
-                    str(d / "bundle")], check=True, capture_output=True)
-    return f"oci:{layout}:t", d / "bundle" / "rootfs"
-
-
-def _dockish() -> str:
-    exe = Path(sys.executable).parent / "dockish"
-    assert exe.exists(), f"dockish is not installed next to {sys.executable}"
-    return str(exe)
+    return umoci_image(tmp_path_factory.mktemp("diffbase"), BASE_LAYERS)
 
 
 def run_diff(base_image, tmp_path: Path, ops: list) -> dict:
@@ -97,7 +48,7 @@ def run_diff(base_image, tmp_path: Path, ops: list) -> dict:
 
 
 def check_same(out: dict, ops: list) -> None:
-    for op, u, p in zip(ops, out["union_ops"], out["plain_ops"]):
+    for op, u, p in zip(ops, out["union_ops"], out["plain_ops"], strict=True):
         assert u == p, f"{op}: union gave {u}, plain directory gave {p}"
     union, plain = out["union"], out["plain"]
     assert sorted(union) == sorted(plain), (

@@ -21,12 +21,12 @@ import logging
 import os
 import stat
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyfuse3
 import trio
 
-from .access import R, W, X, Policy, open_want
+from .access import Policy, R, W, X, open_want
 from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Tree
 from .upper import Upper
 from .whiteout import is_whiteout
@@ -278,7 +278,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     # -- making names ---------------------------------------------------------------
 
     def _make(self, parent: Node, name: bytes, mode: int, ctx, *, rdev: int = 0,
-              target: bytes | None = None) -> Node:
+              target: bytes | None = None, keep_open: bool = False) -> Node:
         self._new_name_ok(parent, name, ctx)
         now = time.time_ns()
         gid = ctx.gid
@@ -288,7 +288,11 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 mode |= stat.S_ISGID
         node = self.tree.new_node(mode, ctx.uid, gid, now, rdev=rdev, target=target)
         if stat.S_ISREG(mode):
-            self._fds[node.ino] = self.upper.open_data(node.uino, create=True, truncate=True)
+            fd = self.upper.open_data(node.uino, create=True, truncate=True)
+            if keep_open:
+                self._fds[node.ino] = fd
+            else:
+                os.close(fd)
         self._touch_dir(parent, now)
         self.tree.place(parent, name, node)
         self._flush_journal()
@@ -309,7 +313,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     async def create(self, parent_inode, name, mode, flags, ctx):
         parent = self._dir(parent_inode)
-        node = self._make(parent, name, stat.S_IFREG | stat.S_IMODE(mode), ctx)
+        node = self._make(parent, name, stat.S_IFREG | stat.S_IMODE(mode), ctx, keep_open=True)
         return self._open_handle(node), self.attrs(node)
 
     async def link(self, inode, new_parent_inode, new_name, ctx) -> pyfuse3.EntryAttributes:

@@ -11,7 +11,8 @@ import io
 import os
 import stat
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from .entry import OPAQUE_MARKER
 from .tree import Node, Tree, join, split

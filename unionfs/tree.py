@@ -13,7 +13,7 @@ OCI ``.wh.NAME``), and a new directory standing on such a name is opaque.
 from __future__ import annotations
 
 import stat
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from .entry import GID, HARDLINK, LINK, MODE, MTIME, OFFSET, PATH, RDEV, SIZE, UID, XATTRS
 from .whiteout import hidden_name, is_opaque, is_whiteout

@@ -56,7 +56,8 @@ class Upper:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.close()
-            raise UpperError(f"writable layer {self.path} is in use by another dockish mount")
+            raise UpperError(f"writable layer {self.path} is in use by another dockish "
+                             "mount") from None
         try:
             os.mkdir("data", 0o700, dir_fd=self.dir_fd)
         except FileExistsError:

@@ -1,0 +1,133 @@
+"""The writable layer survives unmount/remount, and a daemon killed with
+SIGKILL in the middle of writes loses nothing that was fsync'ed."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .diffbase import BASE_LAYERS, dockish_exe, umoci_image
+
+WRITER = r'''
+import hashlib, os, sys, random
+mnt, log = sys.argv[1], sys.argv[2]
+rnd = random.Random(int(sys.argv[3]))
+logf = open(log, "a")
+i = 0
+while True:
+    i += 1
+    d = os.path.join(mnt, "w", f"d{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    name = os.path.join(d, f"f{i}")
+    data = os.urandom(rnd.randrange(1, 200_000))
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    os.fsync(fd)
+    os.close(fd)
+    if i % 5 == 0:                       # churn: deletes, renames, copy-ups
+        victim = os.path.join(mnt, "w", f"d{(i - 3) % 7}", f"f{i - 3}")
+        try:
+            os.rename(victim, victim + ".moved")
+        except FileNotFoundError:
+            pass
+        with open(os.path.join(mnt, "a", "f2"), "ab") as f:
+            f.write(b"x")
+    logf.write(f"{os.path.relpath(name, mnt)} {hashlib.sha256(data).hexdigest()}\n")
+    logf.flush()
+'''
+
+
+def _daemon_pid(mnt: Path) -> int:
+    out = subprocess.run([dockish_exe(), "mount", "--format", "json"], capture_output=True,
+                         text=True, check=True).stdout
+    import json
+    for rec in json.loads(out):
+        if rec["Mountpoint"] == str(mnt):
+            return rec["Pid"]
+    raise AssertionError(f"{mnt} is not in dockish's mount list: {out}")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    return umoci_image(tmp_path_factory.mktemp("persist"), BASE_LAYERS)[0]
+
+
+def _mount(image: str, upper: Path, mnt: Path) -> None:
+    subprocess.run([dockish_exe(), "mount", "--rw", "--upper", str(upper), image, str(mnt)],
+                   check=True, capture_output=True, text=True)
+
+
+def _umount(mnt: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([dockish_exe(), "umount", str(mnt)], capture_output=True, text=True)
+
+
+def test_changes_survive_remount(image, tmp_path):
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    (mnt / "a" / "f1").write_text("changed")
+    os.chmod(mnt / "big", 0o4711)
+    os.setxattr(mnt / "c" / "h", "user.note", b"\x00\xffbinary")
+    os.utime(mnt / "c" / "h", ns=(5, -1_000_000_001))
+    os.unlink(mnt / "hl1")
+    os.rename(mnt / "a", mnt / "c" / "a2")
+    os.mkfifo(mnt / "fifo")
+    before = {p: os.lstat(mnt / p) for p in ("c/a2/f1", "big", "c/h", "hl2", "fifo")}
+    assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert (mnt / "c" / "a2" / "f1").read_text() == "changed"
+        assert not (mnt / "a").exists() and not (mnt / "hl1").exists()
+        assert os.getxattr(mnt / "c" / "h", "user.note") == b"\x00\xffbinary"
+        for p, st in before.items():
+            now = os.lstat(mnt / p)
+            assert (now.st_mode, now.st_size, now.st_mtime_ns, now.st_nlink) == \
+                (st.st_mode, st.st_size, st.st_mtime_ns, st.st_nlink), p
+        assert os.lstat(mnt / "c" / "h").st_mtime_ns == -1_000_000_001
+        assert (mnt / "c" / "a2" / "b" / "g").read_text() == "gee"
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("DOCKISH_KILL_ROUNDS", "4"))))
+def test_kill_9_loses_nothing_fsynced(image, tmp_path, seed):
+    rnd = random.Random(seed)
+    mnt, upper, log = tmp_path / "mnt", tmp_path / "upper", tmp_path / "written"
+    mnt.mkdir()
+    log.touch()
+    for _round in range(2):                  # kill, remount, write more, kill again
+        _mount(image, upper, mnt)
+        pid = _daemon_pid(mnt)
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mnt), str(log),
+                                   str(rnd.random())], stderr=subprocess.DEVNULL)
+        time.sleep(0.3 + rnd.random() * 1.2)
+        os.kill(pid, signal.SIGKILL)
+        writer.wait(timeout=30)
+        deadline = time.time() + 10
+        while os.path.ismount(mnt) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not os.path.ismount(mnt), "a killed daemon left its mount behind"
+    _mount(image, upper, mnt)
+    try:
+        written = [line.split() for line in log.read_text().splitlines()]
+        assert len(written) > 5, "the writer made no progress"
+        moved = 0
+        for rel, digest in written:
+            path = mnt / rel
+            if not path.exists():
+                path = mnt / (rel + ".moved")
+                moved += 1
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, rel
+        for dirpath, _, filenames in os.walk(mnt):   # the whole tree is readable
+            for name in filenames:
+                os.lstat(os.path.join(dirpath, name))
+        assert (mnt / "a" / "b" / "g").read_text() == "gee"
+    finally:
+        assert _umount(mnt).returncode == 0
