@@ -92,6 +92,23 @@ def run_op(root: str, op: list, fds: dict) -> list:
         return ["err", errno.errorcode.get(e.errno, str(e.errno))]
 
 
+def _read(path: str, st: os.stat_result) -> bytes:
+    """A file's bytes; a mode-0000 file of our own (as rootless unpackers
+    leave them) is opened for a moment with u+r."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except PermissionError:
+        if st.st_uid != os.getuid():
+            raise
+        os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IRUSR)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        finally:
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
 def snapshot(root: str) -> dict:
     """Every entry's type, mode, size, content hash, link target, link count,
     user xattrs; plus which names share an inode."""
@@ -104,8 +121,7 @@ def snapshot(root: str) -> dict:
             st = os.lstat(full)
             item = {"type": stat.S_IFMT(st.st_mode), "mode": stat.S_IMODE(st.st_mode)}
             if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as f:
-                    item["sha"] = hashlib.sha256(f.read()).hexdigest()
+                item["sha"] = hashlib.sha256(_read(full, st)).hexdigest()
                 item["size"] = st.st_size
                 item["nlink"] = st.st_nlink
                 inodes.setdefault(st.st_ino, []).append(rel)
@@ -130,7 +146,8 @@ def main() -> int:
     ops = json.loads(ops_json)
     mnt, upper = os.path.join(work, "mnt"), os.path.join(work, "upper")
     os.makedirs(mnt, exist_ok=True)
-    subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True)
+    subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True,
+                   stdout=subprocess.DEVNULL)
     result: dict = {}
     try:
         fds: dict = {}
@@ -139,13 +156,14 @@ def main() -> int:
         result["union"] = snapshot(mnt)
         result["plain"] = snapshot(plain)
     finally:
-        subprocess.run([dockish, "umount", mnt], check=True)
+        subprocess.run([dockish, "umount", mnt], check=True, stdout=subprocess.DEVNULL)
     # the writable layer must come back exactly after a remount
-    subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True)
+    subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True,
+                   stdout=subprocess.DEVNULL)
     try:
         result["remount"] = snapshot(mnt)
     finally:
-        subprocess.run([dockish, "umount", mnt], check=True)
+        subprocess.run([dockish, "umount", mnt], check=True, stdout=subprocess.DEVNULL)
     json.dump(result, sys.stdout)
     return 0
 

@@ -17,22 +17,22 @@ from .diffbase import BASE_LAYERS, dockish_exe, umoci_image
 
 WRITER = r'''
 import hashlib, os, sys, random
-mnt, log = sys.argv[1], sys.argv[2]
-rnd = random.Random(int(sys.argv[3]))
+mnt, log, tag = sys.argv[1], sys.argv[2], sys.argv[4]
+rnd = random.Random(sys.argv[3])
 logf = open(log, "a")
 i = 0
 while True:
     i += 1
     d = os.path.join(mnt, "w", f"d{i % 7}")
     os.makedirs(d, exist_ok=True)
-    name = os.path.join(d, f"f{i}")
+    name = os.path.join(d, f"{tag}f{i}")
     data = os.urandom(rnd.randrange(1, 200_000))
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, data)
     os.fsync(fd)
     os.close(fd)
     if i % 5 == 0:                       # churn: deletes, renames, copy-ups
-        victim = os.path.join(mnt, "w", f"d{(i - 3) % 7}", f"f{i - 3}")
+        victim = os.path.join(mnt, "w", f"d{(i - 3) % 7}", f"{tag}f{i - 3}")
         try:
             os.rename(victim, victim + ".moved")
         except FileNotFoundError:
@@ -102,11 +102,11 @@ def test_kill_9_loses_nothing_fsynced(image, tmp_path, seed):
     mnt, upper, log = tmp_path / "mnt", tmp_path / "upper", tmp_path / "written"
     mnt.mkdir()
     log.touch()
-    for _round in range(2):                  # kill, remount, write more, kill again
+    for round_ in range(2):                  # kill, remount, write more, kill again
         _mount(image, upper, mnt)
         pid = _daemon_pid(mnt)
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mnt), str(log),
-                                   str(rnd.random())], stderr=subprocess.DEVNULL)
+                                   str(rnd.random()), f"r{round_}"])
         time.sleep(0.3 + rnd.random() * 1.2)
         os.kill(pid, signal.SIGKILL)
         writer.wait(timeout=30)
