@@ -1,0 +1,159 @@
+"""Test bed for dockish: checks that the machine can run the suite, hypothesis
+profiles, a private DOCKISH_ROOT per test and the shared test images.
+
+The suite needs real tools and real FUSE mounts as an unprivileged user. If
+something is missing the session stops before any test runs, with the list of
+problems and how to fix them: nothing is skipped. ``scripts/setup`` (as root)
+installs everything; ``scripts/test`` runs the suite as the right user.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from . import images  # a plain module, also usable without pytest
+
+# ------------------------------------------------------------------ hypothesis
+
+# Hypothesis keeps its example database under the current directory by
+# default; when that is not writable (a read-only checkout), use a cache dir.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") and not os.access(os.getcwd(), os.W_OK):
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    _cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    _home = Path(_cache) / "dockish" / "hypothesis"
+    try:
+        _home.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        _home = Path(tempfile.gettempdir()) / f"dockish-hypothesis-{os.getuid()}"
+        _home.mkdir(parents=True, exist_ok=True)
+    set_hypothesis_home_dir(_home)
+
+# Profiles: "ci" when CI is set, else "dev"; DOCKISH_HYPOTHESIS_PROFILE picks one.
+# CI: the same examples every run, a fixed budget, no timing flakiness.
+settings.register_profile(
+    "ci", derandomize=True, max_examples=50, deadline=None, print_blob=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow])
+# Local runs: random exploration, remembered failures, no deadline (FUSE
+# round trips are slow and noisy on a loaded machine).
+settings.register_profile("dev", deadline=None, max_examples=100)
+settings.load_profile(os.environ.get("DOCKISH_HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
+
+# ------------------------------------------------------------------ test bed
+
+REQUIRED_TOOLS = {
+    "umoci": "umoci",
+    "skopeo": "skopeo",
+    "docker-registry": "docker-registry",
+    "fuse-overlayfs": "fuse-overlayfs",
+    "busybox": "busybox-static",
+    "fusermount3": "fuse3",
+    "unshare": "util-linux",
+    "newuidmap": "uidmap",
+    "newgidmap": "uidmap",
+}
+FIX = "run `sudo scripts/setup` (installs the packages, makes /dev/fuse usable)"
+
+
+def _setuid_root(path: str) -> bool:
+    st = os.stat(path)
+    return st.st_uid == 0 and bool(st.st_mode & stat.S_ISUID)
+
+
+def testbed_problems() -> list[str]:
+    """What keeps this machine and user from running the suite (empty: all good)."""
+    problems = []
+    if os.geteuid() == 0:
+        problems.append("running as root: the tests must run as an unprivileged user")
+    if not os.path.exists("/dev/fuse"):
+        problems.append("/dev/fuse does not exist (no FUSE in this kernel or container)")
+    elif not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        problems.append("/dev/fuse is not read-writable for this user: "
+                        "run `sudo chmod 0666 /dev/fuse` (or `sudo scripts/setup`)")
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)})
+    for tool, pkg in REQUIRED_TOOLS.items():
+        if not shutil.which(tool):
+            problems.append(f"`{tool}` is not installed (Debian package {pkg})")
+    if missing:
+        problems.append(f"install them: sudo apt-get install {' '.join(missing)}")
+    for tool in ("fusermount3", "newuidmap", "newgidmap"):
+        path = shutil.which(tool)
+        if path and not _setuid_root(path):
+            problems.append(f"{path} is not setuid root: run `sudo chmod u+s {path}` "
+                            f"(or reinstall its package)")
+    if shutil.which("busybox"):
+        try:
+            images.find_busybox()
+        except RuntimeError as e:
+            problems.append(str(e))
+    if shutil.which("unshare"):
+        p = subprocess.run(["unshare", "-Ur", "true"], capture_output=True, text=True)
+        if p.returncode != 0:
+            problems.append(
+                "`unshare -Ur true` fails (unprivileged user namespaces are off): "
+                f"{p.stderr.strip()} — try `sudo sysctl -w kernel.unprivileged_userns_clone=1` "
+                "or `sudo sysctl -w user.max_user_namespaces=15000`")
+    return problems
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if os.geteuid() == 0:
+        pytest.exit("the dockish tests must run as an unprivileged user, not root: use "
+                    "scripts/test (as root it creates the user dockish-test and runs the "
+                    "suite as that user)", returncode=4)
+    problems = testbed_problems()
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        pytest.exit(f"this machine cannot run the dockish tests:\n{lines}\n"
+                    f"Fix: {FIX}, then run scripts/test.", returncode=4)
+
+
+# ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_dockish_root(tmp_path_factory):
+    """Nothing in a test session touches the user's real store, even from
+    session- or module-scoped fixtures."""
+    old = os.environ.get("DOCKISH_ROOT")
+    os.environ["DOCKISH_ROOT"] = str(tmp_path_factory.mktemp("session-store"))
+    yield
+    if old is None:
+        os.environ.pop("DOCKISH_ROOT", None)
+    else:
+        os.environ["DOCKISH_ROOT"] = old
+
+
+@pytest.fixture(autouse=True)
+def dockish_root(tmp_path, monkeypatch) -> Path:
+    """A store of its own for each test: ``$DOCKISH_ROOT``, inherited by the
+    subprocesses the test starts."""
+    root = tmp_path / "dockish-root"
+    monkeypatch.setenv("DOCKISH_ROOT", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_images(tmp_path_factory) -> images.ImageFactory:
+    """Builds the test images (``busybox``, ``layered``) on first use, once per
+    session: ``test_images["layered"]`` is an :class:`images.TestImage`."""
+    return images.ImageFactory(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture(scope="session")
+def busybox_image(test_images) -> images.TestImage:
+    return test_images["busybox"]
+
+
+@pytest.fixture(scope="session")
+def layered_image(test_images) -> images.TestImage:
+    return test_images["layered"]
