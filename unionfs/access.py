@@ -52,6 +52,15 @@ class Policy:
 
     def __init__(self, owner_uid: int | None = None) -> None:
         self.owner_uid = os.getuid() if owner_uid is None else owner_uid
+        self.owner_gid = os.getgid()
+
+    def new_owner(self, ctx) -> tuple[int, int]:
+        """Who owns what a caller creates. The mounting user is root of its
+        own image (as in a rootless container, where it is uid 0), so its
+        files belong to 0:0 like the rest of the image."""
+        uid = 0 if ctx.uid == self.owner_uid else ctx.uid
+        gid = 0 if ctx.uid == self.owner_uid and ctx.gid == self.owner_gid else ctx.gid
+        return uid, gid
 
     def creds(self, ctx) -> Creds:
         return Creds(ctx.uid, ctx.gid, ctx.pid)

@@ -281,12 +281,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
               target: bytes | None = None, keep_open: bool = False) -> Node:
         self._new_name_ok(parent, name, ctx)
         now = time.time_ns()
-        gid = ctx.gid
+        uid, gid = self.policy.new_owner(ctx)
         if parent.mode & stat.S_ISGID:
             gid = parent.gid
             if stat.S_ISDIR(mode):
                 mode |= stat.S_ISGID
-        node = self.tree.new_node(mode, ctx.uid, gid, now, rdev=rdev, target=target)
+        node = self.tree.new_node(mode, uid, gid, now, rdev=rdev, target=target)
         if stat.S_ISREG(mode):
             fd = self.upper.open_data(node.uino, create=True, truncate=True)
             if keep_open:

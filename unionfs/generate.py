@@ -39,8 +39,8 @@ class _PreadReader(io.RawIOBase):
 
 
 def change_list(tree: Tree) -> list[tuple[str, bytes]]:
-    """Docker ``diff`` lines: (A|C|D, path), parents first."""
-    return [(kind, path) for kind, path, _ in tree.changes()]
+    """Docker ``diff`` lines: (A|C|D, path), sorted by path as Docker does."""
+    return sorted(((kind, path) for kind, path, _ in tree.changes()), key=lambda c: c[1])
 
 
 def _tarinfo(name: bytes, node: Node, mtime_clamp: int | None) -> tarfile.TarInfo:
