@@ -21,7 +21,6 @@ class UserError(Exception):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from registry.archive import ImageError
-
     from unionfs.layers import LayerStoreError
     from unionfs.mounts import MountError
     from unionfs.tarindex import LayerError as TarLayerError
@@ -62,11 +61,10 @@ def _store():
 
 
 def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[str]):
-    from registry.archive import import_image
-
+    from registry.resolve import resolve
     from unionfs.daemon import MountSpec
     store = _store()
-    img = import_image(image, store)
+    img = resolve(image, store)
     layers = [(store.tar_path(d), store.load_index(d)) for d in img.diff_ids]
     return MountSpec(layers=layers, layer_ids=list(img.diff_ids),
                      mountpoint=os.path.abspath(mountpoint), image=image,
