@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -137,3 +138,49 @@ def test_hundred_thousand_entry_directory(tmp_path):
     finally:
         dockish("umount", str(mnt), check=True)
 
+
+
+STALE = r'''
+import os, signal, subprocess, sys, json, time
+dockish, image, mnt = sys.argv[1:4]
+os.makedirs(mnt, exist_ok=True)
+subprocess.run([dockish, "mount", image, mnt], check=True, stdout=subprocess.DEVNULL)
+pid = json.loads(subprocess.run([dockish, "mount", "--format", "json"], check=True,
+                                capture_output=True, text=True).stdout)[0]["Pid"]
+os.kill(pid, signal.SIGKILL)
+time.sleep(0.5)
+try:
+    os.stat(mnt)
+    raise SystemExit("expected a dead mount here")
+except OSError as e:
+    assert e.errno == 107, e     # ENOTCONN: the kernel still has the dead mount
+res = subprocess.run([dockish, "mount", image, mnt], capture_output=True, text=True)
+assert res.returncode == 0, res.stderr
+assert "stale" in res.stderr and "died" in res.stderr, res.stderr
+assert os.listdir(mnt), "remounted over the stale mount"
+subprocess.run([dockish, "umount", mnt], check=True, stdout=subprocess.DEVNULL)
+'''
+
+
+def test_dead_daemon_mount_is_cleaned_up_and_said(image, tmp_path):
+    """Where no fusermount3 watches the mount (inside a user namespace, as a
+    container runtime mounts), a killed daemon leaves ENOTCONN behind: the
+    next `dockish mount` on it cleans up and says what happened."""
+    res = subprocess.run(["unshare", "-Urm", sys.executable, "-c", STALE, dockish_exe(),
+                          image, str(tmp_path / "m")], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
+def test_fuse_options_pass_through(image, tmp_path):
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    dockish("mount", "-o", "fsname=inspect-me,noatime", image, str(mnt), check=True)
+    try:
+        line = next(ln for ln in Path("/proc/self/mounts").read_text().splitlines()
+                    if ln.split()[1] == str(mnt))
+        source, _, fstype, opts = line.split()[:4]
+        assert source == "inspect-me" and fstype == "fuse.dockish"
+        assert "ro" in opts.split(",") and "noatime" in opts.split(",")
+    finally:
+        dockish("umount", str(mnt), check=True)

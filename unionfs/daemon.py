@@ -47,7 +47,8 @@ def build_tree(spec: MountSpec) -> Tree:
 
 def fuse_options(spec: MountSpec) -> set[str]:
     opts: set[str] = set()                   # no default_permissions: see unionfs.access
-    opts.add("fsname=dockish")
+    if not any(o.startswith("fsname=") for o in spec.options):
+        opts.add("fsname=dockish")
     opts.add("subtype=dockish")
     if os.geteuid() != 0:
         # fusermount3 stays behind and unmounts if the daemon dies, so a killed
