@@ -62,7 +62,7 @@ BASE_LAYERS = [
 ]
 
 
-def umoci_image(d: Path, layers: list) -> tuple[str, Path]:
+def umoci_image(d: Path, layers: list, *, unpack: bool = True) -> tuple[str, Path]:
     """An OCI layout of these layers (tag ``t``) and umoci's rootless unpack
     of it: returns (``oci:LAYOUT:t``, unpacked rootfs)."""
     layout = d / "layout"
@@ -72,8 +72,9 @@ def umoci_image(d: Path, layers: list) -> tuple[str, Path]:
         tar = _tar(d / f"l{i}.tar", members)
         subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:t", str(tar)],
                        check=True)
-    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:t",
-                    str(d / "bundle")], check=True, capture_output=True)
+    if unpack:
+        subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:t",
+                        str(d / "bundle")], check=True, capture_output=True)
     return f"oci:{layout}:t", d / "bundle" / "rootfs"
 
 

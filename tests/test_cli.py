@@ -123,7 +123,7 @@ def test_diff_and_layer_export(image, tmp_path):
 
 def test_hundred_thousand_entry_directory(tmp_path):
     big = [("big", "d", None)] + [(f"big/f{i:06d}", "f", b"") for i in range(100_000)]
-    ref, _ = umoci_image(tmp_path, [big])
+    ref, _ = umoci_image(tmp_path, [big], unpack=False)
     mnt, up = tmp_path / "m", tmp_path / "up"
     mnt.mkdir()
     dockish("mount", "--rw", "--upper", str(up), ref, str(mnt), check=True)

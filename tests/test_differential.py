@@ -117,7 +117,7 @@ _op = st.one_of(
 ).map(list)
 
 
-@settings(max_examples=int(os.environ.get("DOCKISH_DIFF_EXAMPLES", "25")), deadline=None,
+@settings(max_examples=int(os.environ.get("DOCKISH_DIFF_EXAMPLES", "60")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=st.lists(_op, min_size=1, max_size=40))
 def test_random_operations(base_image, tmp_path_factory, ops):
