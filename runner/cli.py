@@ -23,11 +23,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from registry.archive import ImageError
     from unionfs.layers import LayerStoreError
     from unionfs.mounts import MountError
-    from unionfs.tarindex import LayerError as TarLayerError
     from unionfs.tree import LayerError
     from unionfs.upper import UpperError
-    return (UserError, ImageError, LayerStoreError, MountError, TarLayerError, LayerError,
-            UpperError, OSError)
+    return (UserError, ImageError, LayerStoreError, MountError, LayerError, UpperError, OSError)
 
 
 def friendly(fn):

@@ -52,7 +52,8 @@ _SPARSE_PREFIX = b"GNU.sparse."
 
 
 class LayerError(Exception):
-    """A layer tar dockish refuses to store (unsafe, malformed or truncated)."""
+    """A layer dockish refuses: unsafe, malformed or truncated, or one that
+    cannot be merged (a hardlink to nothing)."""
 
 
 def _show(path: bytes) -> str:

@@ -16,13 +16,10 @@ import stat
 from collections.abc import Iterable, Iterator
 
 from .entry import GID, HARDLINK, LINK, MODE, MTIME, OFFSET, PATH, RDEV, SIZE, UID, XATTRS
+from .tarindex import LayerError
 from .whiteout import hidden_name, is_opaque, is_whiteout
 
 ROOT_INO = 1
-
-
-class LayerError(Exception):
-    """A layer that cannot be merged (e.g. a hardlink to nothing)."""
 
 
 class Rec:
