@@ -131,3 +131,33 @@ def test_kill_9_loses_nothing_fsynced(image, tmp_path, seed):
         assert (mnt / "a" / "b" / "g").read_text() == "gee"
     finally:
         assert _umount(mnt).returncode == 0
+
+
+def test_live_journal_compaction_keeps_everything(image, tmp_path):
+    """A long-lived mount rewrites its journal when it is mostly history; the
+    state after many changes is exactly what a remount shows."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    env = dict(os.environ, DOCKISH_COMPACT_BYTES="8192")
+    subprocess.run([dockish_exe(), "mount", "--rw", "--upper", str(upper), image, str(mnt)],
+                   check=True, env=env)
+    try:
+        for i in range(400):
+            p = mnt / "a" / f"n{i % 20}"
+            p.write_text(f"version {i}")
+            os.chmod(p, 0o600 + (i % 2) * 0o44)
+            if i % 7 == 0:
+                os.unlink(p)
+        journal = (upper / "journal").stat().st_size
+        assert journal < 64 * 1024, f"journal grew to {journal} bytes"
+        before = {p.name: (p.read_text(), p.stat().st_mode) for p in (mnt / "a").iterdir()
+                  if p.is_file()}
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        after = {p.name: (p.read_text(), p.stat().st_mode) for p in (mnt / "a").iterdir()
+                 if p.is_file()}
+        assert after == before
+    finally:
+        assert _umount(mnt).returncode == 0

@@ -134,6 +134,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     def _flush_journal(self) -> None:
         self.upper.append(self.tree.take_pending())
+        if self.upper.needs_compaction() and not self._copy_locks:
+            self.upper.compact(self.tree)
 
     def _new_name_ok(self, parent: Node, name: bytes, ctx) -> None:
         self._writable()

@@ -26,6 +26,7 @@ import msgpack
 from .tree import Rec, Tree
 
 JOURNAL_VERSION = 1
+COMPACT_MIN = 64 << 20      # journal bytes before a live mount compacts it
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -44,6 +45,9 @@ class Upper:
         self.journal_fd = -1
         self.lock_fd = -1
         self._packer = msgpack.Packer(use_bin_type=True)
+        self.journal_bytes = 0
+        self.snapshot_bytes = 0
+        self.compact_min = int(os.environ.get("DOCKISH_COMPACT_BYTES", COMPACT_MIN))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -139,6 +143,8 @@ class Upper:
             os.fsync(fd)
         finally:
             os.close(fd)
+        self.snapshot_bytes = os.stat("journal.new", dir_fd=self.dir_fd).st_size
+        self.journal_bytes = self.snapshot_bytes
         os.rename("journal.new", "journal", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         os.fsync(self.dir_fd)
         live = {str(n.uino) for n in tree.uinodes.values()
@@ -153,7 +159,13 @@ class Upper:
 
     def append(self, records: list[list]) -> None:
         if records:
-            _write_all(self.journal_fd, b"".join(self._packer.pack(r) for r in records))
+            data = b"".join(self._packer.pack(r) for r in records)
+            _write_all(self.journal_fd, data)
+            self.journal_bytes += len(data)
+
+    def needs_compaction(self) -> bool:
+        """A long-lived mount's journal is rewritten once it is mostly history."""
+        return self.journal_bytes > max(self.compact_min, 4 * self.snapshot_bytes)
 
     def sync(self) -> None:
         os.fsync(self.journal_fd)
