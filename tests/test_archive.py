@@ -358,31 +358,36 @@ def _tar_of(members: dict[str, bytes | str], path: Path) -> Path:
     return path
 
 
-def test_legacy_docker_save_with_symlinked_and_compressed_layers(store, busybox_image,
+def test_legacy_docker_save_with_symlinked_and_compressed_layers(store, layered_image,
                                                                  tmp_path):
     """Docker <= 24: <id>/layer.tar per layer; a repeated layer is a symlink to
-    the first copy; containerd-store saves may hold gzip layers."""
-    layer = busybox_image.layers[0].read_bytes()
-    diff_id = sha256(layer)
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "config": {"Cmd": ["sh"]},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id] * 3}}).encode()
-    ids = [hashlib.sha256(f"layer{i}".encode()).hexdigest() for i in range(3)]
+    the first copy; containerd-store saves may hold gzip or zstd layers."""
+    if shutil.which("zstd") is None:
+        pytest.fail("`zstd` is not installed (Debian package zstd)")
+    tars = [p.read_bytes() for p in layered_image.layers[:3]]
+    diff_ids = [sha256(tars[0]), sha256(tars[0]), sha256(tars[1]), sha256(tars[2])]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    ids = [hashlib.sha256(f"layer{i}".encode()).hexdigest() for i in range(4)]
     cfg_name = f"{hashlib.sha256(config).hexdigest()}.json"
     manifest = [{"Config": cfg_name, "RepoTags": ["bb:old"],
                  "Layers": [f"{i}/layer.tar" for i in ids]}]
     archive = _tar_of({
-        f"{ids[0]}/VERSION": b"1.0", f"{ids[0]}/layer.tar": layer,
+        f"{ids[0]}/VERSION": b"1.0", f"{ids[0]}/layer.tar": tars[0],
         f"{ids[1]}/layer.tar": f"../{ids[0]}/layer.tar",
-        f"{ids[2]}/layer.tar": gzip.compress(layer),
+        f"{ids[2]}/layer.tar": gzip.compress(tars[1]),
+        f"{ids[3]}/layer.tar": subprocess.run(["zstd", "-q", "-c"], input=tars[2],
+                                              capture_output=True, check=True).stdout,
         cfg_name: config, "manifest.json": json.dumps(manifest).encode(),
-        "repositories": json.dumps({"bb": {"old": ids[2]}}).encode(),
+        "repositories": json.dumps({"bb": {"old": ids[3]}}).encode(),
     }, tmp_path / "legacy.tar")
     img = import_image(f"docker-archive:{archive}", store)
-    assert img.diff_ids == [diff_id] * 3
+    assert img.diff_ids == diff_ids
     assert img.config_digest == sha256(config)
     assert img.name == "bb:old"
-    assert stored(store) == [diff_id]
+    assert stored(store) == sorted(set(diff_ids))
+    for tar, diff_id in zip(tars, diff_ids[1:], strict=True):
+        assert store.tar_path(diff_id).read_bytes() == tar
 
 
 def test_legacy_docker_save_checks_the_config_name(store, tmp_path):
@@ -438,6 +443,19 @@ def test_docker25_save(store, busybox_image, tmp_path, with_manifest_json):
     assert img.name in ("bb:v25", "docker.io/library/bb:v25")
     with pytest.raises(TagError, match="no such image 'bb:v24'"):
         import_image(f"docker-archive:{archive}:bb:v24", store)
+
+
+def test_oci_archive(store, busybox_image, tmp_path):
+    archive = tmp_path / "oci.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(busybox_image.oci_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(busybox_image.oci_dir)),
+                    recursive=False)
+    img = import_image(f"oci-archive:{archive}:latest", store)
+    assert img.diff_ids == [sha256(busybox_image.layers[0].read_bytes())]
+    with pytest.raises(TagError, match=rf"^no such tag 'v2' in oci-archive:{archive}; "
+                                       r"tags: latest$"):
+        import_image(f"oci-archive:{archive}:v2", store)
 
 
 def test_compressed_docker_archive(store, busybox_image, tmp_path):
