@@ -6,6 +6,7 @@ one-line reason; ``serve`` runs in the foreground.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -82,6 +83,8 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
     compacted on the way out."""
     tree = build_tree(spec)
     layer_fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec.layers]
+    spec.layers = [(p, []) for p, _ in spec.layers]   # the tree holds it all now
+    gc.collect()
     upper = None
     if spec.upper is not None:
         upper = Upper(spec.upper, spec.layer_ids)

@@ -133,7 +133,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             raise _err(errno.EROFS)
 
     def _flush_journal(self) -> None:
-        self.upper.append(self.tree.take_pending())
+        records = self.tree.take_pending()
+        try:
+            self.upper.append(records)
+        except OSError:
+            self.tree.pending[:0] = records     # journaled with the next change that fits
+            raise
         if self.upper.needs_compaction() and not self._copy_locks:
             self.upper.compact(self.tree)
 

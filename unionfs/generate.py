@@ -50,7 +50,7 @@ def _tarinfo(name: bytes, node: Node, mtime_clamp: int | None) -> tarfile.TarInf
     mtime = node.mtime if mtime_clamp is None else min(node.mtime, mtime_clamp)
     ti.mtime = mtime // 1_000_000_000
     pax = {"mtime": _ns_text(mtime)}
-    for key, value in (node.xattrs or {}).items():
+    for key, value in sorted((node.xattrs or {}).items()):   # same tree, same bytes
         pax["SCHILY.xattr." + key.decode("utf-8", "surrogateescape")] = \
             value.decode("utf-8", "surrogateescape")
     ti.pax_headers = pax

@@ -35,13 +35,18 @@ import zstandard
 from isal import igzip, isal_zlib
 
 from .entry import INDEX_VERSION
-from .tarindex import TarIndexer
+from .tarindex import LayerError, TarIndexer
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSIONS = ("auto", "none", "gzip", "zstd")
 STALE_TMP_SECONDS = 60
+# Bomb limits (environment overrides; 0 turns a limit off). ~200 bytes of
+# memory per entry while importing; real layers hold well under 500k files.
+MAX_ENTRIES = 1_000_000                  # DOCKISH_MAX_LAYER_ENTRIES
+MAX_RATIO = 2000                         # DOCKISH_MAX_LAYER_RATIO: gzip tops out near 1030
+RATIO_FLOOR = 64 << 20                   # uncompressed bytes before the ratio is judged
 # what a decoder's read raises on corrupt or truncated input
 DECODE_ERRORS = (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError)
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\Z")
@@ -95,6 +100,7 @@ class _Input:
         self._file = fileobj
         self._hasher = hasher
         self._head = b""
+        self.consumed = 0                 # compressed bytes handed to the decoder
 
     def peek(self, n: int) -> bytes:
         while len(self._head) < n:
@@ -109,6 +115,7 @@ class _Input:
             data, self._head = self._head, b""
         else:
             data = self._file.read(n if n is not None and n >= 0 else CHUNK)
+        self.consumed += len(data)
         if self._hasher is not None:
             self._hasher.update(data)
         return data
@@ -192,12 +199,31 @@ class _Prefetch:
         self._thread.join(timeout=10)
 
 
-def _pump(chunks: Iterator[bytes], fd: int, indexer: TarIndexer, hasher) -> None:
-    """Copy the uncompressed layer to fd, hashing and indexing it on the way."""
+def _pump(chunks: Iterator[bytes], fd: int, indexer: TarIndexer, hasher,
+          source: _Input | None = None, max_ratio: int = 0) -> None:
+    """Copy the uncompressed layer to fd, hashing and indexing it on the way;
+    stop a decompression bomb (``max_ratio`` times the compressed bytes read,
+    once past ``RATIO_FLOOR``) before it fills the disk."""
+    total = 0
     for chunk in chunks:
+        total += len(chunk)
+        if max_ratio and source is not None and total > RATIO_FLOOR \
+                and total > max_ratio * source.consumed:
+            raise LayerError(f"the layer expands to more than {max_ratio} times its compressed "
+                             f"size (a decompression bomb?); set DOCKISH_MAX_LAYER_RATIO to "
+                             f"allow more (0: no limit)")
         _write_all(fd, chunk)
         hasher.update(chunk)
         indexer.feed(chunk)
+
+
+def _env_limit(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise LayerStoreError(f"{name} must be a whole number (0: no limit), not {text!r}")
+    return int(text)
 
 
 def _fsync_path(path: Path) -> None:
@@ -213,6 +239,8 @@ class LayerStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.max_entries = _env_limit("DOCKISH_MAX_LAYER_ENTRIES", MAX_ENTRIES)
+        self.max_ratio = _env_limit("DOCKISH_MAX_LAYER_RATIO", MAX_RATIO)
         self._layers = self.root / "layers" / "sha256"
         self._blobs = self.root / "layers" / "blobs"
         self._tmp = self.root / "tmp"
@@ -324,12 +352,13 @@ class LayerStore:
             source = _Input(fileobj, blob_hasher)
             if compression == "auto":
                 compression = detect_compression(source.peek(4))
-            hasher, indexer = hashlib.sha256(), TarIndexer()
+            hasher, indexer = hashlib.sha256(), TarIndexer(self.max_entries)
             fd = os.open(work / "layer.tar", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                          0o644)
             chunks = _Prefetch(source, compression)
             try:
-                _pump(iter(chunks), fd, indexer, hasher)
+                _pump(iter(chunks), fd, indexer, hasher, source,
+                      self.max_ratio if compression != "none" else 0)
                 entries = indexer.finish()
                 os.fsync(fd)
             finally:

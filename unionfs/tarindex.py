@@ -153,8 +153,9 @@ class TarIndexer:
     body of a PAX or GNU long-name record (bounded by ``MAX_META_SIZE``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int = 0) -> None:
         self.entries: list[list] = []
+        self.max_entries = max_entries    # 0: no limit (a tar bomb of headers fills memory)
         self._pos = 0                     # stream offset of the next byte fed
         self._skip = 0                    # data and padding still to pass over
         self._partial = bytearray()       # a header block split across chunks
@@ -298,6 +299,9 @@ class TarIndexer:
         if not (0 <= user <= MAX_ID and 0 <= group <= MAX_ID):
             raise LayerError(f"invalid owner {user}:{group} for {_show(name)}")
         mtime_ns = parse_pax_time(when) if when else parse_number(mtime) * 1_000_000_000
+        if self.max_entries and len(self.entries) >= self.max_entries:
+            raise LayerError(f"the layer has more than {self.max_entries} entries (a tar bomb?); "
+                             f"set DOCKISH_MAX_LAYER_ENTRIES to allow more (0: no limit)")
         self.entries.append([
             path, ftype | (parse_number(mode) & 0o7777), user, group,
             nbytes if kind in _DATA_TYPES else 0, mtime_ns, link, hardlink, rdev,

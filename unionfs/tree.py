@@ -491,12 +491,5 @@ class Tree:
                 path = join(dpath, name)
                 if child.uino is not None:
                     yield ("C" if name in low else "A"), path, child
-                if child.is_dir and (child.uino is not None or child.low is None or
-                                     self._has_upper_below(child)):
+                if child.is_dir:
                     stack.append((child, path))
-
-    def _has_upper_below(self, d: Node) -> bool:
-        if d.low is not None and d.low != d.children.keys():
-            return True
-        return any(c.uino is not None or (c.is_dir and self._has_upper_below(c))
-                   for c in d.children.values())

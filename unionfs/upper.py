@@ -12,11 +12,20 @@ Crash safety: every change is written to the journal (``os.write``, so it
 survives the daemon being killed) before the reply reaches the kernel;
 ``fsync`` on any file also fsyncs the journal. A torn final record is cut off
 at the next mount, which then rewrites the journal compactly.
+
+A full disk: the journal keeps ``JOURNAL_RESERVE`` bytes allocated past its
+end (``fallocate`` with KEEP_SIZE), so once file data has filled the disk
+the user can still delete, rename and truncate to free space. An append
+that fails anyway is cut back to the last whole record (never a torn record
+in the middle of the journal), and a compaction that finds no room keeps the
+journal it has.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import functools
 import os
 import stat
 from pathlib import Path
@@ -27,6 +36,9 @@ from .tree import Rec, Tree
 
 JOURNAL_VERSION = 1
 COMPACT_MIN = 64 << 20      # journal bytes before a live mount compacts it
+JOURNAL_RESERVE = 1 << 20   # bytes kept allocated past the journal's end
+_FALLOC_FL_KEEP_SIZE = 1
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -47,6 +59,7 @@ class Upper:
         self._packer = msgpack.Packer(use_bin_type=True)
         self.journal_bytes = 0
         self.snapshot_bytes = 0
+        self.reserved = 0               # journal offset up to which blocks are allocated
         self.compact_min = int(os.environ.get("DOCKISH_COMPACT_BYTES", COMPACT_MIN))
 
     # -- lifecycle ---------------------------------------------------------------
@@ -124,12 +137,10 @@ class Upper:
                     os.close(fd)
                     node.size = 0
 
-    def compact(self, tree: Tree) -> None:
+    def compact(self, tree: Tree) -> bool:
         """Rewrite the journal as the records of the current state, atomically,
-        and delete data files nothing refers to any more."""
-        if self.journal_fd >= 0:
-            os.close(self.journal_fd)
-            self.journal_fd = -1
+        and delete data files nothing refers to any more. On a full disk the
+        journal stays as it is (it is complete, only longer): returns False."""
         fd = os.open("journal.new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                      | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd)
         try:
@@ -141,8 +152,18 @@ class Upper:
                     buf.clear()
             _write_all(fd, b"".join(buf))
             os.fsync(fd)
+        except OSError as e:
+            if e.errno not in _FULL or not self._has_journal():
+                raise
+            os.unlink("journal.new", dir_fd=self.dir_fd)
+            if self.journal_fd < 0:
+                self._open_journal(os.stat("journal", dir_fd=self.dir_fd).st_size)
+            return False
         finally:
             os.close(fd)
+        if self.journal_fd >= 0:
+            os.close(self.journal_fd)
+            self.journal_fd = -1
         self.snapshot_bytes = os.stat("journal.new", dir_fd=self.dir_fd).st_size
         self.journal_bytes = self.snapshot_bytes
         os.rename("journal.new", "journal", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
@@ -152,16 +173,48 @@ class Upper:
         for name in os.listdir(self.data_fd):
             if name not in live:
                 os.unlink(name, dir_fd=self.data_fd)
+        self._open_journal(self.snapshot_bytes)
+        return True
+
+    def _has_journal(self) -> bool:
+        try:
+            os.stat("journal", dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _open_journal(self, size: int) -> None:
         self.journal_fd = os.open("journal", os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW
                                   | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        self.journal_bytes = size
+        self.reserved = 0
+        self._reserve(size)
+
+    def _reserve(self, end: int) -> None:
+        """Keep JOURNAL_RESERVE bytes allocated past ``end`` (best effort)."""
+        if end + JOURNAL_RESERVE // 2 <= self.reserved:
+            return
+        try:
+            _fallocate_keep_size(self.journal_fd, end, JOURNAL_RESERVE)
+        except OSError as e:
+            if e.errno in _FULL:
+                return                      # what is left of the reserve still serves
+            self.reserved = 1 << 62        # no fallocate here: nothing to keep
+            return
+        self.reserved = end + JOURNAL_RESERVE
 
     # -- live use ------------------------------------------------------------------
 
     def append(self, records: list[list]) -> None:
         if records:
             data = b"".join(self._packer.pack(r) for r in records)
-            _write_all(self.journal_fd, data)
+            try:
+                _write_all(self.journal_fd, data)
+            except OSError:
+                os.ftruncate(self.journal_fd, self.journal_bytes)   # no torn record stays
+                raise
             self.journal_bytes += len(data)
+            self._reserve(self.journal_bytes)
 
     def needs_compaction(self) -> bool:
         """A long-lived mount's journal is rewritten once it is mostly history."""
@@ -191,6 +244,19 @@ class Upper:
 def _decode(rec: list) -> list:
     """msgpack gives lists back; paths and targets stay bytes (bin type)."""
     return rec
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return libc
+
+
+def _fallocate_keep_size(fd: int, offset: int, length: int) -> None:
+    if _libc().fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def _write_all(fd: int, data: bytes) -> None:
