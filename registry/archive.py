@@ -255,8 +255,13 @@ def _check(cond: bool, what: str) -> None:
 def _descriptor(desc: object, what: str) -> dict:
     _check(isinstance(desc, dict) and isinstance(desc.get("digest"), str)
            and isinstance(desc.get("size", 0), int)
+           and isinstance(desc.get("mediaType", ""), str)
            and all(desc.get(k) is None or isinstance(desc[k], dict)
-                   for k in ("annotations", "platform")), f"{what} is not a valid descriptor")
+                   for k in ("annotations", "platform"))
+           and all(isinstance(v, str) for v in (desc.get("annotations") or {}).values())
+           and all(isinstance((desc.get("platform") or {}).get(k, ""), str)
+                   for k in ("os", "architecture", "variant")),
+           f"{what} is not a valid descriptor")
     try:
         split_digest(desc["digest"])
     except LayerStoreError:

@@ -178,12 +178,18 @@ def _offline_view(image: str, upper: str):
 
 
 @main.command()
-@click.option("--upper", required=True, metavar="DIR", help="The writable layer's directory.")
-@click.argument("image")
+@click.option("--upper", metavar="DIR", help="A writable layer's directory (then IMAGE is "
+              "the image it belongs to).")
+@click.argument("image", metavar="CONTAINER|IMAGE")
 @friendly
-def diff(upper: str, image: str) -> None:
-    """List what the writable layer DIR changed in IMAGE (A added, C changed,
-    D deleted), as `docker diff` does."""
+def diff(upper: str | None, image: str) -> None:
+    """List what CONTAINER (or the writable layer DIR over IMAGE) changed:
+    A added, C changed, D deleted, as `docker diff` does."""
+    if upper is None:
+        from runner.containers_cli import cli as _cli
+        from runner.containers_cli import diff_container
+        _cli(diff_container)(image)
+        return
     from unionfs.generate import change_list
     _, tree, up = _offline_view(image, upper)
     try:
@@ -215,6 +221,17 @@ def layer_cmd(upper: str, output: str, image: str) -> None:
         for fd in fds:
             os.close(fd)
         up.close()
+
+
+def _register_all() -> None:
+    """Container commands first: the image commands' `inspect` then serves both."""
+    from runner import build_cli, containers_cli, images_cli
+    containers_cli.register(main)
+    images_cli.register(main)
+    build_cli.register(main)
+
+
+_register_all()
 
 
 if __name__ == "__main__":

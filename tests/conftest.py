@@ -59,6 +59,7 @@ REQUIRED_TOOLS = {
     "unshare": "util-linux",
     "newuidmap": "uidmap",
     "newgidmap": "uidmap",
+    "slirp4netns": "slirp4netns",
 }
 FIX = "run `sudo scripts/setup` (installs the packages, makes /dev/fuse usable)"
 
@@ -73,6 +74,9 @@ def testbed_problems() -> list[str]:
     problems = []
     if os.geteuid() == 0:
         problems.append("running as root: the tests must run as an unprivileged user")
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        problems.append("/dev/net/tun is missing or not read-writable (slirp4netns needs it): "
+                        "run `sudo scripts/setup`")
     if not os.path.exists("/dev/fuse"):
         problems.append("/dev/fuse does not exist (no FUSE in this kernel or container)")
     elif not os.access("/dev/fuse", os.R_OK | os.W_OK):

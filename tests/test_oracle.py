@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from . import images
 from .diffbase import BASE_LAYERS, dockish_exe, umoci_image
 from .diffworker import snapshot
-from . import images
 from .images import rootless_owner
 
 HERE = Path(__file__).parent

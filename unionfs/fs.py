@@ -599,9 +599,18 @@ def _is_ancestor(node: Node, d: Node) -> bool:
 
 
 def _copy_range(src: int, src_off: int, dst: int, size: int) -> None:
+    """copy_file_range, or plain reads and writes where the kernel refuses it
+    (the writable layer on another filesystem than the store: EXDEV)."""
     done = 0
     while done < size:
-        n = os.copy_file_range(src, dst, size - done, src_off + done, done)
+        try:
+            n = os.copy_file_range(src, dst, size - done, src_off + done, done)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            n = len(data := os.pread(src, min(size - done, 1 << 20), src_off + done))
+            if n:
+                n = os.pwrite(dst, data, done)
         if n == 0:
             raise OSError(errno.EIO, "layer data ends early")
         done += n

@@ -84,6 +84,10 @@ class Node:
         self.attr = None
 
 
+def _text(path: bytes) -> str:
+    return path.decode("utf-8", "backslashreplace")
+
+
 def split(path: bytes) -> tuple[bytes, bytes]:
     parent, _, name = path.rpartition(b"/")
     return parent, name
@@ -137,7 +141,8 @@ class Tree:
             if e[HARDLINK] is not None:
                 target = self._find(e[HARDLINK])
                 if target is None or target.is_dir:
-                    raise LayerError(f"hardlink {path!r} points at missing {e[HARDLINK]!r}")
+                    raise LayerError(f"hardlink {_text(path)} points at missing "
+                                     f"{_text(e[HARDLINK])}")
                 if old is not target:
                     if old is not None:
                         self._detach(parent, name, old)

@@ -1,0 +1,381 @@
+"""HTTP to one registry (Docker Registry HTTP API v2 / OCI distribution).
+
+What every request gets: TLS verification (only a per-request ``verify=``
+beats the CA variables requests reads from the environment), timeouts,
+retries with exponential backoff on connection errors, 5xx and 429 (honouring
+``Retry-After``), and authentication on a 401 challenge (Basic or a Bearer
+token, reused until it expires). Blob downloads resume where a dropped
+connection left them, with an HTTP ``Range`` request.
+
+A registry with its own CA is trusted through ``certs.d/HOST/ca.crt`` in
+dockish's config directory (or Podman's ``~/.config/containers``), as Docker
+and Podman do. Plain HTTP is used only for localhost, 127.0.0.1 and ::1, registries listed in
+the config's ``insecure-registries``, and ``--tls-verify=false``: those try
+HTTPS (unverified) first and fall back to HTTP, as Docker does.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ContentDecodingError, SSLError, Timeout
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from . import auth
+from .reference import registry_host
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+USER_AGENT = "dockish/0.1"
+_STREAM_ERRORS = (RequestsConnectionError, Timeout, ContentDecodingError, Urllib3Error, OSError)
+
+
+class RegistryError(Exception):
+    """A registry that refuses, fails or cannot be reached; the message says which."""
+
+
+class NotFound(RegistryError):
+    """The registry has no such manifest or blob (HTTP 404)."""
+
+
+@dataclass
+class Options:
+    """How to talk to registries (from the command line and the config file)."""
+
+    tls_verify: bool | None = None           # None: by host (local/insecure or not)
+    authfile: str | None = None
+    insecure: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 0.25
+    credentials: tuple[str, str] | None = None   # overrides the auth files (login)
+
+    @classmethod
+    def from_config(cls, tls_verify: bool | None = None, authfile: str | None = None,
+                    **kw) -> Options:
+        data = auth.read_config(auth.config_path())
+        insecure = tuple(str(x) for x in data.get("insecure-registries") or [])
+        mirrors = tuple(str(x) for x in data.get("registry-mirrors") or [])
+        return cls(tls_verify=tls_verify, authfile=authfile, insecure=insecure,
+                   mirrors=mirrors, **kw)
+
+
+def _host_only(host: str) -> str:
+    if host.startswith("["):
+        return host[:host.index("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@dataclass
+class Client:
+    """Requests to the registry at ``host`` (``name:port``, or a mirror URL)."""
+
+    host: str
+    options: Options = field(default_factory=Options)
+    scheme: str | None = None
+
+    def __post_init__(self) -> None:
+        if "://" in self.host:                       # a mirror given as a URL
+            self.scheme, _, rest = self.host.partition("://")
+            self.host = rest.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self._tokens = auth.TokenCache()
+        self._auth_header: dict[tuple, str] = {}
+        self._lock = threading.Lock()
+        self._creds: tuple[str, str] | None | bool = False
+
+    # -- TLS and scheme ----------------------------------------------------------
+
+    @property
+    def insecure(self) -> bool:
+        if self.options.tls_verify is False:
+            return True
+        if self.options.tls_verify is True:
+            return False
+        return (_host_only(self.host) in LOCAL_HOSTS or self.host in self.options.insecure
+                or _host_only(self.host) in self.options.insecure)
+
+    @property
+    def verify(self) -> bool | str:
+        """False for an insecure registry; else a CA file of the registry's
+        ``certs.d/HOST/ca.crt`` (dockish's config dir, then Podman's), else
+        True (the system's CAs)."""
+        if self.insecure:
+            return False
+        for base in (auth.config_path().parent, Path.home() / ".config" / "containers"):
+            ca = base / "certs.d" / self.host / "ca.crt"
+            if ca.is_file():
+                return str(ca)
+        return True
+
+    def _timeout(self) -> tuple[float, float]:
+        return self.options.connect_timeout, self.options.read_timeout
+
+    def base(self) -> str:
+        """``scheme://host``, probing HTTPS then HTTP for an insecure registry."""
+        with self._lock:
+            if self.scheme is None:
+                self.scheme = self._probe()
+        return f"{self.scheme}://{self.host}"
+
+    def _probe(self) -> str:
+        if not self.insecure:
+            return "https"
+        try:
+            self.session.get(f"https://{self.host}/v2/", verify=False, timeout=self._timeout(),
+                             allow_redirects=False)
+            return "https"
+        except (SSLError, RequestsConnectionError, Timeout):
+            return "http"
+
+    # -- credentials -------------------------------------------------------------
+
+    def credentials(self) -> tuple[str, str] | None:
+        if self._creds is False:
+            self._creds = self.options.credentials or auth.find_credentials(
+                self.host, self.options.authfile)
+        return self._creds or None
+
+    def _authorize(self, response: requests.Response, scopes: tuple[str, ...]) -> bool:
+        """Answer a 401 challenge; False when there is nothing more to try."""
+        challenges = auth.parse_challenges(response.headers.get("WWW-Authenticate", ""))
+        creds = self.credentials()
+        for ch in challenges:
+            if ch.scheme == "bearer" and ch.params.get("realm"):
+                self._auth_header[scopes] = "Bearer " + self._token(ch.params, scopes, creds)
+                return True
+            if ch.scheme == "basic":
+                if creds is None:
+                    raise RegistryError(f"{self.host}: authentication required: log in "
+                                        f"with `dockish login {self.host}`")
+                header = auth.basic_header(*creds)
+                if self._auth_header.get(scopes) == header:
+                    raise RegistryError(f"{self.host}: unauthorized: incorrect username "
+                                        f"or password")
+                self._auth_header[scopes] = header
+                return True
+        return False
+
+    def _token(self, params: dict, scopes: tuple[str, ...], creds) -> str:
+        wanted = list(scopes) or ([params["scope"]] if params.get("scope") else [])
+        key = (params["realm"], params.get("service"), tuple(wanted), bool(creds))
+        token = self._tokens.get(key)
+        if token:
+            return token
+        query = [("scope", s) for s in wanted]
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        try:
+            r = self.session.get(params["realm"], params=query, timeout=self._timeout(),
+                                 auth=creds, verify=self._realm_verify(params["realm"]))
+        except (RequestsConnectionError, Timeout) as e:
+            raise RegistryError(f"{self.host}: the token service {params['realm']} "
+                                f"cannot be reached ({e})") from None
+        if r.status_code in (401, 403):
+            why = "incorrect username or password" if creds else "authentication required"
+            raise RegistryError(f"{self.host}: unauthorized: {why}")
+        if r.status_code != 200:
+            raise RegistryError(f"{self.host}: the token service answered HTTP {r.status_code}")
+        try:
+            body = r.json()
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{self.host}: the token service sent no token")
+        self._tokens.put(key, token, body.get("expires_in"))
+        return token
+
+    def _realm_verify(self, realm: str) -> bool:
+        host = realm.split("://", 1)[-1].split("/", 1)[0]
+        return not (self.insecure and (host == self.host or _host_only(host) in LOCAL_HOSTS))
+
+    # -- requests ----------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, scopes: tuple[str, ...] = (),
+                headers: dict | None = None, body: bytes | Callable[[], BinaryIO] | None = None,
+                stream: bool = False, params: dict | None = None,
+                ok: tuple[int, ...] = (200,), url: str | None = None) -> requests.Response:
+        """One API call with retries and auth; a status outside ``ok`` raises
+        (``NotFound`` for 404). ``body`` may be a callable making a fresh
+        file object, so a retried upload starts over."""
+        target = url if url and "://" in url else self.base() + (url or path)
+        tried_auth = 0
+        attempt = 0
+        while True:
+            hdrs = dict(headers or {})
+            if scopes in self._auth_header:
+                hdrs["Authorization"] = self._auth_header[scopes]
+            data = body() if callable(body) else body
+            try:
+                r = self.session.request(method, target, headers=hdrs, data=data,
+                                         stream=stream, params=params,
+                                         timeout=self._timeout(), verify=self.verify,
+                                         allow_redirects=True)
+            except SSLError as e:
+                raise RegistryError(f"{self.host}: TLS failed ({_reason(e)}); for a registry "
+                                    f"without a valid certificate use --tls-verify=false or "
+                                    f"list it in insecure-registries") from None
+            except (RequestsConnectionError, Timeout) as e:
+                if attempt >= self.options.retries:
+                    raise RegistryError(f"{self.host}: cannot reach the registry "
+                                        f"({_reason(e)})") from None
+                self._sleep(attempt, None)
+                attempt += 1
+                continue
+            finally:
+                if callable(body) and data is not None:
+                    data.close()
+            if r.status_code == 401 and tried_auth < 2:
+                tried_auth += 1
+                r.close()
+                if self._authorize(r, scopes):
+                    continue
+            if r.status_code in RETRY_STATUS and attempt < self.options.retries:
+                r.close()
+                self._sleep(attempt, r.headers.get("Retry-After"))
+                attempt += 1
+                continue
+            if r.status_code not in ok:
+                raise self._error(r, method, path)
+            return r
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.options.backoff * (2 ** attempt)
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(int(retry_after), 30))
+        time.sleep(min(delay, 30.0))
+
+    def _error(self, r: requests.Response, method: str, path: str) -> RegistryError:
+        detail = ""
+        try:
+            errors = r.json().get("errors") or []
+            detail = "; ".join(f"{e.get('code', '').lower()}: {e.get('message', '')}"
+                               for e in errors if isinstance(e, dict))
+        except (ValueError, AttributeError):
+            pass
+        r.close()
+        what = detail or f"HTTP {r.status_code} {r.reason or ''}".strip()
+        if r.status_code == 404:
+            return NotFound(f"{self.host}: {what}")
+        if r.status_code in (401, 403):
+            return RegistryError(f"{self.host}: denied ({what}); log in with "
+                                 f"`dockish login {self.host}`")
+        return RegistryError(f"{self.host}: {method} {path}: {what}")
+
+    def ping(self, scopes: tuple[str, ...] = ()) -> None:
+        self.request("GET", "/v2/", scopes=scopes)
+
+    def open_blob(self, repo: str, digest: str, size: int | None,
+                  scopes: tuple[str, ...]) -> BlobReader:
+        return BlobReader(self, f"/v2/{repo}/blobs/{digest}", size, scopes)
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "Connection refused",
+                   "Name or service not known", "timed out", "Connection reset",
+                   "Remote end closed"):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
+
+
+class BlobReader(io.RawIOBase):
+    """A blob's bytes; a dropped or stalled connection is resumed with
+    ``Range: bytes=N-`` (or re-read and skipped when the server ignores Range)."""
+
+    def __init__(self, client: Client, path: str, size: int | None,
+                 scopes: tuple[str, ...]) -> None:
+        self._client, self._path, self._size, self._scopes = client, path, size, scopes
+        self._pos = 0
+        self._resumes = 0
+        self._response: requests.Response | None = None
+        self.resumed = 0
+        self._open()
+
+    def _open(self) -> None:
+        headers = {"Range": f"bytes={self._pos}-"} if self._pos else {}
+        r = self._client.request("GET", self._path, scopes=self._scopes, headers=headers,
+                                 stream=True, ok=(200, 206))
+        if self._pos and r.status_code == 200:       # Range ignored: skip what we have
+            skip = self._pos
+            while skip:
+                chunk = r.raw.read(min(skip, 1 << 20), decode_content=False)
+                if not chunk:
+                    raise OSError("the blob ended early")
+                skip -= len(chunk)
+        length = r.headers.get("Content-Length")
+        if self._size is not None and length and length.isdigit() and r.status_code == 200 \
+                and int(length) > self._size:
+            r.close()
+            raise RegistryError(f"{self._client.host}: {self._path} is {length} bytes, "
+                                f"its descriptor says {self._size}")
+        self._response = r
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        want = len(buf)
+        if self._size is not None:
+            want = min(want, self._size - self._pos + 1)   # one more: detect oversize
+            if want <= 0:
+                return 0
+        while True:
+            try:
+                data = self._response.raw.read(want, decode_content=False)
+                if not data and self._size is not None and self._pos < self._size:
+                    raise OSError("the connection ended early")
+            except _STREAM_ERRORS as e:
+                self._response.close()
+                if self._resumes >= self._client.options.retries:
+                    raise RegistryError(f"{self._client.host}: {self._path}: download "
+                                        f"failed after {self._resumes} resumes ({_reason(e)})"
+                                        ) from None
+                self._client._sleep(self._resumes, None)
+                self._resumes += 1
+                self.resumed += 1
+                self._open()
+                continue
+            break
+        if self._size is not None and self._pos + len(data) > self._size:
+            raise RegistryError(f"{self._client.host}: {self._path} is longer than its "
+                                f"descriptor's {self._size} bytes")
+        buf[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        super().close()
+
+
+def client_for(domain: str, options: Options) -> Client:
+    return Client(registry_host(domain), options)
+
+
+def mirror_clients(domain: str, options: Options) -> list[Client]:
+    """Clients to try in order for a pull: the mirrors (docker.io only), then the origin."""
+    clients = []
+    if domain == "docker.io":
+        clients = [Client(m, options) for m in options.mirrors]
+    return [*clients, client_for(domain, options)]
+
+
+__all__ = ["Client", "Options", "RegistryError", "NotFound", "BlobReader", "client_for",
+           "mirror_clients"]

@@ -1,0 +1,750 @@
+"""The build driver: a Dockerfile's needed stages, step by step, into an image.
+
+Config-only instructions change the image config and make no layer (as in
+Docker). COPY/ADD layers are written as tars directly from the context (no
+container). RUN runs the command in a container over the stage's layers and
+turns its writable layer into one OCI layer. Each layer step is looked up
+in the build cache first. Output follows Docker's classic builder
+(``Step 1/7 : FROM busybox``, `` ---> Using cache``, ``Successfully built``).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from unionfs.layers import LayerStore
+
+from . import context as ctxmod
+from . import dockerfile as dfm
+from .buildcache import BuildCache, base_key, state_key
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class BuildError(Exception):
+    """A build that failed; the message names the step."""
+
+
+@dataclass
+class BaseImage:
+    """What FROM resolves to: layers (bottom first) and the OCI config."""
+
+    diff_ids: list[str]
+    config: dict
+    image_id: str = ""
+
+
+class StepRunner(Protocol):
+    """Runs one RUN step; returns (exit code, path of the layer tar or None)."""
+
+    def __call__(self, diff_ids: list[str], argv: list[str], env: list[str], workdir: str,
+                 user: str, network: str, out: TextIO, scratch: Path) -> tuple[int, Path | None]:
+        ...
+
+
+@dataclass
+class BuildOptions:
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    timestamp: int | None = None       # SOURCE_DATE_EPOCH / --timestamp, seconds
+    squash: bool = False
+
+
+@dataclass
+class StageState:
+    """An image being built: its layers, config and cache key so far."""
+
+    diff_ids: list[str]
+    config: dict                      # the whole OCI image config
+    key: str
+    args: dict[str, str] = field(default_factory=dict)
+    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
+    cmd_set: bool = False
+    tree: ctxmod.ImageTree | None = None
+    stamp: str = "1970-01-01T00:00:00Z"     # "created" of the newest layer step
+    base_layers: int = 0
+    base_history: int = 0
+
+    @property
+    def conf(self) -> dict:
+        return self.config.setdefault("config", {})
+
+    def env(self) -> dict[str, str]:
+        return dict(e.split("=", 1) if "=" in e else (e, "") for e in self.conf.get("Env") or [])
+
+    def scope(self) -> dict[str, str]:
+        """What ``$VAR`` sees: build args in scope, overridden by ENV."""
+        return {**self.args, **self.env()}
+
+
+def platform_args() -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (build and target are the host)."""
+    from registry.archive import host_platform
+    os_, arch, variant = host_platform()
+    plat = f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+    out = {}
+    for side in ("BUILD", "TARGET"):
+        out.update({f"{side}PLATFORM": plat, f"{side}OS": os_, f"{side}ARCH": arch,
+                    f"{side}VARIANT": variant or ""})
+    return out
+
+
+def _duration(text: str, where: str) -> int:
+    """Docker's HEALTHCHECK durations (Go syntax) in nanoseconds."""
+    total, pos = 0.0, 0
+    units = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+    for m in re.finditer(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * units[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise BuildError(f"{where}: invalid duration {text!r}")
+    return int(total)
+
+
+def image_id(config: dict) -> str:
+    return "sha256:" + hashlib.sha256(config_bytes(config)).hexdigest()
+
+
+def config_bytes(config: dict) -> bytes:
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def new_config(base: BaseImage | None) -> dict:
+    """The starting config of a stage: the base's, or scratch's."""
+    if base is None:
+        from registry.archive import host_platform
+        os_, arch, variant = host_platform()
+        cfg = {"architecture": arch, "os": os_, "config": {"Env": [DEFAULT_PATH]},
+               "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+        if variant:
+            cfg["variant"] = variant
+        return cfg
+    cfg = copy.deepcopy(base.config)
+    cfg.setdefault("config", {})
+    cfg.setdefault("history", [])
+    cfg["rootfs"] = {"type": "layers", "diff_ids": list(base.diff_ids)}
+    cfg["config"].pop("OnBuild", None)       # triggers run once, in the child
+    return cfg
+
+
+class Builder:
+    """One ``dockish build``."""
+
+    def __init__(self, root: Path, context_dir: Path, dockerfile: dfm.Dockerfile,
+                 opts: BuildOptions, *, resolve: Callable[[str], BaseImage],
+                 run_step: StepRunner | None, out: TextIO) -> None:
+        self.root = Path(root)
+        self.layers = LayerStore(self.root)
+        self.cache = BuildCache(self.root, self.layers)
+        self.df = dockerfile
+        self.opts = opts
+        self.resolve = resolve
+        self.run_step = run_step
+        self.out = out
+        self.context = ctxmod.ContextDir(context_dir)
+        self.scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self._tmp()))
+        self.step = 0
+        self.total = 0
+        self.used_args: set[str] = set()
+        self.built: dict[int, StageState] = {}
+        self.extra_trees: list[ctxmod.ImageTree] = []     # COPY --from=IMAGE sources
+        self.now = opts.timestamp if opts.timestamp is not None else int(time.time())
+
+    def _tmp(self) -> Path:
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+        for st in self.built.values():
+            if st.tree is not None:
+                st.tree.close()
+        for tree in self.extra_trees:
+            tree.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # -- output ---------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def _step(self, ins: dfm.Instruction) -> None:
+        self.step += 1
+        self.say(f"Step {self.step}/{self.total} : {_one_line(ins.original)}")
+
+    def _done(self, st: StageState) -> None:
+        st.config["created"] = st.stamp
+        self.say(f" ---> {image_id(st.config)[7:19]}")
+
+    # -- driving ----------------------------------------------------------------------
+
+    def build(self) -> tuple[str, dict]:
+        """Build the target; return the image ID (config digest) and config."""
+        stages = dfm.needed_stages(self.df, self.opts.target, self.opts.build_args)
+        self.total = sum(1 + len(s.instructions) for s in stages)
+        self.scope = {**platform_args(), **dfm.global_scope(self.df, self.opts.build_args)}
+        self.used_args |= {n for a in self.df.global_args for n, _ in a.pairs}
+        final = None
+        for stage in stages:
+            final = self._stage(stage, stage is stages[-1])
+            self.built[stage.index] = final
+        assert final is not None
+        unused = sorted(set(self.opts.build_args) - self.used_args - set(dfm.PROXY_ARGS))
+        if unused:
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        if self.opts.squash:
+            self._squash(final)
+        final.config["created"] = final.stamp
+        return image_id(final.config), final.config
+
+    def _stage(self, stage: dfm.Stage, last: bool) -> StageState:
+        self._step(stage.base)
+        ref = dfm.base_of(self.df, stage, self.scope)
+        prior = self.df.stage(ref)
+        if prior is not None and prior.index < stage.index and prior.index in self.built:
+            src = self.built[prior.index]
+            base = BaseImage(list(src.diff_ids), copy.deepcopy(src.config))
+        elif ref == "scratch":
+            base = None
+        else:
+            base = self.resolve(ref)
+        config = new_config(base)
+        st = StageState(diff_ids=list(base.diff_ids) if base else [], config=config,
+                        key=base_key(base.diff_ids if base else [], config.get("config", {})))
+        st.base_layers, st.base_history = len(st.diff_ids), len(config["history"])
+        if st.conf.get("Shell"):
+            st.shell = list(st.conf["Shell"])
+        if self.opts.timestamp is not None:
+            st.stamp = _iso(self.opts.timestamp)
+        elif base is not None and isinstance(base.config.get("created"), str):
+            st.stamp = base.config["created"]
+        if last and self.opts.labels:          # --label: part of the image from its FROM on
+            st.conf["Labels"] = {**(st.conf.get("Labels") or {}), **self.opts.labels}
+        self._done(st)
+        triggers = list((base.config.get("config") or {}).get("OnBuild") or []) if base else []
+        if triggers:
+            self.say(f"# Executing {len(triggers)} build trigger"
+                     f"{'s' if len(triggers) > 1 else ''}")
+            for text in triggers:
+                ins = dfm.parse_instruction(text, f"{ref} ONBUILD trigger", stage.base.line)
+                self._instruction(st, ins, announce=False)
+        for ins in stage.instructions:
+            self._instruction(st, ins)
+        return st
+
+    def _instruction(self, st: StageState, raw: dfm.Instruction, announce: bool = True) -> None:
+        if announce:
+            self._step(raw)
+        where = f"{self.df.path}:{raw.line}"
+        ins, used = dfm.expand(raw, st.scope(), self.df.escape, self.df.path) \
+            if raw.kind in dfm.SUBSTITUTED else (raw, set())
+        handler = getattr(self, f"_do_{ins.kind.lower()}", None)
+        if handler is None:
+            raise BuildError(f"{where}: {ins.kind} is not supported")
+        args_used = {k: st.args[k] for k in used if k in st.args}
+        handler(st, ins, where, args_used)
+        self._done(st)
+
+    # -- config-only instructions ------------------------------------------------------
+
+    def _history(self, st: StageState, created_by: str, empty: bool) -> None:
+        """History as BuildKit writes it. Times come from the cache entries
+        (or --timestamp), so a fully cached rebuild gives the same image ID."""
+        entry = {"created": st.stamp, "created_by": created_by}
+        if empty:
+            entry["empty_layer"] = True
+        st.config["history"].append(entry)
+
+    def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
+        st.key = state_key(st.key, text)
+        self._history(st, text, True)
+
+    def _do_env(self, st, ins: dfm.Env, where, used) -> None:
+        env = st.env()
+        for k, v in ins.pairs:
+            env[k] = v
+        st.conf["Env"] = [f"{k}={v}" for k, v in env.items()]
+        self._config_step(st, ins, "ENV " + " ".join(f"{k}={v}" for k, v in ins.pairs))
+
+    def _do_label(self, st, ins: dfm.Label, where, used) -> None:
+        labels = st.conf.get("Labels") or {}
+        labels.update(dict(ins.pairs))
+        st.conf["Labels"] = labels
+        self._config_step(st, ins, "LABEL " + " ".join(f"{k}={v}" for k, v in ins.pairs))
+
+    def _do_arg(self, st, ins: dfm.Arg, where, used) -> None:
+        for name, default in ins.pairs:
+            self.used_args.add(name)
+            if name in self.opts.build_args:
+                st.args[name] = self.opts.build_args[name]
+            elif default is not None:
+                st.args[name] = default
+            elif name in self.scope:
+                st.args[name] = self.scope[name]
+        self._config_step(st, ins, "ARG " + " ".join(
+            n if d is None else f"{n}={d}" for n, d in ins.pairs))
+
+    def _do_workdir(self, st, ins: dfm.Workdir, where, used) -> None:
+        path = ins.path if ins.path.startswith("/") else \
+            os.path.join(st.conf.get("WorkingDir") or "/", ins.path)
+        path = os.path.normpath(path)
+        st.conf["WorkingDir"] = path
+        tree = self._tree(st)
+        if path != "/" and tree.lstat(path.lstrip("/")) is None:
+            # BuildKit makes the directory, as a layer of its own
+            item = ctxmod.Item(path.lstrip("/"), ctxmod.Meta(0o040755, mtime_ns=self.now * 10**9))
+            items = ctxmod._with_parents([item], path.lstrip("/"), True, tree.lstat, None)
+            self._layer_step(st, f"WORKDIR {path}", items, {}, "mkdir")
+            return
+        self._config_step(st, ins, f"WORKDIR {path}")
+
+    def _do_user(self, st, ins: dfm.User, where, used) -> None:
+        st.conf["User"] = ins.user
+        self._config_step(st, ins, f"USER {ins.user}")
+
+    def _do_cmd(self, st, ins: dfm.Command, where, used) -> None:
+        st.conf["Cmd"] = dfm.exec_or_shell(ins.command, st.shell)
+        st.cmd_set = True
+        self._config_step(st, ins, f"CMD {json.dumps(st.conf['Cmd'])}")
+
+    def _do_entrypoint(self, st, ins: dfm.Command, where, used) -> None:
+        st.conf["Entrypoint"] = dfm.exec_or_shell(ins.command, st.shell)
+        if not st.cmd_set:
+            st.conf["Cmd"] = None      # Docker: a new ENTRYPOINT drops the base's CMD
+        self._config_step(st, ins, f"ENTRYPOINT {json.dumps(st.conf['Entrypoint'])}")
+
+    def _do_expose(self, st, ins: dfm.Expose, where, used) -> None:
+        ports = st.conf.get("ExposedPorts") or {}
+        for p in ins.ports:
+            if not re.fullmatch(r"\d+(-\d+)?(/(tcp|udp|sctp))?", p):
+                raise BuildError(f"{where}: invalid containerPort: {p}")
+            ports[p if "/" in p else f"{p}/tcp"] = {}
+        st.conf["ExposedPorts"] = ports
+        self._config_step(st, ins, "EXPOSE " + " ".join(ins.ports))
+
+    def _do_volume(self, st, ins: dfm.Volume, where, used) -> None:
+        vols = st.conf.get("Volumes") or {}
+        for p in ins.paths:
+            if not p:
+                raise BuildError(f"{where}: VOLUME specified can not be an empty string")
+            vols[p] = {}
+        st.conf["Volumes"] = vols
+        self._config_step(st, ins, "VOLUME " + json.dumps(ins.paths))
+
+    def _do_stopsignal(self, st, ins: dfm.StopSignal, where, used) -> None:
+        import signal
+        sig = ins.signal
+        if not (sig.isdigit() or sig.upper() in signal.Signals.__members__ or
+                "SIG" + sig.upper() in signal.Signals.__members__):
+            raise BuildError(f"{where}: Invalid signal: {sig}")
+        st.conf["StopSignal"] = sig
+        self._config_step(st, ins, f"STOPSIGNAL {sig}")
+
+    def _do_healthcheck(self, st, ins: dfm.Healthcheck, where, used) -> None:
+        hc: dict = {"Test": ins.test}
+        names = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                 "start-interval": "StartInterval"}
+        for k, v in ins.options.items():
+            if k == "retries":
+                if not v.isdigit():
+                    raise BuildError(f"{where}: --retries must be a number")
+                hc["Retries"] = int(v)
+            else:
+                hc[names[k]] = _duration(v, where)
+        st.conf["Healthcheck"] = hc
+        self._config_step(st, ins, f"HEALTHCHECK {json.dumps(hc, sort_keys=True)}")
+
+    def _do_onbuild(self, st, ins: dfm.OnBuild, where, used) -> None:
+        st.conf["OnBuild"] = [*(st.conf.get("OnBuild") or []), ins.trigger]
+        self._config_step(st, ins, f"ONBUILD {ins.trigger}")
+
+    def _do_shell(self, st, ins: dfm.Shell, where, used) -> None:
+        st.shell = list(ins.argv)
+        st.conf["Shell"] = list(ins.argv)
+        self._config_step(st, ins, f"SHELL {json.dumps(ins.argv)}")
+
+    def _do_maintainer(self, st, ins: dfm.Maintainer, where, used) -> None:
+        st.config["author"] = ins.name
+        self._config_step(st, ins, f"MAINTAINER {ins.name}")
+
+    # -- layer steps ---------------------------------------------------------------------
+
+    def _tree(self, st: StageState) -> ctxmod.ImageTree:
+        if st.tree is None:
+            st.tree = ctxmod.ImageTree.from_layers(
+                [(self.layers.tar_path(d), self.layers.load_index(d)) for d in st.diff_ids],
+                "image")
+        return st.tree
+
+    def _add_layer(self, st: StageState, diff_id: str | None, created_by: str) -> None:
+        if diff_id is not None:
+            st.diff_ids.append(diff_id)
+            st.config["rootfs"]["diff_ids"] = list(st.diff_ids)
+            if st.tree is not None:
+                st.tree.close()
+                st.tree = None
+        self._history(st, created_by, diff_id is None)
+
+    def _layer_step(self, st: StageState, created_by: str, items: list[ctxmod.Item],
+                    used: dict[str, str], files_key: str | None = None) -> None:
+        key = state_key(st.key, created_by, used, files_key or ctxmod.checksum(items))
+        hit = None if self.opts.no_cache else self.cache.get(key)
+        if hit is not None:
+            self.say(" ---> Using cache")
+            diff_id = hit.diff_id
+            self._stamp(st, hit.created)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=self.scratch, suffix=".tar")
+            with os.fdopen(fd, "wb") as f:
+                ctxmod.write_tar(items, f, mtime_clamp=self.opts.timestamp)
+            with open(tmp, "rb") as f:
+                diff_id = self.layers.import_blob(f, compression="none")
+            os.unlink(tmp)
+            self._stamp(st, self.cache.put(key, diff_id, created_by).created)
+        st.key = key
+        self._add_layer(st, diff_id, created_by)
+
+    def _copy_source(self, st: StageState, ins: dfm.Copy, where: str):
+        if not ins.from_:
+            return self.context
+        stage = self.df.stage(ins.from_)
+        if stage is not None and stage.index in self.built:
+            return self._tree(self.built[stage.index])
+        try:
+            img = self.resolve(ins.from_)
+        except Exception as e:
+            raise BuildError(f"{where}: COPY --from={ins.from_}: {e}") from None
+        tree = ctxmod.ImageTree.from_layers(
+            [(self.layers.tar_path(d), self.layers.load_index(d)) for d in img.diff_ids],
+            ins.from_)
+        self.extra_trees.append(tree)
+        return tree
+
+    def _read_image_file(self, st: StageState, path: str) -> str | None:
+        tree = self._tree(st)
+        real = ctxmod.follow(tree, path)
+        meta = tree.lstat(real)
+        if meta is None or meta.is_dir:
+            return None
+        with tree.open(real) as f:
+            return f.read().decode("utf-8", "replace")
+
+    def _do_copy(self, st, ins: dfm.Copy, where, used) -> None:
+        add = ins.kind == "ADD"
+        self._unsupported(ins, where, ("parents", "exclude", "checksum", "keep-git-dir"))
+        if add and ins.from_:
+            raise BuildError(f"{where}: ADD does not take --from (use COPY --from)")
+        try:
+            owner = None
+            if ins.chown:
+                owner = ctxmod.parse_chown(ins.chown, self._read_image_file(st, "etc/passwd"),
+                                           self._read_image_file(st, "etc/group"))
+            chmod = ctxmod.parse_chmod(ins.chmod) if ins.chmod else None
+            source = self._copy_source(st, ins, where)
+            req = ctxmod.CopyRequest(ins.sources, ins.dest, st.conf.get("WorkingDir") or "/",
+                                     owner, chmod, add, dict(ins.heredocs))
+            items = ctxmod.plan(req, source, self._tree(st).lstat, self.scratch)
+        except ctxmod.ContextError as e:
+            raise BuildError(f"{where}: {ins.kind} failed: {e}") from None
+        except OSError as e:
+            raise BuildError(f"{where}: {ins.kind} failed: {e.strerror}: {e.filename}") \
+                from None
+        srcs = " ".join(ins.sources)
+        flags = "".join(f"--{k}={v} " for k, v in ins.flags)
+        self._layer_step(st, f"{ins.kind} {flags}{srcs} {ins.dest}", items, used)
+
+    _do_add = _do_copy
+
+    def _unsupported(self, ins: dfm.Instruction, where: str, names: tuple[str, ...]) -> None:
+        for name in names:
+            if ins.flag(name) is not None:
+                raise BuildError(f"{where}: {ins.kind} --{name} is not supported by dockish "
+                                 f"build")
+
+    def _do_run(self, st, ins: dfm.Run, where, used) -> None:
+        self._unsupported(ins, where, ("mount", "security"))
+        network = ins.flag("network") or self.opts.network
+        if isinstance(ins.command, list):
+            argv = list(ins.command)
+        else:
+            argv = [*st.shell, dfm.run_script(ins)]
+        # build args are the RUN's environment (not the image's), proxies included
+        args = {k: v for k, v in st.args.items()}
+        for k in dfm.PROXY_ARGS:
+            if k in self.opts.build_args:
+                args[k] = self.opts.build_args[k]
+        cache_args = {k: v for k, v in args.items() if k not in dfm.PROXY_ARGS}
+        created_by = "RUN " + (json.dumps(argv) if isinstance(ins.command, list)
+                               else f"{' '.join(st.shell)} {dfm.run_script(ins)}")
+        flags = " ".join(f"--{k}={v}" for k, v in ins.flags)
+        key = state_key(st.key, f"{flags} {created_by}" if flags else created_by, cache_args)
+        hit = None if self.opts.no_cache else self.cache.get(key)
+        if hit is not None:
+            self.say(" ---> Using cache")
+            st.key = key
+            self._stamp(st, hit.created)
+            self._add_layer(st, hit.diff_id, created_by)
+            return
+        if self.run_step is None:
+            raise BuildError(f"{where}: RUN needs the container runner, which this build "
+                             f"has none of")
+        env = st.env()
+        for k, v in args.items():
+            env.setdefault(k, v)
+        env.setdefault("PATH", DEFAULT_PATH.split("=", 1)[1])
+        code, tar = self.run_step(
+            list(st.diff_ids), argv, [f"{k}={v}" for k, v in env.items()],
+            st.conf.get("WorkingDir") or "/", st.conf.get("User") or "",
+            network, self.out if not self.opts.quiet else _Null(), self.scratch)
+        if code != 0:
+            shown = json.dumps(argv) if isinstance(ins.command, list) else " ".join(argv)
+            raise BuildError(f"The command '{shown}' returned a non-zero code: {code}",
+                             ) from None
+        diff_id = None
+        if tar is not None:
+            with open(tar, "rb") as f:
+                diff_id = self.layers.import_blob(f, compression="none")
+            os.unlink(tar)
+        self._stamp(st, self.cache.put(key, diff_id, created_by).created)
+        st.key = key
+        if diff_id is None:
+            self._history(st, created_by, True)
+        else:
+            self._add_layer(st, diff_id, created_by)
+
+    def _stamp(self, st: StageState, created: float) -> None:
+        if self.opts.timestamp is None:
+            st.stamp = _iso(int(created))
+
+    def _squash(self, st: StageState) -> None:
+        """Docker's ``--squash``: the layers this build made become one; the
+        base image's layers stay as they are."""
+        base_n = st.base_layers
+        new = st.diff_ids[base_n:]
+        if len(new) < 2:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.scratch, suffix=".tar")
+        with os.fdopen(fd, "wb") as f:
+            squash_tars([self.layers.tar_path(d) for d in new], f)
+        with open(tmp, "rb") as f:
+            diff_id = self.layers.import_blob(f, compression="none")
+        os.unlink(tmp)
+        st.diff_ids = [*st.diff_ids[:base_n], diff_id]
+        st.config["rootfs"]["diff_ids"] = list(st.diff_ids)
+        hist = st.config["history"]
+        for h in hist[st.base_history:]:
+            h["empty_layer"] = True
+        hist.append({"created": st.stamp, "created_by": f"merge {', '.join(new)} to {diff_id}",
+                     "comment": "squashed"})
+
+
+class _Null:
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
+def _one_line(text: str) -> str:
+    return text.rstrip("\n")
+
+
+def _iso(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+# -- saving -----------------------------------------------------------------------------------
+
+def save(root: Path, config: dict, tags: list[str]) -> str:
+    """Record the image in the store and tag it; return the image ID."""
+    from registry import reference as refs
+    from registry.store import ImageStore
+    store = ImageStore(root)
+    names = []
+    for t in tags:
+        try:
+            names.append(str(refs.parse(t)))
+        except refs.ReferenceError as e:
+            raise BuildError(f"invalid tag {t!r}: {e}") from None
+    with store.writing():
+        rec = store.add_image(config_bytes(config))
+    for n in names:
+        store.tag(n, rec.id)
+    return rec.id
+
+
+# -- squashing ---------------------------------------------------------------------------------
+
+def squash_tars(paths: list[Path], out) -> None:
+    """Merge OCI layer tars (bottom first) into one layer with the same
+    effect on any lower layers: later entries win, whiteouts and opaque
+    markers drop what earlier layers added and stay to hide the lower ones."""
+    import posixpath
+    import tarfile
+    entries: dict[str, tuple[int, tarfile.TarInfo]] = {}
+
+    def drop_below(path: str, keep_self: bool) -> None:
+        prefix = path + "/" if path else ""
+        for k in [k for k in entries if k.startswith(prefix) or (k == path and not keep_self)]:
+            del entries[k]
+
+    for li, p in enumerate(paths):
+        with tarfile.open(p) as t:
+            members = t.getmembers()
+        for m in members:                       # deletions first, as the union does
+            name = m.name.rstrip("/").removeprefix("./")
+            parent, base = posixpath.split(name)
+            if base == ".wh..wh..opq":
+                drop_below(parent, True)
+                entries[name] = (li, m)
+            elif base.startswith(".wh."):
+                drop_below(posixpath.join(parent, base[4:]), False)
+                entries[name] = (li, m)
+        for m in members:
+            name = m.name.rstrip("/").removeprefix("./")
+            parent, base = posixpath.split(name)
+            if base.startswith(".wh."):
+                continue
+            prev = entries.get(name)
+            if prev is not None and prev[1].isdir() and not m.isdir():
+                drop_below(name, True)
+            wh = posixpath.join(parent, ".wh." + base)
+            if entries.pop(wh, None) is not None and m.isdir():
+                marker = tarfile.TarInfo(posixpath.join(name, ".wh..wh..opq"))
+                marker.mtime = m.mtime
+                entries[marker.name] = (li, marker)
+            entries[name] = (li, m)
+    files = [open(p, "rb") for p in paths]
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(entries, key=lambda n: n.split("/")):
+                li, m = entries[name]
+                ti = copy.copy(m)
+                ti.name = name
+                if m.isreg():
+                    f = files[li]
+                    f.seek(m.offset_data)
+                    tar.addfile(ti, _Limited(f, m.size))
+                elif m.islnk() and m.linkname.rstrip("/") not in entries:
+                    continue                   # its target is gone: nothing to link
+                else:
+                    tar.addfile(ti)
+    finally:
+        for f in files:
+            f.close()
+
+
+class _Limited:
+    def __init__(self, f, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
+# -- RUN through the container runner ---------------------------------------------------------
+
+def container_runner(root: Path, timestamp: int | None) -> StepRunner:
+    """A StepRunner over ``runner.launch``: a throwaway container over the
+    stage's layers (plus an init layer for /etc/hosts and friends, which
+    never reaches the image); its writable layer becomes the step's tar."""
+    root = Path(root)
+
+    def run(diff_ids: list[str], argv: list[str], env: list[str], workdir: str, user: str,
+            network: str, out: TextIO, scratch: Path) -> tuple[int, Path | None]:
+        from . import namespaces as ns
+        from .container import ContainerConfig, Containers, new_id
+        from .launch import Launch, StartError, Stdio
+        from .rootfs import make_init_layer
+        layers = LayerStore(root)
+        net = "host" if network in ("", "default", "host") else network
+        if net not in ("host", "none", "slirp4netns"):
+            raise BuildError(f"network {network} not found: use host, none or slirp4netns")
+        cid = new_id()
+        init = make_init_layer(layers, cid[:12], net, "10.0.2.100" if net == "slirp4netns"
+                               else None)
+        cfg = ContainerConfig(id=cid, name=f"build-{cid[:12]}", image="(build)",
+                              image_id="", diff_ids=list(diff_ids), init_layer=init,
+                              argv=argv, env=env, workdir=workdir or "/", user=user,
+                              hostname=cid[:12], network=net)
+        containers = Containers(root)
+        c = containers.create(cfg)
+        say = out.write
+        say(f" ---> Running in {cid[:12]}\n")
+        out.flush()
+        try:
+            ids = [*diff_ids, init]
+            spec = [(layers.tar_path(d), layers.load_index(d)) for d in ids]
+            launch = Launch(c, spec, ids, ns.plan_mapping(), root / "volumes")
+            fd = out.fileno()
+            try:
+                launch.spawn(Stdio(None, fd, fd))
+            except StartError as e:
+                raise BuildError(f"cannot run {argv!r}: {e}") from None
+            finally:
+                if isinstance(out, _Null):
+                    os.close(fd)
+            code = launch.wait()
+            if code != 0:
+                return code, None
+            return 0, _upper_tar(spec, ids, c.upper, scratch, timestamp)
+        finally:
+            say(f"Removing intermediate container {cid[:12]}\n")
+            containers.remove(c)
+
+    return run
+
+
+def _upper_tar(spec: list[tuple[Path, list]], ids: list[str], upper: Path, scratch: Path,
+               timestamp: int | None) -> Path:
+    """The writable layer over ``spec`` as an OCI layer tar (whiteouts, opaque
+    dirs, owners from the union's metadata)."""
+    from unionfs.generate import write_layer
+    from unionfs.tree import Tree
+    from unionfs.upper import Upper
+    tree = Tree()
+    for i, (_, entries) in enumerate(spec):
+        tree.add_layer(i, entries)
+    tree.finish_lower()
+    up = Upper(upper, ids)
+    up.open()
+    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec]
+    try:
+        up.load(tree, compact=False)
+        fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".tar")
+        with os.fdopen(fd, "wb") as f:
+            write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd,
+                        mtime_clamp=None if timestamp is None else timestamp * 10**9)
+        return Path(tmp)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        up.close()

@@ -1,0 +1,242 @@
+"""Containers on disk: one directory per container under the store root.
+
+    ROOT/containers/<id>/config.json   what to run (written once, at create)
+    ROOT/containers/<id>/state.json    pids and times (written by its monitor)
+    ROOT/containers/<id>/exit.json     exit code and time (written as it ends)
+    ROOT/containers/<id>/upper/        the writable layer
+    ROOT/containers/<id>/rootfs/       the mountpoint of the view (inside the
+                                       container's namespaces only)
+    ROOT/containers/<id>/ctr.log       output of a detached container
+
+Whether a container runs is never taken from a file: it runs while its
+holder process (pid plus start time, so a reused pid does not count) is
+alive. A crash leaves the files saying "running" and ``status`` saying
+exited.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import namespaces as ns
+
+_ADJ = ["admiring", "bold", "brave", "calm", "clever", "eager", "elated", "festive",
+        "focused", "gallant", "happy", "jolly", "keen", "laughing", "lucid", "nifty",
+        "pensive", "quirky", "relaxed", "serene", "sharp", "stoic", "vibrant", "zealous"]
+_NOUN = ["archimedes", "babbage", "curie", "darwin", "euclid", "faraday", "galileo",
+         "hopper", "hypatia", "kepler", "lovelace", "meitner", "newton", "noether",
+         "pascal", "ritchie", "shannon", "tesla", "thompson", "turing", "wozniak"]
+
+
+class ContainerError(Exception):
+    """A container reference or lifecycle step the user got wrong."""
+
+
+@dataclass
+class ContainerConfig:
+    """Everything needed to (re)start a container, fixed at create."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    diff_ids: list[str]
+    init_layer: str
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+    hostname: str
+    tty: bool = False
+    interactive: bool = False
+    read_only: bool = False
+    mounts: list[dict] = field(default_factory=list)
+    network: str = "host"
+    ports: list[list] = field(default_factory=list)
+    init: bool = False
+    auto_remove: bool = False
+    created: float = 0.0
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def random_name(taken: set[str]) -> str:
+    rng = random.SystemRandom()
+    while True:
+        name = f"{rng.choice(_ADJ)}_{rng.choice(_NOUN)}"
+        if name not in taken:
+            return name
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Container:
+    """One container directory and what its files (and /proc) say."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        data = _read_json(path / "config.json")
+        if data is None:
+            raise ContainerError(f"container {path.name} has no readable config")
+        self.config = ContainerConfig(**data)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def upper(self) -> Path:
+        return self.path / "upper"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "ctr.log"
+
+    def state(self) -> dict:
+        return _read_json(self.path / "state.json") or {}
+
+    def exit_info(self) -> dict | None:
+        return _read_json(self.path / "exit.json")
+
+    def write_state(self, **fields) -> None:
+        st = self.state()
+        st.update(fields)
+        _write_json(self.path / "state.json", st)
+
+    def write_exit(self, code: int) -> None:
+        """First writer wins: the holder knows best; the monitor fills in
+        when the holder was killed."""
+        if self.exit_info() is None:
+            _write_json(self.path / "exit.json", {"code": code, "finished": time.time()})
+
+    def clear_exit(self) -> None:
+        try:
+            os.unlink(self.path / "exit.json")
+        except FileNotFoundError:
+            pass
+
+    @property
+    def running(self) -> bool:
+        st = self.state()
+        return ns.alive(st.get("holder_pid"), st.get("holder_start"))
+
+    @property
+    def pid(self) -> int | None:
+        """The container's first process, as the host numbers it."""
+        st = self.state()
+        return st.get("pid") if self.running else None
+
+    def status(self) -> tuple[str, int | None]:
+        """("created"|"running"|"exited", exit code or None)."""
+        if self.running:
+            return "running", None
+        st = self.state()
+        if not st.get("started"):
+            return "created", None
+        info = self.exit_info()
+        return "exited", (info or {}).get("code", 255)
+
+    def finished_at(self) -> float | None:
+        info = self.exit_info()
+        if info:
+            return info.get("finished")
+        return None
+
+
+class Containers:
+    """All containers of one store root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "containers"
+
+    def all(self) -> list[Container]:
+        out = []
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return out
+        for n in names:
+            try:
+                out.append(Container(self.root / n))
+            except ContainerError:
+                continue
+        out.sort(key=lambda c: c.config.created, reverse=True)
+        return out
+
+    def get(self, ref: str) -> Container:
+        """By full id, name, or unique id prefix (Docker's rules)."""
+        every = self.all()
+        for c in every:
+            if ref in (c.id, c.name) or (ref.startswith("/") and ref[1:] == c.name):
+                return c
+        hits = [c for c in every if c.id.startswith(ref)] if ref else []
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise ContainerError(f"multiple containers match {ref}: use a longer id")
+        raise ContainerError(f"No such container: {ref}")
+
+    def create(self, cfg: ContainerConfig) -> Container:
+        every = self.all()
+        if not cfg.name:
+            cfg.name = random_name({c.name for c in every})
+        else:
+            valid = cfg.name.replace("_", "").replace("-", "").replace(".", "")
+            if not valid.isalnum() or not cfg.name[0].isalnum():
+                raise ContainerError(f'Invalid container name ("{cfg.name}"), only '
+                                     '[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+            for c in every:
+                if c.name == cfg.name:
+                    raise ContainerError(
+                        f'Conflict. The container name "/{cfg.name}" is already in use by '
+                        f'container "{c.id}". You have to remove (or rename) that '
+                        "container to be able to reuse that name.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / cfg.id
+        path.mkdir(mode=0o700)
+        (path / "upper").mkdir()
+        (path / "rootfs").mkdir()
+        cfg.created = cfg.created or time.time()
+        _write_json(path / "config.json", asdict(cfg))
+        return Container(path)
+
+    def remove(self, c: Container) -> None:
+        shutil.rmtree(c.path, ignore_errors=True)
+        if c.path.exists():          # files the container's other uids made: chmod and retry
+            for dirpath, dirnames, _ in os.walk(c.path):
+                for d in dirnames:
+                    try:
+                        os.chmod(os.path.join(dirpath, d), 0o700)
+                    except OSError:
+                        pass
+            shutil.rmtree(c.path, ignore_errors=True)

@@ -1,0 +1,1013 @@
+"""Image commands of the ``dockish`` CLI, with Docker's names, flags and
+output shapes: pull, push, tag, images, rmi, image prune, inspect, history,
+save, load, import, export (of a container), system df, login, logout; and
+the ``image`` group with Docker's aliases (``image ls``, ``image rm``, ...).
+
+``register(main)`` adds them to the top-level click group.
+"""
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import os
+import re
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from .cli import EXIT_DOCKISH, UserError, friendly
+
+EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
+
+
+# -- shared helpers -------------------------------------------------------------------
+
+def _registry_errors() -> tuple[type[BaseException], ...]:
+    from registry.auth import AuthError
+    from registry.client import RegistryError
+    from registry.reference import ReferenceError
+    return (RegistryError, AuthError, ReferenceError)
+
+
+def images_friendly(fn):
+    """``friendly`` plus the registry's own errors: one line, exit 125."""
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _registry_errors() as e:
+            raise UserError(str(e)) from None
+    return friendly(inner)
+
+
+def _store():
+    from registry.store import default_store
+    return default_store()
+
+
+def _options(tls_verify: bool | None, authfile: str | None):
+    from registry.auth import config_path, read_config
+    from registry.client import Options
+    attempts = read_config(config_path()).get("max-download-attempts")
+    extra = {"retries": int(attempts) - 1} if isinstance(attempts, int) and attempts > 0 else {}
+    return Options.from_config(tls_verify=tls_verify, authfile=authfile, **extra)
+
+
+def registry_options(fn):
+    fn = click.option("--authfile", metavar="FILE", envvar="REGISTRY_AUTH_FILE",
+                      help="Credentials file (default: dockish's, then Podman's and "
+                           "Docker's).")(fn)
+    fn = click.option("--tls-verify", "tls_verify", type=click.BOOL, default=None,
+                      metavar="BOOL", help="Require HTTPS with a valid certificate "
+                      "(default: except for localhost and insecure-registries).")(fn)
+    return fn
+
+
+def human_size(n: float) -> str:
+    """Docker's sizes: decimal units, three significant digits."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(n)}B"
+            return f"{n:.3g}{unit}"
+        n /= 1000
+    return f"{n}B"
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text or not isinstance(text, str):
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", text)
+    if not m:
+        return None
+    tz = m[3] or "Z"
+    dt = datetime.fromisoformat(m[1] + ("+00:00" if tz == "Z" else tz))
+    return dt.timestamp() + float(m[2] or 0)
+
+
+def human_ago(ts: float | None) -> str:
+    """Docker's "CREATED": ``2 years ago``, ``About an hour ago``."""
+    if ts is None:
+        return "N/A"
+    s = max(time.time() - ts, 0)
+    if s < 1:
+        return "Less than a second ago"
+    for limit, div, one, many in ((60, 1, "1 second", "seconds"),
+                                  (3600, 60, "About a minute", "minutes"),
+                                  (86400 * 2, 3600, "About an hour", "hours"),
+                                  (86400 * 14, 86400, "1 day", "days"),
+                                  (86400 * 60, 86400 * 7, "1 week", "weeks"),
+                                  (86400 * 730, 86400 * 30, "1 month", "months"),
+                                  (float("inf"), 86400 * 365, "1 year", "years")):
+        if s < limit:
+            n = int(s // div)
+            return f"{one} ago" if n <= 1 else f"{n} {many} ago"
+    return "N/A"
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _images_in_use(store) -> dict[str, list[str]]:
+    """Image ID -> what uses it: ``container NAME`` (any state) or ``mount at
+    DIR`` (a live dockish mount)."""
+    from unionfs import mounts
+    out: dict[str, list[str]] = {}
+    for image_id, names in store.container_refs()[0].items():
+        out.setdefault(image_id, []).extend(f"container {n}" for n in names)
+    for rec in mounts.all_records():
+        if not rec.alive:
+            continue
+        try:
+            img, _ = store.find(rec.image)
+        except Exception:                            # archives, removed names
+            continue
+        out.setdefault(img.id, []).append(f"mount at {rec.mountpoint}")
+    return out
+
+
+# -- progress ------------------------------------------------------------------------
+
+class Progress:
+    """Per-layer lines: redrawn in place with bars on a terminal, plain
+    ``ID: Pull complete`` lines otherwise; nothing when quiet."""
+
+    def __init__(self, quiet: bool, verb: str = "Pull") -> None:
+        self.quiet, self.verb = quiet, verb
+        self.tty = sys.stdout.isatty() and not quiet
+        self.lines: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.drawn = 0
+        self.last = 0.0
+
+    def __call__(self, event: str, short: str, done: int, total: int) -> None:
+        if self.quiet or event == "start":
+            return
+        text = {"exists": "Already exists" if self.verb == "Pull" else "Layer already exists",
+                "mounted": "Mounted from another repository",
+                "complete": f"{self.verb} complete" if self.verb == "Pull" else "Pushed"}.get(
+            event)
+        if text is None:
+            verb = "Downloading" if self.verb == "Pull" else "Pushing"
+            if not self.tty:
+                return
+            width = 40
+            filled = int(width * done / total) if total else 0
+            text = (f"{verb} [{'=' * max(filled - 1, 0)}{'>' if filled else ''}"
+                    f"{' ' * (width - filled)}]  {human_size(done)}/{human_size(total)}")
+        with self.lock:
+            self.lines[short] = text
+            if not self.tty:
+                click.echo(f"{short}: {text}")
+                return
+            now = time.monotonic()
+            if event in ("download", "push") and now - self.last < 0.1:
+                return
+            self.last = now
+            self._draw()
+
+    def _draw(self) -> None:
+        out = sys.stdout
+        if self.drawn:
+            out.write(f"\x1b[{self.drawn}A")
+        for short, text in self.lines.items():
+            out.write(f"\x1b[2K{short}: {text}\n")
+        out.flush()
+        self.drawn = len(self.lines)
+
+    def finish(self) -> None:
+        if self.tty:
+            with self.lock:
+                self._draw()
+
+
+# -- pull / push -------------------------------------------------------------------------
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image name.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Pick this platform of a "
+              "multi-platform image (default: this machine's).")
+@click.option("-a", "--all-tags", is_flag=True, help="Pull every tagged image of the "
+              "repository.")
+@registry_options
+@click.argument("name")
+@images_friendly
+def pull(quiet: bool, platform: str | None, all_tags: bool, tls_verify, authfile, name: str):
+    """Pull an image from a registry."""
+    from registry import reference as refs
+    from registry.manifest import parse_platform
+    from registry.pull import list_tags
+    parse_platform(platform)
+    options = _options(tls_verify, authfile)
+    if not all_tags:
+        _pull_one(name, quiet, platform, options)
+        return
+    ref = refs.parse(name, default_tag=False)
+    if ref.tag or ref.digest:
+        raise UserError("tag can't be used with --all-tags/-a")
+    for tag in list_tags(ref, options):
+        _pull_one(str(ref.with_tag(tag)), quiet, platform, options, print_name=False)
+    click.echo(ref.repository)
+
+
+def _pull_one(name: str, quiet: bool, platform: str | None, options,
+              print_name: bool = True) -> None:
+    from registry import reference as refs
+    from registry.pull import pull as do_pull
+    store = _store()
+    ref = refs.parse(name)
+    before = store.tags().get(str(ref))
+    if not quiet:
+        click.echo(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
+    progress = Progress(quiet)
+    result = do_pull(name, store, options, platform, progress)
+    progress.finish()
+    if not quiet:
+        click.echo(f"Digest: {result.digest}")
+        if result.downloaded == 0 and before == result.record.id:
+            click.echo(f"Status: Image is up to date for {ref.familiar}")
+        else:
+            click.echo(f"Status: Downloaded newer image for {ref.familiar}")
+    if print_name:
+        click.echo(str(ref))
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@registry_options
+@click.argument("name")
+@click.argument("destination", required=False)
+@images_friendly
+def push(quiet: bool, tls_verify, authfile, name: str, destination: str | None):
+    """Push an image to a registry (NAME, or the image NAME as DESTINATION)."""
+    from registry import reference as refs
+    from registry.push import push as do_push
+    target = destination or name
+    ref = refs.parse(target)
+    store = _store()
+    store.find(name)
+    if not quiet:
+        click.echo(f"The push refers to repository [{ref.repository}]")
+    progress = Progress(quiet, "Push")
+    result = do_push(target, store, _options(tls_verify, authfile),
+                     source=name if destination else None, progress=progress)
+    progress.finish()
+    if not quiet:
+        click.echo(f"{ref.tag or 'latest'}: digest: {result.digest} size: {result.size}")
+
+
+# -- tag / images / rmi / prune --------------------------------------------------------------
+
+@click.command()
+@click.argument("source")
+@click.argument("target")
+@images_friendly
+def tag(source: str, target: str):
+    """Give the image SOURCE the name TARGET."""
+    from registry import reference as refs
+    store = _store()
+    rec, _ = store.find(source)
+    ref = refs.parse(target)
+    if ref.digest:
+        raise UserError(f"refusing to create a tag with a digest reference: {target}")
+    store.tag(str(ref), rec.id)
+
+
+def _image_rows(store, all_: bool, filter_name: str | None, dangling: bool | None):
+    from registry import reference as refs
+    tags = store.tags()
+    rows = []
+    for rec in store.records():
+        names = store.names_of(rec.id, tags)
+        created = _parse_time(_config_or_empty(store, rec).get("created"))
+        entries = [(refs.parse(n), n) for n in names] or [(None, None)]
+        for ref, _full in entries:
+            if dangling is True and ref is not None:
+                continue
+            if dangling is False and ref is None:
+                continue
+            if filter_name:
+                if ref is None:
+                    continue
+                want_repo, _, want_tag = filter_name.partition(":") \
+                    if "/" not in filter_name.rpartition(":")[2] else (filter_name, "", "")
+                if not (fnmatch.fnmatchcase(ref.familiar_repository, want_repo)
+                        or fnmatch.fnmatchcase(ref.repository, want_repo)):
+                    continue
+                if want_tag and not fnmatch.fnmatchcase(ref.tag or "", want_tag):
+                    continue
+            digest = next((d.split("@", 1)[1] for d in rec.repo_digests
+                           if ref is not None and d.split("@")[0] == ref.repository), "<none>")
+            rows.append({"rec": rec, "Repository": ref.familiar_repository if ref else "<none>",
+                         "Tag": (ref.tag or "<none>") if ref else "<none>",
+                         "Digest": digest, "ID": rec.short_id, "Created": created,
+                         "Size": store.size(rec)})
+    rows.sort(key=lambda r: (-(r["Created"] or 0), r["Repository"], r["Tag"]))
+    return rows
+
+
+def _config_or_empty(store, rec) -> dict:
+    try:
+        return store.config(rec)
+    except Exception:
+        return {}
+
+
+@click.command("images")
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all images (same as the "
+              "default: dockish keeps no intermediate images).")
+@click.option("--digests", is_flag=True, help="Show digests.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="dangling=true|false, reference=PATTERN.")
+@click.option("--format", "fmt", metavar="table|json", default="table",
+              help="json: one JSON object per line.")
+@click.argument("repository", required=False)
+@images_friendly
+def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
+           fmt: str, repository: str | None):
+    """List images."""
+    dangling = None
+    for f in filters:
+        key, _, value = f.partition("=")
+        if key == "dangling":
+            dangling = value.lower() in ("true", "1")
+        elif key == "reference":
+            repository = value
+        else:
+            raise UserError(f"invalid filter {key!r}")
+    store = _store()
+    rows = _image_rows(store, all_, repository, dangling)
+    if quiet:
+        seen = []
+        for r in rows:
+            ident = r["rec"].id if no_trunc else r["ID"]
+            if ident not in seen:
+                seen.append(ident)
+        for ident in seen:
+            click.echo(ident)
+        return
+    if fmt == "json":
+        for r in rows:
+            click.echo(json.dumps({
+                "Containers": "N/A", "CreatedAt": _iso(r["Created"]),
+                "CreatedSince": human_ago(r["Created"]), "Digest": r["Digest"],
+                "ID": r["rec"].id if no_trunc else r["ID"], "Repository": r["Repository"],
+                "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
+                "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])}))
+        return
+    if fmt != "table":
+        raise UserError(f"unsupported format {fmt!r}: use table or json")
+    head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + \
+        ["IMAGE ID", "CREATED", "SIZE"]
+    table = [head]
+    for r in rows:
+        table.append([r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else []) +
+                     [r["rec"].id if no_trunc else r["ID"], human_ago(r["Created"]),
+                      human_size(r["Size"])])
+    _table(table)
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Remove even if tagged several times or "
+              "mounted.")
+@click.option("--no-prune", is_flag=True, help="Do not delete untagged layers now.")
+@click.argument("names", nargs=-1, required=True)
+@images_friendly
+def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
+    """Remove one or more images (by name, ID or ID prefix)."""
+    from registry import reference as refs
+    from registry.store import NoSuchImage
+    store = _store()
+    failed = False
+    removed_any = False
+    for text in names:
+        try:
+            rec, by_name = store.find(text)
+        except NoSuchImage as e:
+            click.echo(f"dockish: error: {e}", err=True)
+            failed = True
+            continue
+        used = _images_in_use(store).get(rec.id)
+        names_now = store.names_of(rec.id)
+        if by_name and len(names_now) > 1:
+            store.untag(by_name)
+            click.echo(f"Untagged: {refs.parse(by_name).familiar}")
+            continue
+        if not by_name and len(names_now) > 1 and not force:
+            click.echo(f"dockish: error: conflict: unable to delete {rec.short_id} (must be "
+                       f"forced) - image is referenced in multiple repositories", err=True)
+            failed = True
+            continue
+        if used and not force:
+            click.echo(f"dockish: error: conflict: unable to remove {text} (must force) - "
+                       f"{used[0]} is using image {rec.short_id}", err=True)
+            failed = True
+            continue
+        for n in names_now:
+            store.untag(n)
+            click.echo(f"Untagged: {refs.parse(n).familiar}")
+        for d in rec.repo_digests:
+            click.echo(f"Untagged: {refs.parse(d).familiar}")
+        store.remove_record(rec.id)
+        click.echo(f"Deleted: {rec.id}")
+        removed_any = True
+    if removed_any and not no_prune:
+        store.gc()
+    if failed:
+        sys.exit(EXIT_NO_SUCH)
+
+
+def _prune(store, all_: bool) -> tuple[list[str], int]:
+    from registry import reference as refs
+    lines = []
+    in_use = _images_in_use(store)
+    tags = store.tags()
+    for rec in store.records():
+        names = store.names_of(rec.id, tags)
+        if rec.id in in_use or (names and not all_):
+            continue
+        for n in names:
+            store.untag(n)
+            lines.append(f"untagged: {refs.parse(n).familiar}")
+        store.remove_record(rec.id)
+        lines.append(f"deleted: {rec.id}")
+    return lines, store.gc()
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not "
+              "just dangling ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@images_friendly
+def image_prune(all_: bool, force: bool):
+    """Remove unused images (untagged ones; with -a, every image no mount uses)."""
+    if not force:
+        warn = "all images without at least one container associated to them" if all_ \
+            else "all dangling images"
+        click.echo(f"WARNING! This will remove {warn}.")
+        if not click.confirm("Are you sure you want to continue?", default=False):
+            return
+    lines, freed = _prune(_store(), all_)
+    if lines:
+        click.echo("Deleted Images:")
+        for line in lines:
+            click.echo(line)
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
+
+
+# -- inspect / history ------------------------------------------------------------------------
+
+def inspect_image(store, rec) -> dict:
+    from registry import reference as refs
+    cfg = _config_or_empty(store, rec)
+    return {
+        "Id": rec.id,
+        "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)],
+        "RepoDigests": [refs.parse(d).familiar for d in rec.repo_digests],
+        "Parent": "",
+        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])
+                         if isinstance(h, dict)), ""),
+        "Created": cfg.get("created", ""),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+        "Os": cfg.get("os", ""),
+        "Size": store.size(rec),
+        "GraphDriver": {"Data": None, "Name": "dockish"},
+        "RootFS": {"Type": "layers", "Layers": list(rec.diff_ids)},
+        "Metadata": {"LastTagTime": _iso(rec.stored).replace(" +0000 UTC", "Z")
+                     .replace(" ", "T") if rec.stored else ""},
+    }
+
+
+def go_template(template: str, obj: object) -> str:
+    """The subset of Go templates ``--format`` needs: ``{{.A.B}}``, ``{{json .A}}``."""
+    def field(path: str):
+        value = obj
+        for part in [p for p in path.split(".") if p]:
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    def sub(m: re.Match) -> str:
+        value = field(m[2])
+        if m[1]:
+            return json.dumps(value)
+        if isinstance(value, dict):
+            return json.dumps(value)
+        if isinstance(value, list):
+            return "[" + " ".join(map(str, value)) + "]"
+        return "<no value>" if value is None else str(value)
+    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", sub, template)
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="Go template, e.g. "
+              "'{{.Id}}' or '{{json .Config}}'.")
+@click.option("--type", "kind", type=click.Choice(["image"]), default="image")
+@click.argument("names", nargs=-1, required=True)
+@images_friendly
+def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
+    """Show low-level information on images, as JSON."""
+    from registry.store import NoSuchImage
+    store = _store()
+    out, failed = [], False
+    for n in names:
+        try:
+            rec, _ = store.find(n)
+        except NoSuchImage:
+            click.echo(f"dockish: error: No such image: {n}", err=True)
+            failed = True
+            continue
+        out.append(inspect_image(store, rec))
+    if fmt:
+        for obj in out:
+            click.echo(go_template(fmt, obj))
+    else:
+        click.echo(json.dumps(out, indent=4))
+    if failed:
+        sys.exit(EXIT_NO_SUCH)
+
+
+@click.command()
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@click.option("-H", "--human", type=click.BOOL, default=True, metavar="BOOL",
+              help="Sizes and dates in human-readable form.")
+@click.argument("name")
+@images_friendly
+def history(no_trunc: bool, quiet: bool, human: bool, name: str):
+    """Show the history of an image."""
+    store = _store()
+    rec, _ = store.find(name)
+    cfg = store.config(rec)
+    hist = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
+    if not hist:
+        hist = [{"created": cfg.get("created")} for _ in rec.diff_ids]
+    layers = list(rec.diff_ids)
+    rows, li = [], 0
+    for h in hist:
+        size = 0
+        if not h.get("empty_layer") and li < len(layers):
+            size = store.layer_size(layers[li])
+            li += 1
+        rows.append((h, size))
+    rows.reverse()
+    if quiet:
+        click.echo(rec.id if no_trunc else rec.short_id)
+        for _ in rows[1:]:
+            click.echo("<missing>")
+        return
+    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    for i, (h, size) in enumerate(rows):
+        ident = (rec.id if no_trunc else rec.short_id) if i == 0 else "<missing>"
+        by = h.get("created_by", "") or ""
+        if not no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        created = _parse_time(h.get("created"))
+        table.append([ident, human_ago(created) if human else (h.get("created") or ""), by,
+                      human_size(size) if human else str(size), h.get("comment", "") or ""])
+    _table(table)
+
+
+# -- save / load / import --------------------------------------------------------------------
+
+@click.command()
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "docker", "oci-archive",
+                                                    "oci"]),
+              default="docker-archive", help="docker-archive (default) or oci (OCI layout).")
+@click.argument("names", nargs=-1, required=True)
+@images_friendly
+def save(output: str | None, fmt: str, names: tuple[str, ...]):
+    """Save images to a tar archive (docker load, podman load and skopeo read it)."""
+    from registry.archive_out import save as do_save
+    store = _store()
+    items: dict[str, tuple] = {}
+    for n in names:
+        rec, by_name = store.find(n)
+        entry = items.setdefault(rec.id, (rec, []))
+        if by_name and by_name not in entry[1]:
+            entry[1].append(by_name)
+    if output is None and sys.stdout.isatty():
+        raise UserError("cowardly refusing to save to a terminal. Use the -o flag or "
+                        "redirect")
+    if output is None:
+        do_save(store, list(items.values()), sys.stdout.buffer, fmt)
+        return
+    tmp = Path(f"{output}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            do_save(store, list(items.values()), f, fmt)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stdin_to_scratch(store):
+    scratch = store.layers.scratch_file()
+    src = sys.stdin.buffer
+    while chunk := src.read(1 << 20):
+        scratch.write(chunk)
+    scratch.flush()
+    return scratch
+
+
+@click.command()
+@click.option("-i", "--input", "input_", metavar="FILE", help="Read from FILE, not stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+@images_friendly
+def load(input_: str | None, quiet: bool):
+    """Load images from a docker-archive or OCI archive tar (optionally compressed)."""
+    from registry import reference as refs
+    from registry.archive_out import load as do_load
+    store = _store()
+    if input_ is None:
+        if sys.stdin.isatty():
+            raise UserError("requested load from stdin, but stdin is empty")
+        with _stdin_to_scratch(store) as scratch:
+            loaded = do_load(store, Path(f"/proc/self/fd/{scratch.fileno()}"))
+    else:
+        loaded = do_load(store, Path(input_))
+    for rec, names in loaded:
+        if names:
+            for n in names:
+                click.echo(f"Loaded image: {refs.parse(n).familiar}")
+        else:
+            click.echo(f"Loaded image ID: {rec.id}")
+
+
+@click.command("import")
+@click.option("-m", "--message", default="", help="Commit message for the image.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="The image's platform.")
+@click.argument("source")
+@click.argument("reference", required=False)
+@images_friendly
+def import_(message: str, platform: str | None, source: str, reference: str | None):
+    """Create an image from a rootfs tarball (FILE or - for stdin)."""
+    from registry import manifest as mf
+    from registry import reference as refs
+    store = _store()
+    ref = refs.parse(reference) if reference else None
+    os_name, arch, variant = mf.parse_platform(platform)
+    from unionfs.tarindex import LayerError
+    with store.writing():
+        try:
+            if source == "-":
+                diff_id = store.layers.import_blob(sys.stdin.buffer)
+            else:
+                diff_id = store.layers.import_tar_path(source)
+        except LayerError as e:
+            raise UserError(f"{source} is not a usable rootfs tarball: {e}") from None
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cfg = {"architecture": arch, "os": os_name, "created": now,
+               "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+               "history": [{"created": now, "created_by": f"dockish import {source}",
+                            **({"comment": message} if message else
+                               {"comment": f"Imported from {source}"})}]}
+        if variant:
+            cfg["variant"] = variant
+        rec = store.add_image(json.dumps(cfg, separators=(",", ":")).encode())
+    if ref:
+        store.tag(str(ref), rec.id)
+    click.echo(rec.id)
+
+
+def write_tree(tree, out, layer_fds: list[int], data_fd: int | None) -> None:
+    """The whole merged tree as a tar (``docker export``): parents first,
+    hardlinks as links to the first name, sockets skipped."""
+    import stat
+    import tarfile
+
+    from unionfs.generate import _data, _tarinfo
+    from unionfs.tree import join
+    first: dict[int, str] = {}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        stack = [(b"", tree.root)]
+        while stack:
+            path, node = stack.pop()
+            for name in sorted(node.children or {}, reverse=True):
+                child = node.children[name]
+                stack.append((join(path, name), child))
+            if not path or stat.S_ISSOCK(node.mode):
+                continue
+            info = _tarinfo(path, node, None)
+            if stat.S_ISREG(node.mode):
+                if node.ino in first:
+                    info.type, info.size, info.linkname = tarfile.LNKTYPE, 0, first[node.ino]
+                    tar.addfile(info)
+                    continue
+                first[node.ino] = info.name
+                with _data(node, layer_fds, data_fd) as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+
+@click.command()
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@click.argument("container")
+@images_friendly
+def export(output: str | None, container: str):
+    """Export a container's filesystem as a tar archive."""
+    from unionfs.daemon import MountSpec, build_tree
+    from unionfs.upper import Upper
+
+    from .container import ContainerError, Containers
+    store = _store()
+    try:
+        c = Containers(store.root).get(container)
+    except ContainerError as e:
+        raise UserError(str(e)) from None
+    ids = list(c.config.diff_ids) + [c.config.init_layer]
+    layers = [(store.layers.tar_path(d), store.layers.load_index(d)) for d in ids]
+    spec = MountSpec(layers=layers, layer_ids=ids, mountpoint="", image=c.config.image,
+                     upper=c.upper)
+    tree = build_tree(spec)
+    up = None
+    if c.upper.is_dir() and any(c.upper.iterdir()):
+        up = Upper(c.upper, ids)
+        up.open()
+        up.load(tree, compact=False)
+    if output is None and sys.stdout.isatty():
+        raise UserError("cowardly refusing to save to a terminal. Use the -o flag or "
+                        "redirect")
+    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in layers]
+    try:
+        if output is None:
+            write_tree(tree, sys.stdout.buffer, fds, up.data_fd if up else None)
+        else:
+            tmp = Path(f"{output}.tmp-{os.getpid()}")
+            try:
+                with open(tmp, "wb") as f:
+                    write_tree(tree, f, fds, up.data_fd if up else None)
+                os.replace(tmp, output)
+            finally:
+                tmp.unlink(missing_ok=True)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        if up is not None:
+            up.close()
+
+
+# -- system df ------------------------------------------------------------------------------
+
+def _du(path: Path) -> int:
+    """Apparent size of the files under path (symlinks not followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _containers_and_volumes(store) -> tuple[list, list]:
+    """[(container, upper size, volume names)], [(volume, size, links)] of the store."""
+    from .container import Containers
+    from .volumes import Volumes
+    containers = []
+    links: dict[str, int] = {}
+    for c in Containers(store.root).all():
+        vols = [m.get("source") for m in c.config.mounts
+                if isinstance(m, dict) and m.get("kind") == "volume"]
+        for v in vols:
+            links[v] = links.get(v, 0) + 1
+        containers.append((c, _du(c.upper), vols))
+    volumes_store = Volumes(store.root)
+    volumes = [(n, _du(volumes_store.path(n) / "_data"), links.get(n, 0))
+               for n in volumes_store.names()]
+    return containers, volumes
+
+
+def _pct(part: int, whole: int) -> str:
+    return f" ({int(round(100 * part / whole))}%)" if whole else ""
+
+
+@click.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
+@images_friendly
+def system_df(verbose: bool):
+    """Show disk usage: images, containers, volumes and build cache."""
+    from registry import reference as refs
+    store = _store()
+    recs = store.records()
+    in_use = _images_in_use(store)
+    layer_users: dict[str, int] = {}
+    for rec in recs:
+        for d in set(rec.diff_ids):
+            layer_users[d] = layer_users.get(d, 0) + 1
+    sizes = {d: store.layer_size(d) for d in layer_users}
+    total = sum(sizes.values())
+    active_layers = {d for r in recs if r.id in in_use for d in r.diff_ids}
+    reclaim = sum(s for d, s in sizes.items() if d not in active_layers)
+    containers, volumes = _containers_and_volumes(store)
+    running = [(c, size) for c, size, _ in containers if c.running]
+    c_size = sum(size for _, size, _ in containers)
+    c_reclaim = c_size - sum(size for _, size in running)
+    v_size = sum(size for _, size, _ in volumes)
+    v_reclaim = sum(size for _, size, n in volumes if n == 0)
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", str(len(recs)), str(sum(1 for r in recs if r.id in in_use)),
+             human_size(total), human_size(reclaim) + _pct(reclaim, total)],
+            ["Containers", str(len(containers)), str(len(running)), human_size(c_size),
+             human_size(c_reclaim) + _pct(c_reclaim, c_size)],
+            ["Local Volumes", str(len(volumes)), str(sum(1 for v in volumes if v[2])),
+             human_size(v_size), human_size(v_reclaim) + _pct(v_reclaim, v_size)],
+            ["Build Cache", "0", "0", "0B", "0B"]]
+    if not verbose:
+        _table(rows)
+        return
+    click.echo("Images space usage:\n")
+    tags = store.tags()
+    table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
+              "CONTAINERS"]]
+    for rec in recs:
+        shared = sum(sizes[d] for d in set(rec.diff_ids) if layer_users[d] > 1)
+        size = sum(sizes[d] for d in set(rec.diff_ids))
+        created = human_ago(_parse_time(_config_or_empty(store, rec).get("created")))
+        n_containers = sum(1 for u in in_use.get(rec.id, []) if u.startswith("container "))
+        for n in store.names_of(rec.id, tags) or [None]:
+            ref = refs.parse(n) if n else None
+            table.append([ref.familiar_repository if ref else "<none>",
+                          (ref.tag or "<none>") if ref else "<none>", rec.short_id, created,
+                          human_size(size), human_size(shared), human_size(size - shared),
+                          str(n_containers)])
+    _table(table)
+    click.echo("\nContainers space usage:\n")
+    table = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
+              "NAMES"]]
+    for c, size, vols in containers:
+        command = " ".join(c.config.argv)
+        command = f'"{command[:19]}…"' if len(command) > 20 else f'"{command}"'
+        status, code = c.status()
+        text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({code})")
+        table.append([c.id[:12], c.config.image, command, str(len(vols)), human_size(size),
+                      human_ago(c.config.created or None), text, c.name])
+    _table(table)
+    click.echo("\nLocal Volumes space usage:\n")
+    _table([["VOLUME NAME", "LINKS", "SIZE"]] +
+           [[name, str(n), human_size(size)] for name, size, n in volumes])
+    click.echo("\nBuild cache usage: 0B\n")
+
+
+# -- login / logout ---------------------------------------------------------------------
+
+def _server_host(server: str | None) -> str:
+    if not server:
+        return "docker.io"
+    host = re.sub(r"^[a-z]+://", "", server).split("/", 1)[0]
+    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+
+
+@click.command()
+@click.option("-u", "--username", help="Username.")
+@click.option("-p", "--password", help="Password (prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@registry_options
+@click.argument("server", required=False)
+@images_friendly
+def login(username, password, password_stdin, tls_verify, authfile, server):
+    """Log in to a registry (default: Docker Hub); credentials are checked first."""
+    from registry import auth
+    from registry.client import Client
+    from registry.reference import registry_host
+    host = _server_host(server)
+    if password and password_stdin:
+        raise UserError("--password and --password-stdin are mutually exclusive")
+    if password_stdin:
+        if not username:
+            raise UserError("must provide --username with --password-stdin")
+        password = sys.stdin.read().rstrip("\r\n")
+    if password and not password_stdin:
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
+                   err=True)
+    if not username:
+        username = click.prompt("Username")
+    if not password:
+        password = click.prompt("Password", hide_input=True)
+    options = _options(tls_verify, authfile)
+    options.credentials = (username, password)
+    client = Client(registry_host(host), options)
+    client.request("GET", "/v2/", scopes=())
+    auth.store_credentials(host, username, password, authfile)
+    click.echo("Login Succeeded")
+
+
+@click.command()
+@click.option("--authfile", metavar="FILE", envvar="REGISTRY_AUTH_FILE",
+              help="Credentials file.")
+@click.argument("server", required=False)
+@images_friendly
+def logout(authfile, server):
+    """Log out from a registry (default: Docker Hub)."""
+    from registry import auth
+    host = _server_host(server)
+    if auth.remove_credentials(host, authfile):
+        click.echo(f"Removing login credentials for {host}")
+    else:
+        click.echo(f"Not logged in to {host}")
+
+
+# -- registration ---------------------------------------------------------------------
+
+@click.group("image")
+def image_group() -> None:
+    """Manage images."""
+
+
+@click.group("system")
+def system_group() -> None:
+    """Manage dockish."""
+
+
+def _inspect_any(container_inspect: click.Command) -> click.Command:
+    """Docker's top-level ``inspect``: containers (the runner's command) and
+    images, by name or ID; ``--type`` picks one kind."""
+    @click.command("inspect")
+    @click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="Go template, e.g. "
+                  "'{{.Id}}'.")
+    @click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None)
+    @click.argument("names", nargs=-1, required=True)
+    @click.pass_context
+    def inspect_any(ctx, fmt: str | None, kind: str | None, names: tuple[str, ...]):
+        """Show low-level information on containers or images, as JSON."""
+        from .container import ContainerError, Containers
+        if kind == "image":
+            return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
+        if kind == "container":
+            return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names)
+        containers = Containers(_store().root)
+        is_container = []
+        for n in names:
+            try:
+                containers.get(n)
+                is_container.append(True)
+            except ContainerError:
+                is_container.append(False)
+        if all(is_container):
+            return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names)
+        if not any(is_container):
+            return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
+        code = 0
+        for want, cmd, extra in ((True, container_inspect, {"type_": "container"}),
+                                 (False, inspect, {"kind": "image"})):
+            chosen = tuple(n for n, c in zip(names, is_container, strict=True) if c == want)
+            try:
+                ctx.invoke(cmd, fmt=fmt, names=chosen, **extra)
+            except SystemExit as e:
+                code = code or (e.code or 0)
+        if code:
+            sys.exit(code)
+    return inspect_any
+
+
+def register(main: click.Group) -> None:
+    """Add the image commands, the ``image`` group and ``system df`` to ``main``.
+    Register after the container commands: the top-level ``inspect`` then
+    serves both (containers through theirs)."""
+    # `export` of a container is the runner's (it also works on running ones)
+    for cmd in (pull, push, tag, images, rmi, history, save, load, import_, login, logout):
+        main.add_command(cmd)
+    existing = main.commands.get("inspect")
+    if existing is None or existing is inspect:
+        main.add_command(inspect)
+    elif not getattr(existing, "serves_images", False):
+        both = _inspect_any(existing)
+        both.serves_images = True
+        main.add_command(both)
+    for alias, cmd in (("pull", pull), ("push", push), ("tag", tag), ("ls", images),
+                       ("list", images), ("rm", rmi), ("prune", image_prune),
+                       ("inspect", inspect), ("history", history), ("save", save),
+                       ("load", load), ("import", import_)):
+        image_group.add_command(cmd, alias)
+    main.add_command(image_group)
+    if "system" in main.commands and isinstance(main.commands["system"], click.Group):
+        main.commands["system"].add_command(system_df, "df")
+    else:
+        system_group.add_command(system_df, "df")
+        main.add_command(system_group)
+
+
+__all__ = ["register", "EXIT_DOCKISH"]

@@ -1,0 +1,611 @@
+"""Starting a container: the processes and how they talk.
+
+    monitor (host, the user)      maps ids, starts slirp4netns, records pids,
+      |                           forwards signals, relays a pty, reaps
+      +- holder (userns root)     makes the namespaces, waits for the
+          |                       container, writes its exit code
+          +- view daemon          serves the FUSE root (mount namespace of
+          |                       the holder, host pid namespace)
+          +- init (pid 1)         mounts /proc /dev /sys, pivot_root, drops to
+                                  the container user, execs the command
+
+Pipes carry the handshakes (one line per step) so every failure arrives at
+the monitor as one line and an exit code. Signals reach the container
+through the holder, which as root of the user namespace may signal any of
+the container's uids (the monitor, outside, may not).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config as cfgmod
+from . import namespaces as ns
+from . import network, rootfs
+from .config import MountReq
+from .container import Container
+
+EXIT_DOCKISH, EXIT_CANNOT_RUN, EXIT_NOT_FOUND = 125, 126, 127
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
+
+
+class StartError(Exception):
+    """The container did not start; ``code`` is what ``run`` exits with."""
+
+    def __init__(self, message: str, code: int = EXIT_DOCKISH) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Stdio:
+    """The container's stdio: fds for 0/1/2 (None: /dev/null), or a pty
+    slave path for all three."""
+
+    stdin: int | None
+    stdout: int
+    stderr: int
+    pty_slave: int | None = None
+
+
+def resolved_mounts(c: Container, volumes_root: Path) -> list[tuple[MountReq, str]]:
+    out = []
+    for m in c.config.mounts:
+        req = MountReq(**m)
+        if req.kind == "volume":
+            source = str(volumes_root / req.source / "_data")
+        else:
+            source = req.source
+        out.append((req, source))
+    return out
+
+
+def _line(fd: int) -> str:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        buf += b
+    return buf.decode(errors="replace").strip()
+
+
+def _send(fd: int, text: str) -> None:
+    os.write(fd, (text + "\n").encode())
+
+
+def _fail(fd: int, code: int, msg: str) -> None:
+    try:
+        _send(fd, f"E{code} {msg}")
+    except OSError:
+        pass
+
+
+def _msg(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror if not e.filename else f"{e.strerror}: {e.filename}"
+    return str(e) or type(e).__name__
+
+
+# ------------------------------------------------------------------ monitor side
+
+class Launch:
+    """One start of one container, from the monitor's side."""
+
+    def __init__(self, c: Container, layers: list[tuple[Path, list]], layer_ids: list[str],
+                 mapping: ns.IdMapping, volumes_root: Path) -> None:
+        self.c = c
+        self.layers = layers
+        self.layer_ids = layer_ids
+        self.mapping = mapping
+        self.mounts = resolved_mounts(c, volumes_root)
+        self.holder = 0
+        self.slirp: network.Slirp | None = None
+
+    def spawn(self, stdio: Stdio) -> None:
+        """Fork the holder and see the container through to its exec; raises
+        StartError with the reason otherwise."""
+        sync_r, sync_w = os.pipe()       # holder -> monitor
+        go_r, go_w = os.pipe()           # monitor -> holder
+        exec_r, exec_w = os.pipe2(os.O_CLOEXEC)   # init -> monitor: closed at exec
+        exit_r, exit_w = os.pipe()       # held by the holder: slirp4netns exits with it
+        self.c.clear_exit()
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_DOCKISH
+            try:
+                for fd in (sync_r, go_w, exec_r, exit_r):
+                    os.close(fd)
+                code = _holder(self, stdio, sync_w, go_r, exec_w)
+            except BaseException as e:    # noqa: BLE001 - reported as one line
+                _fail(sync_w, EXIT_DOCKISH, _msg(e))
+                if not isinstance(e, OSError | ns.NamespaceError):
+                    traceback.print_exc()
+            os._exit(code)
+        self.holder = pid
+        for fd in (sync_w, go_r, exec_w, exit_w):
+            os.close(fd)
+        if stdio.pty_slave is not None:
+            os.close(stdio.pty_slave)
+        try:
+            self._handshake(sync_r, go_w, exit_r)
+            self._await_exec(exec_r)
+        except BaseException:
+            self.kill_and_reap()
+            raise
+        finally:
+            for fd in (sync_r, go_w, exec_r, exit_r):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _handshake(self, sync_r: int, go_w: int, exit_r: int) -> None:
+        cfg = self.c.config
+        while True:
+            line = _line(sync_r)
+            if not line:
+                raise StartError("the container's holder process died while starting")
+            if line.startswith("E"):
+                code, _, msg = line[1:].partition(" ")
+                raise StartError(msg, int(code))
+            if line == "U":
+                try:
+                    ns.apply_mapping(self.holder, self.mapping)
+                except (OSError, ns.NamespaceError) as e:
+                    raise StartError(f"cannot map ids into the user namespace: {_msg(e)}") \
+                        from None
+                _send(go_w, "M")
+            elif line == "N":
+                if cfg.network == "slirp4netns":
+                    self.slirp = network.Slirp(self.holder, network.api_socket_path(self.c.id),
+                                               exit_r, self.c.path / "slirp.log")
+                    for ip, hp, cp, proto in cfg.ports:
+                        self.slirp.publish(ip, hp, cp, proto)
+                _send(go_w, "G")
+            elif line.startswith("P"):
+                init_pid, view_pid = (int(x) for x in line[1:].split())
+                self.c.write_state(holder_pid=self.holder,
+                                   holder_start=ns.proc_start_time(self.holder),
+                                   pid=init_pid, view_pid=view_pid, started=time.time(),
+                                   slirp_pid=self.slirp.proc.pid if self.slirp else None)
+                return
+
+    def _await_exec(self, exec_r: int) -> None:
+        data = b""
+        while chunk := os.read(exec_r, 4096):
+            data += chunk
+        if data:
+            code, _, msg = data.decode(errors="replace").partition(" ")
+            self.wait()
+            raise StartError(msg.strip(), int(code))
+
+    def forward(self, sig: int) -> None:
+        try:
+            os.kill(self.holder, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        """Reap the holder; the container's exit code (128+N if the holder
+        was killed by signal N, as its container then was too)."""
+        while True:
+            try:
+                _, status = os.waitpid(self.holder, 0)
+                break
+            except ChildProcessError:
+                return (self.c.exit_info() or {}).get("code", 255)
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        self.c.write_exit(code)
+        if self.slirp is not None:
+            try:
+                self.slirp.proc.wait(timeout=2)
+            except Exception:      # noqa: BLE001 - it exits with the holder
+                self.slirp.proc.kill()
+        info = self.c.exit_info() or {}
+        return info.get("code", code)
+
+    def kill_and_reap(self) -> None:
+        if self.holder:
+            try:
+                os.kill(self.holder, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(self.holder, 0)
+            except ChildProcessError:
+                pass
+        if self.slirp is not None:
+            self.slirp.proc.kill()
+            self.slirp.proc.wait()
+
+
+# ------------------------------------------------------------------ holder side
+
+def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -> int:
+    cfg = launch.c.config
+    os.setsid()                      # only the monitor gets the terminal's signals
+    view = _fork_view(launch)
+    ns.unshare(ns.CLONE_NEWUSER)
+    _send(sync_w, "U")
+    if _line(go_r) != "M":
+        return EXIT_DOCKISH
+    ns.become_root(launch.mapping)
+    flags = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC
+    if network.needs_netns(cfg.network):
+        flags |= ns.CLONE_NEWNET
+    ns.unshare(flags)
+    ns.mount(None, "/", None, ns.MS_REC | ns.MS_PRIVATE)
+    ns.sethostname(cfg.hostname)
+    if network.needs_netns(cfg.network):
+        network.loopback_up()
+    _send(sync_w, "N")
+    if _line(go_r) != "G":
+        return EXIT_DOCKISH
+    _view_go(*view)
+    daemon = view[0]
+    ns.unshare(ns.CLONE_NEWPID)
+    ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
+    init = os.fork()
+    if init == 0:
+        code = EXIT_DOCKISH
+        try:
+            os.close(sync_w)
+            os.close(go_r)
+            _init(launch, stdio, exec_w)      # execs: returns only on failure
+        except _ExecFailed as e:
+            code = e.code
+            _report(exec_w, code, str(e))
+        except BaseException as e:           # noqa: BLE001 - reported as one line
+            _report(exec_w, EXIT_DOCKISH, _msg(e))
+        os._exit(code)
+    os.close(exec_w)
+    for fd in (stdio.stdin, stdio.stdout, stdio.stderr, stdio.pty_slave):
+        if fd is not None and fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _send(sync_w, f"P{init} {daemon}")
+    os.close(sync_w)
+    os.close(go_r)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)           # the holder holds no terminal or log open
+    os.close(null)
+
+    def forward(sig, _frame):
+        try:
+            os.kill(init, sig)
+        except ProcessLookupError:
+            pass
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    while True:
+        pid, status = os.wait()
+        if pid == daemon:         # the root is gone: the container cannot go on
+            daemon = 0
+            os.kill(init, signal.SIGKILL)
+        elif pid == init:
+            break
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        code = 128 - code
+    launch.c.write_exit(code)
+    if daemon:       # --rm: the writable layer is about to go, no need to save it
+        os.kill(daemon, signal.SIGKILL if cfg.auto_remove else signal.SIGTERM)
+    while True:                       # reap the daemon and any orphan
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    return code
+
+
+def _fork_view(launch: Launch) -> tuple[int, int, int]:
+    """Fork the FUSE daemon early: it loads its modules (the slowest part of
+    a start) while the holder makes the namespaces, then joins the holder's
+    user and mount namespaces and mounts the view at the container's rootfs
+    dir. Returns (pid, go fd, ready fd) for ``_view_go``."""
+    go_r, go_w = os.pipe()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            rootfs.ignore_signals_for_daemon()
+            log = os.open(launch.c.path / "view.log",
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            keep = sorted({w, go_r})
+            os.closerange(3, keep[0])
+            os.closerange(keep[0] + 1, keep[1])
+            os.closerange(keep[1] + 1, 1 << 16)
+            rootfs.preload_view()
+            if os.read(go_r, 1) != b"g":
+                os._exit(0)
+            os.close(go_r)
+            ns.join(os.getppid(), ["user", "mnt"])
+            rootfs.serve_view(launch.layers, launch.layer_ids, launch.c.upper,
+                              str(launch.c.rootfs), ready=lambda: os.write(w, b"\0"))
+        except BaseException as e:          # noqa: BLE001 - reported to the holder
+            traceback.print_exc()
+            try:
+                os.write(w, _msg(e).encode())
+            except OSError:
+                pass
+            code = 1
+        os._exit(code)
+    os.close(w)
+    os.close(go_r)
+    return pid, go_w, r
+
+
+def _view_go(pid: int, go_w: int, ready_r: int) -> None:
+    """Let the forked daemon mount now; return once the view is ready."""
+    os.write(go_w, b"g")
+    os.close(go_w)
+    data = os.read(ready_r, 4096)
+    os.close(ready_r)
+    if data != b"\0":
+        os.waitpid(pid, 0)
+        raise StartError(f"cannot mount the container's root: "
+                         f"{data.decode(errors='replace') or 'the view daemon died'}")
+
+
+def _start_view(launch: Launch) -> int:
+    """Fork the daemon and mount at once (namespaces already made)."""
+    pid, go_w, ready_r = _fork_view(launch)
+    _view_go(pid, go_w, ready_r)
+    return pid
+
+
+# ------------------------------------------------------------------ init side
+
+class _ExecFailed(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _report(fd: int, code: int, msg: str) -> None:
+    try:
+        os.write(fd, f"{code} {msg}".encode())
+    except OSError:
+        pass
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
+    cfg = launch.c.config
+    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_DFL)
+    console = None
+    if stdio.pty_slave is not None:
+        console = os.ttyname(stdio.pty_slave)
+        from .tty import make_controlling
+        make_controlling(stdio.pty_slave)
+    else:
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(stdio.stdin if stdio.stdin is not None else null, 0)
+        os.dup2(stdio.stdout, 1)
+        os.dup2(stdio.stderr, 2)
+        os.close(null)
+    for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
+        if fd is not None and fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
+                      full_ids=launch.mapping.full, console=console)
+    try:
+        user = cfgmod.resolve_user(cfg.user, _read_text("/etc/passwd"),
+                                   _read_text("/etc/group"))
+    except cfgmod.UserLookupError as e:
+        raise _ExecFailed(str(e), EXIT_CANNOT_RUN) from None
+    if launch.mapping.host_uid(user.uid) is None or \
+            not any(i <= user.gid < i + n for i, _, n in launch.mapping.gids):
+        raise _ExecFailed(f"user {user.uid}:{user.gid} does not exist in the container: "
+                          "only root is mapped without /etc/subuid and /etc/subgid ranges",
+                          EXIT_CANNOT_RUN)
+    env = cfgmod.finish_env(cfg.env, hostname=cfg.hostname, home=user.home, tty=cfg.tty)
+    workdir = cfg.workdir or "/"
+    if not os.path.isdir(workdir):
+        try:
+            os.makedirs(workdir, 0o755)
+        except OSError as e:
+            raise _ExecFailed(f"cannot make the working directory {workdir}: {_msg(e)}",
+                              EXIT_CANNOT_RUN) from None
+    groups = [g for g in user.groups
+              if any(i <= g < i + n for i, _, n in launch.mapping.gids)]
+    if launch.mapping.full:
+        os.setgroups(groups)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)     # a uid change clears it
+    try:
+        os.chdir(workdir)
+    except OSError as e:
+        raise _ExecFailed(f"cannot enter the working directory {workdir}: {_msg(e)}",
+                          EXIT_CANNOT_RUN) from None
+    if cfg.init:
+        _reaper(cfg.argv, env, exec_w)
+    _exec(cfg.argv, env)
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    return dict(e.partition("=")[::2] for e in env)
+
+
+def _exec(argv: list[str], env: list[str]) -> None:
+    """Exec with Docker's codes: 127 not found, 126 found but not runnable."""
+    envd = _env_dict(env)
+    try:
+        os.execvpe(argv[0], argv, envd)
+    except FileNotFoundError:
+        if "/" in argv[0]:
+            raise _ExecFailed(f'exec: "{argv[0]}": stat {argv[0]}: no such file or '
+                              "directory", EXIT_NOT_FOUND) from None
+        raise _ExecFailed(f'exec: "{argv[0]}": executable file not found in $PATH',
+                          EXIT_NOT_FOUND) from None
+    except PermissionError:
+        raise _ExecFailed(f'exec: "{argv[0]}": permission denied', EXIT_CANNOT_RUN) from None
+    except OSError as e:
+        raise _ExecFailed(f'exec: "{argv[0]}": {e.strerror}', EXIT_CANNOT_RUN) from None
+
+
+def _reaper(argv: list[str], env: list[str], exec_w: int) -> None:
+    """``--init``: pid 1 stays a small reaper that forwards signals to the
+    command and exits with its code."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        try:
+            _exec(argv, env)
+        except _ExecFailed as e:
+            _report(w, e.code, str(e))
+            os._exit(e.code)
+    os.close(w)
+    data = os.read(r, 4096)
+    os.close(r)
+    if data:
+        os.write(exec_w, data)
+        os._exit(int(data.split()[0]))
+    os.close(exec_w)
+
+    def forward(sig, _frame):
+        try:
+            os.kill(child, sig)
+        except ProcessLookupError:
+            pass
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    code = 0
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+            break
+    os._exit(code)
+
+
+# ------------------------------------------------------------------ exec
+
+def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: str,
+            stdio: Stdio, mapping_full: bool) -> int:
+    """Run a process in a running container's namespaces (as ``docker exec``);
+    returns its exit code. Joins from this process, so every module it needs
+    must be imported before (the host's files are out of reach after)."""
+    pid = c.pid
+    if pid is None:
+        raise StartError(f"container {c.id} is not running")
+    r, w = os.pipe2(os.O_CLOEXEC)
+    holder = os.fork()
+    if holder == 0:
+        code = EXIT_DOCKISH
+        try:
+            os.close(r)
+            os.setsid()
+            ns.join(pid)
+            child = os.fork()          # the pid namespace applies to children
+            if child == 0:
+                try:
+                    if stdio.pty_slave is not None:
+                        from .tty import make_controlling
+                        make_controlling(stdio.pty_slave)
+                    else:
+                        null = os.open(os.devnull, os.O_RDWR)
+                        os.dup2(stdio.stdin if stdio.stdin is not None else null, 0)
+                        os.dup2(stdio.stdout, 1)
+                        os.dup2(stdio.stderr, 2)
+                    u = cfgmod.resolve_user(user, _read_text("/etc/passwd"),
+                                            _read_text("/etc/group"))
+                    full = cfgmod.finish_env(env, hostname=c.config.hostname, home=u.home,
+                                             tty=stdio.pty_slave is not None)
+                    if mapping_full:
+                        os.setgroups(list(u.groups))
+                    os.setresgid(u.gid, u.gid, u.gid)
+                    os.setresuid(u.uid, u.uid, u.uid)
+                    ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+                    os.chdir(workdir or "/")
+                    _exec(argv, full)
+                except _ExecFailed as e:
+                    _report(w, e.code, str(e))
+                    os._exit(e.code)
+                except BaseException as e:     # noqa: BLE001
+                    _report(w, EXIT_CANNOT_RUN, _msg(e))
+                    os._exit(EXIT_CANNOT_RUN)
+            os.close(w)
+            if stdio.pty_slave is not None:
+                os.close(stdio.pty_slave)
+
+            def forward(sig, _frame):
+                try:
+                    os.kill(child, sig)
+                except ProcessLookupError:
+                    pass
+            for sig in FORWARDED:
+                signal.signal(sig, forward)
+            _, status = os.waitpid(child, 0)
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+        except BaseException as e:       # noqa: BLE001
+            _report(w, EXIT_DOCKISH, _msg(e))
+        os._exit(code)
+    os.close(w)
+    if stdio.pty_slave is not None:
+        os.close(stdio.pty_slave)
+    data = b""
+    while chunk := os.read(r, 4096):
+        data += chunk
+    os.close(r)
+    holder_status = _ExecHolder(holder)
+    if data:
+        code, _, msg = data.decode(errors="replace").partition(" ")
+        holder_status.wait()
+        raise StartError(msg.strip(), int(code))
+    return holder_status.pid
+
+
+class _ExecHolder:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
+
+
+def wait_pid(pid: int) -> int:
+    return _ExecHolder(pid).wait()
+
+
+def main_stdio(interactive: bool) -> Stdio:
+    return Stdio(sys.stdin.fileno() if interactive else None, sys.stdout.fileno(),
+                 sys.stderr.fileno())

@@ -1,0 +1,77 @@
+"""Named volumes: directories under the store root that outlive containers.
+
+    ROOT/volumes/<name>/_data        what the container sees at its mount point
+    ROOT/volumes/<name>/volume.json  name, created time, labels
+
+``_data`` belongs to the user on the host, so it is root's inside a
+container, as a Docker volume is.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class VolumeError(Exception):
+    """A volume name or state the user got wrong."""
+
+
+class Volumes:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "volumes"
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise VolumeError(f'"{name}" includes invalid characters for a local volume name, '
+                              'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "volume.json").exists()
+
+    def create(self, name: str | None = None, labels: dict | None = None) -> str:
+        name = name or secrets.token_hex(32)
+        p = self.path(name)
+        if self.exists(name):
+            return name
+        (p / "_data").mkdir(parents=True, exist_ok=True)
+        meta = {"Name": name, "Driver": "local", "CreatedAt": time.time(),
+                "Labels": labels or {}, "Scope": "local"}
+        tmp = p / "volume.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, p / "volume.json")
+        return name
+
+    def inspect(self, name: str) -> dict:
+        if not self.exists(name):
+            raise VolumeError(f"get {name}: no such volume")
+        meta = json.loads((self.path(name) / "volume.json").read_text())
+        meta["Mountpoint"] = str(self.path(name) / "_data")
+        meta["CreatedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                          time.gmtime(meta.get("CreatedAt", 0)))
+        return meta
+
+    def names(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.root) if self.exists(n))
+        except FileNotFoundError:
+            return []
+
+    def remove(self, name: str) -> None:
+        if not self.exists(name):
+            raise VolumeError(f"get {name}: no such volume")
+        p = self.path(name)
+        for dirpath, dirnames, _ in os.walk(p):
+            for d in dirnames:                 # dirs a container made unwritable
+                try:
+                    os.chmod(os.path.join(dirpath, d), 0o700)
+                except OSError:
+                    pass
+        shutil.rmtree(p)

@@ -1,0 +1,221 @@
+"""Faults: a full disk under the writable layer (copy-up, new data, the
+journal) and under the layer store (import), with a size-limited tmpfs
+mounted inside a user namespace. ENOSPC reaches the writer; nothing
+half-written stays referenced; once space is freed the mount works and a
+remount shows exactly what the live mount showed. (SIGKILL of the daemon:
+tests/test_persistence.py here, scripts/soak for hundreds of rounds.)
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from .diffbase import dockish_exe
+from .test_hostile import oci_layout, store_state, tar_of
+
+BIG = os.urandom(3 << 20)
+
+IN_NS = r'''
+import errno, hashlib, json, os, subprocess, sys, time
+dockish, image, work, big_digest = sys.argv[1:5]
+small = os.path.join(work, "small")
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", small], check=True)
+upper, mnt = os.path.join(small, "upper"), os.path.join(work, "mnt")
+report = {}
+
+def mount():
+    subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True)
+
+def umount():
+    p = subprocess.run([dockish, "umount", mnt], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+def errno_of(fn):
+    try:
+        fn()
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    return "ok"
+
+def write_file(path, data, mode="wb"):
+    with open(path, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+mount()
+try:
+    # copy-up of a 3 MiB lower file into a 2 MiB layer
+    report["copy-up append"] = errno_of(lambda: write_file(mnt + "/big", b"more", "ab"))
+    report["copy-up write at 0"] = errno_of(lambda: write_file(mnt + "/big", b"x", "r+b"))
+    report["data files after copy-up"] = sorted(os.listdir(upper + "/data"))
+    # new data until the disk is full
+    report["fill"] = errno_of(lambda: write_file(mnt + "/fill", os.urandom(3 << 20)))
+    # metadata changes on a full disk: each either works (and persists) or fails
+    made = []
+    for i in range(300):
+        r = errno_of(lambda: os.mkdir(f"{mnt}/dir{i:03d}"))
+        if r != "ok":
+            report["mkdir on a full disk"] = r
+            break
+        made.append(i)
+    report["view after full"] = sorted(os.listdir(mnt))
+    # free the space: the mount works again
+    os.unlink(mnt + "/fill")
+    t0 = time.monotonic()
+    while errno_of(lambda: write_file(mnt + "/after", b"written after freeing space")) != "ok":
+        assert time.monotonic() - t0 < 10, "space never came back"
+        time.sleep(0.05)
+    report["space back after"] = round(time.monotonic() - t0, 2)
+    report["copy-up small after freeing"] = errno_of(
+        lambda: write_file(mnt + "/small", b"!", "ab"))
+    report["made"] = len(made)
+    os.rename(mnt + "/dir000", mnt + "/renamed")
+    before = {name: (os.lstat(os.path.join(mnt, name)).st_mode,
+                     os.lstat(os.path.join(mnt, name)).st_size) for name in os.listdir(mnt)}
+finally:
+    umount()
+mount()
+try:
+    after = {name: (os.lstat(os.path.join(mnt, name)).st_mode,
+                    os.lstat(os.path.join(mnt, name)).st_size) for name in os.listdir(mnt)}
+    report["remount equal"] = before == after
+    report["differences"] = {k: (before[k], after[k]) for k in before
+                             if k in after and before[k] != after[k]}
+    report["missing after remount"] = sorted(set(before) - set(after))
+    report["extra after remount"] = sorted(set(after) - set(before))
+    report["big intact after remount"] = digest(mnt + "/big") == big_digest
+    with open(mnt + "/after", "rb") as f:
+        report["after"] = f.read().decode()
+    with open(mnt + "/small", "rb") as f:
+        report["small"] = f.read().decode()
+finally:
+    umount()
+print(json.dumps(report))
+'''
+
+
+def test_full_writable_layer(tmp_path):
+    image = oci_layout(tmp_path / "img", [tar_of(("big", "f", BIG), ("small", "f", b"s"))])
+    (tmp_path / "small").mkdir()
+    (tmp_path / "mnt").mkdir()
+    import hashlib
+    p = subprocess.run(["unshare", "-Urm", sys.executable, "-c", IN_NS, dockish_exe(), image,
+                        str(tmp_path), hashlib.sha256(BIG).hexdigest()],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+    report = json.loads(p.stdout.splitlines()[-1])
+    print(report)
+    assert report["copy-up append"] == "ENOSPC"
+    assert report["copy-up write at 0"] == "ENOSPC"
+    assert report["data files after copy-up"] == []
+    assert report["fill"] == "ENOSPC"
+    # the journal's reserve: metadata changes still work on a full disk
+    assert "mkdir on a full disk" not in report and report["made"] == 300
+    assert report["space back after"] < 10
+    assert report["after"] == "written after freeing space" and report["small"] == "s!"
+    # Only the failed append may differ: the kernel's write-back cache keeps
+    # the size it gave the file until its cache is dropped; the data is intact.
+    assert report["missing after remount"] == report["extra after remount"] == []
+    assert set(report["differences"]) <= {"big"}, report["differences"]
+    assert report["big intact after remount"]
+
+
+IMPORT_NS = r'''
+set -e
+mount -t tmpfs -o size=2m tmpfs "$1"
+export DOCKISH_ROOT="$1/store"
+shift
+"$@" mount "$IMAGE" "$MNT" && exit 99
+ls -A "$DOCKISH_ROOT/layers/sha256" "$DOCKISH_ROOT/tmp" 2>/dev/null || true
+'''
+
+
+def test_full_store_during_import_is_one_line(tmp_path):
+    image = oci_layout(tmp_path / "img", [tar_of(("big", "f", BIG))])
+    (tmp_path / "small").mkdir()
+    (tmp_path / "mnt").mkdir()
+    env = dict(os.environ, IMAGE=image, MNT=str(tmp_path / "mnt"))
+    p = subprocess.run(["unshare", "-Urm", "sh", "-c", textwrap.dedent(IMPORT_NS), "sh",
+                        str(tmp_path / "small"), dockish_exe()], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    store = tmp_path / "small" / "store"
+    assert p.stderr == (f"dockish: error: no space left on the device of {store} while "
+                        f"storing a layer\n")
+    assert "import-" not in p.stdout          # no leftover in the store's tmp
+    assert store_state(store) == ([], [])     # (outside the namespace: the tmpfs is gone)
+
+
+JOURNAL_NS = r'''
+import errno, json, os, stat, subprocess, sys
+from unionfs import upper as upper_mod
+from unionfs.tree import Tree
+work = sys.argv[1]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", work], check=True)
+
+def no_reserve(fd, offset, length):            # as on a filesystem without fallocate
+    raise OSError(errno.EOPNOTSUPP, "no fallocate")
+
+upper_mod._fallocate_keep_size = no_reserve
+layer_ids = ["sha256:" + "0" * 64]
+
+def fresh_tree():
+    tree = Tree()
+    tree.finish_lower()
+    return tree
+
+up = upper_mod.Upper(os.path.join(work, "up"), layer_ids)
+up.open()
+tree = fresh_tree()
+up.load(tree)
+fd = os.open(os.path.join(work, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+try:                                                     # fill the disk
+    while True:
+        os.write(fd, os.urandom(4096))
+except OSError as e:
+    assert e.errno == errno.ENOSPC
+os.close(fd)
+made, failed = 0, None
+for i in range(100_000):
+    node = tree.new_node(stat.S_IFDIR | 0o755, 0, 0, i)
+    tree.place(tree.root, b"d%06d" % i + b"x" * 200, node)
+    try:
+        up.append(tree.take_pending())
+    except OSError as e:
+        failed = errno.errorcode[e.errno]
+        break
+    made += 1
+size_ok = os.stat(os.path.join(work, "up", "journal")).st_size == up.journal_bytes
+compacted = up.compact(tree)                      # no room for a rewrite: keeps the journal
+up.close()
+up = upper_mod.Upper(os.path.join(work, "up"), layer_ids)
+up.open()
+again = fresh_tree()
+replayed = up.load(again, compact=False)
+up.close()
+print(json.dumps({"made": made, "failed": failed, "size_ok": size_ok, "compacted": compacted,
+                  "replayed": replayed, "names": len(again.root.children)}))
+'''
+
+
+def test_failed_journal_append_leaves_no_torn_record(tmp_path):
+    """Without a reserve (no fallocate), a journal append on a full disk fails
+    whole: the journal is cut back to its last record, compaction keeps the
+    old journal, and a remount replays exactly the changes that were made."""
+    (tmp_path / "w").mkdir()
+    p = subprocess.run(["unshare", "-Urm", sys.executable, "-c", JOURNAL_NS,
+                        str(tmp_path / "w")], capture_output=True, text=True, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+    r = json.loads(p.stdout.splitlines()[-1])
+    assert r["failed"] == "ENOSPC" and r["size_ok"] and r["compacted"] is False
+    assert r["names"] == r["made"] > 0
