@@ -123,6 +123,12 @@ def check_manifest(obj: dict, what: str) -> None:
 def choose(index: dict, want: tuple[str, str, str | None], what: str) -> dict:
     """The index entry for platform ``want``."""
     entries = index["manifests"]
+    for d in entries:
+        p = d.get("platform") if isinstance(d, dict) else None
+        keys = ("os", "architecture", "variant")
+        if p is not None and not (isinstance(p, dict) and all(
+                isinstance(p.get(k), (str, type(None))) for k in keys)):
+            raise FormatError(f"{what}: an index entry has a malformed platform")
     desc = pick_platform(entries, want)
     if desc is None:
         have = sorted({platform_text((p.get("os"), p.get("architecture"), p.get("variant")))

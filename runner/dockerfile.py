@@ -231,6 +231,8 @@ def _moby_parse(text: str, label: str) -> tuple:
         return _moby.parse_string(text)
     except _moby.GoParseError as e:
         raise DockerfileError(f"{label}: {e}") from None
+    except UnicodeDecodeError:
+        raise DockerfileError(f"{label}: the parser could not decode its text") from None
 
 
 _FLAGS = {
@@ -273,6 +275,8 @@ def _command(c) -> list[str] | str:
 
 def _convert(c, label: str) -> Instruction:
     """The parser's ``Command`` to a typed instruction, checking arity."""
+    if not c.cmd:
+        raise DockerfileError(f"{label}:{c.start_line}: a line with no instruction")
     kind = c.cmd.upper()
     base = {"kind": kind, "line": c.start_line, "end_line": c.end_line,
             "original": c.original, "flags": _flags(c, label)}

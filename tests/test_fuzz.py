@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from registry import reference
 from registry.archive import ImageError, import_image
-from registry.manifest import decode
+from registry.manifest import choose, decode
+from runner.dockerfile import DockerfileError, parse_text
 from unionfs.layers import LayerStore, LayerStoreError
 from unionfs.tarindex import LayerError, TarIndexer, index_stream
 
@@ -373,3 +374,33 @@ def test_registry_manifest_decoding_raises_image_error_only(value, content_type)
         decode(data, content_type, "manifest")
     except ImageError as e:
         assert str(e)
+
+
+@FUZZ
+@given(st.text(max_size=200))
+@example("\\")
+@example("HEALTHCHECK è\U0009efa0$")
+def test_dockerfiles_parse_or_raise_dockerfile_error(text):
+    """Any text is a Dockerfile or one DockerfileError, never a crash."""
+    try:
+        parse_text(text)
+    except DockerfileError:
+        pass
+
+
+_platform_value = st.one_of(st.none(), st.text(max_size=8), st.integers(), st.lists(st.text()))
+
+
+@FUZZ
+@given(st.one_of(st.dictionaries(st.sampled_from(["os", "architecture", "variant"]),
+                                 _platform_value), st.lists(st.text()), st.integers()))
+@example({"variant": 7, "os": "linux", "architecture": "amd64"})
+@example([])
+def test_index_platforms_choose_or_raise_image_error(platform):
+    """A hostile index's platform fields give one ImageError, never a crash."""
+    index = {"manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "digest": "sha256:" + "0" * 64, "size": 1, "platform": platform}]}
+    try:
+        choose(index, ("linux", "amd64", None), "index")
+    except ImageError:
+        pass
