@@ -54,6 +54,17 @@ class Stdio:
     pty_slave: int | None = None
 
 
+
+def _forward_signals(pid: int) -> None:
+    """Pass the signals a container's process should see on to ``pid``."""
+    def forward(sig, _frame):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+
 def resolved_mounts(c: Container, volumes_root: Path) -> list[tuple[MountReq, str]]:
     out = []
     for m in c.config.mounts:
@@ -282,13 +293,7 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
         os.dup2(null, fd)           # the holder holds no terminal or log open
     os.close(null)
 
-    def forward(sig, _frame):
-        try:
-            os.kill(init, sig)
-        except ProcessLookupError:
-            pass
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    _forward_signals(init)
     while True:
         pid, status = os.wait()
         if pid == daemon:         # the root is gone: the container cannot go on
@@ -494,13 +499,7 @@ def _reaper(argv: list[str], env: list[str], exec_w: int) -> None:
         os._exit(int(data.split()[0]))
     os.close(exec_w)
 
-    def forward(sig, _frame):
-        try:
-            os.kill(child, sig)
-        except ProcessLookupError:
-            pass
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    _forward_signals(child)
     code = 0
     while True:
         try:
