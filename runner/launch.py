@@ -65,6 +65,7 @@ def _forward_signals(pid: int) -> None:
     for sig in FORWARDED:
         signal.signal(sig, forward)
 
+
 def resolved_mounts(c: Container, volumes_root: Path) -> list[tuple[MountReq, str]]:
     out = []
     for m in c.config.mounts:
@@ -562,14 +563,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
             os.close(w)
             if stdio.pty_slave is not None:
                 os.close(stdio.pty_slave)
-
-            def forward(sig, _frame):
-                try:
-                    os.kill(child, sig)
-                except ProcessLookupError:
-                    pass
-            for sig in FORWARDED:
-                signal.signal(sig, forward)
+            _forward_signals(child)
             _, status = os.waitpid(child, 0)
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
