@@ -26,12 +26,12 @@ from unionfs.layers import LayerStoreError
 from . import manifest as mf
 from . import reference as refs
 from .client import Client, NotFound, Options, RegistryError, client_for
+from .pull import Progress
 from .store import ImageRecord, ImageStore
 
 MONOLITHIC_MAX = 32 << 20
 CHUNK = 16 << 20
 GZIP_LEVEL = 1
-Progress = Callable[[str, str, int, int], None]
 
 
 @dataclass
