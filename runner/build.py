@@ -145,7 +145,108 @@ def new_config(base: BaseImage | None) -> dict:
     return cfg
 
 
-class Builder:
+class ConfigSteps:
+    """The config-only instructions (no layer): shared by builds and by
+    ``commit --change``. ``_config_step`` records one (history, cache key)."""
+
+    def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
+        raise NotImplementedError
+
+    def _workdir(self, st: StageState, ins: dfm.Workdir) -> str:
+        path = ins.path if ins.path.startswith("/") else \
+            os.path.join(st.conf.get("WorkingDir") or "/", ins.path)
+        path = os.path.normpath(path)
+        st.conf["WorkingDir"] = path
+        return path
+
+    def _do_workdir(self, st, ins: dfm.Workdir, where, used) -> None:
+        self._config_step(st, ins, f"WORKDIR {self._workdir(st, ins)}")
+
+    def _do_env(self, st, ins: dfm.Env, where, used) -> None:
+        env = st.env()
+        for k, v in ins.pairs:
+            env[k] = v
+        st.conf["Env"] = [f"{k}={v}" for k, v in env.items()]
+        self._config_step(st, ins, "ENV " + " ".join(f"{k}={v}" for k, v in ins.pairs))
+
+    def _do_label(self, st, ins: dfm.Label, where, used) -> None:
+        labels = st.conf.get("Labels") or {}
+        labels.update(dict(ins.pairs))
+        st.conf["Labels"] = labels
+        self._config_step(st, ins, "LABEL " + " ".join(f"{k}={v}" for k, v in ins.pairs))
+
+    def _do_user(self, st, ins: dfm.User, where, used) -> None:
+        st.conf["User"] = ins.user
+        self._config_step(st, ins, f"USER {ins.user}")
+
+    def _do_cmd(self, st, ins: dfm.Command, where, used) -> None:
+        st.conf["Cmd"] = dfm.exec_or_shell(ins.command, st.shell)
+        st.cmd_set = True
+        self._config_step(st, ins, f"CMD {json.dumps(st.conf['Cmd'])}")
+
+    def _do_entrypoint(self, st, ins: dfm.Command, where, used) -> None:
+        st.conf["Entrypoint"] = dfm.exec_or_shell(ins.command, st.shell)
+        if not st.cmd_set:
+            st.conf["Cmd"] = None      # Docker: a new ENTRYPOINT drops the base's CMD
+        self._config_step(st, ins, f"ENTRYPOINT {json.dumps(st.conf['Entrypoint'])}")
+
+    def _do_expose(self, st, ins: dfm.Expose, where, used) -> None:
+        ports = st.conf.get("ExposedPorts") or {}
+        for p in ins.ports:
+            if not re.fullmatch(r"\d+(-\d+)?(/(tcp|udp|sctp))?", p):
+                raise BuildError(f"{where}: invalid containerPort: {p}")
+            ports[p if "/" in p else f"{p}/tcp"] = {}
+        st.conf["ExposedPorts"] = ports
+        self._config_step(st, ins, "EXPOSE " + " ".join(ins.ports))
+
+    def _do_volume(self, st, ins: dfm.Volume, where, used) -> None:
+        vols = st.conf.get("Volumes") or {}
+        for p in ins.paths:
+            if not p:
+                raise BuildError(f"{where}: VOLUME specified can not be an empty string")
+            vols[p] = {}
+        st.conf["Volumes"] = vols
+        self._config_step(st, ins, "VOLUME " + json.dumps(ins.paths))
+
+    def _do_stopsignal(self, st, ins: dfm.StopSignal, where, used) -> None:
+        import signal
+        sig = ins.signal
+        if not (sig.isdigit() or sig.upper() in signal.Signals.__members__ or
+                "SIG" + sig.upper() in signal.Signals.__members__):
+            raise BuildError(f"{where}: Invalid signal: {sig}")
+        st.conf["StopSignal"] = sig
+        self._config_step(st, ins, f"STOPSIGNAL {sig}")
+
+    def _do_healthcheck(self, st, ins: dfm.Healthcheck, where, used) -> None:
+        hc: dict = {"Test": ins.test}
+        names = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                 "start-interval": "StartInterval"}
+        for k, v in ins.options.items():
+            if k == "retries":
+                if not v.isdigit():
+                    raise BuildError(f"{where}: --retries must be a number")
+                hc["Retries"] = int(v)
+            else:
+                hc[names[k]] = _duration(v, where)
+        st.conf["Healthcheck"] = hc
+        self._config_step(st, ins, f"HEALTHCHECK {json.dumps(hc, sort_keys=True)}")
+
+    def _do_onbuild(self, st, ins: dfm.OnBuild, where, used) -> None:
+        st.conf["OnBuild"] = [*(st.conf.get("OnBuild") or []), ins.trigger]
+        self._config_step(st, ins, f"ONBUILD {ins.trigger}")
+
+    def _do_shell(self, st, ins: dfm.Shell, where, used) -> None:
+        st.shell = list(ins.argv)
+        st.conf["Shell"] = list(ins.argv)
+        self._config_step(st, ins, f"SHELL {json.dumps(ins.argv)}")
+
+    def _do_maintainer(self, st, ins: dfm.Maintainer, where, used) -> None:
+        st.config["author"] = ins.name
+        self._config_step(st, ins, f"MAINTAINER {ins.name}")
+
+
+
+class Builder(ConfigSteps):
     """One ``dockish build``."""
 
     def __init__(self, root: Path, context_dir: Path, dockerfile: dfm.Dockerfile,
@@ -280,19 +381,6 @@ class Builder:
         st.key = state_key(st.key, text)
         self._history(st, text, True)
 
-    def _do_env(self, st, ins: dfm.Env, where, used) -> None:
-        env = st.env()
-        for k, v in ins.pairs:
-            env[k] = v
-        st.conf["Env"] = [f"{k}={v}" for k, v in env.items()]
-        self._config_step(st, ins, "ENV " + " ".join(f"{k}={v}" for k, v in ins.pairs))
-
-    def _do_label(self, st, ins: dfm.Label, where, used) -> None:
-        labels = st.conf.get("Labels") or {}
-        labels.update(dict(ins.pairs))
-        st.conf["Labels"] = labels
-        self._config_step(st, ins, "LABEL " + " ".join(f"{k}={v}" for k, v in ins.pairs))
-
     def _do_arg(self, st, ins: dfm.Arg, where, used) -> None:
         for name, default in ins.pairs:
             self.used_args.add(name)
@@ -306,10 +394,7 @@ class Builder:
             n if d is None else f"{n}={d}" for n, d in ins.pairs))
 
     def _do_workdir(self, st, ins: dfm.Workdir, where, used) -> None:
-        path = ins.path if ins.path.startswith("/") else \
-            os.path.join(st.conf.get("WorkingDir") or "/", ins.path)
-        path = os.path.normpath(path)
-        st.conf["WorkingDir"] = path
+        path = self._workdir(st, ins)
         tree = self._tree(st)
         if path != "/" and tree.lstat(path.lstrip("/")) is None:
             # BuildKit makes the directory, as a layer of its own
@@ -318,75 +403,6 @@ class Builder:
             self._layer_step(st, f"WORKDIR {path}", items, {}, "mkdir")
             return
         self._config_step(st, ins, f"WORKDIR {path}")
-
-    def _do_user(self, st, ins: dfm.User, where, used) -> None:
-        st.conf["User"] = ins.user
-        self._config_step(st, ins, f"USER {ins.user}")
-
-    def _do_cmd(self, st, ins: dfm.Command, where, used) -> None:
-        st.conf["Cmd"] = dfm.exec_or_shell(ins.command, st.shell)
-        st.cmd_set = True
-        self._config_step(st, ins, f"CMD {json.dumps(st.conf['Cmd'])}")
-
-    def _do_entrypoint(self, st, ins: dfm.Command, where, used) -> None:
-        st.conf["Entrypoint"] = dfm.exec_or_shell(ins.command, st.shell)
-        if not st.cmd_set:
-            st.conf["Cmd"] = None      # Docker: a new ENTRYPOINT drops the base's CMD
-        self._config_step(st, ins, f"ENTRYPOINT {json.dumps(st.conf['Entrypoint'])}")
-
-    def _do_expose(self, st, ins: dfm.Expose, where, used) -> None:
-        ports = st.conf.get("ExposedPorts") or {}
-        for p in ins.ports:
-            if not re.fullmatch(r"\d+(-\d+)?(/(tcp|udp|sctp))?", p):
-                raise BuildError(f"{where}: invalid containerPort: {p}")
-            ports[p if "/" in p else f"{p}/tcp"] = {}
-        st.conf["ExposedPorts"] = ports
-        self._config_step(st, ins, "EXPOSE " + " ".join(ins.ports))
-
-    def _do_volume(self, st, ins: dfm.Volume, where, used) -> None:
-        vols = st.conf.get("Volumes") or {}
-        for p in ins.paths:
-            if not p:
-                raise BuildError(f"{where}: VOLUME specified can not be an empty string")
-            vols[p] = {}
-        st.conf["Volumes"] = vols
-        self._config_step(st, ins, "VOLUME " + json.dumps(ins.paths))
-
-    def _do_stopsignal(self, st, ins: dfm.StopSignal, where, used) -> None:
-        import signal
-        sig = ins.signal
-        if not (sig.isdigit() or sig.upper() in signal.Signals.__members__ or
-                "SIG" + sig.upper() in signal.Signals.__members__):
-            raise BuildError(f"{where}: Invalid signal: {sig}")
-        st.conf["StopSignal"] = sig
-        self._config_step(st, ins, f"STOPSIGNAL {sig}")
-
-    def _do_healthcheck(self, st, ins: dfm.Healthcheck, where, used) -> None:
-        hc: dict = {"Test": ins.test}
-        names = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
-                 "start-interval": "StartInterval"}
-        for k, v in ins.options.items():
-            if k == "retries":
-                if not v.isdigit():
-                    raise BuildError(f"{where}: --retries must be a number")
-                hc["Retries"] = int(v)
-            else:
-                hc[names[k]] = _duration(v, where)
-        st.conf["Healthcheck"] = hc
-        self._config_step(st, ins, f"HEALTHCHECK {json.dumps(hc, sort_keys=True)}")
-
-    def _do_onbuild(self, st, ins: dfm.OnBuild, where, used) -> None:
-        st.conf["OnBuild"] = [*(st.conf.get("OnBuild") or []), ins.trigger]
-        self._config_step(st, ins, f"ONBUILD {ins.trigger}")
-
-    def _do_shell(self, st, ins: dfm.Shell, where, used) -> None:
-        st.shell = list(ins.argv)
-        st.conf["Shell"] = list(ins.argv)
-        self._config_step(st, ins, f"SHELL {json.dumps(ins.argv)}")
-
-    def _do_maintainer(self, st, ins: dfm.Maintainer, where, used) -> None:
-        st.config["author"] = ins.name
-        self._config_step(st, ins, f"MAINTAINER {ins.name}")
 
     # -- layer steps ---------------------------------------------------------------------
 
@@ -726,25 +742,13 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
 def _upper_tar(spec: list[tuple[Path, list]], ids: list[str], upper: Path, scratch: Path,
                timestamp: int | None) -> Path:
     """The writable layer over ``spec`` as an OCI layer tar (whiteouts, opaque
-    dirs, owners from the union's metadata)."""
-    from unionfs.generate import write_layer
-    from unionfs.tree import Tree
-    from unionfs.upper import Upper
-    tree = Tree()
-    for i, (_, entries) in enumerate(spec):
-        tree.add_layer(i, entries)
-    tree.finish_lower()
-    up = Upper(upper, ids)
-    up.open()
-    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec]
-    try:
-        up.load(tree, compact=False)
-        fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".tar")
-        with os.fdopen(fd, "wb") as f:
-            write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd,
-                        mtime_clamp=None if timestamp is None else timestamp * 10**9)
-        return Path(tmp)
-    finally:
-        for fd in fds:
-            os.close(fd)
-        up.close()
+    dirs, owners from the union's metadata); /etc/hosts and the other files
+    of the init layer stay out, as in Docker."""
+    from unionfs.generate import write_upper_layer
+
+    from .rootfs import INIT_PATHS
+    fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".tar")
+    with os.fdopen(fd, "wb") as f:
+        write_upper_layer(spec, ids, upper, f, skip=INIT_PATHS,
+                          mtime_clamp=None if timestamp is None else timestamp * 10**9)
+    return Path(tmp)

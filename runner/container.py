@@ -65,6 +65,34 @@ class ContainerConfig:
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
     labels: dict = field(default_factory=dict)
+    image_config: dict = field(default_factory=dict)   # the image's OCI config, for commit
+
+
+def process_tree(init: int) -> dict[int, tuple[int, str, str]]:
+    """``init`` and its descendants as the host's /proc tells (readable for
+    any uid): pid -> (ppid, real uid, command line)."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{name}/status").read_text()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        procs[int(name)] = (int(fields.get("PPid", "0")), fields.get("Uid", "0").split()[0],
+                            cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+                            or f"[{fields.get('Name', '')}]")
+    inside = {init} if init in procs else set()
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _, _) in procs.items():
+            if ppid in inside and pid not in inside:
+                inside.add(pid)
+                changed = True
+    return {pid: procs[pid] for pid in sorted(inside)}
 
 
 def new_id() -> str:

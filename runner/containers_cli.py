@@ -267,6 +267,7 @@ def _build(opts: dict, image: str, args: tuple[str, ...]):
         hostname=hostname, tty=opts["tty"], interactive=opts["interactive"],
         read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
         init=opts["init"], auto_remove=opts["rm"],
+        image_config=dict(img.config or {}),
         entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
         else ([opts["entrypoint"]] if opts["entrypoint"] else []),
         cmd=argv[len(conf.get("Entrypoint") or []):] if opts["entrypoint"] is None else
@@ -751,6 +752,44 @@ def register(main: click.Group) -> None:
         except TransferError:
             sys.exit(1)
 
+    @main.command()
+    @click.option("-a", "--author", default="", help='Author (e.g. "Name <mail@example.org>").')
+    @click.option("-c", "--change", multiple=True, metavar="INSTRUCTION",
+                  help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
+                       "ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR) to the image.")
+    @click.option("-m", "--message", default="", help="Commit message.")
+    @click.option("-p", "--pause", type=click.BOOL, default=True, is_flag=False,
+                  flag_value=True, show_default=True,
+                  help="Pause the container while committing (--pause=false: don't).")
+    @click.argument("container")
+    @click.argument("repository", required=False)
+    @cli
+    def commit(author: str, change: tuple[str, ...], message: str, pause: bool,
+               container: str, repository: str | None) -> None:
+        """Create a new image from a container's changes."""
+        from registry import reference as refs
+        from registry.store import ImageStore
+
+        from .commit import CommitError
+        from .commit import commit as do_commit
+        c = _containers().get(container)
+        tags = []
+        if repository:
+            try:
+                ref = refs.parse(repository)
+            except refs.ReferenceError as e:
+                raise CliError(str(e)) from None
+            if ref.digest:
+                raise CliError("refusing to create a tag with a digest reference")
+            tags.append(str(ref))
+        try:
+            image_id = do_commit(c, ImageStore(_root(), _layer_store()), author=author,
+                                 message=message, changes=list(change), pause=pause,
+                                 tags=tags)
+        except CommitError as e:
+            raise CliError(str(e)) from None
+        click.echo(image_id)
+
     @main.group("container")
     def container_group() -> None:
         """Manage containers."""
@@ -774,7 +813,7 @@ def register(main: click.Group) -> None:
                       ("run", run), ("create", create), ("logs", logs), ("exec", exec_),
                       ("inspect", inspect), ("kill", kill), ("wait", wait), ("top", top),
                       ("port", port), ("restart", restart), ("cp", cp),
-                      ("export", export)):
+                      ("export", export), ("commit", commit)):
         container_group.add_command(cmd, name)
 
     @container_group.command("diff")
@@ -857,27 +896,15 @@ def register(main: click.Group) -> None:
 
 def diff_container(ref: str) -> None:
     """``docker diff``: the writable layer's changes, running or not (a
-    running container's journal is read from a copy: the daemon holds its
-    lock)."""
-    import shutil
-    import tempfile
-
+    running container's layer is read without its daemon's lock)."""
     from unionfs.generate import change_list
 
-    from .rootfs import offline_tree
+    from .rootfs import INIT_PATHS, offline_tree
     c = _containers().get(ref)
     store = _layer_store()
     ids = list(c.config.diff_ids) + [c.config.init_layer]
-    if c.running:
-        with tempfile.TemporaryDirectory(prefix="dockish-diff-") as tmp:
-            try:
-                shutil.copyfile(c.upper / "journal", Path(tmp) / "journal")
-            except FileNotFoundError:
-                pass
-            tree = offline_tree(_layers(store, ids), ids, Path(tmp))
-    else:
-        tree = offline_tree(_layers(store, ids), ids, c.upper)
-    for kind, path in change_list(tree):
+    tree = offline_tree(_layers(store, ids), ids, c.upper, readonly=c.running)
+    for kind, path in change_list(tree, INIT_PATHS):
         click.echo(f"{kind} /{path.decode('utf-8', 'surrogateescape')}")
 
 
@@ -1093,34 +1120,12 @@ def _kill_quiet(pid: int, sig: int) -> None:
 
 
 def _top(c) -> list[tuple[str, str, str, str]]:
-    """The container's processes: its first process and its descendants, as
-    the host's /proc/PID/status (readable for any uid) tells."""
+    """The container's processes: its first process and its descendants."""
+    from .container import process_tree
     init = c.pid
-    procs = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{name}/status").read_text()
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        procs[int(name)] = (int(fields.get("PPid", "0")), fields.get("Uid", "0").split()[0],
-                            cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-                            or f"[{fields.get('Name', '')}]")
     mapping = ns.plan_mapping()
-    inside = {init} if init in procs else set()
-    changed = True
-    while changed:
-        changed = False
-        for pid, (ppid, _, _) in procs.items():
-            if ppid in inside and pid not in inside:
-                inside.add(pid)
-                changed = True
     rows = []
-    for pid in sorted(inside):
-        ppid, uid, cmd = procs[pid]
+    for pid, (ppid, uid, cmd) in process_tree(init).items() if init else ():
         host = int(uid)
         ctr_uid = next((str(i + host - o) for i, o, n in mapping.uids if o <= host < o + n),
                        uid)

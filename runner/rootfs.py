@@ -44,11 +44,16 @@ def resolv_text(network: str, host_resolv: str) -> str:
     return host_resolv
 
 
+INIT_PATHS = frozenset({b"etc/hosts", b"etc/resolv.conf", b"etc/hostname"})
+"""What the init layer holds: Docker bind-mounts these, so a container's
+changes to them reach neither ``diff`` nor ``commit`` nor a build's layer."""
+
+
 def init_layer_tar(hostname: str, network: str, ip: str | None, host_resolv: str) -> bytes:
     """The init layer: /etc/hosts, /etc/resolv.conf, /etc/hostname. Only
     files: a directory here would replace the image's own owner and mode."""
     buf = io.BytesIO()
-    files = {"etc/hosts": hosts_text(hostname, ip),
+    files = {"etc/hosts": hosts_text(hostname, ip),  # the names of INIT_PATHS
              "etc/resolv.conf": resolv_text(network, host_resolv),
              "etc/hostname": hostname + "\n"}
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
@@ -112,15 +117,17 @@ def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Pat
         up.close()
 
 
-def offline_tree(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path):
+def offline_tree(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path, *,
+                 readonly: bool = False):
     """The merged tree with the writable layer applied, without mounting
-    (for diff/export/cp of a stopped container)."""
+    (``diff``, ``commit``). ``readonly``: the layer of a running container,
+    read without its daemon's lock."""
     from unionfs.daemon import MountSpec as _Spec
     from unionfs.daemon import build_tree
     from unionfs.upper import Upper
     tree = build_tree(_Spec(layers=layers, layer_ids=layer_ids, mountpoint="", image=""))
     up = Upper(upper, layer_ids)
-    up.open()
+    up.open(readonly=readonly)
     try:
         up.load(tree, compact=False)
     finally:

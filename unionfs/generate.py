@@ -12,10 +12,12 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from .entry import OPAQUE_MARKER
 from .tree import Node, Tree, join, split
+from .upper import Upper
 from .whiteout import whiteout_for
 
 
@@ -38,9 +40,11 @@ class _PreadReader(io.RawIOBase):
         return len(data)
 
 
-def change_list(tree: Tree) -> list[tuple[str, bytes]]:
-    """Docker ``diff`` lines: (A|C|D, path), sorted by path as Docker does."""
-    return sorted(((kind, path) for kind, path, _ in tree.changes()), key=lambda c: c[1])
+def change_list(tree: Tree, skip: frozenset[bytes] = frozenset()) -> list[tuple[str, bytes]]:
+    """Docker ``diff`` lines: (A|C|D, path), sorted by path as Docker does.
+    Paths in ``skip`` (a container's /etc/hosts and friends) are left out."""
+    return sorted(((kind, path) for kind, path, _ in tree.changes() if path not in skip),
+                  key=lambda c: c[1])
 
 
 def _tarinfo(name: bytes, node: Node, mtime_clamp: int | None) -> tarfile.TarInfo:
@@ -79,14 +83,41 @@ def _ns_text(ns: int) -> str:
     return f"{sign}{sec}.{frac:09d}" if frac else f"{sign}{sec}"
 
 
+def write_upper_layer(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path,
+                      out: BinaryIO, *, readonly: bool = False, mtime_clamp: int | None = None,
+                      skip: frozenset[bytes] = frozenset()) -> int:
+    """The writable layer directory ``upper`` over ``layers`` (tar path and
+    index of each, bottom first) as an OCI layer tar on ``out``. ``readonly``
+    reads a layer a live daemon holds. Returns the number of entries."""
+    tree = Tree()
+    for i, (_, entries) in enumerate(layers):
+        tree.add_layer(i, entries)
+    tree.finish_lower()
+    up = Upper(upper, layer_ids)
+    up.open(readonly=readonly)
+    fds: list[int] = []
+    try:
+        fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in layers]
+        up.load(tree, compact=False)
+        return write_layer(tree, out, layer_fds=fds, data_fd=up.data_fd,
+                           mtime_clamp=mtime_clamp, skip=skip)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        up.close()
+
+
 def write_layer(tree: Tree, out: BinaryIO, *, layer_fds: list[int], data_fd: int,
-                mtime_clamp: int | None = None) -> int:
+                mtime_clamp: int | None = None, skip: frozenset[bytes] = frozenset()) -> int:
     """Write the writable layer of ``tree`` as an uncompressed OCI layer tar.
-    Sockets are skipped (as Docker does). Returns the number of entries."""
+    Sockets and paths in ``skip`` are left out (as Docker does). Returns the
+    number of entries."""
     first_name: dict[int, str] = {}
     count = 0
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for kind, path, node in _ordered(tree):
+            if path in skip:
+                continue
             if kind == "D":
                 parent, name = split(path)
                 ti = tarfile.TarInfo(join(parent, whiteout_for(name))
@@ -137,5 +168,7 @@ def _is_opaque(tree: Tree, path: bytes, node: Node) -> bool:
 def _data(node: Node, layer_fds: list[int], data_fd: int) -> BinaryIO:
     if node.layer is not None:
         return io.BufferedReader(_PreadReader(layer_fds[node.layer], node.offset, node.size))
+    if node.size == 0:
+        return io.BytesIO()          # a live layer may not have made the data file yet
     fd = os.open(str(node.uino), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=data_fd)
     return os.fdopen(fd, "rb")

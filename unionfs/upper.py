@@ -61,10 +61,22 @@ class Upper:
         self.snapshot_bytes = 0
         self.reserved = 0               # journal offset up to which blocks are allocated
         self.compact_min = int(os.environ.get("DOCKISH_COMPACT_BYTES", COMPACT_MIN))
+        self.readonly = False
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, *, readonly: bool = False) -> None:
+        """Lock the layer for a daemon; ``readonly`` (no lock, nothing
+        written) reads a layer that a live daemon may hold, as ``diff`` and
+        ``commit`` of a running container do."""
+        self.readonly = readonly
+        if readonly:
+            self.dir_fd = os.open(self.path, _DIR_FLAGS)
+            try:
+                self.data_fd = os.open("data", _DIR_FLAGS, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                pass
+            return
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         self.dir_fd = os.open(self.path, _DIR_FLAGS)
         self.lock_fd = os.open("lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -115,7 +127,7 @@ class Upper:
                                      f"(record {count}: {e!r})") from None
         tree.take_pending()
         self._sync_sizes(tree)
-        if compact:
+        if compact and not self.readonly:
             self.compact(tree)
         return count
 
@@ -130,9 +142,14 @@ class Upper:
         for node in tree.uinodes.values():
             if node.layer is None and stat.S_ISREG(node.mode):
                 try:
+                    if self.data_fd < 0:
+                        raise FileNotFoundError
                     node.size = os.stat(str(node.uino), dir_fd=self.data_fd,
                                         follow_symlinks=False).st_size
                 except FileNotFoundError:
+                    if self.readonly:        # created, no byte written yet
+                        node.size = 0
+                        continue
                     fd = self.open_data(node.uino, create=True)
                     os.close(fd)
                     node.size = 0

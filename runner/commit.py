@@ -1,0 +1,252 @@
+"""``commit``: a container's writable layer and settings become a new image.
+
+As in Docker, the new image's config is the container's: its command (the
+image's Cmd becomes what the container ran), environment, working
+directory, user and labels, on top of the image's config, then the
+``--change`` instructions. Its layers are the image's plus one layer made
+from the writable layer (none when nothing changed), and one history entry
+with the author and message.
+
+A running container is paused while its layer is read (``--pause``, the
+default): cgroups v1 give a rootless user no freezer, so its processes get
+SIGSTOP from inside its user namespace, the view is synced (the kernel's
+write-back cache holds written data until then), and SIGCONT follows.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import json
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import dockerfile as dfm
+from . import namespaces as ns
+from .build import BuildError, ConfigSteps, StageState, config_bytes
+from .container import Container, ContainerConfig, process_tree
+
+CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
+           "VOLUME", "WORKDIR")
+
+
+class CommitError(Exception):
+    """A commit that cannot be made; the message says why."""
+
+
+class _Changes(ConfigSteps):
+    """``--change``: the config steps of a build, without history."""
+
+    def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
+        pass
+
+
+def apply_changes(config: dict, changes: list[str]) -> None:
+    """Apply Dockerfile instructions (``-c``) to an OCI image ``config``."""
+    st = StageState(diff_ids=[], config=config, key="")
+    if st.conf.get("Shell"):
+        st.shell = list(st.conf["Shell"])
+    steps = _Changes()
+    for text in changes:
+        where = f"--change {text!r}"
+        try:
+            ins = dfm.parse_instruction(text, "--change", 1)
+        except dfm.DockerfileError as e:
+            raise CommitError(f"{where}: {e}") from None
+        if ins.kind not in CHANGES:
+            raise CommitError(f"{where}: {ins.kind} is not a valid change command "
+                              f"(use {', '.join(CHANGES)})")
+        if ins.kind in dfm.SUBSTITUTED:
+            ins, _ = dfm.expand(ins, st.scope(), "\\", where)
+        try:
+            getattr(steps, f"_do_{ins.kind.lower()}")(st, ins, where, {})
+        except BuildError as e:
+            raise CommitError(str(e)) from None
+
+
+def commit_config(image_config: dict, cc: ContainerConfig, diff_id: str | None, *,
+                  author: str, message: str, changes: list[str], now: float) -> dict:
+    """The new image's OCI config (pure: no I/O)."""
+    cfg = copy.deepcopy(image_config) if image_config else _host_config()
+    conf = cfg.setdefault("config", {})
+    conf["Env"] = list(cc.env)
+    conf["Cmd"] = list(cc.cmd) or None
+    conf["Entrypoint"] = list(cc.entrypoint) or None
+    conf["WorkingDir"] = cc.workdir if cc.workdir != "/" or conf.get("WorkingDir") else ""
+    conf["User"] = cc.user
+    if cc.labels:
+        conf["Labels"] = {**(conf.get("Labels") or {}), **cc.labels}
+    for key in [k for k, v in conf.items() if v in (None, "", [], {})]:
+        del conf[key]
+    apply_changes(cfg, changes)
+    for key in [k for k, v in conf.items() if v is None]:
+        del conf[key]
+    stamp = _iso(now)
+    diff_ids = list((cfg.get("rootfs") or {}).get("diff_ids") or cc.diff_ids)
+    if diff_id is not None:
+        diff_ids.append(diff_id)
+    cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    entry: dict = {"created": stamp, "created_by": " ".join(cc.argv)}
+    if author:
+        entry["author"] = author
+        cfg["author"] = author
+    if message:
+        entry["comment"] = message
+    if diff_id is None:
+        entry["empty_layer"] = True
+    cfg["history"] = [*(cfg.get("history") or []), entry]
+    cfg["created"] = stamp
+    return cfg
+
+
+def _host_config() -> dict:
+    from registry.archive import host_platform
+    os_, arch, variant = host_platform()
+    cfg: dict = {"architecture": arch, "os": os_, "config": {}, "history": []}
+    if variant:
+        cfg["variant"] = variant
+    return cfg
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+        f".{int(t % 1 * 1e9):09d}Z"
+
+
+def image_config_of(c: Container, store) -> dict:
+    """The config of the image the container was made from: kept in the
+    container since creation; older containers look it up in the store."""
+    if c.config.image_config:
+        return c.config.image_config
+    with contextlib.suppress(Exception):
+        return json.loads(store.get_blob(c.config.image_id))
+    return {}
+
+
+# -- pausing ------------------------------------------------------------------------------
+
+def _in_container(init: int, fn) -> None:
+    """Run ``fn`` in a child that joined the container's user namespace,
+    whose root may signal every uid the container has."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(r)
+        code = 1
+        try:
+            ns.join(init, ["user"])
+            fn()
+            code = 0
+        except BaseException as e:          # noqa: BLE001 - the parent says it
+            os.write(w, (str(e) or type(e).__name__).encode())
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        why = f.read().decode(errors="replace")
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise CommitError(f"cannot pause the container: {why or 'helper failed'}")
+
+
+def container_pids(init: int) -> set[int]:
+    """Every process of the container: ``init``'s descendants and whatever
+    shares its pid namespace (``exec``'d processes hang off their own
+    holder on the host)."""
+    pids = set(process_tree(init))
+    with contextlib.suppress(OSError):
+        target = os.stat(f"/proc/{init}/ns/pid").st_ino
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
+                        pids.add(int(name))
+    return pids
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, sig)
+
+
+def _syncfs_root(init: int) -> None:
+    """Flush the kernel's write-back cache of the container's view (its
+    ``/``) to the view's daemon, so the data files hold what was written."""
+    ns.join(init, ["mnt"])
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs of the container's root failed")
+    finally:
+        os.close(fd)
+
+
+def _stop_and_sync(init: int) -> None:
+    """SIGSTOP the container's processes until no new one appears (the
+    host's /proc: read before the mount namespace is joined), then sync."""
+    stopped: set[int] = set()
+    while pids := container_pids(init) - stopped:
+        _signal_all(pids, signal.SIGSTOP)
+        stopped |= pids
+    _syncfs_root(init)
+
+
+@contextlib.contextmanager
+def paused(c: Container, pause: bool) -> Iterator[bool]:
+    """Hold a running container still (``pause``) with its written data
+    flushed; yields whether it runs (its layer is then read unlocked)."""
+    init = c.pid
+    if init is None:
+        yield False
+        return
+    if not pause:
+        _in_container(init, lambda: _syncfs_root(init))
+        yield True
+        return
+    try:
+        _in_container(init, lambda: _stop_and_sync(init))
+        yield True
+    finally:
+        _in_container(init, lambda: _signal_all(container_pids(init), signal.SIGCONT))
+
+
+# -- the whole commit ---------------------------------------------------------------------
+
+def commit(c: Container, store, *, author: str = "", message: str = "",
+           changes: list[str] | None = None, pause: bool = True,
+           tags: list[str] | None = None) -> str:
+    """Make the image; tag it with ``tags``; return its ID."""
+    from unionfs.generate import write_upper_layer
+
+    from .rootfs import INIT_PATHS
+    changes = list(changes or [])
+    image_config = image_config_of(c, store)
+    # the changes are checked before anything is written
+    apply_changes(copy.deepcopy(image_config) or {"config": {}}, changes)
+    layers = store.layers
+    ids = [*c.config.diff_ids, c.config.init_layer]
+    spec = [(layers.tar_path(d), layers.load_index(d)) for d in ids]
+    tmp_dir = Path(store.root) / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with store.writing():
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="commit-", suffix=".tar")
+        try:
+            with os.fdopen(fd, "wb") as f, paused(c, pause) as running:
+                count = write_upper_layer(spec, ids, c.upper, f, readonly=running,
+                                          skip=INIT_PATHS)
+            diff_id = None
+            if count:
+                with open(tmp, "rb") as f:
+                    diff_id = layers.import_blob(f, compression="none")
+        finally:
+            os.unlink(tmp)
+        cfg = commit_config(image_config, c.config, diff_id, author=author, message=message,
+                            changes=changes, now=time.time())
+        rec = store.add_image(config_bytes(cfg))
+    for t in tags or []:
+        store.tag(t, rec.id)
+    return rec.id
