@@ -165,7 +165,10 @@ class Container:
         """First writer wins: the holder knows best; the monitor fills in
         when the holder was killed."""
         if self.exit_info() is None:
-            _write_json(self.path / "exit.json", {"code": code, "finished": time.time()})
+            try:
+                _write_json(self.path / "exit.json", {"code": code, "finished": time.time()})
+            except FileNotFoundError:
+                pass          # removed meanwhile (--rm): nobody asks for the code
 
     def clear_exit(self) -> None:
         try:

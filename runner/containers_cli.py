@@ -137,21 +137,21 @@ def resolve_image(text: str, pull: str = "missing"):
             return resolve(text, store)
         except (ImageError, ValueError) as e:
             raise CliError(f"Unable to find image '{text}': {e}") from None
-    if pull == "always":
+    if pull != "always":
+        try:
+            return resolve(text, store)
+        except (ImageError, ValueError):
+            if pull == "never":
+                raise CliError(f"Unable to find image '{text}' locally") from None
+        click.echo(f"Unable to find image '{text}' locally", err=True)
+    last: Exception | None = None
+    for _ in range(3):          # a prune may take a just-pulled image: pull again
         _pull(text)
-    try:
-        return resolve(text, store)
-    except (ImageError, ValueError) as e:
-        if pull == "never":
-            raise CliError(f"Unable to find image '{text}' locally") from None
-        if pull == "always":
-            raise CliError(f"Unable to find image '{text}': {e}") from None
-    click.echo(f"Unable to find image '{text}' locally", err=True)
-    _pull(text)
-    try:
-        return resolve(text, store)
-    except (ImageError, ValueError) as e:
-        raise CliError(f"Unable to find image '{text}': {e}") from None
+        try:
+            return resolve(text, store)
+        except (ImageError, ValueError) as e:
+            last = e
+    raise CliError(f"Unable to find image '{text}': {last}")
 
 
 def _pull(text: str) -> None:
@@ -206,11 +206,38 @@ def _iso(t: float | None) -> str:
 
 # ------------------------------------------------------------------ create
 
+def _live_containers() -> list:
+    """All containers, after removing the ``--rm`` ones whose processes
+    died with nobody left to remove them (a killed session): as Docker's
+    daemon does when it comes back."""
+    out = []
+    for c in _containers().all():
+        if c.config.auto_remove and c.status()[0] == "exited":
+            _remove(c)
+        else:
+            out.append(c)
+    return out
+
+
 def _build(opts: dict, image: str, args: tuple[str, ...]):
     """Make the container (config, dirs, init layer) from the run/create flags."""
+    from registry.store import ImageStore
+    _live_containers()             # a dead --rm container must not hold its name
+    images = ImageStore(_root())
+    layers = _layer_store()
+    for attempt in range(3):
+        img = resolve_image(image, opts["pull"] if attempt == 0 else "missing")
+        # held until the container names its layers, so a prune running now
+        # cannot take them (or the new init layer) away in between
+        with images.writing():
+            if all(layers.tar_path(d).exists() for d in img.diff_ids):
+                return _create(opts, image, img, args)
+    raise CliError(f"image {image} was removed while the container was being created")
+
+
+def _create(opts: dict, image: str, img, args: tuple[str, ...]):
     from .container import ContainerConfig, new_id
     from .rootfs import make_init_layer
-    img = resolve_image(image, opts["pull"])
     conf = (img.config or {}).get("config") or {}
     host_env = dict(os.environ)
     env_over: list[str] = []
@@ -342,9 +369,13 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
                 signal.SIGUSR1, signal.SIGUSR2):
         handlers[sig] = signal.signal(sig, lambda s, _f: launch.forward(s))
     if master is not None:
+        # a closed terminal detaches, as in Docker: no SIGHUP for the container
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        log = os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         with ttymod.raw_mode(0) if interactive else _nullctx():
-            ttymod.proxy(master, 0 if interactive else None, 1)
+            ttymod.proxy(master, 0 if interactive else None, 1, copy_to=log)
         os.close(master)
+        os.close(log)
     code = launch.wait()
     for sig, h in handlers.items():
         signal.signal(sig, h)
@@ -590,7 +621,7 @@ def register(main: click.Group) -> None:
     def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
         """List containers."""
         rows = []
-        for c in _containers().all():
+        for c in _live_containers():
             status, code = c.status()
             if status != "running" and not all_:
                 continue
@@ -800,7 +831,7 @@ def register(main: click.Group) -> None:
     def container_prune(force: bool) -> None:
         """Remove all stopped containers."""
         removed = []
-        for c in _containers().all():
+        for c in _live_containers():
             if not c.running:
                 _remove(c)
                 removed.append(c.id)
@@ -1107,6 +1138,7 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda s, _f: _kill_quiet(holder, s))
     if master is not None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # a closed terminal detaches
         with ttymod.raw_mode(0) if interactive else _nullctx():
             ttymod.proxy(master, 0 if interactive else None, 1)
     return launchmod.wait_pid(holder)

@@ -36,7 +36,8 @@ def raw_mode(fd: int) -> Iterator[None]:
         tty.setraw(fd)
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(OSError, termios.error):   # a closed terminal: no modes
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def make_controlling(slave_fd: int) -> None:
@@ -56,9 +57,15 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
-def proxy(master: int, in_fd: int | None, out_fd: int) -> None:
+def proxy(master: int, in_fd: int | None, out_fd: int | None,
+          copy_to: int | None = None) -> None:
     """Copy between the user's side and the pty until the container's side
-    is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i)."""
+    is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i).
+    Output also goes to ``copy_to`` (the container's log).
+
+    A user's terminal that goes away (hangup: EIO or end of input on a tty,
+    a failed write) is dropped as Docker's client drops it: the container
+    runs on, gets no ^D, and its output still reaches ``copy_to``."""
     def on_winch(*_):
         if in_fd is not None:
             copy_winsize(in_fd, master)
@@ -67,6 +74,7 @@ def proxy(master: int, in_fd: int | None, out_fd: int) -> None:
         if in_fd is not None:
             copy_winsize(in_fd, master)
         watching = [master] + ([in_fd] if in_fd is not None else [])
+        in_tty = in_fd is not None and os.isatty(in_fd)   # a hung-up tty says no later
         while True:
             try:
                 ready, _, _ = select.select(watching, [], [])
@@ -81,13 +89,26 @@ def proxy(master: int, in_fd: int | None, out_fd: int) -> None:
                     raise
                 if not data:
                     return
-                _write_all(out_fd, data)
-            if in_fd is not None and in_fd in ready:
-                data = os.read(in_fd, 65536)
-                if not data:
-                    watching.remove(in_fd)      # EOF from the user: send ^D
+                if out_fd is not None:
+                    try:
+                        _write_all(out_fd, data)
+                    except OSError:
+                        out_fd = None            # the terminal is gone
+                if copy_to is not None:
                     with contextlib.suppress(OSError):
-                        _write_all(master, b"\x04")
+                        _write_all(copy_to, data)
+            if in_fd is not None and in_fd in ready:
+                try:
+                    data = os.read(in_fd, 65536)
+                except OSError:
+                    data, hung_up = b"", True
+                else:
+                    hung_up = not data and in_tty
+                if not data:
+                    watching.remove(in_fd)
+                    if not hung_up:                  # EOF from the user: send ^D
+                        with contextlib.suppress(OSError):
+                            _write_all(master, b"\x04")
                     continue
                 _write_all(master, data)
     finally:

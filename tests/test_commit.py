@@ -6,7 +6,6 @@ functions."""
 from __future__ import annotations
 
 import json
-import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -16,26 +15,7 @@ import pytest
 from runner.commit import CommitError, apply_changes, commit_config
 from runner.container import ContainerConfig
 
-from .diffbase import dockish_exe
-
-
-def dockish(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([dockish_exe(), *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ok(*args: str) -> str:
-    res = dockish(*args)
-    assert res.returncode == 0, (args, res.returncode, res.stdout, res.stderr)
-    return res.stdout
-
-
-def one_error_line(res: subprocess.CompletedProcess, code: int, *words: str) -> None:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dockish: error: "), res.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+from .runbed import dockish, ok, one_error_line
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import select
 import signal
 import struct
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from . import images
+from .runbed import drain, one_error_line
 
 # The container commands are registered on the dockish group by
 # runner.containers_cli.register (idempotent if runner.cli already does it).
@@ -42,14 +42,6 @@ def ok(*args: str, **kw) -> str:
 
 def run(image: str, *cmd: str, flags: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
     return dockish("run", "--rm", "--network", "none", *flags, image, *cmd, **kw)
-
-
-def one_error_line(res: subprocess.CompletedProcess, code: int, *words: str) -> None:
-    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dockish: error: "), res.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -202,24 +194,6 @@ def test_read_only_tmpfs_and_init(bb):
 
 # ------------------------------------------------------------------ -it
 
-def _drain(fd: int, seconds: float, until: bytes | None = None) -> bytes:
-    out = b""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        r, _, _ = select.select([fd], [], [], 0.05)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if until and until in out:
-                break
-    return out
-
-
 def test_interactive_tty(bb):
     import fcntl
     pid, fd = pty.fork()
@@ -227,9 +201,9 @@ def test_interactive_tty(bb):
         os.execv(sys.executable, [*DOCKISH, "run", "--rm", "-it", "--network", "none", bb])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
     saved = termios.tcgetattr(fd)
-    _drain(fd, 10, until=b"# ")
+    drain(fd, 10, until=b"# ")
     os.write(fd, b"stty size; tty; echo $TERM; exit 5\r")
-    out = _drain(fd, 10)
+    out = drain(fd, 10)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 5
     assert b"33 111" in out and b"/dev/console" in out and b"xterm" in out, out
@@ -242,9 +216,9 @@ def test_exec_with_a_tty(bb):
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(sys.executable, [*DOCKISH, "exec", "-it", "-u", "app", "shell", "sh"])
-    _drain(fd, 10, until=b"$ ")
+    drain(fd, 10, until=b"$ ")
     os.write(fd, b"tty; id -u; exit 6\r")
-    out = _drain(fd, 10)
+    out = drain(fd, 10)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 6
