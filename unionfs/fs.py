@@ -443,6 +443,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             node.mtime = node.ctime = time.time_ns()
             self.tree.record(node)
             self._flush_journal()
+        elif flags & (os.O_WRONLY | os.O_RDWR) and node.layer is not None:
+            # copy up now, as overlayfs does: a full disk fails this open,
+            # not a later write-back whose size the kernel would keep
+            await self._copy_up(node)
         return self._open_handle(node)
 
     async def read(self, fh, off, size) -> bytes:
