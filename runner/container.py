@@ -66,6 +66,14 @@ class ContainerConfig:
     cmd: list[str] = field(default_factory=list)
     labels: dict = field(default_factory=dict)
     image_config: dict = field(default_factory=dict)   # the image's OCI config, for commit
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+
+    def capabilities(self) -> list[str]:
+        """The capability names the container's processes may hold."""
+        from .capabilities import resolve
+        return resolve(self.cap_add, self.cap_drop, self.privileged)
 
 
 def process_tree(init: int) -> dict[int, tuple[int, str, str]]:

@@ -295,6 +295,8 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
         read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
         init=opts["init"], auto_remove=opts["rm"],
         image_config=dict(img.config or {}),
+        cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
+        privileged=opts["privileged"],
         entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
         else ([opts["entrypoint"]] if opts["entrypoint"] else []),
         cmd=argv[len(conf.get("Entrypoint") or []):] if opts["entrypoint"] is None else
@@ -302,6 +304,11 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
     if cfg.workdir and not cfg.workdir.startswith("/"):
         raise CliError(f"the working directory '{cfg.workdir}' is invalid, it needs to be "
                        "an absolute path")
+    from .capabilities import CapabilityError, resolve
+    try:
+        resolve(cfg.cap_add, cfg.cap_drop, cfg.privileged)
+    except CapabilityError as e:
+        raise CliError(str(e)) from None
     return _containers().create(cfg)
 
 
@@ -331,6 +338,10 @@ def run_options(fn):
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Read-only root filesystem."),
         click.option("--pull", default="missing", help="missing, always or never."),
+        click.option("--cap-add", multiple=True, help="Add a capability (or ALL)."),
+        click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
+        click.option("--privileged", is_flag=True,
+                     help="Every capability of the container's user namespace."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -1046,7 +1057,8 @@ def _inspect(c) -> dict:
         "Image": cfg.image_id, "Name": "/" + cfg.name, "LogPath": str(c.log),
         "HostConfig": {"NetworkMode": cfg.network, "AutoRemove": cfg.auto_remove,
                        "ReadonlyRootfs": cfg.read_only, "Init": cfg.init,
-                       "PortBindings": ports},
+                       "PortBindings": ports, "CapAdd": cfg.cap_add or None,
+                       "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged},
         "Mounts": mounts,
         "Config": {"Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty,
                    "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,

@@ -24,9 +24,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import capabilities, network, rootfs
 from . import config as cfgmod
 from . import namespaces as ns
-from . import network, rootfs
 from .config import MountReq
 from .container import Container
 
@@ -444,6 +444,7 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
                               EXIT_CANNOT_RUN) from None
     groups = [g for g in user.groups
               if any(i <= g < i + n for i, _, n in launch.mapping.gids)]
+    capabilities.limit_bounding(cfg.capabilities())
     if launch.mapping.full:
         os.setgroups(groups)
     os.setresgid(user.gid, user.gid, user.gid)
@@ -547,6 +548,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
                                             _read_text("/etc/group"))
                     full = cfgmod.finish_env(env, hostname=c.config.hostname, home=u.home,
                                              tty=stdio.pty_slave is not None)
+                    capabilities.limit_bounding(c.config.capabilities())
                     if mapping_full:
                         os.setgroups(list(u.groups))
                     os.setresgid(u.gid, u.gid, u.gid)

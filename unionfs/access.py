@@ -3,10 +3,12 @@
 The kernel is not asked to check modes (no ``default_permissions``): the
 view's owners are the image's, which the mounting user usually is not, yet
 that user owns every byte of the store and must be able to read and change
-all of it — so the mounting user and uid 0 (root of a container's user
-namespace) act like root. Any other uid (a container's non-root users, or
-other users with ``allow_other``) gets POSIX checks against the image's
-owners and modes, done here.
+all of it — so on an inspection mount the mounting user acts like root.
+Everyone else gets POSIX checks against the image's owners and modes, done
+here; uid 0 (root of a container's user namespace, or of the host) passes
+them where its capabilities allow, as the kernel would let it: read from
+the caller's ``CapEff`` in /proc only when the plain check fails, so a
+container started with ``--cap-drop`` gets exactly what it asked for.
 """
 from __future__ import annotations
 
@@ -17,16 +19,25 @@ import stat
 import pyfuse3
 
 R, W, X = 4, 2, 1
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
+CAP_SYS_ADMIN = 21
+_ALL_CAPS = (1 << 64) - 1
 
 
 class Creds:
     """A caller's identity, supplementary groups read lazily from /proc."""
 
-    __slots__ = ("uid", "gid", "pid", "_groups")
+    __slots__ = ("uid", "gid", "pid", "_groups", "_caps")
 
     def __init__(self, uid: int, gid: int, pid: int) -> None:
         self.uid, self.gid, self.pid = uid, gid, pid
         self._groups: frozenset[int] | None = None
+        self._caps: int | None = None
+
+    def has_cap(self, cap: int) -> bool:
+        if self._caps is None:
+            self._caps = _proc_caps(self.pid)
+        return bool(self._caps >> cap & 1)
 
     def in_group(self, gid: int) -> bool:
         if gid == self.gid:
@@ -47,6 +58,22 @@ def _proc_groups(pid: int) -> frozenset[int]:
     return frozenset()
 
 
+def _proc_caps(pid: int) -> int:
+    """The effective capabilities of ``pid``. Requests the kernel makes on
+    its own (pid 0: write-back) or whose process is gone were checked when
+    the file was opened: they pass."""
+    if pid <= 0:
+        return _ALL_CAPS
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return _ALL_CAPS
+
+
 class Policy:
     """Permission rules for one mount."""
 
@@ -65,20 +92,27 @@ class Policy:
     def creds(self, ctx) -> Creds:
         return Creds(ctx.uid, ctx.gid, ctx.pid)
 
-    def privileged(self, c: Creds) -> bool:
-        return c.uid == 0 or c.uid == self.owner_uid
+    def privileged(self, c: Creds, cap: int) -> bool:
+        """Whether ``c`` may override a check as root would with ``cap``."""
+        if c.uid == self.owner_uid and self.owner_uid != 0:
+            return True                 # an inspection mount's user: root of its image
+        return c.uid == 0 and c.has_cap(cap)
 
     def allowed(self, c: Creds, mode: int, uid: int, gid: int, want: int) -> bool:
-        if self.privileged(c):
-            # like root: everything, but exec needs some x bit on non-dirs
-            return not (want & X) or stat.S_ISDIR(mode) or bool(mode & 0o111)
         if c.uid == uid:
             bits = (mode >> 6) & 7
         elif c.in_group(gid):
             bits = (mode >> 3) & 7
         else:
             bits = mode & 7
-        return bits & want == want
+        if bits & want == want:
+            return True
+        is_dir = stat.S_ISDIR(mode)
+        if self.privileged(c, CAP_DAC_OVERRIDE):
+            # like root: everything, but exec needs some x bit on non-dirs
+            return not (want & X) or is_dir or bool(mode & 0o111)
+        return not (want & W) and (is_dir or not want & X) and \
+            self.privileged(c, CAP_DAC_READ_SEARCH)
 
     def check(self, ctx, node, want: int) -> None:
         if not self.allowed(self.creds(ctx), node.mode, node.uid, node.gid, want):
@@ -86,21 +120,30 @@ class Policy:
 
     def check_owner(self, ctx, node) -> None:
         c = self.creds(ctx)
-        if not (self.privileged(c) or c.uid == node.uid):
+        if not (c.uid == node.uid or self.privileged(c, CAP_FOWNER)):
             raise pyfuse3.FUSEError(errno.EPERM)
+
+    def may_set_times(self, ctx, node) -> bool:
+        """utimensat: the owner, CAP_FOWNER, or (to now) whoever may write."""
+        c = self.creds(ctx)
+        return c.uid == node.uid or self.privileged(c, CAP_FOWNER) or \
+            self.allowed(c, node.mode, node.uid, node.gid, W)
 
     def check_delete(self, ctx, parent, node) -> None:
         """W+X on the directory, and the sticky bit's owner rule."""
         c = self.creds(ctx)
         if not self.allowed(c, parent.mode, parent.uid, parent.gid, W | X):
             raise pyfuse3.FUSEError(errno.EACCES)
-        if (parent.mode & stat.S_ISVTX and not self.privileged(c)
-                and c.uid not in (node.uid, parent.uid)):
+        if (parent.mode & stat.S_ISVTX and c.uid not in (node.uid, parent.uid)
+                and not self.privileged(c, CAP_FOWNER)):
             raise pyfuse3.FUSEError(errno.EPERM)
 
     def chown_ok(self, ctx, node, uid: int | None, gid: int | None) -> None:
         c = self.creds(ctx)
-        if self.privileged(c):
+        if (uid is None or uid == node.uid) and (gid is None or gid == node.gid) \
+                and c.uid == node.uid:
+            return                      # a no-op chown by the owner
+        if self.privileged(c, CAP_CHOWN):
             return
         if uid is not None and uid != node.uid:
             raise pyfuse3.FUSEError(errno.EPERM)
@@ -113,17 +156,20 @@ class Policy:
         """The mode a chmod really sets: a non-member loses setgid (POSIX)."""
         self.check_owner(ctx, node)
         c = self.creds(ctx)
-        if (not self.privileged(c) and mode & stat.S_ISGID and not stat.S_ISDIR(node.mode)
-                and not c.in_group(node.gid)):
+        if (mode & stat.S_ISGID and not stat.S_ISDIR(node.mode) and not c.in_group(node.gid)
+                and not self.privileged(c, CAP_FSETID)):
             mode &= ~stat.S_ISGID
         return mode
 
     def xattr_ok(self, ctx, node, name: bytes) -> None:
         c = self.creds(ctx)
-        if self.privileged(c):
-            return
         if not name.startswith(b"user."):
-            raise pyfuse3.FUSEError(errno.EPERM)
+            need = CAP_SYS_ADMIN if name.startswith(b"trusted.") else CAP_FOWNER
+            if not self.privileged(c, need):
+                raise pyfuse3.FUSEError(errno.EPERM)
+            return
+        if self.privileged(c, CAP_FOWNER):
+            return
         if not (stat.S_ISREG(node.mode) or stat.S_ISDIR(node.mode)):
             raise pyfuse3.FUSEError(errno.EPERM)
         if not self.allowed(c, node.mode, node.uid, node.gid, W):

@@ -245,9 +245,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if fields.update_mode:
             mode = policy.chmod_mode(ctx, node, stat.S_IMODE(attr.st_mode))
         if fields.update_atime or fields.update_mtime:
-            c = policy.creds(ctx)
-            if not (policy.privileged(c) or c.uid == node.uid
-                    or policy.allowed(c, node.mode, node.uid, node.gid, W)):
+            if not policy.may_set_times(ctx, node):
                 raise _err(errno.EPERM)
         if fields.update_size:
             if not stat.S_ISREG(node.mode):
