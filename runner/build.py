@@ -9,12 +9,16 @@ in the build cache first. Output follows Docker's classic builder
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +30,7 @@ from unionfs.layers import LayerStore
 
 from . import context as ctxmod
 from . import dockerfile as dfm
+from . import runmounts
 from .buildcache import BuildCache, base_key, state_key
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -49,7 +54,8 @@ class StepRunner(Protocol):
     """Runs one RUN step; returns (exit code, path of the layer tar or None)."""
 
     def __call__(self, diff_ids: list[str], argv: list[str], env: list[str], workdir: str,
-                 user: str, network: str, out: TextIO, scratch: Path) -> tuple[int, Path | None]:
+                 user: str, network: str, out: TextIO, scratch: Path,
+                 mounts: list[dict]) -> tuple[int, Path | None]:
         ...
 
 
@@ -64,6 +70,7 @@ class BuildOptions:
     network: str = "default"
     timestamp: int | None = None       # SOURCE_DATE_EPOCH / --timestamp, seconds
     squash: bool = False
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)   # --secret id -> how
 
 
 @dataclass
@@ -441,19 +448,20 @@ class Builder(ConfigSteps):
         st.key = key
         self._add_layer(st, diff_id, created_by)
 
-    def _copy_source(self, st: StageState, ins: dfm.Copy, where: str):
-        if not ins.from_:
+    def _copy_source(self, st: StageState, from_: str | None, where: str, what: str):
+        """The tree a COPY --from or a bind mount's from= names (or the context)."""
+        if not from_:
             return self.context
-        stage = self.df.stage(ins.from_)
+        stage = self.df.stage(from_)
         if stage is not None and stage.index in self.built:
             return self._tree(self.built[stage.index])
         try:
-            img = self.resolve(ins.from_)
+            img = self.resolve(from_)
         except Exception as e:
-            raise BuildError(f"{where}: COPY --from={ins.from_}: {e}") from None
+            raise BuildError(f"{where}: {what}={from_}: {e}") from None
         tree = ctxmod.ImageTree.from_layers(
             [(self.layers.tar_path(d), self.layers.load_index(d)) for d in img.diff_ids],
-            ins.from_)
+            from_)
         self.extra_trees.append(tree)
         return tree
 
@@ -477,7 +485,7 @@ class Builder(ConfigSteps):
                 owner = ctxmod.parse_chown(ins.chown, self._read_image_file(st, "etc/passwd"),
                                            self._read_image_file(st, "etc/group"))
             chmod = ctxmod.parse_chmod(ins.chmod) if ins.chmod else None
-            source = self._copy_source(st, ins, where)
+            source = self._copy_source(st, ins.from_, where, "COPY --from")
             req = ctxmod.CopyRequest(ins.sources, ins.dest, st.conf.get("WorkingDir") or "/",
                                      owner, chmod, add, dict(ins.heredocs))
             items = ctxmod.plan(req, source, self._tree(st).lstat, self.scratch)
@@ -499,7 +507,12 @@ class Builder(ConfigSteps):
                                  f"build")
 
     def _do_run(self, st, ins: dfm.Run, where, used) -> None:
-        self._unsupported(ins, where, ("mount", "security"))
+        self._unsupported(ins, where, ("security",))
+        workdir = st.conf.get("WorkingDir") or "/"
+        try:
+            mounts = [runmounts.parse(v, workdir) for k, v in ins.flags if k == "mount"]
+        except runmounts.MountError as e:
+            raise BuildError(f"{where}: RUN --mount: {e}") from None
         network = ins.flag("network") or self.opts.network
         if isinstance(ins.command, list):
             argv = list(ins.command)
@@ -514,7 +527,9 @@ class Builder(ConfigSteps):
         created_by = "RUN " + (json.dumps(argv) if isinstance(ins.command, list)
                                else f"{' '.join(st.shell)} {dfm.run_script(ins)}")
         flags = " ".join(f"--{k}={v}" for k, v in ins.flags)
-        key = state_key(st.key, f"{flags} {created_by}" if flags else created_by, cache_args)
+        binds = [self._bind_source(st, m, where) for m in mounts if m.type == "bind"]
+        key = state_key(st.key, f"{flags} {created_by}" if flags else created_by, cache_args,
+                        ",".join(ctxmod.checksum(items) for items in binds) or None)
         hit = None if self.opts.no_cache else self.cache.get(key)
         if hit is not None:
             self.say(" ---> Using cache")
@@ -529,10 +544,12 @@ class Builder(ConfigSteps):
         for k, v in args.items():
             env.setdefault(k, v)
         env.setdefault("PATH", DEFAULT_PATH.split("=", 1)[1])
-        code, tar = self.run_step(
-            list(st.diff_ids), argv, [f"{k}={v}" for k, v in env.items()],
-            st.conf.get("WorkingDir") or "/", st.conf.get("User") or "",
-            network, self.out if not self.opts.quiet else _Null(), self.scratch)
+        with contextlib.ExitStack() as stack:
+            reqs = self._mount_reqs(mounts, binds, env, stack, where)
+            code, tar = self.run_step(
+                list(st.diff_ids), argv, [f"{k}={v}" for k, v in env.items()],
+                workdir, st.conf.get("User") or "",
+                network, self.out if not self.opts.quiet else _Null(), self.scratch, reqs)
         if code != 0:
             shown = json.dumps(argv) if isinstance(ins.command, list) else " ".join(argv)
             raise BuildError(f"The command '{shown}' returned a non-zero code: {code}",
@@ -548,6 +565,98 @@ class Builder(ConfigSteps):
             self._history(st, created_by, True)
         else:
             self._add_layer(st, diff_id, created_by)
+
+    # -- RUN --mount -----------------------------------------------------------------------
+
+    def _bind_source(self, st: StageState, m: runmounts.RunMount,
+                     where: str) -> list[ctxmod.Item]:
+        """What a bind mount shows: the context (default), a stage or an
+        image, from ``source`` down; its checksum keys the step's cache."""
+        tree = self._copy_source(st, m.from_, where, "RUN --mount from")
+        try:
+            rel = ctxmod.follow(tree, ctxmod.clean_source(m.source))
+            meta = tree.lstat(rel) if rel else ctxmod.Meta(0o040755)
+            if meta is None:
+                raise ctxmod.ContextError(f"{m.source or '.'}: not found in {tree.label}")
+            keep = not isinstance(tree, ctxmod.ContextDir)
+            if not meta.is_dir:
+                return [ctxmod._file_item(tree, rel, "f", meta, keep)]
+            return [ctxmod.Item("", meta), *ctxmod._walk(tree, rel, "", keep)]
+        except ctxmod.ContextError as e:
+            raise BuildError(f"{where}: RUN --mount=type=bind: {e}") from None
+
+    def _mount_reqs(self, mounts: list[runmounts.RunMount], binds: list[list[ctxmod.Item]],
+                    env: dict[str, str], stack: contextlib.ExitStack, where: str) -> list[dict]:
+        """Host directories and files for the step's mounts, as the
+        container's ``MountReq`` dicts; secrets given as variables go to ``env``."""
+        reqs = []
+        bind_items = iter(binds)
+        for m in mounts:
+            if m.type == "tmpfs":
+                opts = "mode=1777" + (f",size={m.size}" if m.size else "")
+                reqs.append({"kind": "tmpfs", "source": "", "target": m.target,
+                             "readonly": False, "options": opts})
+                continue
+            if m.type == "cache":
+                path = self._cache_dir(m, stack)
+            elif m.type == "bind":
+                tmp = Path(tempfile.mkdtemp(prefix="mount-", dir=self.scratch))
+                stack.callback(_remove_tree, tmp)
+                path = tmp / "m"
+                _materialize(next(bind_items), path)
+            else:
+                path = self._secret(m, env, where, stack)
+                if path is None:
+                    continue
+            reqs.append({"kind": "bind", "source": str(path), "target": m.target,
+                         "readonly": m.readonly, "options": ""})
+        return reqs
+
+    def _cache_dir(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> Path:
+        path = cache_mounts_dir(self.root) / m.cache_dir_name()
+        if not path.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o755 if m.mode is None else m.mode)
+            if m.uid or m.gid:
+                from . import namespaces as ns
+                uid, gid = m.uid or 0, m.gid or 0
+                ns.in_userns(lambda: os.chown(path, uid, gid), ns.plan_mapping())
+        if m.sharing == "locked":
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            stack.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return path
+
+    def _secret(self, m: runmounts.RunMount, env: dict[str, str], where: str,
+                stack: contextlib.ExitStack) -> Path | None:
+        how = self.opts.secrets.get(m.id)
+        data = None
+        if how is not None:
+            try:
+                data = (os.environ[how["env"]].encode() if "env" in how
+                        else Path(how["src"]).read_bytes())
+            except KeyError:
+                data = None
+            except OSError as e:
+                raise BuildError(f"{where}: secret {m.id}: {e.strerror}: {e.filename}") \
+                    from None
+        if data is None:
+            if m.required:
+                raise BuildError(f"{where}: secret {m.id} not found: pass it with "
+                                 f"--secret id={m.id},src=FILE")
+            return None
+        if m.env:
+            env[m.env] = data.decode("utf-8", "surrogateescape")
+            if not m.target:
+                return None
+        tmp = Path(tempfile.mkdtemp(prefix="secret-", dir=self.scratch))
+        stack.callback(_remove_tree, tmp)
+        path = tmp / "s"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     0o400 if m.mode is None else m.mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return path
 
     def _stamp(self, st: StageState, created: float) -> None:
         if self.opts.timestamp is None:
@@ -584,6 +693,41 @@ class _Null:
 
     def fileno(self) -> int:
         return os.open(os.devnull, os.O_WRONLY)
+
+
+def cache_mounts_dir(root: Path) -> Path:
+    """Where ``RUN --mount=type=cache`` directories live."""
+    return Path(root) / "build" / "cache-mounts"
+
+
+def _remove_tree(path: Path) -> None:
+    """A bind mount's copy: a RUN step may have left files of other uids
+    in it (``rw``), removed from the user namespace then."""
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        from . import namespaces as ns
+        ns.in_userns(lambda: shutil.rmtree(path, ignore_errors=True), ns.plan_mapping())
+
+
+def _materialize(items: list[ctxmod.Item], dest: Path) -> None:
+    """Items (one file named "f", or a tree from "") written under ``dest``
+    (a fresh directory, or the file itself): a bind mount's private copy."""
+    buf = tempfile.TemporaryFile(dir=dest.parent)
+    with buf:
+        ctxmod.write_tar([i for i in items if i.path], buf)
+        buf.seek(0)
+        if len(items) == 1 and items[0].path == "f":
+            with tarfile.open(fileobj=buf) as t:
+                member = t.extractfile("f")
+                data = member.read() if member is not None else b""
+            dest.write_bytes(data)
+            os.chmod(dest, stat.S_IMODE(items[0].meta.mode))
+            return
+        dest.mkdir()
+        from .transfer import extract_all
+        with tarfile.open(fileobj=buf) as t:
+            extract_all(t, str(dest))
+        os.chmod(dest, stat.S_IMODE(items[0].meta.mode) | 0o700)
 
 
 def _one_line(text: str) -> str:
@@ -695,7 +839,8 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
     root = Path(root)
 
     def run(diff_ids: list[str], argv: list[str], env: list[str], workdir: str, user: str,
-            network: str, out: TextIO, scratch: Path) -> tuple[int, Path | None]:
+            network: str, out: TextIO, scratch: Path,
+            mounts: list[dict]) -> tuple[int, Path | None]:
         from . import namespaces as ns
         from .container import ContainerConfig, Containers, new_id
         from .launch import Launch, StartError, Stdio
@@ -710,7 +855,7 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
         cfg = ContainerConfig(id=cid, name=f"build-{cid[:12]}", image="(build)",
                               image_id="", diff_ids=list(diff_ids), init_layer=init,
                               argv=argv, env=env, workdir=workdir or "/", user=user,
-                              hostname=cid[:12], network=net)
+                              hostname=cid[:12], network=net, mounts=list(mounts))
         containers = Containers(root)
         c = containers.create(cfg)
         say = out.write
@@ -731,7 +876,8 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
             code = launch.wait()
             if code != 0:
                 return code, None
-            return 0, _upper_tar(spec, ids, c.upper, scratch, timestamp)
+            return 0, _upper_tar(spec, ids, c.upper, scratch, timestamp,
+                                 [m["target"] for m in mounts])
         finally:
             say(f"Removing intermediate container {cid[:12]}\n")
             containers.remove(c)
@@ -740,15 +886,17 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
 
 
 def _upper_tar(spec: list[tuple[Path, list]], ids: list[str], upper: Path, scratch: Path,
-               timestamp: int | None) -> Path:
+               timestamp: int | None, mount_targets: list[str]) -> Path:
     """The writable layer over ``spec`` as an OCI layer tar (whiteouts, opaque
     dirs, owners from the union's metadata); /etc/hosts and the other files
-    of the init layer stay out, as in Docker."""
+    of the init layer stay out, as in Docker, and so do the empty files and
+    directories made only to mount something on (as BuildKit drops them)."""
     from unionfs.generate import write_upper_layer
 
     from .rootfs import INIT_PATHS
     fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".tar")
     with os.fdopen(fd, "wb") as f:
         write_upper_layer(spec, ids, upper, f, skip=INIT_PATHS,
+                          stubs=[t.lstrip("/").encode() for t in mount_targets],
                           mtime_clamp=None if timestamp is None else timestamp * 10**9)
     return Path(tmp)

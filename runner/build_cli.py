@@ -6,6 +6,7 @@ nothing is tagged and the store only gains cache entries.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,18 @@ def _build_args(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _secrets(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    from .runmounts import MountError, secret_spec
+    out = {}
+    for item in items:
+        try:
+            sid, how = secret_spec(item)
+        except MountError as e:
+            _fail(str(e), 125)
+        out[sid] = how
+    return out
+
+
 def _labels(items: tuple[str, ...]) -> dict[str, str]:
     return dict(i.partition("=")[::2] for i in items)
 
@@ -87,12 +100,14 @@ def register(main: click.Group) -> None:
                   help="Clamp file times and set created times (default: "
                        "$SOURCE_DATE_EPOCH) for reproducible images.")
     @click.option("--squash", is_flag=True, help="Squash the new layers into one.")
+    @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
+                  help="A secret for RUN --mount=type=secret (never stored in the image).")
     @click.option("--platform", help="Only the host's platform is built.")
     @click.option("--pull", is_flag=True, hidden=True)
     @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
     @click.argument("context_dir", metavar="CONTEXT")
     def build(tags, file, build_args, target, no_cache, quiet, iidfile, labels, network,
-              timestamp, squash, platform, pull, rm, context_dir) -> None:
+              timestamp, squash, secrets, platform, pull, rm, context_dir) -> None:
         """Build an image from a Dockerfile and the CONTEXT directory."""
         from registry import reference as refs
         from registry.archive import ImageError, host_platform
@@ -122,7 +137,7 @@ def register(main: click.Group) -> None:
         opts = BuildOptions(tags=list(tags), build_args=_build_args(build_args),
                             target=target, no_cache=no_cache, quiet=quiet,
                             labels=_labels(labels), network=network, timestamp=timestamp,
-                            squash=squash)
+                            squash=squash, secrets=_secrets(secrets))
         builder = None
         try:
             df = dfm.parse_text(sys.stdin.read(), "Dockerfile") if file == "-" else \
@@ -190,9 +205,31 @@ def register(main: click.Group) -> None:
         except (LayerStoreError, OSError) as e:
             _fail(f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror
                   else str(e), 125)
+        freed += _empty_cache_mounts(root) if older is None else 0
         for e in gone:
             click.echo(f"Deleted build cache object: {e.key[7:19]}")
         click.echo(f"Total reclaimed space: {_human(freed)}")
+
+
+def _empty_cache_mounts(root: Path) -> int:
+    """Remove the RUN --mount=type=cache directories (files in them may
+    belong to a container's other uids: removed from its user namespace)."""
+    import shutil
+
+    from . import namespaces as ns
+    from .build import cache_mounts_dir
+    top = cache_mounts_dir(root)
+    if not top.is_dir():
+        return 0
+    size = 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(dirpath, name)).st_size
+    shutil.rmtree(top, ignore_errors=True)
+    if top.exists():
+        ns.in_userns(lambda: shutil.rmtree(top, ignore_errors=True), ns.plan_mapping())
+    return size
 
 
 def _human(n: int) -> str:

@@ -620,18 +620,28 @@ def needed_stages(df: Dockerfile, target: str | None,
 
 
 def stage_refs(df: Dockerfile, s: Stage, scope: Mapping[str, str]) -> list[Stage]:
-    """Earlier stages ``s`` reads: its base and its ``COPY --from`` sources."""
+    """Earlier stages ``s`` reads: its base, its ``COPY --from`` sources and
+    its ``RUN --mount=from=`` ones."""
     out = []
     base = df.stage(base_of(df, s, scope))
     if base is not None and base.index < s.index:
         out.append(base)
     for ins in s.instructions:
+        froms = []
         if isinstance(ins, Copy) and ins.from_:
-            src = df.stage(Substitution(scope).word(ins.from_))
+            froms.append(("COPY --from", ins.from_))
+        elif isinstance(ins, Run):          # RUN --mount=...,from=STAGE
+            for k, v in ins.flags:
+                for part in v.split(",") if k == "mount" else ():
+                    key, _, value = part.partition("=")
+                    if key.strip().lower() == "from" and value:
+                        froms.append(("RUN --mount from", value))
+        for what, name in froms:
+            src = df.stage(Substitution(scope).word(name))
             if src is not None:
                 if src.index >= s.index:
-                    raise DockerfileError(f"{df.path}:{ins.line}: COPY --from={ins.from_}: "
-                                          f"a stage can only copy from an earlier stage")
+                    raise DockerfileError(f"{df.path}:{ins.line}: {what}={name}: "
+                                          f"a stage can only read an earlier stage")
                 out.append(src)
     return out
 

@@ -29,7 +29,7 @@ def _no_names() -> None:
     tarfile.grp = None       # type: ignore[attr-defined]
 
 
-def _extract_all(tf: tarfile.TarFile, dest: str) -> None:
+def extract_all(tf: tarfile.TarFile, dest: str) -> None:
     if hasattr(tarfile, "fully_trusted_filter"):
         tf.extractall(dest, filter="fully_trusted")
     else:

@@ -85,10 +85,13 @@ def _ns_text(ns: int) -> str:
 
 def write_upper_layer(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path,
                       out: BinaryIO, *, readonly: bool = False, mtime_clamp: int | None = None,
-                      skip: frozenset[bytes] = frozenset()) -> int:
+                      skip: frozenset[bytes] = frozenset(),
+                      stubs: list[bytes] | None = None) -> int:
     """The writable layer directory ``upper`` over ``layers`` (tar path and
     index of each, bottom first) as an OCI layer tar on ``out``. ``readonly``
-    reads a layer a live daemon holds. Returns the number of entries."""
+    reads a layer a live daemon holds. ``stubs``: mount targets, left out
+    with the parents made for them if the lower layers lack them and
+    nothing else was put there. Returns the number of entries."""
     tree = Tree()
     for i, (_, entries) in enumerate(layers):
         tree.add_layer(i, entries)
@@ -99,12 +102,30 @@ def write_upper_layer(layers: list[tuple[Path, list]], layer_ids: list[str], upp
     try:
         fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in layers]
         up.load(tree, compact=False)
+        if stubs:
+            skip = skip | _stub_paths(tree, stubs)
         return write_layer(tree, out, layer_fds=fds, data_fd=up.data_fd,
                            mtime_clamp=mtime_clamp, skip=skip)
     finally:
         for fd in fds:
             os.close(fd)
         up.close()
+
+
+def _stub_paths(tree: Tree, stubs: list[bytes]) -> frozenset[bytes]:
+    """Added paths that exist only to be mounted on: each stub, then each
+    added parent all of whose added contents are stubs too."""
+    added = {path for kind, path, _ in tree.changes() if kind == "A"}
+    out: set[bytes] = set()
+    for stub in sorted(stubs, key=lambda p: -p.count(b"/")):
+        path = stub
+        while path and path in added:
+            inside = [p for p in added if p.startswith(path + b"/")]
+            if any(p not in out for p in inside):
+                break
+            out.add(path)
+            path = split(path)[0]
+    return frozenset(out)
 
 
 def write_layer(tree: Tree, out: BinaryIO, *, layer_fds: list[int], data_fd: int,
