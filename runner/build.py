@@ -476,7 +476,7 @@ class Builder(ConfigSteps):
 
     def _do_copy(self, st, ins: dfm.Copy, where, used) -> None:
         add = ins.kind == "ADD"
-        self._unsupported(ins, where, ("parents", "exclude", "checksum", "keep-git-dir"))
+        self._unsupported(ins, where, ("keep-git-dir",))
         if add and ins.from_:
             raise BuildError(f"{where}: ADD does not take --from (use COPY --from)")
         try:
@@ -486,8 +486,12 @@ class Builder(ConfigSteps):
                                            self._read_image_file(st, "etc/group"))
             chmod = ctxmod.parse_chmod(ins.chmod) if ins.chmod else None
             source = self._copy_source(st, ins.from_, where, "COPY --from")
+            parents = ins.flag("parents")
             req = ctxmod.CopyRequest(ins.sources, ins.dest, st.conf.get("WorkingDir") or "/",
-                                     owner, chmod, add, dict(ins.heredocs))
+                                     owner, chmod, add, dict(ins.heredocs),
+                                     exclude=[v for k, v in ins.flags if k == "exclude"],
+                                     parents=parents is not None and parents != "false",
+                                     checksum=ins.flag("checksum"))
             items = ctxmod.plan(req, source, self._tree(st).lstat, self.scratch)
         except ctxmod.ContextError as e:
             raise BuildError(f"{where}: {ins.kind} failed: {e}") from None

@@ -77,6 +77,7 @@ class Item:
     meta: Meta
     read: Callable[[], BinaryIO] | None = None   # regular files
     hardlink: str | None = None                  # set by ``link_hardlinks``
+    source: str | None = None                    # its path in the source tree
 
 
 # -- the context directory --------------------------------------------------------------
@@ -337,6 +338,9 @@ class CopyRequest:
     chmod: int | None = None
     add: bool = False                  # ADD: unpack local archives, fetch URLs
     heredocs: dict[str, str] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)   # --exclude patterns
+    parents: bool = False              # --parents: keep the sources' directories
+    checksum: str | None = None        # ADD --checksum of a URL's content
 
 
 Existing = Callable[[str], Meta | None]
@@ -350,7 +354,10 @@ def plan(req: CopyRequest, tree: SourceTree, existing: Existing,
     dest = dest_path(req.dest, req.workdir)
     items: list[Item] = []
     resolved: list[tuple[str, str]] = []       # (kind, value)
+    pivots: dict[str, str] = {}                # --parents: path -> what is kept of it
     for src in req.sources:
+        if req.checksum and not re.match(r"^https?://", src):
+            raise ContextError("checksum can't be specified for non-HTTP(S) sources")
         m = re.fullmatch(r"<<-?([\"']?)(\w+)\1", src)
         if m and m.group(2) in req.heredocs:
             resolved.append(("heredoc", m.group(2)))
@@ -371,6 +378,18 @@ def plan(req: CopyRequest, tree: SourceTree, existing: Existing,
                                    f"failed to compute cache key: failed to calculate "
                                    f"checksum of ref: {what}")
             resolved += [("path", s) for s in matches]
+            base = clean_source(src.rsplit("/./", 1)[0]) if "/./" in src else ""
+            for s_ in matches:
+                pivots[s_] = s_[len(base):].lstrip("/") if base else s_
+    if req.exclude:
+        from .dockerignore import Matcher, compile_patterns
+        skip = Matcher(compile_patterns(req.exclude))
+        resolved = [(k, v) for k, v in resolved
+                    if k != "path" or not skip.excluded(posixpath.basename(v))]
+    else:
+        skip = None
+    if req.parents:
+        dest = dest.rstrip("/") + "/"
     as_dir = dest.endswith("/")
     if len(resolved) > 1 and not as_dir:
         raise ContextError("When using COPY with more than one source file, the destination "
@@ -386,9 +405,17 @@ def plan(req: CopyRequest, tree: SourceTree, existing: Existing,
             items.append(Item(target.lstrip("/"), Meta(stat.S_IFREG | 0o644, size=len(data)),
                               read=lambda d=data: io.BytesIO(d)))
         elif kind == "url":
-            items += _fetch(value, dest, as_dir, scratch)
+            items += _fetch(value, dest, as_dir, scratch, req.checksum)
         else:
-            items += _from_tree(tree, value, dest, as_dir, req.add, scratch)
+            where, here_dir = dest, as_dir
+            if req.parents:
+                kept = posixpath.dirname(pivots.get(value, value))
+                where, here_dir = posixpath.join(dest, kept) if kept else dest, True
+            got = _from_tree(tree, value, where, here_dir, req.add, scratch)
+            if skip is not None:
+                got = [i for i in got if i.source is None or i.source == value
+                       or not skip.excluded(i.source[len(value):].lstrip("/"))]
+            items += got
     items = [_owned(i, req) for i in items]
     return _with_parents(items, dest.lstrip("/"), as_dir, existing, req.owner)
 
@@ -427,7 +454,7 @@ def _meta(meta: Meta, keep_owner: bool) -> Meta:
 
 def _file_item(tree: SourceTree, rel: str, path: str, meta: Meta, keep_owner: bool) -> Item:
     reader = (lambda: tree.open(rel)) if stat.S_ISREG(meta.mode) else None
-    return Item(path, _meta(meta, keep_owner), read=reader)
+    return Item(path, _meta(meta, keep_owner), read=reader, source=rel)
 
 
 def _walk(tree: SourceTree, rel: str, dest: str, keep_owner: bool) -> Iterator[Item]:
@@ -570,8 +597,10 @@ class _Closing(io.RawIOBase):
         super().close()
 
 
-def _fetch(url: str, dest: str, as_dir: bool, scratch: Path | None) -> list[Item]:
-    """ADD of a URL: the file (0600, mtime from Last-Modified), never unpacked."""
+def _fetch(url: str, dest: str, as_dir: bool, scratch: Path | None,
+           checksum: str | None = None) -> list[Item]:
+    """ADD of a URL: the file (0600, mtime from Last-Modified), never
+    unpacked; with ``checksum`` (``sha256:HEX``) its content must match."""
     import requests
     if scratch is None:
         raise ContextError(f"ADD {url}: no scratch directory for downloads")
@@ -581,9 +610,14 @@ def _fetch(url: str, dest: str, as_dir: bool, scratch: Path | None) -> list[Item
         with requests.get(url, stream=True, timeout=60) as r:
             if r.status_code >= 400:
                 raise ContextError(f"failed to load {url}: HTTP {r.status_code}")
+            digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as f:
                 for chunk in r.iter_content(1 << 16):
                     f.write(chunk)
+                    digest.update(chunk)
+            if checksum and checksum != "sha256:" + digest.hexdigest():
+                raise ContextError(f"digest mismatch for {url}: expected {checksum}, got "
+                                   f"sha256:{digest.hexdigest()}")
             mtime = 0
             if r.headers.get("Last-Modified"):
                 with contextlib.suppress(TypeError, ValueError):

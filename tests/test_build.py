@@ -462,3 +462,16 @@ def test_bad_run_mounts_are_one_line_naming_the_step(ctx, busybox_image, mount, 
     assert p.returncode == 1, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "Dockerfile:2" in lines[0] and words in lines[0], lines
+
+
+def test_copy_exclude_and_parents(ctx, dockish_root, busybox_image, tmp_path):
+    (ctx / "Dockerfile").write_text(f"""\
+FROM {busybox_image.oci}
+COPY --exclude=*.sh --exclude=sub/data.txt app /ex/
+COPY --parents app/sub/data.txt notes.md /par/
+""")
+    dockish("build", "-t", "copyflags", str(ctx))
+    root = _umoci_tree(dockish_root, "copyflags", tmp_path / "u")
+    assert sorted(os.listdir(root / "ex")) == ["sub"] and not os.listdir(root / "ex/sub")
+    assert (root / "par/app/sub/data.txt").read_text() == "data\n"
+    assert (root / "par/notes.md").read_text() == "notes\n"

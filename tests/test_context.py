@@ -187,3 +187,63 @@ def test_reincluded_paths_inside_an_ignored_directory(tmp_path):
     finally:
         d.close()
     assert got == ["x", "x/.dockerignore", "x/build", "x/build/keep", "x/build/keep/k"]
+
+
+def test_exclude_patterns(ctx):
+    """COPY --exclude: patterns against paths inside each source (and the
+    names a glob matched), as BuildKit applies them."""
+    assert [i.path for i in plan(ctx, ["dir"], "/o/", exclude=["*.txt"])] == \
+        ["o", "o/hard", "o/sub", "o/sub/b.txt"]              # * stays in one directory
+    assert [i.path for i in plan(ctx, ["dir"], "/o/", exclude=["**/*.txt"])] == \
+        ["o", "o/hard", "o/sub"]
+    assert [i.path for i in plan(ctx, ["dir"], "/o/", exclude=["sub"])] == \
+        ["o", "o/a.txt", "o/hard"]
+    assert [i.path for i in plan(ctx, ["*.log", "top.txt"], "/l/", exclude=["x*"])] == \
+        ["l", "l/top.txt", "l/y.log"]
+    assert [i.path for i in plan(ctx, ["dir"], "/o/", exclude=["**/b.txt"])] == \
+        ["o", "o/a.txt", "o/hard", "o/sub"]
+
+
+def test_parents_keep_source_directories(ctx):
+    """COPY --parents: the source's directories are kept under the
+    destination; ``/./`` marks where the kept part starts."""
+    assert [i.path for i in plan(ctx, ["dir/sub/b.txt", "top.txt"], "/p", parents=True)] == \
+        ["p", "p/dir", "p/dir/sub", "p/dir/sub/b.txt", "p/top.txt"]
+    assert [i.path for i in plan(ctx, ["dir/./sub/b.txt"], "/p/", parents=True)] == \
+        ["p", "p/sub", "p/sub/b.txt"]
+    assert [i.path for i in plan(ctx, ["dir/*.txt"], "/p/", parents=True)] == \
+        ["p", "p/dir", "p/dir/a.txt"]
+
+
+def test_add_checksum_only_for_urls(ctx, tmp_path):
+    import hashlib
+    import http.server
+    import threading
+    body = b"payload from a web server\n"
+    good = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/file.bin"
+    try:
+        req = c.CopyRequest([url], "/d/", add=True, checksum=good)
+        items = c.plan(req, ctx, NO_IMAGE, tmp_path / "scratch")
+        with items[-1].read() as f:
+            assert (items[-1].path, f.read()) == ("d/file.bin", body)
+        bad = c.CopyRequest([url], "/d/", add=True, checksum="sha256:" + "0" * 64)
+        with pytest.raises(c.ContextError, match="digest mismatch"):
+            c.plan(bad, ctx, NO_IMAGE, tmp_path / "scratch")
+    finally:
+        server.shutdown()
+    with pytest.raises(c.ContextError, match="non-HTTP"):
+        plan(ctx, ["top.txt"], "/d/", add=True, checksum=good)
