@@ -358,36 +358,56 @@ def _launch(c):
 
 
 def _foreground(c, interactive: bool, tty_: bool) -> int:
-    """Run attached: the container's stdio is ours (or a pty relayed to it)."""
+    """Run attached: the container's output is relayed to ours and kept in
+    its log (a pty with -t, pipes without, as Docker does)."""
+    import threading
+
     from . import tty as ttymod
     from .launch import StartError, Stdio
     launch = _launch(c)
     master = None
+    pipes: list[int] = []
     if tty_:
         master, slave = os.openpty()
         if sys.stdin.isatty():
             ttymod.copy_winsize(sys.stdin.fileno(), slave)
         stdio = Stdio(None, 1, 2, pty_slave=slave)
     else:
-        stdio = Stdio(0 if interactive else None, 1, 2)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pipes = [out_r, err_r]
+        stdio = Stdio(0 if interactive else None, out_w, err_w)
+    log = os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     handlers = {}
     try:
         launch.spawn(stdio)
     except StartError as e:
         _cleanup_failed(c)
         _fail(str(e), e.code)
+    finally:
+        if pipes:
+            os.close(stdio.stdout)
+            os.close(stdio.stderr)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         handlers[sig] = signal.signal(sig, lambda s, _f: launch.forward(s))
+    relay = None
+    ended = threading.Event()
     if master is not None:
         # a closed terminal detaches, as in Docker: no SIGHUP for the container
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        log = os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         with ttymod.raw_mode(0) if interactive else _nullctx():
             ttymod.proxy(master, 0 if interactive else None, 1, copy_to=log)
         os.close(master)
-        os.close(log)
+    else:
+        relay = threading.Thread(target=ttymod.relay, args=(
+            [(pipes[0], 1), (pipes[1], 2)], log, ended), daemon=True)
+        relay.start()
     code = launch.wait()
+    ended.set()
+    if relay is not None:
+        relay.join()
+    os.close(log)
     for sig, h in handlers.items():
         signal.signal(sig, h)
     if c.config.auto_remove:

@@ -57,6 +57,40 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
+def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
+    """Copy each pipe of ``pairs`` (read fd, write fd) to its fd and to
+    ``copy_to`` until all reach end of file; once ``ended`` (the container
+    is gone) is set, whatever is still buffered is copied and the pipes are
+    closed, even if a stray process keeps one open."""
+    out = dict(pairs)
+    while out:
+        try:
+            ready, _, _ = select.select(list(out), [], [], 0.1)
+        except InterruptedError:
+            continue
+        if not ready and ended.is_set():
+            break
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                os.close(fd)
+                del out[fd]
+                continue
+            if out[fd] >= 0:
+                try:
+                    _write_all(out[fd], data)
+                except OSError:
+                    out[fd] = -1           # our own output is gone: the log still gets it
+            if copy_to is not None:
+                with contextlib.suppress(OSError):
+                    _write_all(copy_to, data)
+    for fd in out:
+        os.close(fd)
+
+
 def proxy(master: int, in_fd: int | None, out_fd: int | None,
           copy_to: int | None = None) -> None:
     """Copy between the user's side and the pty until the container's side

@@ -227,6 +227,23 @@ def test_exec_with_a_tty(bb):
 
 # ------------------------------------------------------------------ lifecycle
 
+def test_foreground_output_is_relayed_and_logged(bb):
+    """Without -t the container writes to pipes (never the user's terminal),
+    stdout and stderr stay apart, and `logs` has the output afterwards."""
+    res = dockish("run", "--name", "fglog", "--network", "none", bb, "sh", "-c",
+                  "echo out; echo err >&2; [ -t 1 ] && echo tty || echo notty; exit 3")
+    assert res.returncode == 3
+    assert res.stdout == "out\nnotty\n" and res.stderr == "err\n"
+    logged = dockish("logs", "fglog").stdout
+    assert sorted(logged.splitlines()) == ["err", "notty", "out"]
+    # a lot of output, and a background process that outlives the command
+    res = dockish("run", "--rm", "--network", "none", bb, "sh", "-c",
+                  "seq 1 200000; (sleep 30 &) ; echo done")
+    assert res.returncode == 0 and res.stdout.endswith("200000\ndone\n")
+    assert len(res.stdout.splitlines()) == 200001
+    ok("rm", "fglog")
+
+
 def test_detached_logs_exec_stop_rm(bb):
     cid = ok("run", "-d", "--name", "ticker", "--network", "none", bb, "sh", "-c",
              "echo started; i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done").strip()
