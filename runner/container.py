@@ -69,6 +69,7 @@ class ContainerConfig:
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
+    init_path: str = ""          # --init: where tini is bound (else a Python reaper)
 
     def capabilities(self) -> list[str]:
         """The capability names the container's processes may hold."""

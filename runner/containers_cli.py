@@ -266,6 +266,11 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
             raise CliError(f"-p needs a private network with slirp4netns, not --network {net}")
     ports = [[ip, hp or _free_port(), cp, proto] for ip, hp, cp, proto in ports]
     mounts = [cfgmod.parse_volume(v) for v in opts["volume"]]
+    init_path = ""
+    tini = _tini() if opts["init"] else None
+    if tini:             # Docker's docker-init is tini: bound read-only, run as pid 1
+        init_path = "/dev/init"
+        mounts.append(cfgmod.MountReq("bind", tini, init_path, True))
     mounts += [cfgmod.parse_mount(m) for m in opts["mount"]]
     mounts += [cfgmod.parse_tmpfs(t) for t in opts["tmpfs"]]
     vols = _volumes()
@@ -294,7 +299,7 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
         hostname=hostname, tty=opts["tty"], interactive=opts["interactive"],
         read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
         init=opts["init"], auto_remove=opts["rm"],
-        image_config=dict(img.config or {}),
+        image_config=dict(img.config or {}), init_path=init_path,
         cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
         privileged=opts["privileged"],
         entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
@@ -310,6 +315,17 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
     except CapabilityError as e:
         raise CliError(str(e)) from None
     return _containers().create(cfg)
+
+
+def _tini() -> str | None:
+    """A static tini for ``--init`` ($DOCKISH_INIT, else Debian's tini-static
+    or Docker's docker-init); None: dockish's own reaper stands in."""
+    import shutil
+    for cand in (os.environ.get("DOCKISH_INIT"), "/usr/bin/tini-static",
+                 "/usr/libexec/docker/docker-init", shutil.which("docker-init")):
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
 
 
 def _free_port() -> int:
@@ -1062,6 +1078,8 @@ def _inspect(c) -> dict:
     vols = _volumes()
     mounts = []
     for m in cfg.mounts:
+        if cfg.init_path and m["target"] == cfg.init_path:
+            continue                  # --init's tini: not a mount the user asked for
         src = str(vols.path(m["source"]) / "_data") if m["kind"] == "volume" else m["source"]
         mounts.append({"Type": m["kind"], "Name": m["source"] if m["kind"] == "volume" else "",
                        "Source": src, "Destination": m["target"], "RW": not m["readonly"]})

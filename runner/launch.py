@@ -455,6 +455,9 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     except OSError as e:
         raise _ExecFailed(f"cannot enter the working directory {workdir}: {_msg(e)}",
                           EXIT_CANNOT_RUN) from None
+    if cfg.init and cfg.init_path:
+        _check_command(cfg.argv[0], env)      # one line of ours, not tini's
+        _exec([cfg.init_path, "--", *cfg.argv], env)
     if cfg.init:
         _reaper(cfg.argv, env, exec_w)
     _exec(cfg.argv, env)
@@ -462,6 +465,30 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
 
 def _env_dict(env: list[str]) -> dict[str, str]:
     return dict(e.partition("=")[::2] for e in env)
+
+
+def _check_command(name: str, env: list[str]) -> None:
+    """Raise what ``_exec`` would if ``name`` cannot be executed."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = _env_dict(env).get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                  "/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    denied = False
+    for c in candidates:
+        if os.path.isfile(c):
+            if os.access(c, os.X_OK):
+                return
+            denied = True
+        elif os.path.isdir(c) and "/" in name:
+            denied = True
+    if denied:
+        raise _ExecFailed(f'exec: "{name}": permission denied', EXIT_CANNOT_RUN)
+    if "/" in name:
+        raise _ExecFailed(f'exec: "{name}": stat {name}: no such file or directory',
+                          EXIT_NOT_FOUND)
+    raise _ExecFailed(f'exec: "{name}": executable file not found in $PATH', EXIT_NOT_FOUND)
 
 
 def _exec(argv: list[str], env: list[str]) -> None:

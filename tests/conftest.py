@@ -60,6 +60,7 @@ REQUIRED_TOOLS = {
     "newuidmap": "uidmap",
     "newgidmap": "uidmap",
     "slirp4netns": "slirp4netns",
+    "tini-static": "tini",
 }
 FIX = "run `sudo scripts/setup` (installs the packages, makes /dev/fuse usable)"
 

@@ -187,9 +187,16 @@ def test_read_only_tmpfs_and_init(bb):
     assert res.returncode == 1 and "Read-only file system" in res.stderr
     assert run(bb, "sh", "-c", "touch /t/x && ls /t", flags=("--read-only", "--tmpfs", "/t")
                ).stdout == "x\n"
-    out = run(bb, "ps", "-o", "pid,comm", flags=("--init",)).stdout.split()
-    assert out[:2] == ["PID", "COMMAND"] and out[3] == "python3" or "ps" in out
+    # --init: tini (Docker's docker-init) is pid 1, the command its child
+    out = run(bb, "ps", "-o", "pid,args", flags=("--init",)).stdout.splitlines()
+    assert out[1].split(None, 1) == ["1", "/dev/init -- ps -o pid,args"], out
+    assert out[2].split(None, 1)[1] == "ps -o pid,args"
     assert run(bb, "sh", "-c", "exit 7", flags=("--init",)).returncode == 7
+    one_error_line(run(bb, "nope", flags=("--init",)), 127, "not found in $PATH")
+    # and it leaves no trace in the container's layer
+    ok("run", "--name", "inited", "--init", "--network", "none", bb, "true")
+    assert ok("diff", "inited") == ""
+    ok("rm", "inited")
 
 
 # ------------------------------------------------------------------ -it
