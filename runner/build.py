@@ -851,8 +851,9 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
         from .rootfs import make_init_layer
         layers = LayerStore(root)
         net = "host" if network in ("", "default", "host") else network
-        if net not in ("host", "none", "slirp4netns"):
-            raise BuildError(f"network {network} not found: use host, none or slirp4netns")
+        if net not in ("host", "none", "slirp4netns", "pasta"):
+            raise BuildError(f"network {network} not found: use host, none, slirp4netns "
+                             "or pasta")
         cid = new_id()
         init = make_init_layer(layers, cid[:12], net, "10.0.2.100" if net == "slirp4netns"
                                else None)

@@ -95,7 +95,7 @@ def register(main: click.Group) -> None:
     @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
                   help="Set a label on the image.")
     @click.option("--network", default="default", help="RUN steps' network: host (default), "
-                  "none or slirp4netns.")
+                  "none, slirp4netns or pasta.")
     @click.option("--timestamp", type=int, metavar="SECONDS",
                   help="Clamp file times and set created times (default: "
                        "$SOURCE_DATE_EPOCH) for reproducible images.")

@@ -117,8 +117,9 @@ def _network_mode(requested: str | None) -> str:
                 except OSError:
                     pass
         return mode
-    if requested not in ("host", "none", "slirp4netns"):
-        raise CliError(f"network {requested} not found: use host, none or slirp4netns")
+    if requested not in ("host", "none", "slirp4netns", "pasta"):
+        raise CliError(f"network {requested} not found: use host, none, slirp4netns or "
+                       "pasta")
     return requested
 
 
@@ -257,13 +258,14 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
     hostname = opts["hostname"] or cid[:12]
     net = _network_mode(opts["network"])
     ports = [list(cfgmod.parse_publish(p)) for p in opts["publish"]]
-    if ports and net != "slirp4netns":
+    if ports and net not in ("slirp4netns", "pasta"):
         if net == "host":
             click.echo("dockish: -p is ignored with the host network: the container's "
                        "ports are the host's", err=True)
             ports = []
         else:
-            raise CliError(f"-p needs a private network with slirp4netns, not --network {net}")
+            raise CliError(f"-p needs a private network (slirp4netns or pasta), not --network "
+                           f"{net}")
     ports = [[ip, hp or _free_port(), cp, proto] for ip, hp, cp, proto in ports]
     mounts = [cfgmod.parse_volume(v) for v in opts["volume"]]
     init_path = ""
@@ -348,7 +350,7 @@ def run_options(fn):
         click.option("-v", "--volume", multiple=True, help="HOST:CTR[:ro] or NAME:CTR."),
         click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,..."),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs: PATH[:OPTIONS]."),
-        click.option("--network", "--net", "network", help="host, none or slirp4netns."),
+        click.option("--network", "--net", "network", help="host, none, slirp4netns or pasta."),
         click.option("-p", "--publish", multiple=True, help="[IP:]HOST:CTR[/tcp]"),
         click.option("--entrypoint", help="Override the image's entrypoint."),
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),

@@ -118,7 +118,7 @@ class Launch:
         self.mapping = mapping
         self.mounts = resolved_mounts(c, volumes_root)
         self.holder = 0
-        self.slirp: network.Slirp | None = None
+        self.slirp: network.Slirp | network.Pasta | None = None
 
     def spawn(self, stdio: Stdio) -> None:
         """Fork the holder and see the container through to its exec; raises
@@ -180,6 +180,9 @@ class Launch:
                                                exit_r, self.c.path / "slirp.log")
                     for ip, hp, cp, proto in cfg.ports:
                         self.slirp.publish(ip, hp, cp, proto)
+                elif cfg.network == "pasta":
+                    self.slirp = network.Pasta(self.holder, cfg.ports,
+                                               self.c.path / "pasta.log")
                 _send(go_w, "G")
             elif line.startswith("P"):
                 init_pid, view_pid = (int(x) for x in line[1:].split())
@@ -218,10 +221,7 @@ class Launch:
             code = 128 - code
         self.c.write_exit(code)
         if self.slirp is not None:
-            try:
-                self.slirp.proc.wait(timeout=2)
-            except Exception:      # noqa: BLE001 - it exits with the holder
-                self.slirp.proc.kill()
+            self.slirp.stop()
         info = self.c.exit_info() or {}
         return info.get("code", code)
 

@@ -1,7 +1,8 @@
 """Container networks: ``host`` (share the host's), ``none`` (a private
 namespace with only ``lo``), ``slirp4netns`` (a private namespace with
 outbound access and ``-p`` port publishing through slirp4netns, as rootless
-Podman does).
+Podman 4 does) and ``pasta`` (the same through passt's pasta, Podman 5's
+default: the container gets the host's addresses, DNS is forwarded).
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from pathlib import Path
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 SLIRP_IP = "10.0.2.100"
-NETWORKS = ("host", "none", "slirp4netns", "private")
+NETWORKS = ("host", "none", "slirp4netns", "pasta", "private")
+PASTA_DNS = "169.254.1.1"
+_PR_SET_PDEATHSIG = 1
 
 
 class NetworkError(Exception):
@@ -79,6 +82,14 @@ class Slirp:
             self.proc.wait()
             raise NetworkError(f"slirp4netns failed to start (see {log})")
 
+    def stop(self) -> None:
+        """It exits with the holder (its exit fd); make sure."""
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
     def publish(self, ip: str, host_port: int, ctr_port: int, proto: str) -> None:
         if ip in ("0.0.0.0", ""):
             ip = "0.0.0.0"
@@ -106,6 +117,64 @@ class Slirp:
                 if time.monotonic() > deadline:
                     raise NetworkError("slirp4netns's API socket did not answer") from None
                 time.sleep(0.01)
+
+
+class Pasta:
+    """One pasta process serving one container's network namespace, with
+    its published ports. It does not quit when the namespace's processes
+    do: the monitor stops it, and it dies with the monitor (PDEATHSIG)."""
+
+    def __init__(self, pid: int, ports: list, log: Path) -> None:
+        if not shutil.which("pasta"):
+            raise NetworkError("--network pasta: pasta is not installed (Debian: passt)")
+        args = ["pasta", "--config-net", "--quiet", "--foreground", "--no-map-gw",
+                "--dns-forward", PASTA_DNS, "-T", "none", "-U", "none"]
+        tcp = [p for p in ports if p[3] == "tcp"]
+        udp = [p for p in ports if p[3] == "udp"]
+        for flag, group in (("-t", tcp), ("-u", udp)):
+            if not group:
+                args += [flag, "none"]
+            for ip, hp, cp, _ in group:
+                bind = "" if ip in ("", "0.0.0.0") else f"{ip}/"
+                args += [flag, f"{bind}{hp}:{cp}"]
+        args.append(str(pid))
+        with open(log, "ab") as logf:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=logf, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 10
+        while not _has_default_route(pid):      # --config-net's last step
+            if self.proc.poll() is not None:
+                raise NetworkError(f"pasta failed to start (see {log})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise NetworkError(f"pasta did not configure the network (see {log})")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def publish(self, ip: str, host_port: int, ctr_port: int, proto: str) -> None:
+        """Ports are given to pasta when it starts."""
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def _has_default_route(pid: int) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(line.split()[1] == "00000000" for line in lines if len(line.split()) > 1)
 
 
 def free_port() -> int:

@@ -39,6 +39,9 @@ def resolv_text(network: str, host_resolv: str) -> str:
     (minus loopback ones, unreachable from a private net) otherwise."""
     if network == "slirp4netns":
         return "nameserver 10.0.2.3\n"
+    if network == "pasta":
+        from .network import PASTA_DNS
+        return f"nameserver {PASTA_DNS}\n"
     if network == "none":
         return ""
     return host_resolv

@@ -61,6 +61,7 @@ REQUIRED_TOOLS = {
     "newgidmap": "uidmap",
     "slirp4netns": "slirp4netns",
     "tini-static": "tini",
+    "pasta": "passt",
 }
 FIX = "run `sudo scripts/setup` (installs the packages, makes /dev/fuse usable)"
 

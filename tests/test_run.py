@@ -421,9 +421,11 @@ def test_network_none_has_only_lo(bb):
     assert len(out) == 1 and ": lo:" in out[0] and "UP" in out[0]
 
 
-def test_publish_reaches_httpd(bb):
+@pytest.mark.parametrize("net", ["slirp4netns", "pasta"])
+def test_publish_reaches_httpd(bb, net):
     port = _free_port()
-    ok("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", bb, "sh", "-c",
+    ok("run", "-d", "--name", "web", "--network", net, "-p", f"127.0.0.1:{port}:80", bb,
+       "sh", "-c",
        "mkdir -p /www && echo hello > /www/index.html && exec httpd -f -p 80 -h /www")
     assert ok("port", "web") == f"80/tcp -> 127.0.0.1:{port}\n"
     assert f"127.0.0.1:{port}->80/tcp" in ok("ps")
@@ -436,9 +438,18 @@ def test_publish_reaches_httpd(bb):
             assert time.monotonic() < end
             time.sleep(0.1)
     assert body == b"hello\n"
-    out = ok("exec", "web", "sh", "-c", "ip -o -4 addr show tap0; cat /etc/resolv.conf")
-    assert "10.0.2.100/24" in out and "nameserver 10.0.2.3" in out
+    out = ok("exec", "web", "sh", "-c", "ip -o -4 addr; cat /etc/resolv.conf")
+    if net == "slirp4netns":
+        assert "tap0" in out and "10.0.2.100/24" in out and "nameserver 10.0.2.3" in out
+    else:      # pasta: the host's address on the host's interface name, DNS forwarded
+        assert [line for line in out.splitlines() if "inet " in line and ": lo " not in line]
+        assert "nameserver 169.254.1.1" in out
+    helper = json.loads((Path(os.environ["DOCKISH_ROOT"]) / "containers" /
+                         ok("inspect", "-f", "{{.Id}}", "web").strip() / "state.json"
+                         ).read_text())["slirp_pid"]
     ok("rm", "-f", "web")
+    _wait_for(lambda: not os.path.exists(f"/proc/{helper}") or
+              Path(f"/proc/{helper}/stat").read_text().split(") ")[1][0] == "Z")
 
 
 def _free_port() -> int:
