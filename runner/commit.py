@@ -8,27 +8,24 @@ from the writable layer (none when nothing changed), and one history entry
 with the author and message.
 
 A running container is paused while its layer is read (``--pause``, the
-default): cgroups v1 give a rootless user no freezer, so its processes get
-SIGSTOP from inside its user namespace, the view is synced (the kernel's
-write-back cache holds written data until then), and SIGCONT follows.
+default; see ``freezer``), and its view is synced first: the kernel's
+write-back cache holds written data until then.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import json
 import os
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import dockerfile as dfm
-from . import namespaces as ns
+from . import freezer
 from .build import BuildError, ConfigSteps, StageState, config_bytes
-from .container import Container, ContainerConfig, process_tree
+from .container import Container, ContainerConfig
 
 CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
            "VOLUME", "WORKDIR")
@@ -127,91 +124,27 @@ def image_config_of(c: Container, store) -> dict:
     return {}
 
 
-# -- pausing ------------------------------------------------------------------------------
-
-def _in_container(init: int, fn) -> None:
-    """Run ``fn`` in a child that joined the container's user namespace,
-    whose root may signal every uid the container has."""
-    r, w = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(r)
-        code = 1
-        try:
-            ns.join(init, ["user"])
-            fn()
-            code = 0
-        except BaseException as e:          # noqa: BLE001 - the parent says it
-            os.write(w, (str(e) or type(e).__name__).encode())
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        why = f.read().decode(errors="replace")
-    _, status = os.waitpid(child, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise CommitError(f"cannot pause the container: {why or 'helper failed'}")
-
-
-def container_pids(init: int) -> set[int]:
-    """Every process of the container: ``init``'s descendants and whatever
-    shares its pid namespace (``exec``'d processes hang off their own
-    holder on the host)."""
-    pids = set(process_tree(init))
-    with contextlib.suppress(OSError):
-        target = os.stat(f"/proc/{init}/ns/pid").st_ino
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
-                        pids.add(int(name))
-    return pids
-
-
-def _signal_all(pids: set[int], sig: int) -> None:
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, sig)
-
-
-def _syncfs_root(init: int) -> None:
-    """Flush the kernel's write-back cache of the container's view (its
-    ``/``) to the view's daemon, so the data files hold what was written."""
-    ns.join(init, ["mnt"])
-    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
-            raise OSError(ctypes.get_errno(), "syncfs of the container's root failed")
-    finally:
-        os.close(fd)
-
-
-def _stop_and_sync(init: int) -> None:
-    """SIGSTOP the container's processes until no new one appears (the
-    host's /proc: read before the mount namespace is joined), then sync."""
-    stopped: set[int] = set()
-    while pids := container_pids(init) - stopped:
-        _signal_all(pids, signal.SIGSTOP)
-        stopped |= pids
-    _syncfs_root(init)
-
-
 @contextlib.contextmanager
 def paused(c: Container, pause: bool) -> Iterator[bool]:
     """Hold a running container still (``pause``) with its written data
-    flushed; yields whether it runs (its layer is then read unlocked)."""
+    flushed; yields whether it runs (its layer is then read unlocked). A
+    container the user paused stays paused."""
     init = c.pid
     if init is None:
         yield False
         return
-    if not pause:
-        _in_container(init, lambda: _syncfs_root(init))
-        yield True
-        return
     try:
-        _in_container(init, lambda: _stop_and_sync(init))
-        yield True
-    finally:
-        _in_container(init, lambda: _signal_all(container_pids(init), signal.SIGCONT))
+        if not pause or c.paused:
+            freezer.sync(init)
+            yield True
+            return
+        freezer.freeze(init, sync=True)
+        try:
+            yield True
+        finally:
+            freezer.thaw(init)
+    except freezer.FreezeError as e:
+        raise CommitError(str(e)) from None
 
 
 # -- the whole commit ---------------------------------------------------------------------

@@ -191,6 +191,11 @@ class Container:
         return ns.alive(st.get("holder_pid"), st.get("holder_start"))
 
     @property
+    def paused(self) -> bool:
+        """Paused by ``dockish pause`` (its processes stopped) and running."""
+        return bool(self.state().get("paused")) and self.running
+
+    @property
     def pid(self) -> int | None:
         """The container's first process, as the host numbers it."""
         st = self.state()

@@ -832,6 +832,47 @@ def register(main: click.Group) -> None:
         except TransferError:
             sys.exit(1)
 
+    def _each(containers: tuple[str, ...], action) -> None:
+        """Docker's multi-container commands: each name echoed when done,
+        errors one line each, exit 1 if any failed."""
+        failed = False
+        cs = _containers()
+        for ref in containers:
+            try:
+                action(cs.get(ref), ref)
+            except (CliError, *_errors()) as e:
+                click.echo(f"Error response from daemon: {e}", err=True)
+                failed = True
+                continue
+            click.echo(ref)
+        if failed:
+            sys.exit(1)
+
+    @main.command()
+    @click.argument("containers", nargs=-1, required=True)
+    @cli
+    def pause(containers: tuple[str, ...]) -> None:
+        """Pause all processes in containers (SIGSTOP: cgroups v1 give a
+        rootless user no freezer)."""
+        def act(c, ref):
+            if not c.running:
+                raise CliError(f"Container {c.id} is not running")
+            if c.paused:
+                raise CliError(f"Container {c.id} is already paused")
+            _freeze(c)
+        _each(containers, act)
+
+    @main.command()
+    @click.argument("containers", nargs=-1, required=True)
+    @cli
+    def unpause(containers: tuple[str, ...]) -> None:
+        """Unpause all processes in containers."""
+        def act(c, ref):
+            if not c.paused:
+                raise CliError(f"Container {c.id} is not paused")
+            _thaw(c)
+        _each(containers, act)
+
     @main.command()
     @click.option("-a", "--author", default="", help='Author (e.g. "Name <mail@example.org>").')
     @click.option("-c", "--change", multiple=True, metavar="INSTRUCTION",
@@ -893,7 +934,8 @@ def register(main: click.Group) -> None:
                       ("run", run), ("create", create), ("logs", logs), ("exec", exec_),
                       ("inspect", inspect), ("kill", kill), ("wait", wait), ("top", top),
                       ("port", port), ("restart", restart), ("cp", cp),
-                      ("export", export), ("commit", commit)):
+                      ("export", export), ("commit", commit), ("pause", pause),
+                      ("unpause", unpause)):
         container_group.add_command(cmd, name)
 
     @container_group.command("diff")
@@ -1002,6 +1044,26 @@ def _exit_code(c) -> int:
     return code if code is not None else 0
 
 
+def _freeze(c) -> None:
+    from . import freezer
+    try:
+        freezer.freeze(c.pid)
+    except freezer.FreezeError as e:
+        raise CliError(str(e)) from None
+    c.write_state(paused=True)
+
+
+def _thaw(c) -> None:
+    from . import freezer
+    pid = c.pid
+    if pid is not None:
+        try:
+            freezer.thaw(pid)
+        except freezer.FreezeError as e:
+            raise CliError(str(e)) from None
+    c.write_state(paused=False)
+
+
 def _signal(c, signum: int) -> None:
     st = c.state()
     try:
@@ -1026,6 +1088,8 @@ def _stop(c, timeout: int) -> None:
     if not c.running:
         return
     _signal(c, signal.SIGTERM)
+    if c.paused:                   # stopped processes would not see SIGTERM
+        _thaw(c)
     if not _await_stopped(c, timeout):
         _signal(c, signal.SIGKILL)
         _await_stopped(c, 10)
@@ -1039,6 +1103,8 @@ def _ps_row(c, status: str, code: int | None, no_trunc: bool) -> dict:
         cmd = cmd[:19] + "…"
     if status == "running":
         shown = f"Up {_ago(c.state().get('started'))}"
+        if c.paused:
+            shown, status = shown + " (Paused)", "paused"
     elif status == "created":
         shown = "Created"
     else:
@@ -1090,8 +1156,8 @@ def _inspect(c) -> dict:
         ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
     return {
         "Id": cfg.id, "Created": _iso(cfg.created), "Path": cfg.argv[0], "Args": cfg.argv[1:],
-        "State": {"Status": status, "Running": status == "running",
-                  "Paused": False, "Restarting": False, "OOMKilled": False, "Dead": False,
+        "State": {"Status": "paused" if c.paused else status, "Running": status == "running",
+                  "Paused": c.paused, "Restarting": False, "OOMKilled": False, "Dead": False,
                   "Pid": c.pid or 0, "ExitCode": code or 0,
                   "StartedAt": _iso(st.get("started")), "FinishedAt": _iso(c.finished_at())},
         "Image": cfg.image_id, "Name": "/" + cfg.name, "LogPath": str(c.log),
@@ -1158,6 +1224,8 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
     c = _containers().get(ref)
     if not c.running:
         raise CliError(f"container {c.id} is not running")
+    if c.paused:
+        raise CliError(f"container {c.id} is paused, unpause the container before exec")
     host_env = dict(os.environ)
     extra: list[str] = []
     for f in env_file:

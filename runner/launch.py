@@ -189,6 +189,7 @@ class Launch:
                 self.c.write_state(holder_pid=self.holder,
                                    holder_start=ns.proc_start_time(self.holder),
                                    pid=init_pid, view_pid=view_pid, started=time.time(),
+                                   paused=False,
                                    slirp_pid=self.slirp.proc.pid if self.slirp else None)
                 return
 

@@ -236,3 +236,45 @@ def test_entrypoint_change_drops_cmd_and_shell_forms_use_the_shell():
 def test_bad_changes_are_refused(change, words):
     with pytest.raises(CommitError, match=words):
         apply_changes({"config": {}}, [change])
+
+
+def _proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+
+
+def test_pause_unpause_and_commit_of_a_paused_container(bb, dockish_root):
+    """pause stops every process of the container (SIGSTOP: no cgroup
+    freezer here), ps and inspect say so, exec is refused as in Docker,
+    commit leaves it paused, unpause lets it go on, stop still works."""
+    ok("run", "-d", "--name", "zz", "--network", "none", bb, "sh", "-c",
+       "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo $i > /c.tmp; "
+       "mv /c.tmp /count; usleep 20000; done")
+    deadline = time.monotonic() + 20
+    while "A /count" not in dockish("diff", "zz").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pid = int(ok("inspect", "-f", "{{.State.Pid}}", "zz"))
+    assert ok("pause", "zz") == "zz\n"
+    assert _proc_state(pid) == "T"
+    assert "(Paused)" in ok("ps", "--format", "{{.Status}}")
+    assert ok("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "zz") == "paused true\n"
+    one_error_line(dockish("exec", "zz", "true"), 125, "is paused")
+    again = dockish("pause", "zz")
+    assert again.returncode == 1 and "already paused" in again.stderr
+    snap = ok("commit", "zz").strip()
+    assert _proc_state(pid) == "T"                      # commit left it paused
+    frozen = ok("run", "--rm", "--network", "none", snap[7:19], "cat", "/count")
+    time.sleep(0.3)
+    assert ok("run", "--rm", "--network", "none", ok("commit", "zz").strip()[7:19], "cat",
+              "/count") == frozen                          # nothing moved while paused
+    assert ok("unpause", "zz") == "zz\n"
+    assert _proc_state(pid) != "T"
+    first = int(ok("exec", "zz", "cat", "/count"))
+    time.sleep(0.3)
+    assert int(ok("exec", "zz", "cat", "/count")) > first
+    bad = dockish("unpause", "zz")
+    assert bad.returncode == 1 and "is not paused" in bad.stderr
+    ok("pause", "zz")
+    ok("stop", "-t", "5", "zz")                         # SIGTERM reaches it: thawed
+    assert ok("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "zz") == "exited 0\n"
+    ok("rm", "zz")
