@@ -207,6 +207,24 @@ def _iso(t: float | None) -> str:
 
 # ------------------------------------------------------------------ create
 
+def _each(refs: tuple[str, ...], action, lookup=None) -> None:
+    """Docker's multi-object commands: ``action(obj, ref)`` for each
+    (containers by default, else ``lookup(ref)``), each name echoed when
+    done, errors one line each, exit 1 if any failed."""
+    failed = False
+    get = lookup or _containers().get
+    for ref in refs:
+        try:
+            action(get(ref), ref)
+        except (CliError, *_errors()) as e:
+            click.echo(f"Error response from daemon: {e}", err=True)
+            failed = True
+            continue
+        click.echo(ref)
+    if failed:
+        sys.exit(1)
+
+
 def _live_containers() -> list:
     """All containers, after removing the ``--rm`` ones whose processes
     died with nobody left to remove them (a killed session): as Docker's
@@ -572,19 +590,7 @@ def register(main: click.Group) -> None:
     @cli
     def stop(timeout: int, containers: tuple[str, ...]) -> None:
         """Stop running containers: SIGTERM, then SIGKILL after --time."""
-        failed = False
-        cs = _containers()
-        for ref in containers:
-            try:
-                c = cs.get(ref)
-            except _errors() as e:
-                click.echo(f"Error response from daemon: {e}", err=True)
-                failed = True
-                continue
-            _stop(c, timeout)
-            click.echo(ref)
-        if failed:
-            sys.exit(1)
+        _each(containers, lambda c, _ref: _stop(c, timeout))
 
     @main.command()
     @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
@@ -593,24 +599,15 @@ def register(main: click.Group) -> None:
     def kill(sig: str, containers: tuple[str, ...]) -> None:
         """Send a signal (default SIGKILL) to running containers."""
         signum = cfgmod.parse_signal(sig)
-        cs = _containers()
-        failed = False
-        for ref in containers:
-            try:
-                c = cs.get(ref)
-                if not c.running:
-                    raise CliError(f"cannot kill container: {ref}: container {c.id} is "
-                                   "not running")
-            except (CliError, *_errors()) as e:
-                click.echo(f"Error response from daemon: {e}", err=True)
-                failed = True
-                continue
+
+        def act(c, ref):
+            if not c.running:
+                raise CliError(f"cannot kill container: {ref}: container {c.id} is "
+                               "not running")
             _signal(c, signum)
             if signum == signal.SIGKILL:
                 _await_stopped(c, 5)
-            click.echo(ref)
-        if failed:
-            sys.exit(1)
+        _each(containers, act)
 
     @main.command()
     @click.option("-t", "--time", "timeout", type=int, default=10)
@@ -832,22 +829,6 @@ def register(main: click.Group) -> None:
         except TransferError:
             sys.exit(1)
 
-    def _each(containers: tuple[str, ...], action) -> None:
-        """Docker's multi-container commands: each name echoed when done,
-        errors one line each, exit 1 if any failed."""
-        failed = False
-        cs = _containers()
-        for ref in containers:
-            try:
-                action(cs.get(ref), ref)
-            except (CliError, *_errors()) as e:
-                click.echo(f"Error response from daemon: {e}", err=True)
-                failed = True
-                continue
-            click.echo(ref)
-        if failed:
-            sys.exit(1)
-
     @main.command()
     @click.argument("containers", nargs=-1, required=True)
     @cli
@@ -981,22 +962,12 @@ def register(main: click.Group) -> None:
     @cli
     def volume_rm(force: bool, names: tuple[str, ...]) -> None:
         used = _volumes_in_use()
-        failed = False
-        for n in names:
+
+        def act(n, _ref):
             if n in used and not force:
-                click.echo(f"Error response from daemon: remove {n}: volume is in use - "
-                           f"[{used[n]}]", err=True)
-                failed = True
-                continue
-            try:
-                _remove_volume(n)
-            except _errors() as e:
-                click.echo(f"Error response from daemon: {e}", err=True)
-                failed = True
-                continue
-            click.echo(n)
-        if failed:
-            sys.exit(1)
+                raise CliError(f"remove {n}: volume is in use - [{used[n]}]")
+            _remove_volume(n)
+        _each(names, act, lookup=str)
 
     @volume_group.command("prune")
     @click.option("-f", "--force", is_flag=True)
