@@ -225,10 +225,11 @@ def layer_cmd(upper: str, output: str, image: str) -> None:
 
 def _register_all() -> None:
     """Container commands first: the image commands' `inspect` then serves both."""
-    from runner import build_cli, containers_cli, images_cli
+    from runner import build_cli, containers_cli, images_cli, system_cli
     containers_cli.register(main)
     images_cli.register(main)
     build_cli.register(main)
+    system_cli.register(main)
 
 
 _register_all()

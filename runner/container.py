@@ -251,21 +251,31 @@ class Containers:
             raise ContainerError(f"multiple containers match {ref}: use a longer id")
         raise ContainerError(f"No such container: {ref}")
 
+    def _check_name(self, name: str, every: list[Container]) -> None:
+        valid = name.replace("_", "").replace("-", "").replace(".", "")
+        if not valid.isalnum() or not name[0].isalnum() or not name.isascii():
+            raise ContainerError(f'Invalid container name ("{name}"), only '
+                                 '[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        for c in every:
+            if c.name == name:
+                raise ContainerError(
+                    f'Conflict. The container name "/{name}" is already in use by '
+                    f'container "{c.id}". You have to remove (or rename) that '
+                    "container to be able to reuse that name.")
+
+    def rename(self, c: Container, name: str) -> None:
+        """Docker's rename: the new name must be valid and free."""
+        name = name.removeprefix("/")
+        self._check_name(name, [o for o in self.all() if o.id != c.id])
+        c.config.name = name
+        _write_json(c.path / "config.json", asdict(c.config))
+
     def create(self, cfg: ContainerConfig) -> Container:
         every = self.all()
         if not cfg.name:
             cfg.name = random_name({c.name for c in every})
         else:
-            valid = cfg.name.replace("_", "").replace("-", "").replace(".", "")
-            if not valid.isalnum() or not cfg.name[0].isalnum():
-                raise ContainerError(f'Invalid container name ("{cfg.name}"), only '
-                                     '[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
-            for c in every:
-                if c.name == cfg.name:
-                    raise ContainerError(
-                        f'Conflict. The container name "/{cfg.name}" is already in use by '
-                        f'container "{c.id}". You have to remove (or rename) that '
-                        "container to be able to reuse that name.")
+            self._check_name(cfg.name, every)
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / cfg.id
         path.mkdir(mode=0o700)

@@ -830,6 +830,14 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
     @main.command()
+    @click.argument("container")
+    @click.argument("new_name")
+    @cli
+    def rename(container: str, new_name: str) -> None:
+        """Rename a container."""
+        _containers().rename(_containers().get(container), new_name)
+
+    @main.command()
     @click.argument("containers", nargs=-1, required=True)
     @cli
     def pause(containers: tuple[str, ...]) -> None:
@@ -916,7 +924,7 @@ def register(main: click.Group) -> None:
                       ("inspect", inspect), ("kill", kill), ("wait", wait), ("top", top),
                       ("port", port), ("restart", restart), ("cp", cp),
                       ("export", export), ("commit", commit), ("pause", pause),
-                      ("unpause", unpause)):
+                      ("unpause", unpause), ("rename", rename)):
         container_group.add_command(cmd, name)
 
     @container_group.command("diff")

@@ -278,3 +278,22 @@ def test_pause_unpause_and_commit_of_a_paused_container(bb, dockish_root):
     ok("stop", "-t", "5", "zz")                         # SIGTERM reaches it: thawed
     assert ok("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "zz") == "exited 0\n"
     ok("rm", "zz")
+
+
+def test_rename_info_and_system_prune(bb, dockish_root):
+    ok("run", "--name", "first", "--network", "none", bb, "touch", "/made")
+    assert ok("rename", "first", "second") == ""
+    assert ok("ps", "-a", "--format", "{{.Names}}") == "second\n"
+    one_error_line(dockish("rename", "second", "bad name!"), 125, "Invalid container name")
+    ok("create", "--name", "third", "--network", "none", bb, "true")
+    one_error_line(dockish("rename", "second", "third"), 125, "already in use")
+    dangling = ok("commit", "second").strip()
+    shown = ok("info", "--format", "{{.Containers}} {{.ContainersStopped}} {{.Images}}")
+    assert shown == "2 2 1\n"
+    text = ok("info")
+    assert "Storage Driver: dockish" in text and "subordinate ids: 0-" in text
+    assert "Init Binary: " in text and "slirp4netns" in text
+    assert ok("version", "--format", "{{.Client.Rootless}}") == "true\n"
+    out = ok("system", "prune", "-f")
+    assert "Deleted Containers:" in out and dangling[7:] in out.replace("sha256:", "")
+    assert ok("ps", "-a", "-q") == "" and ok("images", "-q", "-a") == ""
