@@ -15,6 +15,8 @@ exited.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
@@ -32,6 +34,9 @@ _ADJ = ["admiring", "bold", "brave", "calm", "clever", "eager", "elated", "festi
 _NOUN = ["archimedes", "babbage", "curie", "darwin", "euclid", "faraday", "galileo",
          "hopper", "hypatia", "kepler", "lovelace", "meitner", "newton", "noether",
          "pascal", "ritchie", "shannon", "tesla", "thompson", "turing", "wozniak"]
+
+
+EXIT_RESERVE = 256        # bytes kept for exit.json when the disk is full
 
 
 class ContainerError(Exception):
@@ -172,18 +177,37 @@ class Container:
 
     def write_exit(self, code: int) -> None:
         """First writer wins: the holder knows best; the monitor fills in
-        when the holder was killed."""
-        if self.exit_info() is None:
-            try:
-                _write_json(self.path / "exit.json", {"code": code, "finished": time.time()})
-            except FileNotFoundError:
-                pass          # removed meanwhile (--rm): nobody asks for the code
+        when the holder was killed. On a full disk (a container that filled
+        it, say) the code goes into the space reserved at start."""
+        if self.exit_info() is not None:
+            return
+        data = {"code": code, "finished": time.time()}
+        try:
+            _write_json(self.path / "exit.json", data)
+        except FileNotFoundError:
+            pass          # removed meanwhile (--rm): nobody asks for the code
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._write_reserved(json.dumps(data).encode())
+
+    def _write_reserved(self, text: bytes) -> None:
+        reserve = self.path / "exit.reserve"
+        fd = os.open(reserve, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, text.ljust(EXIT_RESERVE)[:EXIT_RESERVE], 0)   # no new blocks
+        finally:
+            os.close(fd)
+        os.replace(reserve, self.path / "exit.json")
 
     def clear_exit(self) -> None:
+        """Before a start: no exit code yet, and room kept for the next one."""
         try:
             os.unlink(self.path / "exit.json")
         except FileNotFoundError:
             pass
+        with contextlib.suppress(OSError):
+            (self.path / "exit.reserve").write_bytes(b" " * EXIT_RESERVE)
 
     @property
     def running(self) -> bool:

@@ -329,8 +329,9 @@ def _config_or_empty(store, rec) -> dict:
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="dangling=true|false, reference=PATTERN.")
-@click.option("--format", "fmt", metavar="table|json", default="table",
-              help="json: one JSON object per line.")
+@click.option("--format", "fmt", metavar="table|json|TEMPLATE", default="table",
+              help="json: one JSON object per line; or a Go-style template like "
+                   "'{{.Repository}}:{{.Tag}}'.")
 @click.argument("repository", required=False)
 @images_friendly
 def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
@@ -356,17 +357,18 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
         for ident in seen:
             click.echo(ident)
         return
-    if fmt == "json":
+    if fmt != "table":
+        from .containers_cli import _template
         for r in rows:
-            click.echo(json.dumps({
+            data = {
                 "Containers": "N/A", "CreatedAt": _iso(r["Created"]),
                 "CreatedSince": human_ago(r["Created"]), "Digest": r["Digest"],
                 "ID": r["rec"].id if no_trunc else r["ID"], "Repository": r["Repository"],
                 "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
-                "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])}))
+                "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])}
+            click.echo(json.dumps(data) if fmt in ("json", "{{json .}}")
+                       else _template(fmt.removeprefix("table "), data))
         return
-    if fmt != "table":
-        raise UserError(f"unsupported format {fmt!r}: use table or json")
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + \
         ["IMAGE ID", "CREATED", "SIZE"]
     table = [head]

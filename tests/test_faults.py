@@ -220,3 +220,48 @@ def test_failed_journal_append_leaves_no_torn_record(tmp_path):
     r = json.loads(p.stdout.splitlines()[-1])
     assert r["failed"] == "ENOSPC" and r["size_ok"] and r["compacted"] is False
     assert r["names"] == r["made"] > 0
+
+
+BUILD_NS = r'''
+set -e
+mount -t tmpfs -o size=12m tmpfs "$1"
+export DOCKISH_ROOT="$1/store" DOCKISH_USERNS=single
+ctx="$2"; dockish="$3"
+# a RUN step that fills the disk: the command sees ENOSPC and fails the step
+printf 'FROM %s\nRUN dd if=/dev/zero of=/fill bs=1M count=64\n' "$IMAGE" > "$ctx/Dockerfile"
+"$dockish" build -t full1 "$ctx" > "$ctx/out1" 2> "$ctx/err1" && exit 91
+# a COPY of a context file larger than the disk: the layer cannot be stored
+printf 'FROM %s\nCOPY big /big\n' "$IMAGE" > "$ctx/Dockerfile"
+head -c 20000000 /dev/urandom > "$ctx/big"
+"$dockish" build -t full2 "$ctx" > "$ctx/out2" 2> "$ctx/err2" && exit 92
+rm "$ctx/big"
+# nothing half-made is left, and the store still builds once there is room
+find "$DOCKISH_ROOT/tmp" "$DOCKISH_ROOT/containers" -mindepth 1 > "$ctx/left" 2>&1 || true
+printf 'FROM %s\nRUN echo fine > /ok\n' "$IMAGE" > "$ctx/Dockerfile"
+"$dockish" build -q -t fine "$ctx" > "$ctx/out3"
+"$dockish" images --format '{{.Repository}}' > "$ctx/images"
+'''
+
+
+def test_full_disk_during_build_is_one_clear_error(tmp_path, busybox_image):
+    """A build on a full disk (the store on a 12 MiB tmpfs): a RUN step that
+    fills it fails as its command fails, a COPY too big to store is one
+    line; nothing half-made stays and the next build works."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (tmp_path / "small").mkdir()
+    env = dict(os.environ, IMAGE=busybox_image.oci)
+    p = subprocess.run(["unshare", "-Urm", "sh", "-c", textwrap.dedent(BUILD_NS), "sh",
+                        str(tmp_path / "small"), str(ctx), dockish_exe()],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, (p.returncode, p.stderr, (ctx / "err1").read_text()
+                               if (ctx / "err1").exists() else "")
+    err1 = (ctx / "err1").read_text().strip().splitlines()
+    assert err1 == ["dockish: error: The command '/bin/sh -c dd if=/dev/zero of=/fill bs=1M "
+                    "count=64' returned a non-zero code: 1"], err1
+    assert "No space left on device" in (ctx / "out1").read_text()
+    err2 = (ctx / "err2").read_text().strip().splitlines()
+    assert len(err2) == 1 and "no space left" in err2[0].lower(), err2
+    assert "Traceback" not in (ctx / "err2").read_text()
+    assert (ctx / "left").read_text().split() == []
+    assert (ctx / "images").read_text().split() == ["fine"]
