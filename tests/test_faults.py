@@ -265,3 +265,39 @@ def test_full_disk_during_build_is_one_clear_error(tmp_path, busybox_image):
     assert "Traceback" not in (ctx / "err2").read_text()
     assert (ctx / "left").read_text().split() == []
     assert (ctx / "images").read_text().split() == ["fine"]
+
+
+PULL_NS = r'''
+mount -t tmpfs -o size=2m tmpfs "$1" || exit 90
+export DOCKISH_ROOT="$1/store" DOCKISH_CONFIG="$1/none.json"
+"$2" pull "$REF" > "$1/out" 2> "$1/err"
+echo "rc=$?"
+cat "$1/err"
+find "$DOCKISH_ROOT" -type f ! -name '*.lock' | sed "s|$DOCKISH_ROOT/||" | sort
+'''
+
+
+def test_full_disk_during_pull_is_one_line_and_keeps_nothing(tmp_path, busybox_image):
+    """A pull into a store on a 2 MiB tmpfs of an image with a 3 MiB layer
+    from a real registry: one error line, and no blob, layer or image
+    record is left half-made or referenced."""
+    from .registrybed import Registry, skopeo_push
+    image = oci_layout(tmp_path / "img", [tar_of(("big", "f", BIG))])
+    reg = Registry(tmp_path / "registry")
+    try:
+        ref = skopeo_push(reg, image, "full/big:1")
+        (tmp_path / "small").mkdir()
+        p = subprocess.run(["unshare", "-Urm", "sh", "-c", textwrap.dedent(PULL_NS), "sh",
+                            str(tmp_path / "small"), dockish_exe()],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, REF=ref))
+    finally:
+        reg.stop()
+    lines = p.stdout.splitlines()
+    assert lines[0] == "rc=125", p.stdout + p.stderr
+    assert len([ln for ln in lines if ln.startswith("dockish: error")]) == 1
+    assert "no space left" in lines[1].lower(), lines
+    assert "Traceback" not in p.stdout
+    left = lines[2:]
+    assert not [f for f in left if f.startswith(("layers/sha256/", "images/", "tmp/"))
+                and not f.startswith("images/blobs/sha256/.")], left
