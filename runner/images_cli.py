@@ -314,6 +314,13 @@ def _image_rows(store, all_: bool, filter_name: str | None, dangling: bool | Non
     return rows
 
 
+def _has_label(config: dict, want: str) -> bool:
+    """``label=KEY`` or ``label=KEY=VALUE`` (Docker's image filter)."""
+    key, eq, value = want.partition("=")
+    have = (config.get("config") or {}).get("Labels") or {}
+    return key in have and (not eq or have[key] == value)
+
+
 def _config_or_empty(store, rec) -> dict:
     try:
         return store.config(rec)
@@ -328,7 +335,8 @@ def _config_or_empty(store, rec) -> dict:
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="dangling=true|false, reference=PATTERN.")
+              help="dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE, "
+                   "label=KEY[=VALUE].")
 @click.option("--format", "fmt", metavar="table|json|TEMPLATE", default="table",
               help="json: one JSON object per line; or a Go-style template like "
                    "'{{.Repository}}:{{.Tag}}'.")
@@ -338,16 +346,35 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
            fmt: str, repository: str | None):
     """List images."""
     dangling = None
+    before = since = None
+    labels: list[str] = []
+    store = _store()
     for f in filters:
         key, _, value = f.partition("=")
         if key == "dangling":
             dangling = value.lower() in ("true", "1")
         elif key == "reference":
             repository = value
+        elif key in ("before", "since"):
+            try:
+                rec, _ = store.find(value)
+            except Exception as e:           # noqa: BLE001 - not found / bad reference
+                raise UserError(f"{key}={value}: {e}") from None
+            created = _parse_time(_config_or_empty(store, rec).get("created"))
+            if key == "before":
+                before = created
+            else:
+                since = created
+        elif key == "label":
+            labels.append(value)
         else:
-            raise UserError(f"invalid filter {key!r}")
-    store = _store()
+            raise UserError(f"invalid filter {key!r}: use dangling, reference, before, "
+                            "since or label")
     rows = _image_rows(store, all_, repository, dangling)
+    rows = [r for r in rows
+            if (before is None or (r["Created"] or 0) < before)
+            and (since is None or (r["Created"] or 0) > since)
+            and all(_has_label(_config_or_empty(store, r["rec"]), lb) for lb in labels)]
     if quiet:
         seen = []
         for r in rows:
@@ -659,38 +686,64 @@ def load(input_: str | None, quiet: bool):
 
 @click.command("import")
 @click.option("-m", "--message", default="", help="Commit message for the image.")
+@click.option("-c", "--change", multiple=True, metavar="INSTRUCTION",
+              help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
+                   "ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR) to the image.")
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="The image's platform.")
 @click.argument("source")
 @click.argument("reference", required=False)
 @images_friendly
-def import_(message: str, platform: str | None, source: str, reference: str | None):
-    """Create an image from a rootfs tarball (FILE or - for stdin)."""
+def import_(message: str, change: tuple[str, ...], platform: str | None, source: str,
+            reference: str | None):
+    """Create an image from a rootfs tarball (FILE, URL or - for stdin)."""
     from registry import manifest as mf
     from registry import reference as refs
+    from unionfs.tarindex import LayerError
+
+    from .commit import CommitError, apply_changes
     store = _store()
     ref = refs.parse(reference) if reference else None
     os_name, arch, variant = mf.parse_platform(platform)
-    from unionfs.tarindex import LayerError
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    cfg = {"architecture": arch, "os": os_name, "created": now, "config": {}}
+    try:
+        apply_changes(cfg, list(change))       # checked before anything is stored
+    except CommitError as e:
+        raise UserError(str(e)) from None
     with store.writing():
         try:
             if source == "-":
                 diff_id = store.layers.import_blob(sys.stdin.buffer)
+            elif re.match(r"^https?://", source):
+                diff_id = _import_url(store, source)
             else:
                 diff_id = store.layers.import_tar_path(source)
         except LayerError as e:
             raise UserError(f"{source} is not a usable rootfs tarball: {e}") from None
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        cfg = {"architecture": arch, "os": os_name, "created": now,
-               "config": {}, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-               "history": [{"created": now, "created_by": f"dockish import {source}",
-                            **({"comment": message} if message else
-                               {"comment": f"Imported from {source}"})}]}
+        cfg["config"] = {k: v for k, v in cfg["config"].items() if v is not None}
+        cfg["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
+        cfg["history"] = [{"created": now, "created_by": f"dockish import {source}",
+                           **({"comment": message} if message else
+                              {"comment": f"Imported from {source}"})}]
         if variant:
             cfg["variant"] = variant
         rec = store.add_image(json.dumps(cfg, separators=(",", ":")).encode())
     if ref:
         store.tag(str(ref), rec.id)
     click.echo(rec.id)
+
+
+def _import_url(store, url: str) -> str:
+    """A rootfs tarball (any compression) streamed from a URL into the store."""
+    import requests
+    try:
+        with requests.get(url, stream=True, timeout=60) as r:
+            if r.status_code >= 400:
+                raise UserError(f"{url}: HTTP {r.status_code}")
+            r.raw.decode_content = False
+            return store.layers.import_blob(r.raw)
+    except requests.RequestException as e:
+        raise UserError(f"{url}: {e}") from None
 
 
 def write_tree(tree, out, layer_fds: list[int], data_fd: int | None) -> None:

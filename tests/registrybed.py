@@ -320,3 +320,36 @@ def store_listing(root: Path) -> dict[str, int]:
             full = os.path.join(dirpath, name)
             out[os.path.relpath(full, root)] = os.path.getsize(full)
     return out
+
+
+def serve_files(files: dict[str, bytes]):
+    """A context manager: a web server on 127.0.0.1 answering GET /NAME with
+    ``files[NAME]`` (404 otherwise); yields its base URL."""
+    import contextlib
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    @contextlib.contextmanager
+    def cm():
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            server.server_close()
+    return cm()

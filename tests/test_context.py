@@ -217,25 +217,12 @@ def test_parents_keep_source_directories(ctx):
 
 def test_add_checksum_only_for_urls(ctx, tmp_path):
     import hashlib
-    import http.server
-    import threading
+
+    from .registrybed import serve_files
     body = b"payload from a web server\n"
     good = "sha256:" + hashlib.sha256(body).hexdigest()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/file.bin"
-    try:
+    with serve_files({"file.bin": body}) as base:
+        url = f"{base}/file.bin"
         req = c.CopyRequest([url], "/d/", add=True, checksum=good)
         items = c.plan(req, ctx, NO_IMAGE, tmp_path / "scratch")
         with items[-1].read() as f:
@@ -243,7 +230,5 @@ def test_add_checksum_only_for_urls(ctx, tmp_path):
         bad = c.CopyRequest([url], "/d/", add=True, checksum="sha256:" + "0" * 64)
         with pytest.raises(c.ContextError, match="digest mismatch"):
             c.plan(bad, ctx, NO_IMAGE, tmp_path / "scratch")
-    finally:
-        server.shutdown()
     with pytest.raises(c.ContextError, match="non-HTTP"):
         plan(ctx, ["top.txt"], "/d/", add=True, checksum=good)

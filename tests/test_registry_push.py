@@ -183,3 +183,38 @@ def test_import_rootfs_tarball(tmp_path):
         assert (mnt / "etc" / "hostname").read_bytes() == b"imported\n"
     p = dockish("import", tmp_path / "missing.tar", check=False)
     assert p.returncode == 125 and p.stderr.startswith("dockish: error: ")
+
+
+def test_import_from_a_url_with_changes_and_image_filters(tmp_path):
+    """`import URL NAME --change ...` streams a gzipped rootfs from a web
+    server; `images --filter before/since/label` select by age and label."""
+    import gzip
+    import time
+
+    from .registrybed import serve_files
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("etc/motd")
+        info.size = 6
+        t.addfile(info, io.BytesIO(b"hello\n"))
+    with serve_files({"rootfs.tar.gz": gzip.compress(buf.getvalue())}) as url:
+        dockish("import", "-c", 'CMD ["cat", "/etc/motd"]', "-c", "ENV A=1",
+                "-c", "LABEL tier=base", f"{url}/rootfs.tar.gz", "old:1")
+        time.sleep(1.1)                      # created times a second apart
+        dockish("import", "-c", "LABEL tier=top", f"{url}/rootfs.tar.gz", "new:1")
+        p = dockish("import", f"{url}/missing.tar", check=False)
+        assert p.returncode == 125 and "HTTP 404" in p.stderr
+        p = dockish("import", "-c", "RUN true", f"{url}/rootfs.tar.gz", check=False)
+        assert p.returncode == 125 and "not a valid change command" in p.stderr
+    conf = json.loads(dockish("inspect", "old:1").stdout)[0]["Config"]
+    assert conf["Cmd"] == ["cat", "/etc/motd"] and conf["Env"] == ["A=1"]
+    with mounted("old:1", tmp_path / "mnt") as mnt:
+        assert (mnt / "etc" / "motd").read_bytes() == b"hello\n"
+
+    def names(*filters: str) -> list[str]:
+        args = [x for f in filters for x in ("--filter", f)]
+        return dockish("images", *args, "--format", "{{.Repository}}").stdout.split()
+    assert names("before=new:1") == ["old"] and names("since=old:1") == ["new"]
+    assert names("label=tier=top") == ["new"] and sorted(names("label=tier")) == ["new", "old"]
+    p = dockish("images", "--filter", "bogus=1", check=False)
+    assert p.returncode == 125 and "invalid filter" in p.stderr
