@@ -3,6 +3,7 @@ flags, output shapes and exit codes. ``register(main)`` adds them to the
 ``dockish`` click group."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -432,8 +433,15 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
     if master is not None:
         # a closed terminal detaches, as in Docker: no SIGHUP for the container
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        with ttymod.raw_mode(0) if interactive else _nullctx():
-            ttymod.proxy(master, 0 if interactive else None, 1, copy_to=log)
+        listener = _attach_listener(c)      # a closed terminal: attach again later
+        try:
+            with ttymod.raw_mode(0) if interactive else _nullctx():
+                ttymod.proxy(master, 0 if interactive else None, 1, copy_to=log,
+                             listener=listener, accept_input=interactive)
+        finally:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                ttymod.socket_path(c.id).unlink()
         os.close(master)
     else:
         relay = threading.Thread(target=ttymod.relay, args=(
@@ -485,10 +493,11 @@ def _detached(c) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
-            master = None
+            master = listener = None
             if c.config.tty:
                 master, slave = os.openpty()
                 stdio = Stdio(None, log, log, pty_slave=slave)
+                listener = _attach_listener(c)       # ready before `run -d` returns
             else:
                 stdio = Stdio(None, log, log)
             try:
@@ -502,7 +511,12 @@ def _detached(c) -> None:
             os.write(w, b"OK\n")
             os.close(w)
             if master is not None:
-                ttymod.proxy(master, None, log)
+                try:
+                    ttymod.proxy(master, None, None, log, listener, c.config.interactive)
+                finally:
+                    listener.close()
+                    with contextlib.suppress(FileNotFoundError):
+                        ttymod.socket_path(c.id).unlink()
             launch.wait()
             if c.config.auto_remove:
                 _remove(c)
@@ -519,6 +533,20 @@ def _detached(c) -> None:
         code, _, msg = data.decode(errors="replace").partition(" ")
         raise CliError(msg or "the container's monitor died while starting",
                        int(code) if code.isdigit() else EXIT_DOCKISH)
+
+
+def _attach_listener(c):
+    import socket
+
+    from . import tty as ttymod
+    path = ttymod.socket_path(c.id)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(8)
+    return listener
 
 
 def _remove(c) -> None:
@@ -830,6 +858,26 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
     @main.command()
+    @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+    @click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True,
+                  help="Keys that detach from the container.")
+    @click.argument("container")
+    @cli
+    def attach(no_stdin: bool, detach_keys: str, container: str) -> None:
+        """Attach to a running container's terminal (run -d -t; -i for input)
+        or follow its output; exits with its code."""
+        c = _containers().get(container)
+        if not c.running:
+            raise CliError("You cannot attach to a stopped container, start it first")
+        if c.paused:
+            raise CliError("You cannot attach to a paused container, unpause it first")
+        try:
+            keys = ttymod_parse(detach_keys)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        sys.exit(_attach(c, not no_stdin and c.config.interactive, keys))
+
+    @main.command()
     @click.argument("container")
     @click.argument("new_name")
     @cli
@@ -924,7 +972,7 @@ def register(main: click.Group) -> None:
                       ("inspect", inspect), ("kill", kill), ("wait", wait), ("top", top),
                       ("port", port), ("restart", restart), ("cp", cp),
                       ("export", export), ("commit", commit), ("pause", pause),
-                      ("unpause", unpause), ("rename", rename)):
+                      ("unpause", unpause), ("rename", rename), ("attach", attach)):
         container_group.add_command(cmd, name)
 
     @container_group.command("diff")
@@ -1241,6 +1289,58 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
         with ttymod.raw_mode(0) if interactive else _nullctx():
             ttymod.proxy(master, 0 if interactive else None, 1)
     return launchmod.wait_pid(holder)
+
+
+def ttymod_parse(text: str) -> bytes:
+    from .tty import parse_detach_keys
+    return parse_detach_keys(text)
+
+
+def _attach(c, stdin: bool, keys: bytes) -> int:
+    """A -t container: through its monitor's socket, in raw mode; else its
+    output followed from now on. The container's code once it ends."""
+    import socket
+
+    from . import tty as ttymod
+    if not c.config.tty:
+        _follow_from_end(c)
+        _await_stopped(c, 1e9)
+        return _exit_code(c)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(ttymod.socket_path(c.id)))
+    except OSError:
+        raise CliError(f"container {c.id} has no terminal to attach to") from None
+    in_fd = 0 if stdin and sys.stdin.isatty() else (0 if stdin else None)
+    with sock, ttymod.raw_mode(0) if in_fd is not None else _nullctx():
+        detached = ttymod.attach(sock, in_fd, 1, keys)
+    if detached:
+        click.echo("\nread escape sequence", err=True)
+        return 0
+    _await_stopped(c, 10)
+    return _exit_code(c)
+
+
+def _follow_from_end(c) -> None:
+    """What a non-tty container writes from now until it stops."""
+    out = sys.stdout.buffer
+    try:
+        f = open(c.log, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        f.seek(0, os.SEEK_END)
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+            elif not c.running:
+                out.write(f.read())
+                out.flush()
+                return
+            else:
+                time.sleep(0.05)
 
 
 def _kill_quiet(pid: int, sig: int) -> None:

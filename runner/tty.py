@@ -91,19 +91,144 @@ def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
         os.close(fd)
 
 
+def socket_path(cid: str):
+    """Where a -t container's monitor listens for ``attach``
+    (unix socket paths are short: under the runtime dir)."""
+    from unionfs.mounts import runtime_dir
+    return runtime_dir() / f"attach-{cid[:16]}.sock"
+
+
+def parse_detach_keys(text: str) -> bytes:
+    """Docker's ``--detach-keys`` ("ctrl-p,ctrl-q", "a", "ctrl-@")."""
+    out = b""
+    for key in text.split(","):
+        key = key.strip()
+        if key.startswith("ctrl-") and len(key) == 6:
+            c = key[5].upper()
+            if not ("@" <= c <= "_"):
+                raise ValueError(f"invalid detach key: {key}")
+            out += bytes([ord(c) - 64])
+        elif len(key) == 1:
+            out += key.encode()
+        else:
+            raise ValueError(f"invalid detach key: {key}")
+    return out
+
+
+def attach(sock, in_fd: int | None, out_fd: int, detach_keys: bytes) -> bool:
+    """The client side of ``proxy``'s listener: copy between the user's terminal and
+    the socket until the container's side closes (returns False) or the
+    user types ``detach_keys`` (returns True)."""
+    rows, cols = 24, 80
+    if in_fd is not None:
+        with contextlib.suppress(OSError):
+            rows, cols, _, _ = _WINSZ.unpack(
+                fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * _WINSZ.size))
+    sock.sendall(f"{rows} {cols}\n".encode())
+    watching = [sock.fileno()] + ([in_fd] if in_fd is not None else [])
+    held = b""                   # a possible start of the detach keys, not sent yet
+    while True:
+        try:
+            ready, _, _ = select.select(watching, [], [])
+        except InterruptedError:
+            continue
+        if sock.fileno() in ready:
+            data = sock.recv(65536)
+            if not data:
+                return False
+            _write_all(out_fd, data)
+        if in_fd is not None and in_fd in ready:
+            data = os.read(in_fd, 65536)
+            if not data:
+                watching.remove(in_fd)
+                continue
+            out = b""
+            for byte in data:
+                b = bytes([byte])
+                if detach_keys and detach_keys[len(held):len(held) + 1] == b:
+                    held += b
+                    if held == detach_keys:
+                        return True
+                else:
+                    out += held + b
+                    held = b""
+            if out:
+                sock.sendall(out)
+
+
+class _Clients:
+    """``attach`` clients of one pty: each gets the output; what they send
+    goes to the pty if the container takes input. A client's first line is
+    its window size ("ROWS COLS")."""
+
+    def __init__(self, listener, master: int, accept_input: bool) -> None:
+        self.listener, self.master, self.accept_input = listener, master, accept_input
+        self.socks: dict = {}
+        self.pending: dict[int, bytes] = {}
+        listener.setblocking(False)
+
+    def fds(self) -> list[int]:
+        return [self.listener.fileno(), *self.socks]
+
+    def drop(self, fd: int) -> None:
+        self.socks.pop(fd).close()
+        self.pending.pop(fd, None)
+
+    def send(self, data: bytes) -> None:
+        for fd, sock in list(self.socks.items()):
+            try:
+                sock.setblocking(True)
+                sock.sendall(data)
+            except OSError:
+                self.drop(fd)
+
+    def handle(self, ready: list[int]) -> None:
+        if self.listener.fileno() in ready:
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                sock, _ = self.listener.accept()
+                self.socks[sock.fileno()] = sock
+                self.pending[sock.fileno()] = b""
+        for fd in [f for f in ready if f in self.socks]:
+            try:
+                data = self.socks[fd].recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.drop(fd)
+                continue
+            if fd in self.pending:              # the window size line first
+                buf = self.pending[fd] + data
+                if b"\n" not in buf:
+                    self.pending[fd] = buf
+                    continue
+                line, data = buf.split(b"\n", 1)
+                del self.pending[fd]
+                with contextlib.suppress(ValueError, OSError):
+                    rows, cols = (int(x) for x in line.split())
+                    fcntl.ioctl(self.master, termios.TIOCSWINSZ, _WINSZ.pack(rows, cols, 0, 0))
+            if data and self.accept_input:
+                _write_all(self.master, data)
+
+    def close(self) -> None:
+        for sock in self.socks.values():
+            sock.close()
+
+
 def proxy(master: int, in_fd: int | None, out_fd: int | None,
-          copy_to: int | None = None) -> None:
+          copy_to: int | None = None, listener=None, accept_input: bool = False) -> None:
     """Copy between the user's side and the pty until the container's side
     is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i).
-    Output also goes to ``copy_to`` (the container's log).
+    Output also goes to ``copy_to`` (the container's log) and to the
+    clients ``dockish attach`` connects through ``listener``.
 
     A user's terminal that goes away (hangup: EIO or end of input on a tty,
     a failed write) is dropped as Docker's client drops it: the container
-    runs on, gets no ^D, and its output still reaches ``copy_to``."""
+    runs on, gets no ^D, and its output still reaches the log and clients."""
     def on_winch(*_):
         if in_fd is not None:
             copy_winsize(in_fd, master)
     old = signal.signal(signal.SIGWINCH, on_winch)
+    clients = _Clients(listener, master, accept_input) if listener is not None else None
     try:
         if in_fd is not None:
             copy_winsize(in_fd, master)
@@ -111,7 +236,8 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
         in_tty = in_fd is not None and os.isatty(in_fd)   # a hung-up tty says no later
         while True:
             try:
-                ready, _, _ = select.select(watching, [], [])
+                ready, _, _ = select.select(watching + (clients.fds() if clients else []),
+                                            [], [])
             except InterruptedError:
                 continue
             if master in ready:
@@ -131,6 +257,10 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                 if copy_to is not None:
                     with contextlib.suppress(OSError):
                         _write_all(copy_to, data)
+                if clients is not None:
+                    clients.send(data)
+            if clients is not None:
+                clients.handle(ready)
             if in_fd is not None and in_fd in ready:
                 try:
                     data = os.read(in_fd, 65536)
@@ -147,3 +277,5 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                 _write_all(master, data)
     finally:
         signal.signal(signal.SIGWINCH, old)
+        if clients is not None:
+            clients.close()

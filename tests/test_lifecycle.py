@@ -181,6 +181,12 @@ def test_a_closed_terminal_leaves_the_container_running_as_docker_does(bb, docki
     assert os.path.exists(f"/proc/{inner}")
     assert ok("ps", "--format", "{{.Names}} {{.Status}}").startswith(f"{name} Up ")
     assert "started" in ok("logs", name)
+    apid, afd = _attach_in_pty(name)                 # a new terminal takes it over
+    os.write(afd, b"echo again-$((1+1))\r")
+    assert b"again-2" in drain(afd, 15, b"again-2")
+    os.write(afd, b"\x10\x11")
+    assert _wait_exit(apid, 10) == 0
+    os.close(afd)
     ok("stop", "-t", "1", name)
     assert _wait_exit(pid, 20) == 137
     assert _gone(inner)
@@ -306,3 +312,42 @@ def test_a_killed_session_leaves_the_truth_behind(bb, dockish_root, tmp_path):
     assert not list((dockish_root / "containers").iterdir())
     # the image's layer, read from an OCI layout, stays cached for the next run
     assert store_problems(dockish_root, orphans=False) == []
+
+
+def _attach_in_pty(name: str) -> tuple[int, int]:
+    """`dockish attach NAME` in a new terminal, once it relays: Enter until
+    the shell's prompt comes back (input typed before attach sets raw mode
+    is flushed, as on a real terminal)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(dockish_exe(), [dockish_exe(), "attach", name])
+    end = time.monotonic() + 20
+    while b"# " not in drain(fd, 0.5, b"# "):
+        assert time.monotonic() < end, "attach never relayed the prompt"
+        os.write(fd, b"\r")
+    return pid, fd
+
+
+def test_attach_detach_and_reattach(bb, dockish_root):
+    """`run -dit` then `attach`: the shell answers, Ctrl-P Ctrl-Q detaches
+    and leaves it running, a second attach ends it and gets its code; a
+    container without a terminal is followed from now to its end."""
+    ok("run", "-dit", "--name", "sh1", "--network", "none", bb, "sh")
+    pid, fd = _attach_in_pty("sh1")
+    os.write(fd, b"echo hi-$((40+2))\r")
+    assert b"hi-42" in drain(fd, 15, b"hi-42")
+    os.write(fd, b"\x10\x11")                              # ctrl-p ctrl-q
+    assert _wait_exit(pid, 10) == 0
+    os.close(fd)
+    assert ok("ps", "--format", "{{.Names}} {{.State}}").strip() == "sh1 running"
+    pid, fd = _attach_in_pty("sh1")
+    os.write(fd, b"exit 3\r")
+    assert _wait_exit(pid, 15) == 3
+    os.close(fd)
+    assert ok("inspect", "-f", "{{.State.ExitCode}}", "sh1") == "3\n"
+    res = dockish("attach", "sh1")
+    assert res.returncode == 125 and "stopped container" in res.stderr
+    ok("run", "-d", "--name", "quiet", "--network", "none", bb, "sh", "-c",
+       "sleep 1; echo late; exit 4")
+    res = dockish("attach", "quiet")
+    assert (res.returncode, res.stdout) == (4, "late\n")
