@@ -112,6 +112,7 @@ def test_eight_parallel_runs_while_pulls_and_prunes_race(bb, test_images, dockis
         failed += [("prune", r.returncode, r.stderr) for r in prunes if r.returncode != 0]
         assert not failed, failed
         assert len(prunes) >= 3
+        print(f"{len(prunes)} prunes raced 8 runs and 2 pulls")
         seen = []
         for j, r in zip(jobs, results, strict=True):
             if j[0] == "run":
