@@ -871,8 +871,9 @@ def register(main: click.Group) -> None:
             raise CliError("You cannot attach to a stopped container, start it first")
         if c.paused:
             raise CliError("You cannot attach to a paused container, unpause it first")
+        from .tty import parse_detach_keys
         try:
-            keys = ttymod_parse(detach_keys)
+            keys = parse_detach_keys(detach_keys)
         except ValueError as e:
             raise CliError(str(e)) from None
         sys.exit(_attach(c, not no_stdin and c.config.interactive, keys))
@@ -1289,11 +1290,6 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
         with ttymod.raw_mode(0) if interactive else _nullctx():
             ttymod.proxy(master, 0 if interactive else None, 1)
     return launchmod.wait_pid(holder)
-
-
-def ttymod_parse(text: str) -> bytes:
-    from .tty import parse_detach_keys
-    return parse_detach_keys(text)
 
 
 def _attach(c, stdin: bool, keys: bytes) -> int:

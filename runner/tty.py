@@ -1,6 +1,11 @@
-"""Terminals for ``-t``: a pty whose slave becomes the container's
-controlling terminal, the user's terminal in raw mode while attached (and
-restored however the container ends), window size followed on SIGWINCH."""
+"""A container's output and terminal on the monitor's side.
+
+With ``-t``: a pty whose slave becomes the container's controlling
+terminal; the monitor relays its master to the user's terminal (raw mode
+while attached, restored however the container ends, window size followed
+on SIGWINCH), to the container's log, and to ``dockish attach`` clients on
+a unix socket. Without: ``relay`` copies the container's stdout and stderr
+pipes to ours and to the log."""
 from __future__ import annotations
 
 import contextlib
