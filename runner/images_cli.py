@@ -860,6 +860,26 @@ def _pct(part: int, whole: int) -> str:
     return f" ({int(round(100 * part / whole))}%)" if whole else ""
 
 
+def _build_cache_row(store, image_layers: set[str]) -> list[str]:
+    """Cached build steps (layers only they keep are reclaimable) and the
+    RUN --mount=type=cache directories (all reclaimable)."""
+    from .build import cache_mounts_dir
+    from .buildcache import BuildCache
+    u = BuildCache(store.root, store.layers).usage(image_layers)
+    top = cache_mounts_dir(store.root)
+    mounts = os.listdir(top) if top.is_dir() else []
+    m_size = 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            try:
+                m_size += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    size, reclaim = u["Size"] + m_size, u["Reclaimable"] + m_size
+    return ["Build Cache", str(u["TotalCount"] + len(mounts)), "0", human_size(size),
+            human_size(reclaim) + _pct(reclaim, size)]
+
+
 @click.command("df")
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
 @images_friendly
@@ -890,7 +910,7 @@ def system_df(verbose: bool):
              human_size(c_reclaim) + _pct(c_reclaim, c_size)],
             ["Local Volumes", str(len(volumes)), str(sum(1 for v in volumes if v[2])),
              human_size(v_size), human_size(v_reclaim) + _pct(v_reclaim, v_size)],
-            ["Build Cache", "0", "0", "0B", "0B"]]
+            _build_cache_row(store, {d for r in recs for d in r.diff_ids})]
     if not verbose:
         _table(rows)
         return

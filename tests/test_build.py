@@ -437,7 +437,11 @@ RUN --mount=type=secret,id=token,env=TOKEN sh -c 'test "$TOKEN" = s3cr3t-value &
     # the cache directory outlives the build; `builder prune` empties it
     build("--no-cache")
     assert show("/count") == "2\n"
+    row = [r for r in dockish("system", "df").stdout.splitlines() if r.startswith("Build")]
+    assert row and row[0].split()[2] != "0" and row[0].split()[4] != "0B", row
     dockish("builder", "prune", "-f")
+    row = [r for r in dockish("system", "df").stdout.splitlines() if r.startswith("Build")]
+    assert row[0].split()[2:] == ["0", "0", "0B", "0B"], row
     build("--no-cache")
     assert show("/count") == "1\n"
     # a bind mount's content is part of the step's cache key
