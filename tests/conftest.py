@@ -163,3 +163,14 @@ def busybox_image(test_images) -> images.TestImage:
 @pytest.fixture(scope="session")
 def layered_image(test_images) -> images.TestImage:
     return test_images["layered"]
+
+
+@pytest.fixture(scope="session")
+def bb(test_images) -> str:
+    """The busybox test image, as an ``oci:`` reference commands accept."""
+    return test_images["busybox"].oci
+
+
+@pytest.fixture(scope="session")
+def layered(test_images) -> str:
+    return test_images["layered"].oci

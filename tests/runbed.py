@@ -7,6 +7,8 @@ import select
 import subprocess
 import time
 
+import pytest
+
 from .diffbase import dockish_exe
 
 
@@ -46,3 +48,13 @@ def drain(fd: int, seconds: float, until: bytes | None = None) -> bytes:
             if until and until in out:
                 break
     return out
+
+
+@pytest.fixture
+def no_leftovers(dockish_root):
+    """A failing test must not leave containers running behind it (use it
+    with ``pytestmark = pytest.mark.usefixtures("no_leftovers")``)."""
+    yield
+    ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
+    if ids:
+        dockish("rm", "-f", *ids)

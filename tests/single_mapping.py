@@ -8,20 +8,8 @@ import getpass
 import os
 from pathlib import Path
 
-import pytest
-
 from . import images
 from .runbed import dockish, ok, one_error_line
-
-
-@pytest.fixture(scope="module")
-def bb(test_images) -> str:
-    return test_images["busybox"].oci
-
-
-@pytest.fixture(scope="module")
-def layered(test_images) -> str:
-    return test_images["layered"].oci
 
 
 def _ranges(path: str) -> list[str]:

@@ -12,20 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from .runbed import dockish, ok
+from .runbed import (
+    dockish,
+    no_leftovers,  # noqa: F401 - a fixture
+    ok,
+)
 
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(dockish_root):
-    yield
-    ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
-    if ids:
-        dockish("rm", "-f", *ids)
-
-
-@pytest.fixture(scope="module")
-def bb(test_images) -> str:
-    return test_images["busybox"].oci
+pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
 def run(image: str, *args: str) -> subprocess.CompletedProcess:

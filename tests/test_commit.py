@@ -15,20 +15,14 @@ import pytest
 from runner.commit import CommitError, apply_changes, commit_config
 from runner.container import ContainerConfig
 
-from .runbed import dockish, ok, one_error_line
+from .runbed import (
+    dockish,
+    no_leftovers,  # noqa: F401 - a fixture
+    ok,
+    one_error_line,
+)
 
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(dockish_root):
-    yield
-    ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
-    if ids:
-        dockish("rm", "-f", *ids)
-
-
-@pytest.fixture(scope="module")
-def bb(test_images) -> str:
-    return test_images["busybox"].oci
+pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
 def _store(root: Path):

@@ -33,11 +33,6 @@ def _no_leftovers(dockish_root, tmp_path, monkeypatch):
     dockish("umount", "--all")
 
 
-@pytest.fixture(scope="module")
-def bb(test_images) -> str:
-    return test_images["busybox"].oci
-
-
 def store_problems(root: Path, *, orphans: bool = True) -> list[str]:
     """What is wrong with a store at rest: images missing a layer or blob;
     unreadable indexes; leftover scratch files; and (``orphans``) layers no

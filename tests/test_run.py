@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from . import images
-from .runbed import drain, one_error_line
+from .runbed import (
+    drain,
+    no_leftovers,  # noqa: F401 - a fixture
+    one_error_line,
+)
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 # The container commands are registered on the dockish group by
 # runner.containers_cli.register (idempotent if runner.cli already does it).
@@ -42,25 +48,6 @@ def ok(*args: str, **kw) -> str:
 
 def run(image: str, *cmd: str, flags: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess:
     return dockish("run", "--rm", "--network", "none", *flags, image, *cmd, **kw)
-
-
-@pytest.fixture(autouse=True)
-def _no_leftovers(dockish_root):
-    """A failing test must not leave containers running behind it."""
-    yield
-    ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
-    if ids:
-        dockish("rm", "-f", *ids)
-
-
-@pytest.fixture(scope="module")
-def bb(test_images) -> str:
-    return test_images["busybox"].oci
-
-
-@pytest.fixture(scope="module")
-def layered(test_images) -> str:
-    return test_images["layered"].oci
 
 
 def _wait_for(pred, timeout: float = 10.0) -> None:
