@@ -6,7 +6,6 @@ nothing is tagged and the store only gains cache entries.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -218,14 +217,11 @@ def _empty_cache_mounts(root: Path) -> int:
 
     from . import namespaces as ns
     from .build import cache_mounts_dir
+    from .images_cli import disk_usage
     top = cache_mounts_dir(root)
     if not top.is_dir():
         return 0
-    size = 0
-    for dirpath, _, files in os.walk(top):
-        for name in files:
-            with contextlib.suppress(OSError):
-                size += os.lstat(os.path.join(dirpath, name)).st_size
+    size = disk_usage(top)
     shutil.rmtree(top, ignore_errors=True)
     if top.exists():
         ns.in_userns(lambda: shutil.rmtree(top, ignore_errors=True), ns.plan_mapping())

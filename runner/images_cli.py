@@ -826,7 +826,7 @@ def export(output: str | None, container: str):
 
 # -- system df ------------------------------------------------------------------------------
 
-def _du(path: Path) -> int:
+def disk_usage(path: Path) -> int:
     """Apparent size of the files under path (symlinks not followed)."""
     total = 0
     for dirpath, _dirs, files in os.walk(path):
@@ -849,9 +849,9 @@ def _containers_and_volumes(store) -> tuple[list, list]:
                 if isinstance(m, dict) and m.get("kind") == "volume"]
         for v in vols:
             links[v] = links.get(v, 0) + 1
-        containers.append((c, _du(c.upper), vols))
+        containers.append((c, disk_usage(c.upper), vols))
     volumes_store = Volumes(store.root)
-    volumes = [(n, _du(volumes_store.path(n) / "_data"), links.get(n, 0))
+    volumes = [(n, disk_usage(volumes_store.path(n) / "_data"), links.get(n, 0))
                for n in volumes_store.names()]
     return containers, volumes
 
@@ -868,13 +868,7 @@ def _build_cache_row(store, image_layers: set[str]) -> list[str]:
     u = BuildCache(store.root, store.layers).usage(image_layers)
     top = cache_mounts_dir(store.root)
     mounts = os.listdir(top) if top.is_dir() else []
-    m_size = 0
-    for dirpath, _, files in os.walk(top):
-        for name in files:
-            try:
-                m_size += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
+    m_size = disk_usage(top)
     size, reclaim = u["Size"] + m_size, u["Reclaimable"] + m_size
     return ["Build Cache", str(u["TotalCount"] + len(mounts)), "0", human_size(size),
             human_size(reclaim) + _pct(reclaim, size)]

@@ -58,3 +58,15 @@ def no_leftovers(dockish_root):
     ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
     if ids:
         dockish("rm", "-f", *ids)
+
+
+def image_store(root):
+    from registry.store import ImageStore
+    return ImageStore(root)
+
+
+def image_config(root, name: str) -> dict:
+    """The OCI config of the stored image ``name`` (as the store keeps it)."""
+    store = image_store(root)
+    rec, _ = store.find(name)
+    return store.config(rec)

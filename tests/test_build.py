@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .runbed import image_config, image_store
+
 # the `build` command comes from runner.build_cli; this runs it whether or not
 # runner/cli.py registers it yet
 _PROG = ("import sys; from runner.cli import main; import runner.build_cli as b\n"
@@ -30,21 +32,10 @@ def dockish(*args: str, check: bool = True, env: dict | None = None, cwd=None):
     return p
 
 
-def _store(root: Path):
-    from registry.store import ImageStore
-    return ImageStore(root)
-
-
-def _config(root: Path, name: str) -> dict:
-    store = _store(root)
-    rec, _ = store.find(name)
-    return store.config(rec)
-
-
 def _umoci_tree(root: Path, name: str, work: Path) -> Path:
     """Save the image as an OCI archive (dockish) and unpack it with umoci."""
     from registry.archive_out import save
-    store = _store(root)
+    store = image_store(root)
     rec, full = store.find(name)
     work.mkdir(parents=True)
     archive = work / "img.tar"
@@ -117,7 +108,7 @@ def test_build_copy_add_and_config(ctx, dockish_root, tmp_path):
     assert "Step 19/19 : CMD [\"echo $GREETING\"]" in out
     assert "Successfully built " in out and "Successfully tagged built:one" in out
     assert "/nope" not in out            # the unused stage is not built
-    cfg = _config(dockish_root, "built:one")
+    cfg = image_config(dockish_root, "built:one")
     c = cfg["config"]
     assert "GREETING=hello docker" in c["Env"] and "ALT=fallback" in c["Env"]
     assert "PLUS=set" in c["Env"] and "EMPTY=" in c["Env"]
@@ -143,7 +134,7 @@ def test_build_copy_add_and_config(ctx, dockish_root, tmp_path):
     assert sorted(os.listdir(root / "all")) == ["notes.md"]
     assert (root / "bin/busybox").exists()
     # owners as the layer says (umoci --rootless can't chown; read the layer)
-    store = _store(dockish_root)
+    store = image_store(dockish_root)
     owners = {}
     for d in cfg["rootfs"]["diff_ids"][1:]:
         with tarfile.open(store.layers.tar_path(d)) as t:
@@ -195,7 +186,7 @@ COPY --from=0 /bin/busybox /bin/busybox
 """)
     p = dockish("build", "-t", "multi", str(ctx))
     assert "/two.md" not in p.stdout
-    cfg = _config(dockish_root, "multi")
+    cfg = image_config(dockish_root, "multi")
     assert len(cfg["rootfs"]["diff_ids"]) == 2
     root = _umoci_tree(dockish_root, "multi", tmp_path / "u")
     assert (root / "from-one/in/one.sh").read_text() == "echo main\n"
@@ -208,7 +199,7 @@ COPY --from=0 /bin/busybox /bin/busybox
                         str(ctx)], input=child_df, capture_output=True, text=True, check=True)
     out = p.stdout
     assert "# Executing 1 build trigger" in out
-    child = _config(dockish_root, "child")
+    child = image_config(dockish_root, "child")
     assert "OnBuild" not in child["config"] or not child["config"]["OnBuild"]
     assert len(child["rootfs"]["diff_ids"]) == 2
     assert child["config"]["Labels"] == {"child": "1", "arch": child["architecture"]}
@@ -233,7 +224,7 @@ def test_errors_are_one_line_and_tag_nothing(ctx, dockish_root, busybox_image, d
     assert len(lines) == 1 and lines[0].startswith("dockish: error: ")
     assert message in lines[0]
     assert "Traceback" not in p.stderr
-    assert "docker.io/library/broken:latest" not in _store(dockish_root).tags()
+    assert "docker.io/library/broken:latest" not in image_store(dockish_root).tags()
 
 
 def test_run_steps_layers_owners_and_deletions(ctx, dockish_root, busybox_image, tmp_path):
@@ -250,10 +241,10 @@ EOF
 """)
     out = dockish("build", "-t", "ran", "--build-arg", "MSG=hello", str(ctx)).stdout
     assert "output-from-run" in out and " ---> Running in " in out
-    cfg = _config(dockish_root, "ran")
+    cfg = image_config(dockish_root, "ran")
     assert len(cfg["rootfs"]["diff_ids"]) == 5
     assert not any("MSG=" in e for e in cfg["config"]["Env"])     # ARGs stay out of the image
-    store = _store(dockish_root)
+    store = image_store(dockish_root)
     members = {}
     for d in cfg["rootfs"]["diff_ids"][1:]:
         with tarfile.open(store.layers.tar_path(d)) as t:
@@ -298,13 +289,13 @@ def _walk(top: Path) -> dict[str, tuple]:
 def test_failing_run_names_the_step_and_tags_nothing(ctx, dockish_root, busybox_image):
     (ctx / "Dockerfile").write_text(f"FROM {busybox_image.oci}\nRUN touch /x\n"
                                     f"RUN echo failing && exit 3\nRUN echo never\n")
-    before = _store(dockish_root).records()
+    before = image_store(dockish_root).records()
     p = dockish("build", "-t", "failed", str(ctx), check=False)
     assert p.returncode == 1
     assert "failing" in p.stdout and "never" not in p.stdout
     assert p.stderr.strip() == ("dockish: error: The command '/bin/sh -c echo failing && "
                                 "exit 3' returned a non-zero code: 3")
-    store = _store(dockish_root)
+    store = image_store(dockish_root)
     assert store.records() == before and store.tags() == {}
     # the step before it was cached
     p = dockish("build", "-t", "failed", str(ctx), check=False)
@@ -321,7 +312,7 @@ RUN rm /etc/passwd
 """)
     dockish("build", "-t", "layers", str(ctx))
     dockish("build", "-t", "squashed", "--squash", str(ctx))
-    flat = _config(dockish_root, "squashed")
+    flat = image_config(dockish_root, "squashed")
     assert len(flat["rootfs"]["diff_ids"]) == 2
     assert sum(1 for h in flat["history"] if not h.get("empty_layer")) == 2
     assert _walk(_umoci_tree(dockish_root, "squashed", tmp_path / "s")) == \
@@ -336,12 +327,12 @@ COPY app /app/
 """)
     env = {"SOURCE_DATE_EPOCH": "1600000000"}
     one = dockish("build", "-q", "--no-cache", str(ctx), env=env).stdout.strip()
-    cfg_one = _store(dockish_root).config(_store(dockish_root).find(one)[0])
+    cfg_one = image_store(dockish_root).config(image_store(dockish_root).find(one)[0])
     time.sleep(1.1)
     (ctx / "Dockerfile").write_text((ctx / "Dockerfile").read_text().replace("date", "echo"))
     two = dockish("build", "-q", "--no-cache", str(ctx), env=env).stdout.strip()
     three = dockish("build", "-q", "--no-cache", str(ctx), env=env).stdout.strip()
-    cfg_three = _store(dockish_root).config(_store(dockish_root).find(three)[0])
+    cfg_three = image_store(dockish_root).config(image_store(dockish_root).find(three)[0])
     assert two == three                      # same inputs at different times: same image
     assert cfg_three["created"] == "2020-09-13T12:26:40Z"
     assert cfg_one["rootfs"]["diff_ids"][2] == cfg_three["rootfs"]["diff_ids"][2]   # COPY
@@ -374,7 +365,7 @@ RUN echo mine > /tmp/owned
     reg = Registry(tmp_path / "registry")
     try:
         target = f"{reg.host}/built/interop:1"
-        push(target, _store(dockish_root), Options(), source="interop:1")
+        push(target, image_store(dockish_root), Options(), source="interop:1")
         work = tmp_path / "out"
         work.mkdir()
         skopeo_copy(f"docker://{target}", f"oci:{work / 'layout'}:t", "--src-tls-verify=false")
@@ -424,8 +415,8 @@ RUN --mount=type=secret,id=token,env=TOKEN sh -c 'test "$TOKEN" = s3cr3t-value &
     assert not (ctx / "app" / "new").exists()                   # rw writes are thrown away
     assert show("/fromstage") == "from-stage\n" and show("/t1") == "tmpfs\n"
     assert show("/secretlen") == "12\n" and show("/e") == "ok\n"
-    cfg = _config(dockish_root, "mounts")
-    store = _store(dockish_root)
+    cfg = image_config(dockish_root, "mounts")
+    store = image_store(dockish_root)
     names = set()
     for d in cfg["rootfs"]["diff_ids"][1:]:
         data = store.layers.tar_path(d).read_bytes()

@@ -17,6 +17,8 @@ from runner.container import ContainerConfig
 
 from .runbed import (
     dockish,
+    image_config,
+    image_store,
     no_leftovers,  # noqa: F401 - a fixture
     ok,
     one_error_line,
@@ -25,19 +27,8 @@ from .runbed import (
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
-def _store(root: Path):
-    from registry.store import ImageStore
-    return ImageStore(root)
-
-
-def _config(root: Path, name: str) -> dict:
-    store = _store(root)
-    rec, _ = store.find(name)
-    return store.config(rec)
-
-
 def _layer_members(root: Path, diff_id: str) -> dict[str, tarfile.TarInfo]:
-    with tarfile.open(_store(root).layers.tar_path(diff_id)) as t:
+    with tarfile.open(image_store(root).layers.tar_path(diff_id)) as t:
         return {m.name.rstrip("/"): m for m in t.getmembers()}
 
 
@@ -76,7 +67,7 @@ def test_commit_makes_an_image_with_the_changes_and_settings(bb, dockish_root, t
     assert "first snapshot" in history[1] and "sh -c mkdir" in history[1]
     # one new layer, holding exactly what `diff` listed (whiteouts for D),
     # owners from the union's metadata, the hosts file left out
-    cfg = _config(dockish_root, "snap:1")
+    cfg = image_config(dockish_root, "snap:1")
     members = _layer_members(dockish_root, cfg["rootfs"]["diff_ids"][-1])
     listed = {line[2:].lstrip("/") for line in diff}
     in_layer = {n.replace(".wh.", "") for n in members if not n.endswith(".wh..wh..opq")}
@@ -106,7 +97,7 @@ def test_commit_is_read_by_skopeo_and_umoci(bb, dockish_root, tmp_path, monkeypa
     reg = Registry(tmp_path / "registry")
     try:
         target = f"{reg.host}/committed/interop:c"
-        push(target, _store(dockish_root), Options(), source="interop:c")
+        push(target, image_store(dockish_root), Options(), source="interop:c")
         work = tmp_path / "out"
         work.mkdir()
         skopeo_copy(f"docker://{target}", f"oci:{work / 'layout'}:t", "--src-tls-verify=false")
@@ -124,9 +115,9 @@ def test_commit_without_changes_keeps_the_command_and_adds_no_layer(bb, dockish_
     ok("run", "--name", "idle", "--network", "none", "-w", "/tmp", "-u", "1000", bb,
        "echo", "just", "ran")
     image_id = ok("commit", "idle").strip()
-    cfg = _config(dockish_root, image_id)
+    cfg = image_config(dockish_root, image_id)
     from registry.resolve import resolve
-    base = resolve(bb, _store(dockish_root).layers)
+    base = resolve(bb, image_store(dockish_root).layers)
     assert cfg["rootfs"]["diff_ids"] == list(base.diff_ids)
     assert cfg["history"][-1]["empty_layer"] is True
     # Docker's rule: the container's command, user and directory become the image's
