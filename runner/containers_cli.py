@@ -1145,26 +1145,8 @@ def _ps_row(c, status: str, code: int | None, no_trunc: bool) -> dict:
 
 
 def _template(fmt: str, data: dict) -> str:
-    """The common shapes of Go templates: ``{{.A.B}}`` and ``{{json .A}}``."""
-    import re
-
-    def value(path: str):
-        cur = data
-        for part in [p for p in path.split(".") if p]:
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        return cur
-
-    def sub(m):
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(value(expr[5:].strip()))
-        v = value(expr)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (dict, list)):
-            return json.dumps(v)
-        return "<no value>" if v is None else str(v)
-    return re.sub(r"\{\{(.*?)\}\}", sub, fmt).replace("\\t", "\t").replace("\\n", "\n")
+    from .gotemplate import render
+    return render(fmt, data)
 
 
 def _inspect(c) -> dict:

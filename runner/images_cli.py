@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from . import gotemplate
 from .cli import EXIT_DOCKISH, UserError, friendly
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
@@ -385,7 +386,6 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
             click.echo(ident)
         return
     if fmt != "table":
-        from .containers_cli import _template
         for r in rows:
             data = {
                 "Containers": "N/A", "CreatedAt": _iso(r["Created"]),
@@ -394,7 +394,7 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
                 "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
                 "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])}
             click.echo(json.dumps(data) if fmt in ("json", "{{json .}}")
-                       else _template(fmt.removeprefix("table "), data))
+                       else gotemplate.render(fmt.removeprefix("table "), data))
         return
     head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + \
         ["IMAGE ID", "CREATED", "SIZE"]
@@ -528,26 +528,6 @@ def inspect_image(store, rec) -> dict:
     }
 
 
-def go_template(template: str, obj: object) -> str:
-    """The subset of Go templates ``--format`` needs: ``{{.A.B}}``, ``{{json .A}}``."""
-    def field(path: str):
-        value = obj
-        for part in [p for p in path.split(".") if p]:
-            value = value.get(part) if isinstance(value, dict) else None
-        return value
-
-    def sub(m: re.Match) -> str:
-        value = field(m[2])
-        if m[1]:
-            return json.dumps(value)
-        if isinstance(value, dict):
-            return json.dumps(value)
-        if isinstance(value, list):
-            return "[" + " ".join(map(str, value)) + "]"
-        return "<no value>" if value is None else str(value)
-    return re.sub(r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}", sub, template)
-
-
 @click.command()
 @click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="Go template, e.g. "
               "'{{.Id}}' or '{{json .Config}}'.")
@@ -569,7 +549,7 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
         out.append(inspect_image(store, rec))
     if fmt:
         for obj in out:
-            click.echo(go_template(fmt, obj))
+            click.echo(gotemplate.render(fmt, obj))
     else:
         click.echo(json.dumps(out, indent=4))
     if failed:

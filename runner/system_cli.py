@@ -93,10 +93,10 @@ def _human(n: float) -> str:
 
 
 def _render(fmt: str | None, data: dict) -> None:
-    from .containers_cli import _template
+    from .gotemplate import render
     if fmt:
         click.echo(json.dumps(data) if fmt.strip() in ("json", "{{json .}}")
-                   else _template(fmt, data))
+                   else render(fmt, data))
         return
     click.echo(f"""Client:
  Version:    {data['ServerVersion']}
@@ -137,9 +137,9 @@ def version(fmt: str | None) -> None:
     data = {"Version": _version(), "Python": platform.python_version(),
             "Os": sys.platform, "Arch": platform.machine(), "Rootless": True}
     if fmt:
-        from .containers_cli import _template
+        from .gotemplate import render
         click.echo(json.dumps(data) if fmt.strip() in ("json", "{{json .}}")
-                   else _template(fmt, {"Client": data, **data}))
+                   else render(fmt, {"Client": data, **data}))
         return
     click.echo(f"Client: dockish\n Version:           {data['Version']}\n"
                f" Python version:    {data['Python']}\n"
