@@ -75,6 +75,7 @@ class ContainerConfig:
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
     init_path: str = ""          # --init: where tini is bound (else a Python reaper)
+    healthcheck: dict = field(default_factory=dict)   # Docker's HealthConfig; empty: none
 
     def capabilities(self) -> list[str]:
         """The capability names the container's processes may hold."""

@@ -321,6 +321,7 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
         read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
         init=opts["init"], auto_remove=opts["rm"],
         image_config=dict(img.config or {}), init_path=init_path,
+        healthcheck=_healthcheck(conf.get("Healthcheck"), opts),
         cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
         privileged=opts["privileged"],
         entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
@@ -336,6 +337,21 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
     except CapabilityError as e:
         raise CliError(str(e)) from None
     return _containers().create(cfg)
+
+
+def _healthcheck(image_hc: dict | None, opts: dict) -> dict:
+    from .build import BuildError, _duration
+    from .health import merged
+    flags: dict = {"cmd": opts["health_cmd"], "no_healthcheck": opts["no_healthcheck"],
+                   "Retries": opts["health_retries"]}
+    for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                      ("StartPeriod", "health_start_period")):
+        if opts[name]:
+            try:
+                flags[key] = _duration(opts[name], f"--{name.replace('_', '-')}")
+            except BuildError as e:
+                raise CliError(str(e)) from None
+    return merged(image_hc, flags)
 
 
 def _tini() -> str | None:
@@ -379,6 +395,16 @@ def run_options(fn):
         click.option("--cap-drop", multiple=True, help="Drop a capability (or ALL)."),
         click.option("--privileged", is_flag=True,
                      help="Every capability of the container's user namespace."),
+        click.option("--health-cmd", help="Command to run to check health."),
+        click.option("--health-interval", metavar="DURATION", help="Time between checks "
+                     "(e.g. 30s)."),
+        click.option("--health-timeout", metavar="DURATION", help="Longest a check may run."),
+        click.option("--health-retries", type=int, help="Failures in a row that make it "
+                     "unhealthy."),
+        click.option("--health-start-period", metavar="DURATION",
+                     help="Failures in this time after start do not count."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable the image's "
+                     "HEALTHCHECK."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -428,6 +454,8 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         handlers[sig] = signal.signal(sig, lambda s, _f: launch.forward(s))
+    from .health import start as start_health
+    checks = start_health(c)
     relay = None
     ended = threading.Event()
     if master is not None:
@@ -449,6 +477,8 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
         relay.start()
     code = launch.wait()
     ended.set()
+    if checks is not None:
+        checks.set()
     if relay is not None:
         relay.join()
     os.close(log)
@@ -510,6 +540,8 @@ def _detached(c) -> None:
                 os._exit(0)
             os.write(w, b"OK\n")
             os.close(w)
+            from .health import start as start_health
+            checks = start_health(c)
             if master is not None:
                 try:
                     ttymod.proxy(master, None, None, log, listener, c.config.interactive)
@@ -518,6 +550,8 @@ def _detached(c) -> None:
                     with contextlib.suppress(FileNotFoundError):
                         ttymod.socket_path(c.id).unlink()
             launch.wait()
+            if checks is not None:
+                checks.set()
             if c.config.auto_remove:
                 _remove(c)
         except BaseException:        # noqa: BLE001 - nobody to tell; the state says
@@ -1131,8 +1165,11 @@ def _ps_row(c, status: str, code: int | None, no_trunc: bool) -> dict:
         cmd = cmd[:19] + "…"
     if status == "running":
         shown = f"Up {_ago(c.state().get('started'))}"
+        health = (c.state().get("health") or {}).get("Status")
         if c.paused:
             shown, status = shown + " (Paused)", "paused"
+        elif health:
+            shown += " (health: starting)" if health == "starting" else f" ({health})"
     elif status == "created":
         shown = "Created"
     else:
@@ -1169,6 +1206,7 @@ def _inspect(c) -> dict:
         "State": {"Status": "paused" if c.paused else status, "Running": status == "running",
                   "Paused": c.paused, "Restarting": False, "OOMKilled": False, "Dead": False,
                   "Pid": c.pid or 0, "ExitCode": code or 0,
+                  **({"Health": st["health"]} if st.get("health") else {}),
                   "StartedAt": _iso(st.get("started")), "FinishedAt": _iso(c.finished_at())},
         "Image": cfg.image_id, "Name": "/" + cfg.name, "LogPath": str(c.log),
         "HostConfig": {"NetworkMode": cfg.network, "AutoRemove": cfg.auto_remove,

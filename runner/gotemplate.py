@@ -26,8 +26,17 @@ def _text(value: object) -> str:
 
 
 def render(template: str, obj: object) -> str:
-    """``template`` with each ``{{...}}`` replaced by the value it names."""
-    def sub(m: re.Match) -> str:
+    """``template`` with each ``{{...}}`` replaced by the value it names
+    (escapes apply to the template's own text, never to values)."""
+    out, pos = [], 0
+    for m in _FIELD.finditer(template):
+        out.append(_unescape(template[pos:m.start()]))
         value = _field(obj, m[2])
-        return json.dumps(value) if m[1] else _text(value)
-    return _FIELD.sub(sub, template).replace("\\t", "\t").replace("\\n", "\n")
+        out.append(json.dumps(value) if m[1] else _text(value))
+        pos = m.end()
+    out.append(_unescape(template[pos:]))
+    return "".join(out)
+
+
+def _unescape(text: str) -> str:
+    return text.replace("\\t", "\t").replace("\\n", "\n")

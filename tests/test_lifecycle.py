@@ -347,3 +347,47 @@ def test_attach_detach_and_reattach(bb, dockish_root):
        "sleep 1; echo late; exit 4")
     res = dockish("attach", "quiet")
     assert (res.returncode, res.stdout) == (4, "late\n")
+
+
+def _wait_status(name: str, text: str, seconds: float = 30) -> str:
+    end = time.monotonic() + seconds
+    while True:
+        status = next((line.split(" ", 1)[1] for line in ok(
+            "ps", "-a", "--format", "{{.Names}} {{.Status}}").splitlines()
+            if line.split(" ", 1)[0] == name), "")
+        if text in status:
+            return status
+        assert time.monotonic() < end, (name, status)
+        time.sleep(0.2)
+
+
+def test_healthchecks_from_run_flags_and_from_the_image(bb, dockish_root, tmp_path):
+    """Docker's HEALTHCHECK: starting until a check passes, healthy, then
+    unhealthy after --health-retries failures; ps and inspect show it; an
+    image's HEALTHCHECK runs too, and --no-healthcheck turns it off."""
+    import json
+    ok("run", "-d", "--name", "hc", "--network", "none", "--health-cmd", "test -e /ready",
+       "--health-interval", "0.5s", "--health-retries", "2", bb, "sh", "-c",
+       "sleep 2; touch /ready; sleep 100")
+    assert "(health: starting)" in _wait_status("hc", "(health: starting)")
+    _wait_status("hc", "(healthy)")
+    health = json.loads(ok("inspect", "-f", "{{json .State.Health}}", "hc"))
+    assert health["Status"] == "healthy" and health["Log"][-1]["ExitCode"] == 0
+    ok("exec", "hc", "rm", "/ready")
+    _wait_status("hc", "(unhealthy)")
+    health = json.loads(ok("inspect", "-f", "{{json .State.Health}}", "hc"))
+    assert health["FailingStreak"] >= 2 and health["Log"][-1]["ExitCode"] == 1
+    ok("rm", "-f", "hc")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {bb}\nHEALTHCHECK --interval=1s --retries=1 "
+                                    f"CMD echo probing && false\nCMD [\"sleep\", \"100\"]\n")
+    ok("build", "-q", "-t", "sick", str(ctx))
+    ok("run", "-d", "--name", "sick", "--network", "none", "sick")
+    _wait_status("sick", "(unhealthy)")
+    log = json.loads(ok("inspect", "-f", "{{json .State.Health}}", "sick"))["Log"]
+    assert log[-1]["Output"] == "probing\n"
+    ok("run", "-d", "--name", "off", "--no-healthcheck", "--network", "none", "sick")
+    time.sleep(2)
+    assert "(" not in _wait_status("off", "Up")
+    assert ok("inspect", "-f", "{{json .State.Health}}", "off") == "null\n"
