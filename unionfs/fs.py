@@ -84,6 +84,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self.layer_fds = layer_fds
         self.upper = upper
         self.readonly = upper is None
+        # nothing to write back on a read-only view; and with the write-back
+        # cache on, every close makes the kernel ask for the attributes again
+        self.enable_writeback_cache = not self.readonly
         self.total_size = total_size
         self._fh = 0
         self._files: dict[int, Node] = {}
