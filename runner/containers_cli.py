@@ -92,16 +92,22 @@ def _mapping() -> ns.IdMapping:
     m = ns.plan_mapping()
     if not m.full:
         marker = _root() / ".single-mapping-noted"
-        if not marker.exists():
-            click.echo("dockish: no /etc/subuid and /etc/subgid ranges for this user: "
-                       "containers get a single mapping (only root exists inside; "
-                       "ask an admin for ranges, e.g. `usermod --add-subuids`)", err=True)
-            try:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
-            except OSError:
-                pass
+        _say_once(marker, "no /etc/subuid and /etc/subgid ranges for this user: "
+                  "containers get a single mapping (only root exists inside; ask an admin "
+                  "for ranges, e.g. `usermod --add-subuids`)")
     return m
+
+
+def _say_once(marker: Path, note: str) -> None:
+    """A note the user needs once per store, not on every command."""
+    if marker.exists():
+        return
+    click.echo(f"dockish: {note}", err=True)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
 
 
 def _network_mode(requested: str | None) -> str:
@@ -109,14 +115,7 @@ def _network_mode(requested: str | None) -> str:
     if requested in (None, "", "default", "private", "bridge"):
         mode, note = network.default_network()
         if note:
-            marker = _root() / ".network-noted"
-            if not marker.exists():
-                click.echo(f"dockish: {note}", err=True)
-                try:
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.touch()
-                except OSError:
-                    pass
+            _say_once(_root() / ".network-noted", note)
         return mode
     if requested not in ("host", "none", "slirp4netns", "pasta"):
         raise CliError(f"network {requested} not found: use host, none, slirp4netns or "

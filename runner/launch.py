@@ -406,17 +406,8 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
-    console = None
-    if stdio.pty_slave is not None:
-        console = os.ttyname(stdio.pty_slave)
-        from .tty import make_controlling
-        make_controlling(stdio.pty_slave)
-    else:
-        null = os.open(os.devnull, os.O_RDWR)
-        os.dup2(stdio.stdin if stdio.stdin is not None else null, 0)
-        os.dup2(stdio.stdout, 1)
-        os.dup2(stdio.stderr, 2)
-        os.close(null)
+    console = os.ttyname(stdio.pty_slave) if stdio.pty_slave is not None else None
+    _wire_stdio(stdio)
     for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
         if fd is not None and fd > 2:
             try:
@@ -462,6 +453,20 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     if cfg.init:
         _reaper(cfg.argv, env, exec_w)
     _exec(cfg.argv, env)
+
+
+def _wire_stdio(stdio: Stdio) -> None:
+    """A container process's fds 0, 1 and 2: the pty as its controlling
+    terminal, or the given fds (None: /dev/null)."""
+    if stdio.pty_slave is not None:
+        from .tty import make_controlling
+        make_controlling(stdio.pty_slave)
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(stdio.stdin if stdio.stdin is not None else null, 0)
+    os.dup2(stdio.stdout, 1)
+    os.dup2(stdio.stderr, 2)
+    os.close(null)
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:
@@ -564,14 +569,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
             child = os.fork()          # the pid namespace applies to children
             if child == 0:
                 try:
-                    if stdio.pty_slave is not None:
-                        from .tty import make_controlling
-                        make_controlling(stdio.pty_slave)
-                    else:
-                        null = os.open(os.devnull, os.O_RDWR)
-                        os.dup2(stdio.stdin if stdio.stdin is not None else null, 0)
-                        os.dup2(stdio.stdout, 1)
-                        os.dup2(stdio.stderr, 2)
+                    _wire_stdio(stdio)
                     u = cfgmod.resolve_user(user, _read_text("/etc/passwd"),
                                             _read_text("/etc/group"))
                     full = cfgmod.finish_env(env, hostname=c.config.hostname, home=u.home,
