@@ -7,6 +7,8 @@ names are resolved against the image's own ``/etc/passwd`` and
 """
 from __future__ import annotations
 
+import posixpath
+import re
 from dataclasses import dataclass
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,6 +49,27 @@ def parse_env_line(line: str, host_env: dict[str, str]) -> str | None:
     if not line:
         return None
     return f"{line}={host_env[line]}" if line in host_env else None
+
+
+def decode_env_file(data: bytes, name: str) -> str:
+    """An env file's text: UTF-8, as Docker requires (with its message)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"env file {name} contains invalid utf8 bytes at line {line}") \
+            from None
+
+
+def check_no_nul(what: str, values: list[str]) -> None:
+    """Refuse a NUL byte in anything that becomes a C string of the
+    container's process (argv, environment, paths): ``execve`` cannot take
+    it, and it must fail here, before a container is made, not at start."""
+    for v in values:
+        if "\0" in v:
+            shown = v.partition("=")[0] if what == "environment variable" else v
+            raise ConfigError(f"invalid {what} {shown.split(chr(0))[0]!r}: "
+                              "it contains a NUL byte")
 
 
 def parse_env_file(text: str, host_env: dict[str, str]) -> list[str]:
@@ -186,30 +209,57 @@ class MountReq:
     options: str = ""
 
 
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def check_volume_name(name: str) -> str:
+    """Docker's rule for a local volume's name. It is also a directory name
+    in the store: ``a/../..`` or a newline must never get that far."""
+    if not _VOLUME_NAME.fullmatch(name):
+        raise ConfigError(f"create {name!r}: includes invalid characters for a local volume "
+                          "name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you "
+                          "intended to pass a host directory, use absolute path")
+    return name
+
+
+def _check_target(spec: str, dst: str) -> None:
+    if not dst.startswith("/"):
+        raise ConfigError(f"invalid volume spec {spec}: the container path must be absolute")
+    if posixpath.normpath(dst) == "/":
+        raise ConfigError(f"invalid volume spec {spec}: the destination can't be '/'")
+    check_no_nul("mount destination", [dst])
+
+
 def parse_volume(spec: str) -> MountReq:
     """``-v HOST:CTR[:ro|rw]`` (HOST absolute or relative with ./) or
-    ``-v NAME:CTR`` (a named volume) or ``-v CTR`` (an anonymous volume)."""
+    ``-v NAME:CTR`` (a named volume) or ``-v CTR`` (an anonymous volume),
+    refused as Docker refuses them (``-v :/x`` must not become an
+    anonymous volume)."""
+    if not spec:
+        raise ConfigError("invalid empty volume spec")
     parts = spec.split(":")
+    if len(parts) > 3:
+        raise ConfigError(f"invalid spec: {spec}: too many colons")
+    if "" in parts:
+        raise ConfigError(f"invalid spec: {spec}: empty section between colons")
     opts = ""
     if len(parts) == 3:
         opts = parts.pop()
     if len(parts) == 1:
         src, dst = "", parts[0]
-    elif len(parts) == 2:
-        src, dst = parts
     else:
-        raise ConfigError(f"invalid volume spec {spec}")
+        src, dst = parts
     ro = False
     for o in filter(None, opts.split(",")):
         if o == "ro":
             ro = True
         elif o not in ("rw", "z", "Z"):
             raise ConfigError(f"invalid mode in volume spec {spec}: {o}")
-    if not dst.startswith("/"):
-        raise ConfigError(f"invalid volume spec {spec}: the container path must be absolute")
+    _check_target(spec, dst)
+    check_no_nul("mount source", [src])
     if src.startswith(("/", ".")):
         return MountReq("bind", src, dst, ro)
-    return MountReq("volume", src, dst, ro)
+    return MountReq("volume", check_volume_name(src) if src else "", dst, ro)
 
 
 def parse_mount(spec: str) -> MountReq:
@@ -226,8 +276,12 @@ def parse_mount(spec: str) -> MountReq:
         raise ConfigError(f"invalid mount type {kind}")
     if not dst.startswith("/"):
         raise ConfigError(f"invalid mount spec {spec}: target must be an absolute path")
+    _check_target(spec, dst)
+    check_no_nul("mount source", [src])
     if kind == "bind" and not src:
         raise ConfigError(f"invalid mount spec {spec}: a bind mount needs a source")
+    if kind == "volume" and src:
+        check_volume_name(src)
     opts = []
     if "tmpfs-size" in fields:
         opts.append(f"size={fields['tmpfs-size']}")
@@ -240,6 +294,7 @@ def parse_tmpfs(spec: str) -> MountReq:
     dst, _, opts = spec.partition(":")
     if not dst.startswith("/"):
         raise ConfigError(f"invalid tmpfs spec {spec}: the path must be absolute")
+    check_no_nul("tmpfs spec", [spec])
     return MountReq("tmpfs", "", dst, False, opts)
 
 

@@ -241,6 +241,9 @@ def _live_containers() -> list:
 def _build(opts: dict, image: str, args: tuple[str, ...]):
     """Make the container (config, dirs, init layer) from the run/create flags."""
     from registry.store import ImageStore
+    # bad flags are refused before an image is looked up or pulled
+    env_over = _env_overrides(opts["env_file"], opts["env"])
+    mounts, init_path = _parse_mounts(opts)
     _live_containers()             # a dead --rm container must not hold its name
     images = ImageStore(_root())
     layers = _layer_store()
@@ -250,26 +253,57 @@ def _build(opts: dict, image: str, args: tuple[str, ...]):
         # cannot take them (or the new init layer) away in between
         with images.writing():
             if all(layers.tar_path(d).exists() for d in img.diff_ids):
-                return _create(opts, image, img, args)
+                return _create(opts, image, img, args, env_over, mounts, init_path)
     raise CliError(f"image {image} was removed while the container was being created")
 
 
-def _create(opts: dict, image: str, img, args: tuple[str, ...]):
-    from .container import ContainerConfig, new_id
-    from .rootfs import make_init_layer
-    conf = (img.config or {}).get("config") or {}
+def _env_overrides(env_files: tuple[str, ...], env: tuple[str, ...]) -> list[str]:
+    """``--env-file`` then ``-e``, read as Docker reads them: each file a
+    regular file (a FIFO must not hang the command), UTF-8, no NUL."""
+    from .safefile import read_file
     host_env = dict(os.environ)
-    env_over: list[str] = []
-    for f in opts["env_file"]:
+    out: list[str] = []
+    for f in env_files:
         try:
-            text = Path(f).read_text()
+            data = read_file(f)
         except OSError as e:
-            raise CliError(f"open {f}: {e.strerror.lower()}") from None
-        env_over += cfgmod.parse_env_file(text, host_env)
-    for e in opts["env"]:
+            raise CliError(f"open {f}: {(e.strerror or str(e)).lower()}") from None
+        out += cfgmod.parse_env_file(cfgmod.decode_env_file(data, f), host_env)
+    for e in env:
         item = cfgmod.parse_env_line(e, host_env)
         if item is not None:
-            env_over.append(item)
+            out.append(item)
+    cfgmod.check_no_nul("environment variable", out)
+    return out
+
+
+def _parse_mounts(opts: dict) -> tuple[list, str]:
+    """Every ``-v``, ``--mount`` and ``--tmpfs`` checked (nothing is made
+    yet), plus ``--init``'s tini; and the path tini is bound at."""
+    mounts = [cfgmod.parse_volume(v) for v in opts["volume"]]
+    init_path = ""
+    tini = _tini() if opts["init"] else None
+    if tini:             # Docker's docker-init is tini: bound read-only, run as pid 1
+        init_path = "/dev/init"
+        mounts.append(cfgmod.MountReq("bind", tini, init_path, True))
+    flag_mounts = [cfgmod.parse_mount(m) for m in opts["mount"]]
+    mounts += flag_mounts
+    mounts += [cfgmod.parse_tmpfs(t) for t in opts["tmpfs"]]
+    for m in flag_mounts:
+        src = os.path.abspath(m.source)
+        if m.kind == "bind" and not os.path.exists(src):
+            raise CliError(f"invalid mount config for type \"bind\": bind source path "
+                           f"does not exist: {src}")
+    return mounts, init_path
+
+
+def _create(opts: dict, image: str, img, args: tuple[str, ...], env_over: list[str],
+            mounts: list, init_path: str):
+    """Check every input first, then make the volumes, the init layer and
+    the record; a failure on the way takes back what was made, so bad input
+    leaves nothing behind."""
+    from .container import ContainerConfig, new_id
+    conf = (img.config or {}).get("config") or {}
     env = cfgmod.merge_env(list(conf.get("Env") or []), env_over)
     argv = cfgmod.command(conf, opts["entrypoint"], list(args))
     cid = new_id()
@@ -285,57 +319,81 @@ def _create(opts: dict, image: str, img, args: tuple[str, ...]):
             raise CliError(f"-p needs a private network (slirp4netns or pasta), not --network "
                            f"{net}")
     ports = [[ip, hp or _free_port(), cp, proto] for ip, hp, cp, proto in ports]
-    mounts = [cfgmod.parse_volume(v) for v in opts["volume"]]
-    init_path = ""
-    tini = _tini() if opts["init"] else None
-    if tini:             # Docker's docker-init is tini: bound read-only, run as pid 1
-        init_path = "/dev/init"
-        mounts.append(cfgmod.MountReq("bind", tini, init_path, True))
-    mounts += [cfgmod.parse_mount(m) for m in opts["mount"]]
-    mounts += [cfgmod.parse_tmpfs(t) for t in opts["tmpfs"]]
+    workdir = opts["workdir"] or conf.get("WorkingDir") or "/"
+    if not workdir.startswith("/"):
+        raise CliError(f"the working directory '{workdir}' is invalid, it needs to be "
+                       "an absolute path")
+    user = opts["user"] if opts["user"] is not None else (conf.get("User") or "")
+    for what, values in (("command", argv), ("environment variable", env),
+                         ("working directory", [workdir]), ("user", [user]),
+                         ("hostname", [hostname]), ("container name", [opts["name"] or ""])):
+        cfgmod.check_no_nul(what, values)
+    from .capabilities import CapabilityError, resolve
+    try:
+        resolve(list(opts["cap_add"]), list(opts["cap_drop"]), opts["privileged"])
+    except CapabilityError as e:
+        raise CliError(str(e)) from None
+    healthcheck = _healthcheck(conf.get("Healthcheck"), opts)
+    made_volumes: list[str] = []
+    init_layer = None
+    try:
+        fixed = _make_mounts(mounts, made_volumes)
+        init_layer = _make_init_layer(hostname, net)
+        cfg = ContainerConfig(
+            id=cid, name=opts["name"] or "", image=image, image_id=img.config_digest,
+            diff_ids=list(img.diff_ids), init_layer=init_layer, argv=argv, env=env,
+            workdir=workdir, user=user,
+            hostname=hostname, tty=opts["tty"], interactive=opts["interactive"],
+            read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
+            init=opts["init"], auto_remove=opts["rm"],
+            image_config=dict(img.config or {}), init_path=init_path,
+            healthcheck=healthcheck,
+            cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
+            privileged=opts["privileged"],
+            entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
+            else ([opts["entrypoint"]] if opts["entrypoint"] else []),
+            cmd=argv[len(conf.get("Entrypoint") or []):] if opts["entrypoint"] is None else
+            list(args))
+        return _containers().create(cfg)
+    except BaseException:
+        for name in made_volumes:
+            with contextlib.suppress(*_errors()):
+                _remove_volume(name)
+        if init_layer is not None:
+            _remove_init_layer(init_layer)
+        raise
+
+
+def _make_mounts(mounts: list, made_volumes: list[str]) -> list[dict]:
+    """The checked mounts as the record keeps them: a missing ``-v`` bind
+    source is made (as Docker does), volumes are created; the volumes this
+    made are appended to ``made_volumes`` (to be taken back on failure)."""
     vols = _volumes()
     fixed = []
     for m in mounts:
         if m.kind == "bind":
             src = os.path.abspath(m.source)
-            if not os.path.exists(src):
-                if m in [cfgmod.parse_mount(x) for x in opts["mount"]]:
-                    raise CliError(f"invalid mount config for type \"bind\": bind source path "
-                                   f"does not exist: {src}")
-                os.makedirs(src, exist_ok=True)
+            os.makedirs(src, exist_ok=True)
             m = cfgmod.MountReq("bind", src, m.target, m.readonly, m.options)
         elif m.kind == "volume":
+            existed = bool(m.source) and vols.exists(m.source)
             name = vols.create(m.source or None, {"anonymous": "1"} if not m.source else None)
+            if not existed:
+                made_volumes.append(name)
             m = cfgmod.MountReq("volume", name, m.target, m.readonly, m.options)
         fixed.append(m.__dict__.copy())
-    store = _layer_store()
+    return fixed
+
+
+def _make_init_layer(hostname: str, net: str) -> str:
+    from .rootfs import make_init_layer
     ip = "10.0.2.100" if net == "slirp4netns" else None
-    init_layer = make_init_layer(store, hostname, net, ip)
-    cfg = ContainerConfig(
-        id=cid, name=opts["name"] or "", image=image, image_id=img.config_digest,
-        diff_ids=list(img.diff_ids), init_layer=init_layer, argv=argv, env=env,
-        workdir=opts["workdir"] or conf.get("WorkingDir") or "/",
-        user=opts["user"] if opts["user"] is not None else (conf.get("User") or ""),
-        hostname=hostname, tty=opts["tty"], interactive=opts["interactive"],
-        read_only=opts["read_only"], mounts=fixed, network=net, ports=ports,
-        init=opts["init"], auto_remove=opts["rm"],
-        image_config=dict(img.config or {}), init_path=init_path,
-        healthcheck=_healthcheck(conf.get("Healthcheck"), opts),
-        cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
-        privileged=opts["privileged"],
-        entrypoint=list(conf.get("Entrypoint") or []) if opts["entrypoint"] is None
-        else ([opts["entrypoint"]] if opts["entrypoint"] else []),
-        cmd=argv[len(conf.get("Entrypoint") or []):] if opts["entrypoint"] is None else
-        list(args))
-    if cfg.workdir and not cfg.workdir.startswith("/"):
-        raise CliError(f"the working directory '{cfg.workdir}' is invalid, it needs to be "
-                       "an absolute path")
-    from .capabilities import CapabilityError, resolve
-    try:
-        resolve(cfg.cap_add, cfg.cap_drop, cfg.privileged)
-    except CapabilityError as e:
-        raise CliError(str(e)) from None
-    return _containers().create(cfg)
+    return make_init_layer(_layer_store(), hostname, net, ip)
+
+
+def _remove_init_layer(layer: str) -> None:
+    import shutil
+    shutil.rmtree(_layer_store().tar_path(layer).parent, ignore_errors=True)
 
 
 def _healthcheck(image_hc: dict | None, opts: dict) -> dict:
@@ -446,6 +504,9 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
     except StartError as e:
         _cleanup_failed(c)
         _fail(str(e), e.code)
+    except BaseException:
+        _cleanup_failed(c)        # a --rm container and its volumes: gone in every case
+        raise
     finally:
         if pipes:
             os.close(stdio.stdout)
@@ -590,9 +651,18 @@ def _remove(c) -> None:
     cs.remove(c)
     if c.path.exists():
         ns.in_userns(lambda: shutil.rmtree(c.path, ignore_errors=True), ns.plan_mapping())
-    store = _layer_store()
-    init_dir = store.tar_path(c.config.init_layer).parent
-    shutil.rmtree(init_dir, ignore_errors=True)
+    _remove_init_layer(c.config.init_layer)
+    if c.config.auto_remove:          # Docker's --rm takes the anonymous volumes too
+        _remove_anonymous_volumes(c)
+
+
+def _remove_anonymous_volumes(c) -> None:
+    """The anonymous volumes a removed container had (``rm -v``, ``--rm``)."""
+    vols = _volumes()
+    for m in c.config.mounts:
+        if m["kind"] == "volume" and vols.exists(m["source"]) and \
+                vols.inspect(m["source"]).get("Labels", {}).get("anonymous"):
+            _remove_volume(m["source"])
 
 
 # ------------------------------------------------------------------ commands
@@ -709,12 +779,8 @@ def register(main: click.Group) -> None:
                 _signal(c, signal.SIGKILL)
                 _await_stopped(c, 10)
             _remove(c)
-            if volumes:
-                vols = _volumes()
-                for m in c.config.mounts:
-                    if m["kind"] == "volume" and vols.exists(m["source"]) and \
-                            vols.inspect(m["source"]).get("Labels", {}).get("anonymous"):
-                        _remove_volume(m["source"])
+            if volumes and not c.config.auto_remove:
+                _remove_anonymous_volumes(c)
             click.echo(ref)
         if failed:
             sys.exit(1)
@@ -1273,15 +1339,7 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
         raise CliError(f"container {c.id} is not running")
     if c.paused:
         raise CliError(f"container {c.id} is paused, unpause the container before exec")
-    host_env = dict(os.environ)
-    extra: list[str] = []
-    for f in env_file:
-        extra += cfgmod.parse_env_file(Path(f).read_text(), host_env)
-    for e in env:
-        item = cfgmod.parse_env_line(e, host_env)
-        if item is not None:
-            extra.append(item)
-    full_env = cfgmod.merge_env(c.config.env, extra)
+    full_env = cfgmod.merge_env(c.config.env, _env_overrides(env_file, env))
     master = None
     if tty_:
         master, slave = os.openpty()

@@ -1,0 +1,72 @@
+"""Reading a small file that a user, a build context or an image names.
+
+``--env-file``, ``-f Dockerfile``, ``--secret src=``, the context's
+``.dockerignore`` and Dockerfile: each must be a regular file. A FIFO would
+block the open (or the read) forever and hang the command; a directory or a
+device gives a traceback or reads something unbounded. So every such read
+goes through here: the open never blocks (``O_NONBLOCK``), ``fstat`` of the
+open fd checks the type before a byte is read (so a rename in between
+changes nothing), and the size is capped. Where the name comes from
+untrusted content, ``follow=False`` refuses a symlink as the last component
+(``O_NOFOLLOW``); callers that walk a tree open the parent directories
+themselves and pass the fd to ``read_fd``.
+
+Errors are ``OSError`` with a short ``strerror`` and the file's name, which
+the command-line wrappers already turn into one line.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+MAX_SIZE = 16 << 20       # env files, Dockerfiles, secrets: far below this
+
+
+def open_flags(follow: bool = True) -> int:
+    """Flags for opening a file read here: never blocking, never inherited."""
+    return os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+
+
+def read_fd(fd: int, name: str, limit: int = MAX_SIZE) -> bytes:
+    """The contents of the open ``fd`` if it is a regular file of at most
+    ``limit`` bytes; ``fd`` is closed in every case."""
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", name)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 20):
+            total += len(chunk)
+            if total > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", name)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_file(path: str | os.PathLike, *, follow: bool = True, dir_fd: int | None = None,
+              limit: int = MAX_SIZE) -> bytes:
+    """A regular file's bytes (see the module's docstring); ``follow=False``
+    refuses a symlink as the last component."""
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, open_flags(follow), dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow:
+            raise OSError(errno.ELOOP, "is a symbolic link", name) from None
+        raise
+    return read_fd(fd, name, limit)
+
+
+def read_text(path: str | os.PathLike, *, follow: bool = True,
+              dir_fd: int | None = None) -> str:
+    """``read_file`` decoded as UTF-8, undecodable bytes kept as surrogates
+    (a Dockerfile or pattern file in another encoding still parses)."""
+    return read_file(Path(path), follow=follow, dir_fd=dir_fd).decode(
+        "utf-8", "surrogateescape")
