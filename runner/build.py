@@ -30,7 +30,7 @@ from unionfs.layers import LayerStore
 
 from . import context as ctxmod
 from . import dockerfile as dfm
-from . import runmounts
+from . import runmounts, safefile
 from .buildcache import BuildCache, base_key, state_key
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -466,13 +466,17 @@ class Builder(ConfigSteps):
         return tree
 
     def _read_image_file(self, st: StageState, path: str) -> str | None:
+        """A small text file of the stage's image (``/etc/passwd`` for
+        ``--chown``): read from its layer tars, never from a mount, symlinks
+        resolved inside the image; anything but a regular file (a FIFO, a
+        device) counts as missing."""
         tree = self._tree(st)
         real = ctxmod.follow(tree, path)
         meta = tree.lstat(real)
-        if meta is None or meta.is_dir:
+        if meta is None or not stat.S_ISREG(meta.mode) or meta.size > safefile.MAX_SIZE:
             return None
         with tree.open(real) as f:
-            return f.read().decode("utf-8", "replace")
+            return f.read(safefile.MAX_SIZE).decode("utf-8", "replace")
 
     def _do_copy(self, st, ins: dfm.Copy, where, used) -> None:
         add = ins.kind == "ADD"
@@ -638,7 +642,7 @@ class Builder(ConfigSteps):
         if how is not None:
             try:
                 data = (os.environ[how["env"]].encode() if "env" in how
-                        else Path(how["src"]).read_bytes())
+                        else safefile.read_file(how["src"]))
             except KeyError:
                 data = None
             except OSError as e:

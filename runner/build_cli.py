@@ -140,7 +140,8 @@ def register(main: click.Group) -> None:
         builder = None
         try:
             df = dfm.parse_text(sys.stdin.read(), "Dockerfile") if file == "-" else \
-                dfm.parse_file(str(path), label=label)
+                dfm.parse_file(str(path), label=label) if file else \
+                dfm.parse_file("Dockerfile", label=label, context=ctx)
             builder = Builder(root, ctx, df, opts, resolve=_resolver(root),
                               run_step=container_runner(root, timestamp), out=sys.stdout)
             image_id, config = builder.build()

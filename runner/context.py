@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .dockerignore import Matcher
+from .dockerignore import Matcher, PatternError
+from .safefile import open_flags, read_fd
 
 
 class ContextError(Exception):
@@ -94,19 +95,35 @@ class ContextDir:
         except OSError as e:
             raise ContextError(f"unable to prepare context: path {str(path)!r} not found"
                                if e.errno == 2 else f"{path}: {e.strerror}") from None
+        self.ignore = Matcher([])
         if ignore is None:
-            ignore = Matcher([])
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 ignore = Matcher.from_text(self.read_text(".dockerignore"))
+            except FileNotFoundError:
+                ignore = self.ignore
+            except PatternError as e:
+                os.close(self.fd)
+                raise ContextError(f"error checking context: .dockerignore: {e}") from None
+            except BaseException:
+                os.close(self.fd)
+                raise
         self.ignore = ignore
 
     def close(self) -> None:
         os.close(self.fd)
 
     def read_text(self, rel: str) -> str:
-        fd = self._openat(rel, os.O_RDONLY)
-        with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        """A small regular file of the context (``.dockerignore``, the
+        Dockerfile): symlinks resolved inside the context, never out to the
+        host; a FIFO or device is refused at once, not waited on. OSErrors
+        name ``rel``."""
+        real = follow(self, rel)
+        try:
+            fd = self._openat(real, open_flags(follow=False))
+            data = read_fd(fd, rel)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, rel) from None
+        return data.decode("utf-8", "surrogateescape")
 
     def _openat(self, rel: str, flags: int) -> int:
         """Open a context path without following symlinks in any component."""
@@ -161,7 +178,13 @@ class ContextDir:
                       if self.lstat(posixpath.join(prefix, n) if prefix else n) is not None)
 
     def open(self, rel: str) -> BinaryIO:
-        return os.fdopen(self._openat(rel.strip("/"), os.O_RDONLY), "rb")
+        """A regular file to stream (a file swapped for a FIFO after it was
+        listed is refused, not waited on)."""
+        fd = self._openat(rel.strip("/"), open_flags(follow=False))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ContextError(f"{rel}: not a regular file any more")
+        return os.fdopen(fd, "rb")
 
 
 # -- an image's tree (COPY --from) ------------------------------------------------------
@@ -283,39 +306,56 @@ def follow(tree: SourceTree, rel: str) -> str:
 
 # -- owners -------------------------------------------------------------------------------
 
+MAX_ID = 2**32 - 2          # (uid_t)-1 means "no change" to the kernel
+
+
 def parse_chown(spec: str, passwd: str | None, group: str | None) -> tuple[int, int]:
     """``--chown=user[:group]`` by name or number, names looked up in the
-    image's /etc/passwd and /etc/group (a lone user gets its primary group)."""
+    image's /etc/passwd and /etc/group (a lone user gets its primary group).
+    Every way it can fail is one ContextError in Docker's words: an unknown
+    name, an id out of range, a passwd line whose id is not a number."""
     user, _, grp = spec.partition(":")
+    prefix = "unable to convert uid/gid chown string to host mapping"
 
     def table(text: str | None) -> dict[str, list[str]]:
-        rows = {}
+        rows: dict[str, list[str]] = {}
         for line in (text or "").splitlines():
             f = line.split(":")
-            if len(f) >= 3 and f[0]:
-                rows[f[0]] = f
+            if len(f) >= 3 and f[0] and not f[0].startswith("#"):
+                rows.setdefault(f[0], f)
         return rows
 
+    def number(text: str, what: str) -> int:
+        if not (text.isascii() and text.isdigit()):
+            raise ContextError(f"{prefix}: invalid {what} {text!r}")
+        value = int(text)
+        if value > MAX_ID:
+            raise ContextError(f"{prefix}: {what} {text} is out of range (0-{MAX_ID})")
+        return value
+
+    if not user:
+        raise ContextError(f"{prefix}: invalid chown string {spec!r}")
     users = table(passwd)
-    if user.isdigit():
-        uid = int(user)
+    if user.isascii() and user.isdigit():
+        uid = number(user, "uid")
         row = next((r for r in users.values() if r[2] == user), None)
     elif user in users:
         row = users[user]
-        uid = int(users[user][2])
+        uid = number(row[2], f"uid of user {user} in the image's /etc/passwd:")
     else:
-        raise ContextError(f"unable to convert uid/gid chown string to host mapping: "
-                           f"can't find uid for user {user}: no such user: {user}")
+        raise ContextError(f"{prefix}: can't find uid for user {user}: no such user: {user}")
     if not grp:
-        gid = int(row[3]) if row and len(row) > 3 and row[3].isdigit() else uid
-    elif grp.isdigit():
-        gid = int(grp)
+        primary = row[3] if row is not None and len(row) > 3 else ""
+        gid = int(primary) if primary.isascii() and primary.isdigit() \
+            and int(primary) <= MAX_ID else uid
+    elif grp.isascii() and grp.isdigit():
+        gid = number(grp, "gid")
     else:
         groups = table(group)
         if grp not in groups:
-            raise ContextError(f"unable to convert uid/gid chown string to host mapping: "
-                               f"can't find gid for group {grp}: no such group: {grp}")
-        gid = int(groups[grp][2])
+            raise ContextError(f"{prefix}: can't find gid for group {grp}: no such group: "
+                               f"{grp}")
+        gid = number(groups[grp][2], f"gid of group {grp} in the image's /etc/group:")
     return uid, gid
 
 
@@ -382,8 +422,11 @@ def plan(req: CopyRequest, tree: SourceTree, existing: Existing,
             for s_ in matches:
                 pivots[s_] = s_[len(base):].lstrip("/") if base else s_
     if req.exclude:
-        from .dockerignore import Matcher, compile_patterns
-        skip = Matcher(compile_patterns(req.exclude))
+        from .dockerignore import compile_patterns
+        try:
+            skip = Matcher(compile_patterns(req.exclude))
+        except PatternError as e:
+            raise ContextError(f"--exclude: {e}") from None
         resolved = [(k, v) for k, v in resolved
                     if k != "path" or not skip.excluded(posixpath.basename(v))]
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -185,12 +186,29 @@ class Dockerfile:
 
 # -- parsing -----------------------------------------------------------------------------
 
-def parse_file(path: str, *, label: str | None = None) -> Dockerfile:
+def parse_file(path: str, *, label: str | None = None,
+               context: str | os.PathLike | None = None) -> Dockerfile:
+    """Parse the Dockerfile at ``path`` (``-f``: the user's own file), or,
+    with ``context``, the one at ``path`` inside that build context, which
+    is untrusted: its symlinks are resolved inside the context, never out to
+    the host. Either must be a regular file (a FIFO is refused, not waited
+    on)."""
+    from .context import ContextDir, ContextError
+    from .dockerignore import Matcher
+    from .safefile import read_text
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
+        if context is None:
+            text = read_text(path)
+        else:
+            tree = ContextDir(context, Matcher([]))
+            try:
+                text = tree.read_text(path)
+            finally:
+                tree.close()
     except OSError as e:
         raise DockerfileError(f"cannot read {label or path}: {e.strerror}") from None
+    except ContextError as e:
+        raise DockerfileError(f"cannot read {label or path}: {e}") from None
     return parse_text(text, label or path)
 
 

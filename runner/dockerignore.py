@@ -17,6 +17,11 @@ import re
 from dataclasses import dataclass
 
 
+class PatternError(ValueError):
+    """A pattern Go's ``filepath.Match`` would call malformed (Docker then
+    fails with "syntax error in pattern")."""
+
+
 @dataclass(frozen=True)
 class Pattern:
     text: str            # cleaned, without the ``!``
@@ -56,25 +61,46 @@ def _regex(pattern: str) -> re.Pattern[str]:
             i += 1
             out.append(re.escape(pattern[i]))
         elif ch == "[":
-            j = i + 1
-            if j < n and pattern[j] in "!^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                raise ValueError(f"syntax error in pattern {pattern!r}")
-            body = pattern[i + 1:j]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = j
+            cls, i = _char_class(pattern, i + 1)
+            out.append(cls)
         else:
             out.append(re.escape(ch))
         i += 1
     out.append("$")
-    return re.compile("".join(out), re.DOTALL)
+    try:
+        return re.compile("".join(out), re.DOTALL)
+    except re.error:            # e.g. a range out of order, ``[z-a]``
+        raise PatternError(f"syntax error in pattern {pattern!r}") from None
+
+
+def _char_class(pattern: str, i: int) -> tuple[str, int]:
+    """A ``[...]`` class starting after its ``[`` at ``i``, as Go's
+    ``filepath.Match`` reads it (``^``/``!`` negates, ``a-z`` ranges, ``\\``
+    escapes, everything else literal): (regex, index of the closing ``]``)."""
+    n = len(pattern)
+    out = "["
+    if i < n and pattern[i] in "!^":
+        out += "^"
+        i += 1
+    count = 0
+    while i < n and not (pattern[i] == "]" and count):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 1
+            if i >= n:
+                break
+            ch = pattern[i]
+        elif ch in "-]" and not count:
+            raise PatternError(f"syntax error in pattern {pattern!r}")
+        if ch == "-" and count and i + 1 < n and pattern[i + 1] != "]":
+            out += "-"
+        else:
+            out += re.escape(ch)
+            count += 1
+        i += 1
+    if i >= n:
+        raise PatternError(f"syntax error in pattern {pattern!r}")
+    return out + "]", i
 
 
 def compile_patterns(lines: list[str]) -> list[Pattern]:
@@ -87,7 +113,7 @@ def compile_patterns(lines: list[str]) -> list[Pattern]:
         if exclusion:
             text = text[1:].strip()
             if not text:
-                raise ValueError("illegal exclusion pattern: \"!\"")
+                raise PatternError("illegal exclusion pattern: \"!\"")
         text = clean(text)
         patterns.append(Pattern(text, exclusion, _regex(text)))
     return patterns
