@@ -851,8 +851,8 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
             mounts: list[dict]) -> tuple[int, Path | None]:
         from . import namespaces as ns
         from .container import ContainerConfig, Containers, new_id
-        from .launch import Launch, StartError, Stdio
-        from .rootfs import make_init_layer
+        from .launch import Launch, StartError
+        from .rootfs import make_init_layer, remove_init_layer
         layers = LayerStore(root)
         net = "host" if network in ("", "default", "host") else network
         if net not in ("host", "none", "slirp4netns", "pasta"):
@@ -876,13 +876,12 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
             launch = Launch(c, spec, ids, ns.plan_mapping(), root / "volumes")
             fd = out.fileno()
             try:
-                launch.spawn(Stdio(None, fd, fd))
+                code = _run_relayed(launch, fd)
             except StartError as e:
                 raise BuildError(f"cannot run {argv!r}: {e}") from None
             finally:
                 if isinstance(out, _Null):
                     os.close(fd)
-            code = launch.wait()
             if code != 0:
                 return code, None
             return 0, _upper_tar(spec, ids, c.upper, scratch, timestamp,
@@ -890,8 +889,33 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
         finally:
             say(f"Removing intermediate container {cid[:12]}\n")
             containers.remove(c)
+            remove_init_layer(layers, init)
 
     return run
+
+
+def _run_relayed(launch, out_fd: int) -> int:
+    """Start a step's container with its output on a pipe we copy to
+    ``out_fd`` (never the user's terminal itself), until it ends; its code."""
+    import threading
+
+    from .launch import Stdio
+    from .tty import relay
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        launch.spawn(Stdio(None, out_w, out_w))
+    except BaseException:
+        os.close(out_r)
+        raise
+    finally:
+        os.close(out_w)
+    ended = threading.Event()
+    copier = threading.Thread(target=relay, args=([(out_r, out_fd)], None, ended), daemon=True)
+    copier.start()
+    code = launch.wait()
+    ended.set()
+    copier.join()
+    return code
 
 
 def _upper_tar(spec: list[tuple[Path, list]], ids: list[str], upper: Path, scratch: Path,

@@ -496,7 +496,10 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         pipes = [out_r, err_r]
-        stdio = Stdio(0 if interactive else None, out_w, err_w)
+        in_r = in_w = None
+        if interactive:                 # relayed too: never our own fd 0
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        stdio = Stdio(in_r, out_w, err_w)
     log = os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     handlers = {}
     try:
@@ -509,8 +512,9 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
         raise
     finally:
         if pipes:
-            os.close(stdio.stdout)
-            os.close(stdio.stderr)
+            for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
+                if fd is not None:
+                    os.close(fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                 signal.SIGUSR1, signal.SIGUSR2):
         handlers[sig] = signal.signal(sig, lambda s, _f: launch.forward(s))
@@ -535,6 +539,8 @@ def _foreground(c, interactive: bool, tty_: bool) -> int:
         relay = threading.Thread(target=ttymod.relay, args=(
             [(pipes[0], 1), (pipes[1], 2)], log, ended), daemon=True)
         relay.start()
+        if in_w is not None:
+            threading.Thread(target=ttymod.feed, args=(0, in_w, ended), daemon=True).start()
     code = launch.wait()
     ended.set()
     if checks is not None:
@@ -1340,17 +1346,29 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
     if c.paused:
         raise CliError(f"container {c.id} is paused, unpause the container before exec")
     full_env = cfgmod.merge_env(c.config.env, _env_overrides(env_file, env))
+    # The process never gets our own fds 0/1/2 (a terminal is read-write: a
+    # process left behind would read what the user types next): a pty with
+    # -t, else pipes we relay until the process ends.
     master = None
+    ours: list[int] = []                   # the process's ends, closed once it runs
+    out_r = err_r = in_w = None
     if tty_:
         master, slave = os.openpty()
         if sys.stdin.isatty():
             ttymod.copy_winsize(0, slave)
         stdio = launchmod.Stdio(None, 1, 2, pty_slave=slave)
     elif detach:
-        null = os.open(os.devnull, os.O_RDWR)
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         stdio = launchmod.Stdio(None, null, null)
+        ours = [null]
     else:
-        stdio = launchmod.Stdio(0 if interactive else None, 1, 2)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r = None
+        if interactive:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        stdio = launchmod.Stdio(in_r, out_w, err_w)
+        ours = [fd for fd in (in_r, out_w, err_w) if fd is not None]
     mapping_full = ns.plan_mapping().full
     try:
         holder = launchmod.exec_in(c, command, full_env,
@@ -1358,30 +1376,67 @@ def _exec(ref: str, command: list[str], interactive: bool, tty_: bool, detach: b
                                    workdir or c.config.workdir, stdio, mapping_full)
     except launchmod.StartError as e:
         raise CliError(str(e), e.code) from None
+    finally:
+        for fd in ours:
+            os.close(fd)
     if detach:
         return 0
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda s, _f: _kill_quiet(holder, s))
+    return _relay_exec(holder, master, interactive, out_r, err_r, in_w)
+
+
+def _relay_exec(holder: int, master: int | None, interactive: bool, out_r: int | None,
+                err_r: int | None, in_w: int | None) -> int:
+    """Relay an exec'd process's stdio until it exits (as ``docker exec``
+    returns when its process does, whatever it left running); its code."""
+    import threading
+
+    from . import launch as launchmod
+    from . import tty as ttymod
+    ended = threading.Event()
+    code: list[int] = []
     if master is not None:
+        stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
+
+        def reap() -> None:
+            code.append(launchmod.wait_pid(holder))
+            os.close(stop_w)
+        waiter = threading.Thread(target=reap, daemon=True)
+        waiter.start()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # a closed terminal detaches
         with ttymod.raw_mode(0) if interactive else _nullctx():
-            ttymod.proxy(master, 0 if interactive else None, 1)
-    return launchmod.wait_pid(holder)
+            ttymod.proxy(master, 0 if interactive else None, 1, stop=stop_r)
+        waiter.join()
+        os.close(stop_r)
+        os.close(master)
+        return code[0]
+    relay = threading.Thread(target=ttymod.relay, args=([(out_r, 1), (err_r, 2)], None, ended),
+                             daemon=True)
+    relay.start()
+    if in_w is not None:
+        threading.Thread(target=ttymod.feed, args=(0, in_w, ended), daemon=True).start()
+    result = launchmod.wait_pid(holder)
+    ended.set()
+    relay.join()
+    return result
 
 
 def _attach(c, stdin: bool, keys: bytes) -> int:
     """A -t container: through its monitor's socket, in raw mode; else its
     output followed from now on. The container's code once it ends."""
-    import socket
-
     from . import tty as ttymod
     if not c.config.tty:
         _follow_from_end(c)
         _await_stopped(c, 1e9)
         return _exit_code(c)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    from unionfs.private import PrivateDirError
     try:
-        sock.connect(str(ttymod.socket_path(c.id)))
+        sock = ttymod.connect(c.id)
+    except PrivateDirError as e:
+        raise CliError(str(e)) from None
+    except PermissionError as e:
+        raise CliError(f"container {c.id}: {e.strerror}") from None
     except OSError:
         raise CliError(f"container {c.id} has no terminal to attach to") from None
     in_fd = 0 if stdin and sys.stdin.isatty() else (0 if stdin else None)

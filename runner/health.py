@@ -47,6 +47,26 @@ def _stamp(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
+def _check(cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
+    """One check through ``dockish exec`` (which relays the check's output
+    and returns when the check does, whatever it leaves running); past the
+    timeout the check is stopped (SIGTERM, forwarded into the container,
+    then SIGKILL), as Docker stops it."""
+    p = subprocess.Popen([*_DOCKISH, "exec", cid, *argv], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        try:
+            p.communicate(timeout=1)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+        return -1, f"Health check exceeded timeout ({timeout:g}s)"
+    return p.returncode, out.decode(errors="replace")
+
+
 def run_checks(c, hc: dict, ended: threading.Event) -> None:
     """The loop; returns once ``ended`` is set (the container is gone)."""
     cfg = {**DEFAULTS, **{k: v for k, v in hc.items() if v}}
@@ -58,12 +78,7 @@ def run_checks(c, hc: dict, ended: threading.Event) -> None:
     c.write_state(health=health)
     while not ended.wait(interval):
         t0 = time.time()
-        try:
-            p = subprocess.run([*_DOCKISH, "exec", c.id, *argv], capture_output=True,
-                               timeout=timeout, stdin=subprocess.DEVNULL)
-            code, output = p.returncode, (p.stdout + p.stderr).decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            code, output = -1, f"Health check exceeded timeout ({timeout:g}s)"
+        code, output = _check(c.id, argv, timeout)
         if ended.is_set():
             return
         if code == 0:

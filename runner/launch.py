@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -132,8 +133,9 @@ class Launch:
         if pid == 0:
             code = EXIT_DOCKISH
             try:
-                for fd in (sync_r, go_w, exec_r, exit_r):
-                    os.close(fd)
+                # the holder keeps its pipes and the container's stdio, nothing
+                # the caller had open (a build context, a cache lock, a CI's fds)
+                ns.close_fds_except({sync_w, go_r, exec_w, exit_w, *_stdio_fds(stdio)})
                 code = _holder(self, stdio, sync_w, go_r, exec_w)
             except BaseException as e:    # noqa: BLE001 - reported as one line
                 _fail(sync_w, EXIT_DOCKISH, _msg(e))
@@ -281,19 +283,10 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
             _report(exec_w, EXIT_DOCKISH, _msg(e))
         os._exit(code)
     os.close(exec_w)
-    for fd in (stdio.stdin, stdio.stdout, stdio.stderr, stdio.pty_slave):
-        if fd is not None and fd > 2:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    _hold_nothing(stdio)
     _send(sync_w, f"P{init} {daemon}")
     os.close(sync_w)
     os.close(go_r)
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)           # the holder holds no terminal or log open
-    os.close(null)
 
     _forward_signals(init)
     while True:
@@ -335,10 +328,7 @@ def _fork_view(launch: Launch) -> tuple[int, int, int]:
             os.dup2(null, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            keep = sorted({w, go_r})
-            os.closerange(3, keep[0])
-            os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, 1 << 16)
+            ns.close_fds_except({w, go_r})
             rootfs.preload_view()
             if os.read(go_r, 1) != b"g":
                 os._exit(0)
@@ -393,12 +383,95 @@ def _report(fd: int, code: int, msg: str) -> None:
         pass
 
 
-def _read_text(path: str) -> str:
+VIEW_FILE_MAX = 4 << 20
+
+
+def _read_view_file(path: str) -> str:
+    """A file of the container's own (its /etc/passwd), read by dockish
+    inside the container's root: missing is empty; a FIFO, device or
+    directory there is refused at once, never waited on (the container made
+    it), and no magic link is followed out of the root."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
+        fd = ns.openat2(ns.AT_FDCWD, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,
+                        ns.RESOLVE_NO_MAGICLINKS)
+    except (FileNotFoundError, NotADirectoryError):
         return ""
+    except OSError as e:
+        raise _ExecFailed(f"cannot read {path}: {os.strerror(e.errno)}",
+                          EXIT_CANNOT_RUN) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _ExecFailed(f"cannot read {path}: not a regular file", EXIT_CANNOT_RUN)
+        if st.st_size > VIEW_FILE_MAX:
+            raise _ExecFailed(f"cannot read {path}: larger than {VIEW_FILE_MAX >> 20} MiB",
+                              EXIT_CANNOT_RUN)
+        data = os.read(fd, VIEW_FILE_MAX + 1)[:VIEW_FILE_MAX]
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")
+
+
+def _container_user(spec: str, mapping: ns.IdMapping | None) -> cfgmod.User:
+    """``-u`` resolved against the container's /etc/passwd and /etc/group;
+    refused (126) if the ids are not mapped into the container."""
+    try:
+        user = cfgmod.resolve_user(spec, _read_view_file("/etc/passwd"),
+                                   _read_view_file("/etc/group"))
+    except cfgmod.UserLookupError as e:
+        raise _ExecFailed(str(e), EXIT_CANNOT_RUN) from None
+    if mapping is not None and (mapping.host_uid(user.uid) is None or
+                                not any(i <= user.gid < i + n for i, _, n in mapping.gids)):
+        why = ("only root is mapped without /etc/subuid and /etc/subgid ranges"
+               if not mapping.full else
+               f"ids from {max(i + n for i, _, n in mapping.uids)} up are not mapped")
+        raise _ExecFailed(f"user {user.uid}:{user.gid} does not exist in the container: {why}",
+                          EXIT_CANNOT_RUN)
+    return user
+
+
+def _open_workdir(workdir: str, make: bool) -> int:
+    """An O_PATH fd on the working directory, resolved inside the container's
+    root with no magic link (/proc/self/fd/N, /proc/1/cwd lead out of it);
+    missing directories are made when ``make`` (as Docker does for run).
+    Runs as root of the container, before it drops to its user."""
+    flags = os.O_PATH | os.O_DIRECTORY
+    fd = os.open("/", flags | os.O_CLOEXEC)
+    try:
+        for part in [p for p in workdir.split("/") if p]:
+            try:
+                nfd = ns.openat2(fd, part, flags, ns.RESOLVE_NO_MAGICLINKS)
+            except FileNotFoundError:
+                if not make:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                nfd = ns.openat2(fd, part, flags, ns.RESOLVE_NO_MAGICLINKS)
+            os.close(fd)
+            fd = nfd
+    except OSError as e:
+        os.close(fd)
+        what = "make" if make else "enter"
+        raise _ExecFailed(f"cannot {what} the working directory {workdir}: "
+                          f"{os.strerror(e.errno)}", EXIT_CANNOT_RUN) from None
+    return fd
+
+
+def _enter_workdir(workdir: str, fd: int) -> None:
+    """chdir as the container's user (its permissions apply), then check it
+    landed on the directory ``_open_workdir`` found, inside the root (runc's
+    check after CVE-2024-21626): else refuse, 126."""
+    try:
+        os.chdir(workdir or "/")
+        here, there = os.stat("."), os.fstat(fd)
+        cwd = os.getcwd()
+    except OSError as e:
+        raise _ExecFailed(f"cannot enter the working directory {workdir}: "
+                          f"{os.strerror(e.errno)}", EXIT_CANNOT_RUN) from None
+    finally:
+        os.close(fd)
+    if not cwd.startswith("/") or (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+        raise _ExecFailed(f"cannot enter the working directory {workdir}: it is outside "
+                          "the container's root", EXIT_CANNOT_RUN)
 
 
 def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
@@ -408,32 +481,13 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
         signal.signal(sig, signal.SIG_DFL)
     console = os.ttyname(stdio.pty_slave) if stdio.pty_slave is not None else None
     _wire_stdio(stdio)
-    for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
-        if fd is not None and fd > 2:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    ns.close_fds_except({exec_w})        # before any chdir: see close_fds_except
     rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
                       full_ids=launch.mapping.full, console=console)
-    try:
-        user = cfgmod.resolve_user(cfg.user, _read_text("/etc/passwd"),
-                                   _read_text("/etc/group"))
-    except cfgmod.UserLookupError as e:
-        raise _ExecFailed(str(e), EXIT_CANNOT_RUN) from None
-    if launch.mapping.host_uid(user.uid) is None or \
-            not any(i <= user.gid < i + n for i, _, n in launch.mapping.gids):
-        raise _ExecFailed(f"user {user.uid}:{user.gid} does not exist in the container: "
-                          "only root is mapped without /etc/subuid and /etc/subgid ranges",
-                          EXIT_CANNOT_RUN)
+    user = _container_user(cfg.user, launch.mapping)
     env = cfgmod.finish_env(cfg.env, hostname=cfg.hostname, home=user.home, tty=cfg.tty)
     workdir = cfg.workdir or "/"
-    if not os.path.isdir(workdir):
-        try:
-            os.makedirs(workdir, 0o755)
-        except OSError as e:
-            raise _ExecFailed(f"cannot make the working directory {workdir}: {_msg(e)}",
-                              EXIT_CANNOT_RUN) from None
+    wd_fd = _open_workdir(workdir, make=True)
     groups = [g for g in user.groups
               if any(i <= g < i + n for i, _, n in launch.mapping.gids)]
     capabilities.limit_bounding(cfg.capabilities())
@@ -442,17 +496,34 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)     # a uid change clears it
-    try:
-        os.chdir(workdir)
-    except OSError as e:
-        raise _ExecFailed(f"cannot enter the working directory {workdir}: {_msg(e)}",
-                          EXIT_CANNOT_RUN) from None
+    _enter_workdir(workdir, wd_fd)
     if cfg.init and cfg.init_path:
         _check_command(cfg.argv[0], env)      # one line of ours, not tini's
         _exec([cfg.init_path, "--", *cfg.argv], env)
     if cfg.init:
         _reaper(cfg.argv, env, exec_w)
     _exec(cfg.argv, env)
+
+
+def _stdio_fds(stdio: Stdio) -> set[int]:
+    return {fd for fd in (stdio.stdin, stdio.stdout, stdio.stderr, stdio.pty_slave)
+            if fd is not None}
+
+
+def _hold_nothing(stdio: Stdio) -> None:
+    """A holder, once its container process is started, keeps none of the
+    container's stdio: 0, 1 and 2 become /dev/null, so the end of the
+    process is the end of its pipes (and no terminal or log stays open)."""
+    for fd in _stdio_fds(stdio):
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _wire_stdio(stdio: Stdio) -> None:
@@ -563,24 +634,25 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
     if holder == 0:
         code = EXIT_DOCKISH
         try:
-            os.close(r)
+            ns.close_fds_except({w, *_stdio_fds(stdio)})   # nothing of the caller's
             os.setsid()
             ns.join(pid)
             child = os.fork()          # the pid namespace applies to children
             if child == 0:
                 try:
                     _wire_stdio(stdio)
-                    u = cfgmod.resolve_user(user, _read_text("/etc/passwd"),
-                                            _read_text("/etc/group"))
+                    ns.close_fds_except({w})
+                    u = _container_user(user, None)
                     full = cfgmod.finish_env(env, hostname=c.config.hostname, home=u.home,
                                              tty=stdio.pty_slave is not None)
+                    wd_fd = _open_workdir(workdir or "/", make=False)
                     capabilities.limit_bounding(c.config.capabilities())
                     if mapping_full:
                         os.setgroups(list(u.groups))
                     os.setresgid(u.gid, u.gid, u.gid)
                     os.setresuid(u.uid, u.uid, u.uid)
                     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
-                    os.chdir(workdir or "/")
+                    _enter_workdir(workdir or "/", wd_fd)
                     _exec(argv, full)
                 except _ExecFailed as e:
                     _report(w, e.code, str(e))
@@ -589,8 +661,7 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
                     _report(w, EXIT_CANNOT_RUN, _msg(e))
                     os._exit(EXIT_CANNOT_RUN)
             os.close(w)
-            if stdio.pty_slave is not None:
-                os.close(stdio.pty_slave)
+            _hold_nothing(stdio)
             _forward_signals(child)
             _, status = os.waitpid(child, 0)
             code = os.waitstatus_to_exitcode(status)

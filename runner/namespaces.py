@@ -115,6 +115,66 @@ def sethostname(name: str) -> None:
     _check(_LIBC.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
 
 
+# ------------------------------------------------------------------ fds and mount attributes
+
+_SYS_OPENAT2 = 437          # the same number on every architecture (new syscall table)
+_SYS_MOUNT_SETATTR = 442
+RESOLVE_NO_MAGICLINKS = 0x02
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _syscall_errno(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
+    """``openat2(2)``: open ``path`` with the kernel's ``RESOLVE_*`` limits
+    (a process about to enter a container opens its working directory with
+    RESOLVE_NO_MAGICLINKS, so /proc/self/fd/N cannot lead it out)."""
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+    ret = _LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), _b(path),
+                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+    return _syscall_errno(ret, f"open {path}")
+
+
+def mount_setattr_rdonly(target: str) -> None:
+    """Make the mount at ``target`` and every mount below it read-only and
+    private in one step (``mount_setattr(AT_RECURSIVE)``, Linux 5.12+);
+    OSError(ENOSYS) on older kernels."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, MS_PRIVATE, 0)
+    ret = _LIBC.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), _b(target),
+                        ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
+                        ctypes.c_size_t(ctypes.sizeof(attr)))
+    _syscall_errno(ret, f"mount_setattr {target}")
+
+
+def close_fds_except(keep: set[int] | frozenset[int]) -> None:
+    """Close every fd above 2 but ``keep`` (close_range(2) per gap, as runc
+    does before entering a container: O_CLOEXEC acts only at execve, and a
+    directory fd still open at a chdir leads out of the container's root)."""
+    lo = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 0x7FFFFFFF)
+
+
 # ------------------------------------------------------------------ id maps
 
 @dataclass(frozen=True)

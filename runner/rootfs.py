@@ -12,6 +12,7 @@ container's first process, before it drops to the container's user.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -75,6 +76,19 @@ def make_init_layer(store, hostname: str, network: str, ip: str | None = None) -
         host_resolv = ""
     data = init_layer_tar(hostname, network, ip, host_resolv)
     return store.import_blob(io.BytesIO(data), compression="none")
+
+
+def remove_init_layer(store, diff_id: str) -> None:
+    """Drop a container's init layer with the container: it is that
+    container's alone (its hostname is in it), no image refers to it."""
+    import shutil
+
+    from unionfs.layers import LayerStoreError
+    try:
+        path = store.tar_path(diff_id).parent
+    except LayerStoreError:
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ the view
@@ -205,10 +219,35 @@ def _locked_flags(path: str) -> int:
 
 
 def bind(source: str, target: str, readonly: bool, recursive: bool = True) -> None:
+    """Bind ``source`` at ``target``, with the mounts below it; ``readonly``
+    holds for all of them (else ``-v /dev:/d:ro`` would leave /d/shm
+    writable), and none of them propagates back to the host."""
     ns.mount(source, target, None, ns.MS_BIND | (ns.MS_REC if recursive else 0))
-    if readonly:
-        ns.mount(None, target, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY
-                 | _locked_flags(target))
+    if not readonly:
+        return
+    try:
+        ns.mount_setattr_rdonly(target)
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        _remount_read_only(target, strict=True)    # before Linux 5.12: one at a time
+
+
+def _remount_read_only(target: str, strict: bool) -> None:
+    """Remount ``target`` and every mount below it read-only (keeping the
+    flags the kernel will not let a user namespace drop), from the mount
+    table of this namespace; ``strict``: a mount that refuses is an error."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for p in points:
+        p = p.replace("\\040", " ")
+        if p == target or p.startswith(target + "/"):
+            try:
+                ns.mount(None, p, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY
+                         | _locked_flags(p))
+            except OSError:
+                if strict:
+                    raise
 
 
 MASKED = ["kcore", "keys", "timer_list", "sched_debug", "latency_stats"]
@@ -247,16 +286,10 @@ def _mount_sys(target: str) -> None:
     except OSError:
         pass
     ns.mount("/sys", target, None, ns.MS_BIND | ns.MS_REC)
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for p in points:
-        p = p.replace("\\040", " ")
-        if p == target or p.startswith(target + "/"):
-            try:
-                ns.mount(None, p, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY
-                         | _locked_flags(p))
-            except OSError:
-                pass
+    try:
+        ns.mount_setattr_rdonly(target)
+    except OSError:
+        _remount_read_only(target, strict=False)
 
 
 def _setup_dev(root: str, gid_tty: int | None, console: str | None) -> None:

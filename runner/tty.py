@@ -16,6 +16,7 @@ import select
 import signal
 import struct
 import termios
+import time
 import tty
 from collections.abc import Iterator
 
@@ -62,18 +63,26 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
+DRAIN_SECONDS = 0.5
+"""How long output is still copied once the process has ended: a stray
+process that keeps writing to the pipes does not keep the command going."""
+
+
 def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
     """Copy each pipe of ``pairs`` (read fd, write fd) to its fd and to
-    ``copy_to`` until all reach end of file; once ``ended`` (the container
+    ``copy_to`` until all reach end of file; once ``ended`` (the process
     is gone) is set, whatever is still buffered is copied and the pipes are
     closed, even if a stray process keeps one open."""
     out = dict(pairs)
+    stop_at = None
     while out:
+        if stop_at is None and ended.is_set():     # checked before select: output
+            stop_at = time.monotonic() + DRAIN_SECONDS   # written just before the end counts
         try:
             ready, _, _ = select.select(list(out), [], [], 0.1)
         except InterruptedError:
             continue
-        if not ready and ended.is_set():
+        if stop_at is not None and (not ready or time.monotonic() > stop_at):
             break
         for fd in ready:
             try:
@@ -94,6 +103,30 @@ def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
                     _write_all(copy_to, data)
     for fd in out:
         os.close(fd)
+
+
+def feed(src: int, dst: int, ended) -> None:
+    """Copy the user's input (``src``) into the container's stdin pipe
+    (``dst``) while its process runs; closes ``dst`` at end of input. Once
+    ``ended`` is set nothing more is read, so what the user types after the
+    command returned never reaches a process it left behind."""
+    try:
+        while not ended.is_set():
+            try:
+                ready, _, _ = select.select([src], [], [], 0.1)
+            except InterruptedError:
+                continue
+            if not ready or ended.is_set():
+                continue
+            data = os.read(src, 65536)
+            if not data:
+                break
+            _write_all(dst, data)
+    except OSError:
+        pass                        # the user's side or the container's pipe is gone
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(dst)
 
 
 def socket_path(cid: str):
@@ -220,7 +253,8 @@ class _Clients:
 
 
 def proxy(master: int, in_fd: int | None, out_fd: int | None,
-          copy_to: int | None = None, listener=None, accept_input: bool = False) -> None:
+          copy_to: int | None = None, listener=None, accept_input: bool = False,
+          stop: int | None = None) -> None:
     """Copy between the user's side and the pty until the container's side
     is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i).
     Output also goes to ``copy_to`` (the container's log) and to the
@@ -228,7 +262,11 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
 
     A user's terminal that goes away (hangup: EIO or end of input on a tty,
     a failed write) is dropped as Docker's client drops it: the container
-    runs on, gets no ^D, and its output still reaches the log and clients."""
+    runs on, gets no ^D, and its output still reaches the log and clients.
+
+    ``stop``: an fd that turns readable when the process has ended (exec):
+    then what is buffered is copied and the relay ends, though a process
+    left behind may hold the pty open."""
     def on_winch(*_):
         if in_fd is not None:
             copy_winsize(in_fd, master)
@@ -239,12 +277,24 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
             copy_winsize(in_fd, master)
         watching = [master] + ([in_fd] if in_fd is not None else [])
         in_tty = in_fd is not None and os.isatty(in_fd)   # a hung-up tty says no later
+        stop_at = None
         while True:
+            if stop_at is not None:
+                if time.monotonic() > stop_at:
+                    return
+                watching = [master]          # no more input once the process is gone
             try:
-                ready, _, _ = select.select(watching + (clients.fds() if clients else []),
-                                            [], [])
+                ready, _, _ = select.select(
+                    watching + (clients.fds() if clients else [])
+                    + ([stop] if stop is not None and stop_at is None else []),
+                    [], [], None if stop_at is None else 0.05)
             except InterruptedError:
                 continue
+            if stop is not None and stop_at is None and stop in ready:
+                stop_at = time.monotonic() + DRAIN_SECONDS
+                continue
+            if stop_at is not None and master not in ready:
+                return
             if master in ready:
                 try:
                     data = os.read(master, 65536)
