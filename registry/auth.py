@@ -79,8 +79,11 @@ def auth_files(authfile: str | None = None) -> list[Path]:
 
 
 def read_config(path: Path) -> dict:
+    """A config or auth file as a JSON object (a FIFO or directory there is
+    refused in one line, not waited on)."""
+    from runner.safefile import read_file
     try:
-        data = json.loads(path.read_bytes() or b"{}")
+        data = json.loads(read_file(path) or b"{}")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -113,6 +116,15 @@ def _keys_for(host: str) -> tuple[str, ...]:
             f"https://{host}/v2/")
 
 
+def config_list(data: dict, key: str) -> list[str]:
+    """A list of strings from a config file (``insecure-registries``,
+    ``registry-mirrors``); any other shape is refused in one line."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise AuthError(f"{config_path()}: {key} must be a list of strings")
+    return value
+
+
 def _lookup(auths: dict, host: str) -> tuple[str, str] | None:
     for key in _keys_for(host):
         entry = auths.get(key)
@@ -120,13 +132,18 @@ def _lookup(auths: dict, host: str) -> tuple[str, str] | None:
             continue
         if entry.get("auth"):
             try:
+                if not isinstance(entry["auth"], str):
+                    raise ValueError
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 raise AuthError(f"the credentials stored for {host} are not valid base64") \
                     from None
             return user, password
         if entry.get("username"):
-            return entry["username"], entry.get("password", "")
+            user, password = entry["username"], entry.get("password", "")
+            if not (isinstance(user, str) and isinstance(password, str)):
+                raise AuthError(f"the credentials stored for {host} are not strings")
+            return user, password
     return None
 
 
@@ -145,6 +162,8 @@ def store_credentials(host: str, user: str, password: str, authfile: str | None 
     path = Path(authfile) if authfile else config_path()
     data = read_config(path)
     auths = data.setdefault("auths", {})
+    if not isinstance(auths, dict):
+        raise AuthError(f"{path}: auths is not a JSON object")
     key = DOCKER_HUB_KEYS[0] if host in DOCKER_HUB_KEYS else host
     auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
     write_config(path, data)
@@ -155,6 +174,8 @@ def remove_credentials(host: str, authfile: str | None = None) -> bool:
     path = Path(authfile) if authfile else config_path()
     data = read_config(path)
     auths = data.get("auths") or {}
+    if not isinstance(auths, dict):
+        raise AuthError(f"{path}: auths is not a JSON object")
     gone = [k for k in _keys_for(host) if k in auths]
     for k in gone:
         del auths[k]
@@ -189,5 +210,5 @@ def basic_header(user: str, password: str) -> str:
 
 
 __all__ = ["AuthError", "Challenge", "parse_challenges", "config_path", "auth_files",
-           "read_config", "write_config", "find_credentials", "store_credentials",
+           "config_list", "read_config", "write_config", "find_credentials", "store_credentials",
            "remove_credentials", "TokenCache", "basic_header"]

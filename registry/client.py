@@ -63,8 +63,8 @@ class Options:
     def from_config(cls, tls_verify: bool | None = None, authfile: str | None = None,
                     **kw) -> Options:
         data = auth.read_config(auth.config_path())
-        insecure = tuple(str(x) for x in data.get("insecure-registries") or [])
-        mirrors = tuple(str(x) for x in data.get("registry-mirrors") or [])
+        insecure = tuple(auth.config_list(data, "insecure-registries"))
+        mirrors = tuple(auth.config_list(data, "registry-mirrors"))
         return cls(tls_verify=tls_verify, authfile=authfile, insecure=insecure,
                    mirrors=mirrors, **kw)
 
@@ -138,7 +138,7 @@ class Client:
             self.session.get(f"https://{self.host}/v2/", verify=False, timeout=self._timeout(),
                              allow_redirects=False)
             return "https"
-        except (SSLError, RequestsConnectionError, Timeout):
+        except requests.RequestException:       # no TLS there (or nothing at all)
             return "http"
 
     # -- credentials -------------------------------------------------------------
@@ -181,21 +181,19 @@ class Client:
         try:
             r = self.session.get(params["realm"], params=query, timeout=self._timeout(),
                                  auth=creds, verify=self._realm_verify(params["realm"]))
-        except (RequestsConnectionError, Timeout) as e:
+        except requests.RequestException as e:
             raise RegistryError(f"{self.host}: the token service {params['realm']} "
-                                f"cannot be reached ({e})") from None
+                                f"cannot be reached ({_reason(e)})") from None
         if r.status_code in (401, 403):
             why = "incorrect username or password" if creds else "authentication required"
             raise RegistryError(f"{self.host}: unauthorized: {why}")
         if r.status_code != 200:
             raise RegistryError(f"{self.host}: the token service answered HTTP {r.status_code}")
-        try:
-            body = r.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
-            token = None
+        body = json_object(r, f"{self.host}: registry returned an invalid token response")
+        token = body.get("token") or body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"{self.host}: the token service sent no token")
+            raise RegistryError(f"{self.host}: registry returned an invalid token response "
+                                "(no token)")
         self._tokens.put(key, token, body.get("expires_in"))
         return token
 
@@ -236,6 +234,8 @@ class Client:
                 self._sleep(attempt, None)
                 attempt += 1
                 continue
+            except requests.RequestException as e:     # a bad redirect, URL, body...
+                raise RegistryError(f"{self.host}: {method} {path}: {_reason(e)}") from None
             finally:
                 if callable(body) and data is not None:
                     data.close()
@@ -262,11 +262,13 @@ class Client:
     def _error(self, r: requests.Response, method: str, path: str) -> RegistryError:
         detail = ""
         try:
-            errors = r.json().get("errors") or []
-            detail = "; ".join(f"{e.get('code', '').lower()}: {e.get('message', '')}"
+            errors = r.json()
+        except ValueError:
+            errors = None
+        errors = errors.get("errors") if isinstance(errors, dict) else None
+        if isinstance(errors, list):          # {"errors": [{"code": .., "message": ..}]}
+            detail = "; ".join(f"{str(e.get('code', '')).lower()}: {e.get('message', '')}"
                                for e in errors if isinstance(e, dict))
-        except (ValueError, AttributeError):
-            pass
         r.close()
         what = detail or f"HTTP {r.status_code} {r.reason or ''}".strip()
         if r.status_code == 404:
@@ -282,6 +284,18 @@ class Client:
     def open_blob(self, repo: str, digest: str, size: int | None,
                   scopes: tuple[str, ...]) -> BlobReader:
         return BlobReader(self, f"/v2/{repo}/blobs/{digest}", size, scopes)
+
+
+def json_object(r: requests.Response, error: str) -> dict:
+    """A registry's JSON answer that must be an object: anything else (not
+    JSON, a list, a number) is ``RegistryError(error)``, never a traceback."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RegistryError(f"{error} (not a JSON object)")
+    return body
 
 
 def _reason(e: BaseException) -> str:
@@ -378,4 +392,4 @@ def mirror_clients(domain: str, options: Options) -> list[Client]:
 
 
 __all__ = ["Client", "Options", "RegistryError", "NotFound", "BlobReader", "client_for",
-           "mirror_clients"]
+           "mirror_clients", "json_object"]

@@ -21,7 +21,7 @@ from unionfs.tarindex import LayerError
 from . import manifest as mf
 from . import reference as refs
 from .archive import MAX_JSON, CorruptImageError, FormatError
-from .client import Client, NotFound, Options, RegistryError, mirror_clients
+from .client import Client, NotFound, Options, RegistryError, json_object, mirror_clients
 from .store import ImageRecord, ImageStore
 
 PARALLEL_LAYERS = 3
@@ -231,12 +231,11 @@ def list_tags(ref: refs.Reference, options: Options) -> list[str]:
             break
         r = client.request("GET", url, scopes=scopes)
         try:
-            got = r.json().get("tags") or []
-        except (ValueError, AttributeError):
-            raise FormatError(f"{ref.repository}: the tag list is not valid JSON") from None
+            got = json_object(r, f"{ref.repository}: the tag list is invalid").get("tags")
         finally:
             r.close()
-        tags.extend(t for t in got if isinstance(t, str))
+        if isinstance(got, list):
+            tags.extend(t for t in got if isinstance(t, str))
         link = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', r.headers.get("Link", ""))
         url = link[1] if link else None
     return tags
