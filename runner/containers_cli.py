@@ -373,7 +373,8 @@ def _make_mounts(mounts: list, made_volumes: list[str]) -> list[dict]:
     for m in mounts:
         if m.kind == "bind":
             src = os.path.abspath(m.source)
-            os.makedirs(src, exist_ok=True)
+            if not os.path.lexists(src):          # a host file is bound as it is
+                os.makedirs(src, exist_ok=True)
             m = cfgmod.MountReq("bind", src, m.target, m.readonly, m.options)
         elif m.kind == "volume":
             existed = bool(m.source) and vols.exists(m.source)
