@@ -64,15 +64,17 @@ class _Writer:
         info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, self.mtime
         self.tar.addfile(info)
 
-    def close(self) -> None:
-        self.tar.close()
-
 
 def save(store: ImageStore, items: list[tuple[ImageRecord, list[str]]], out: BinaryIO,
          fmt: str = "docker-archive") -> None:
     """Write ``items`` (image, full tags to name it by) to ``out``."""
-    fmt = FORMATS[fmt]
     w = _Writer(out)
+    with w.tar:           # on a failed write the stream is dropped, never flushed later
+        _write_images(w, store, items, FORMATS[fmt])
+
+
+def _write_images(w: _Writer, store: ImageStore, items: list[tuple[ImageRecord, list[str]]],
+                  fmt: str) -> None:
     w.add_bytes("oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
     w.add_dir("blobs/")
     w.add_dir("blobs/sha256/")
@@ -114,7 +116,6 @@ def save(store: ImageStore, items: list[tuple[ImageRecord, list[str]]], out: Bin
     if fmt == "docker-archive":
         w.add_bytes("manifest.json", json.dumps(legacy).encode())
         w.add_bytes("repositories", json.dumps(repositories).encode())
-    w.close()
 
 
 # -- load --------------------------------------------------------------------------------

@@ -215,7 +215,8 @@ def layer_cmd(upper: str, output: str, image: str) -> None:
         if output == "-":
             write_layer(tree, sys.stdout.buffer, layer_fds=fds, data_fd=up.data_fd)
         else:
-            with open(output, "wb") as f:
+            from .outfile import output_file
+            with output_file(output) as f:
                 write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd)
     finally:
         for fd in fds:

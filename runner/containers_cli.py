@@ -956,10 +956,13 @@ def register(main: click.Group) -> None:
         if output is None and sys.stdout.isatty():
             raise CliError("cowardly refusing to save to a terminal. Use the -o flag or "
                            "redirect")
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if output \
-            else os.dup(1)
+        from .outfile import output_file
         try:
-            export_(c, _launch, fd)
+            if output is None:
+                export_(c, _launch, os.dup(1))
+                return
+            with output_file(output) as f:
+                export_(c, _launch, os.dup(f.fileno()))
         except TransferError:
             sys.exit(1)
 

@@ -622,13 +622,9 @@ def save(output: str | None, fmt: str, names: tuple[str, ...]):
     if output is None:
         do_save(store, list(items.values()), sys.stdout.buffer, fmt)
         return
-    tmp = Path(f"{output}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            do_save(store, list(items.values()), f, fmt)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from .outfile import output_file
+    with output_file(output) as f:
+        do_save(store, list(items.values()), f, fmt)
 
 
 def _stdin_to_scratch(store):
@@ -790,13 +786,9 @@ def export(output: str | None, container: str):
         if output is None:
             write_tree(tree, sys.stdout.buffer, fds, up.data_fd if up else None)
         else:
-            tmp = Path(f"{output}.tmp-{os.getpid()}")
-            try:
-                with open(tmp, "wb") as f:
-                    write_tree(tree, f, fds, up.data_fd if up else None)
-                os.replace(tmp, output)
-            finally:
-                tmp.unlink(missing_ok=True)
+            from .outfile import output_file
+            with output_file(output) as f:
+                write_tree(tree, f, fds, up.data_fd if up else None)
     finally:
         for fd in fds:
             os.close(fd)
