@@ -921,10 +921,13 @@ def register(main: click.Group) -> None:
             click.echo(f"{prefix}{ip}:{hp}")
 
     @main.command()
+    @click.option("-a", "--archive", is_flag=True,
+                  help="Archive mode: keep uid/gid (and, as root, device nodes and "
+                       "set-id bits).")
     @click.argument("source")
     @click.argument("dest")
     @cli
-    def cp(source: str, dest: str) -> None:
+    def cp(archive: bool, source: str, dest: str) -> None:
         """Copy files between a container (running or stopped) and the host:
         CONTAINER:PATH HOSTPATH or HOSTPATH CONTAINER:PATH."""
         from .transfer import TransferError, copy_in, copy_out
@@ -936,9 +939,9 @@ def register(main: click.Group) -> None:
         cs = _containers()
         try:
             if src_ctr is not None:
-                copy_out(cs.get(src_ctr), _launch, src_path, dst_path)
+                copy_out(cs.get(src_ctr), _launch, src_path, dst_path, archive=archive)
             else:
-                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path)
+                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path, archive=archive)
         except TransferError as e:
             if str(e):
                 raise CliError(str(e), 1) from None
@@ -1506,12 +1509,20 @@ def _volumes_in_use() -> dict[str, str]:
 
 
 def _remove_volume(name: str) -> None:
-    import shutil
+    """Files a container's other uids made are only ours to remove inside a
+    user namespace: then the same fd walk, never following a symlink."""
+    from .volumes import remove_in
     vols = _volumes()
     try:
         vols.remove(name)
     except OSError:
         path = vols.path(name)
-        ns.in_userns(lambda: shutil.rmtree(path, ignore_errors=True), ns.plan_mapping())
+
+        def again() -> None:
+            try:
+                remove_in(path.parent, path.name)
+            except OSError:
+                pass
+        ns.in_userns(again, ns.plan_mapping())
         if path.exists():
             raise

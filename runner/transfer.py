@@ -10,14 +10,17 @@ the container's is loaded): tars carry numeric owners.
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import namespaces as ns
 from .container import Container
+from .hostfs import Extracted, UnsafeTree, extract, more_fds
 
 
 class TransferError(Exception):
@@ -90,68 +93,186 @@ def _msg(e: BaseException) -> str:
 
 def _join(parent: str, name: str) -> str:
     """Archive names as `docker export` writes them: no leading "./"."""
-    return name if parent == "." else os.path.join(parent, name)
+    return name if parent in (".", "") else f"{parent}/{name}"
 
 
-def _pump_tar_of(path: str, arcname: str, out_fd: int, *, one_fs: bool) -> None:
-    """Write a tar of ``path`` (named ``arcname``) to ``out_fd``."""
+def mountpoints(pid: int) -> frozenset[str]:
+    """Every mountpoint of process ``pid`` below its root, as archive names
+    ("proc", "etc/hosts", "data"): ``export`` writes them empty, as ``docker
+    export`` (which reads the root filesystem, below all mounts) shows them.
+    Read from the host's /proc, relative to that process's root."""
+    try:
+        with open(f"/proc/{pid}/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    out = set()
+    for line in lines:
+        fields = line.split(b" ")
+        if len(fields) < 5:
+            continue
+        mp = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), fields[4])
+        rel = os.fsdecode(mp).strip("/")
+        if rel:
+            out.add(rel)
+    return frozenset(out)
+
+
+def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""
+    ti.mtime = st.st_mtime
+    return ti
+
+
+def _placeholder(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    """A mountpoint as the root filesystem holds it: empty, root's."""
+    ti = tarfile.TarInfo(name)
+    ti.uname = ti.gname = ""
+    ti.mtime = int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+    else:
+        ti.mode = 0o644
+    return ti
+
+
+class _TreeWriter:
+    """Adds entries found by fd to a tar: hardlinks written once, as links after."""
+
+    def __init__(self, tf: tarfile.TarFile) -> None:
+        self.tf = tf
+        self.first: dict[tuple[int, int], str] = {}
+
+    def add(self, dir_fd: int | None, name: str, arc: str, st: os.stat_result) -> None:
+        mode = st.st_mode
+        ti = _info(arc, st)
+        if stat.S_ISDIR(mode):
+            ti.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.first:
+                ti.type, ti.linkname = tarfile.LNKTYPE, self.first[key]
+            else:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                with os.fdopen(fd, "rb") as f:
+                    ti.size = os.fstat(fd).st_size
+                    self.tf.addfile(ti, f)
+                if st.st_nlink > 1:
+                    self.first[key] = arc
+                return
+        elif stat.S_ISFIFO(mode):
+            ti.type = tarfile.FIFOTYPE
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        else:
+            return                            # sockets: as tar and Docker, left out
+        self.tf.addfile(ti)
+
+
+def write_tree(path: str, arcname: str, out_fd: int, *, one_fs: bool,
+               skip: frozenset[str] = frozenset()) -> None:
+    """Write a tar of ``path`` (named ``arcname``; "" for the root of an
+    export, whose own entry is left out) to ``out_fd``. Walks by directory
+    fd with an explicit stack: any depth, any path length. ``one_fs`` and
+    ``skip`` (archive names) leave mounts out: their entries are written
+    empty."""
     _no_names()
-    root_dev = os.lstat(path).st_dev
-
-    def keep(ti: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        return ti
+    more_fds()
     with os.fdopen(out_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|",
                                                       format=tarfile.PAX_FORMAT) as tf:
-        if not one_fs:
-            tf.add(path, arcname=arcname, filter=keep)
+        w = _TreeWriter(tf)
+        st = os.lstat(path)
+        if arcname:
+            w.add(None, path, arcname, st)
+        if not stat.S_ISDIR(st.st_mode):
             return
-        # export: the root alone, not /proc, /dev, /sys or volumes mounted on it
-        for dirpath, dirnames, filenames in os.walk(path):
-            rel = os.path.relpath(dirpath, path)
-            name = arcname if rel == "." else _join(arcname, rel)
-            if rel != ".":
-                tf.add(dirpath, arcname=name, recursive=False)
-            kept = []
-            for d in dirnames:
-                full = os.path.join(dirpath, d)
-                st = os.lstat(full)
-                if stat.S_ISDIR(st.st_mode) and st.st_dev != root_dev:
-                    tf.add(full, arcname=_join(name, d), recursive=False)  # the mountpoint
-                    continue
-                kept.append(d)
-            dirnames[:] = kept
-            for f in filenames:
-                tf.add(os.path.join(dirpath, f), arcname=_join(name, f),
-                       recursive=False)
+        root_dev = st.st_dev
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        stack: list[tuple[int, str, Iterator[str]]] = [(top, arcname, iter(sorted(os.listdir(top))))]
+        try:
+            while stack:
+                fd, prefix, names = stack[-1]
+                for n in names:
+                    arc = _join(prefix, n)
+                    st = os.stat(n, dir_fd=fd, follow_symlinks=False)
+                    mounted = arc in skip or (one_fs and stat.S_ISDIR(st.st_mode)
+                                              and st.st_dev != root_dev)
+                    if mounted:
+                        tf.addfile(_placeholder(arc, st))
+                        continue
+                    w.add(fd, n, arc, st)
+                    if stat.S_ISDIR(st.st_mode):
+                        child = os.open(n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                        | os.O_CLOEXEC, dir_fd=fd)
+                        stack.append((child, arc, iter(sorted(os.listdir(child)))))
+                        break
+                else:
+                    stack.pop()
+                    os.close(fd)
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
 
 
-def _dest(dest: str, src_name: str) -> tuple[str, str]:
+def _open_dir(path: str, *, no_magic: bool) -> int:
+    """Open the directory ``path``; with ``no_magic`` no /proc magic link on
+    the way is followed (inside a container they could lead to the host)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    if no_magic:
+        try:
+            return ns.openat2(ns.AT_FDCWD, path, flags, ns.RESOLVE_NO_MAGICLINKS)
+        except OSError as e:
+            if e.errno not in (errno.ENOSYS, errno.E2BIG):     # kernels before 5.6
+                raise
+    return os.open(path, flags)
+
+
+def _dest(dest: str, src_name: str, *, no_magic: bool) -> tuple[int, list[str]]:
     """Docker's cp rule: into DEST when it is a directory, else as DEST.
-    Returns (directory to extract into, name to give the copy)."""
-    if os.path.isdir(dest):
-        return dest, src_name
+    Returns (fd of the directory to extract into, the copy's path in it)."""
+    try:
+        return _open_dir(dest, no_magic=no_magic), [] if src_name == "." else [src_name]
+    except (FileNotFoundError, NotADirectoryError):
+        pass
     parent = os.path.dirname(dest.rstrip("/")) or "/"
-    if not os.path.isdir(parent):
-        raise TransferError(f"no such directory: {parent}")
-    return parent, os.path.basename(dest.rstrip("/"))
+    try:
+        fd = _open_dir(parent, no_magic=no_magic)
+    except OSError:
+        raise TransferError(f"no such directory: {parent}") from None
+    return fd, [os.path.basename(dest.rstrip("/"))]
 
 
-def _extract_renamed(in_fd: int, dest: str, src_name: str, *, root_owned: bool) -> None:
-    into, name = _dest(dest, src_name)
-    with os.fdopen(in_fd, "rb") as inp, tarfile.open(fileobj=inp, mode="r|") as tf:
-        for ti in tf:
-            parts = ti.name.split("/", 1)
-            ti.name = name + ("/" + parts[1] if len(parts) > 1 else "")
-            if root_owned:
-                ti.uid = ti.gid = 0
-            if hasattr(tarfile, "fully_trusted_filter"):
-                tf.extract(ti, into, filter="fully_trusted")
-            else:
-                tf.extract(ti, into)
+def _extract(in_fd: int, dest: str, src_name: str, *, archive: bool,
+             in_container: bool) -> Extracted:
+    into, prefix = _dest(dest, src_name, no_magic=in_container)
+    try:
+        with os.fdopen(in_fd, "rb") as inp, tarfile.open(fileobj=inp, mode="r|") as tf:
+            # on the host as root, device nodes and set-id bits only with -a
+            special = in_container or archive or os.geteuid() != 0
+            done = extract(tf, into, prefix, keep_owners=archive, keep_special=special)
+            _say(done.note())
+            return done
+    except UnsafeTree as e:
+        raise TransferError(str(e)) from None
+    finally:
+        os.close(into)
 
 
-def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str) -> None:
-    """``cp HOST CTR:PATH``: files become root's inside, as Docker does."""
+def _say(note: str | None) -> None:
+    if note:
+        os.write(2, f"dockish: note: {note}\n".encode())
+
+
+def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
+            archive: bool = False) -> None:
+    """``cp HOST CTR:PATH``: files become root's inside (with ``archive``,
+    they keep the host's numeric owners), as Docker does."""
     src = os.path.abspath(host_src)
     if not os.path.lexists(src):
         raise TransferError(f"could not find the file {host_src} in the host")
@@ -162,14 +283,15 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str) -> None:
         os.close(r)
         code = 0
         try:
-            _pump_tar_of(src, name, w, one_fs=False)
+            write_tree(src, name, w, one_fs=False)
         except BaseException:         # noqa: BLE001 - the reader reports
             code = 1
         os._exit(code)
     os.close(w)
 
     def body() -> None:
-        _extract_renamed(r, ctr_dest, name, root_owned=True)
+        ns.close_fds_except({r})
+        _extract(r, ctr_dest, name, archive=archive, in_container=True)
     code = inside(c, launch_factory, body)
     os.close(r)
     os.waitpid(writer, 0)
@@ -177,34 +299,42 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str) -> None:
         raise TransferError("")       # the helper said why
 
 
-def copy_out(c: Container, launch_factory, ctr_src: str, host_dest: str) -> None:
-    """``cp CTR:PATH HOST``: files become the user's on the host."""
+def copy_out(c: Container, launch_factory, ctr_src: str, host_dest: str, *,
+             archive: bool = False) -> None:
+    """``cp CTR:PATH HOST``: files become the user's on the host (with
+    ``archive``, they keep the container's numeric owners)."""
     r, w = os.pipe()
     name = os.path.basename(ctr_src.rstrip("/")) or "."
 
     def body() -> None:
-        os.close(r)
+        ns.close_fds_except({w})
         if not os.path.lexists(ctr_src):
             raise TransferError(f"Could not find the file {ctr_src} in container {c.name}")
-        _pump_tar_of(ctr_src, name, w, one_fs=False)
+        write_tree(ctr_src, name, w, one_fs=False)
     pid = os.fork()
     if pid == 0:
+        os.close(r)
         os._exit(inside(c, launch_factory, body))
     os.close(w)
     broken = False
     try:
-        _extract_renamed(r, os.path.abspath(host_dest), name, root_owned=False)
+        _extract(r, os.path.abspath(host_dest), name, archive=archive, in_container=False)
     except (tarfile.ReadError, EOFError):
         broken = True             # the helper failed and said why
-    _, status = os.waitpid(pid, 0)
+    finally:
+        _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or broken:
         raise TransferError("")
 
 
 def export(c: Container, launch_factory, out_fd: int) -> None:
-    """``export``: the container's whole filesystem as a tar on ``out_fd``."""
+    """``export``: the container's whole filesystem as a tar on ``out_fd``,
+    without what is mounted on it (/proc, /dev, /sys, volumes, binds,
+    /etc/hosts...): only the mountpoints, empty."""
+    skip = mountpoints(c.pid) if c.pid is not None else frozenset()
+
     def body() -> None:
-        _pump_tar_of("/", ".", out_fd, one_fs=True)
+        ns.close_fds_except({out_fd})
+        write_tree("/", "", out_fd, one_fs=True, skip=skip)
     if inside(c, launch_factory, body) != 0:
         raise TransferError("")
-

@@ -12,11 +12,12 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from pathlib import Path
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from .hostfs import remove_tree
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class VolumeError(Exception):
@@ -28,9 +29,9 @@ class Volumes:
         self.root = Path(root) / "volumes"
 
     def path(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise VolumeError(f'"{name}" includes invalid characters for a local volume name, '
-                              'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
+        if not _NAME.fullmatch(name):       # match() would take "x\n"
+            raise VolumeError(f'{json.dumps(name)} includes invalid characters for a local '
+                              'volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed')
         return self.root / name
 
     def exists(self, name: str) -> bool:
@@ -65,13 +66,19 @@ class Volumes:
             return []
 
     def remove(self, name: str) -> None:
+        """Remove a volume. Its data is the container's to shape: symlinks in
+        it are removed, never followed, and only directories opened with
+        O_NOFOLLOW are made writable (a container may leave them 0555)."""
         if not self.exists(name):
             raise VolumeError(f"get {name}: no such volume")
-        p = self.path(name)
-        for dirpath, dirnames, _ in os.walk(p):
-            for d in dirnames:                 # dirs a container made unwritable
-                try:
-                    os.chmod(os.path.join(dirpath, d), 0o700)
-                except OSError:
-                    pass
-        shutil.rmtree(p)
+        remove_in(self.root, name)
+
+
+def remove_in(parent: Path, name: str) -> None:
+    """Remove ``parent/name`` and all below it, by directory fd (see
+    :func:`runner.hostfs.remove_tree`)."""
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        remove_tree(fd, name)
+    finally:
+        os.close(fd)
