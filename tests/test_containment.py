@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -134,6 +135,24 @@ def test_exec_does_not_pass_inherited_fds_into_the_container(bb, tmp_path):
     assert f" {fd} -> " not in res.stdout
     res, _ = _with_fd(tmp_path, "exec", "-w", "/proc/self/fd/FD", "fds", "cat", "secret.txt")
     assert SECRET not in res.stdout and res.returncode == 126
+
+
+def test_a_detached_container_keeps_none_of_the_callers_fds(bb):
+    """``run -d`` leaves a monitor behind: a pipe (make's jobserver, a CI
+    wrapper waiting for end of file) or a lock it got must not stay held."""
+    r, w = os.pipe()
+    try:
+        subprocess.run([dockish_exe(), "run", "-d", "--name", "held", "--network", "none", bb,
+                        "sleep", "60"], check=True, capture_output=True, timeout=60,
+                       pass_fds=(w,))
+        os.close(w)
+        w = -1
+        ready, _, _ = select.select([r], [], [], 10)
+        assert ready and os.read(r, 1) == b"", "the caller's pipe is still held open"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 # ------------------------------------------------------------------ stdio
