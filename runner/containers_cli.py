@@ -590,6 +590,7 @@ def _detached(c) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
+            ns.close_fds_except({w, log})    # a `flock 9` or CI fd is not held for days
             master = listener = None
             if c.config.tty:
                 master, slave = os.openpty()
