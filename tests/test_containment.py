@@ -189,6 +189,19 @@ def test_a_background_process_of_exec_never_reads_what_the_user_types(bb, flags)
     assert "hunter2" not in stolen, stolen
 
 
+def test_exec_with_a_tty_returns_when_its_process_does(bb):
+    """A background process holding the exec's pty does not keep ``exec -t``
+    (and the user's keystrokes) going after its own process ended."""
+    ok("run", "-d", "--name", "pty", "--network", "none", bb, "sleep", "60")
+    master, p = _exec_on_a_terminal("exec", "-it", "pty", "sh", "-c",
+                                    "(sleep 30 &); echo started; exit 3")
+    try:
+        assert p.wait(timeout=10) == 3
+    finally:
+        p.kill()
+        os.close(master)
+
+
 def test_exec_output_still_reaches_the_caller(bb):
     ok("run", "-d", "--name", "out", "--network", "none", bb, "sleep", "60")
     res = subprocess.run([dockish_exe(), "exec", "-i", "out", "sh", "-c",
