@@ -21,8 +21,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SETID = stat.S_ISUID | stat.S_ISGID
 
 
-class UnsafeTree(Exception):
-    """A tar stream that tries to leave the tree it is extracted into."""
+class UnsafeTree(OSError):
+    """A tar stream that tries to leave the tree it is extracted into (an
+    OSError: callers that report those say it in one line)."""
 
 
 def more_fds() -> None:
@@ -106,13 +107,13 @@ class Extracted:
         return f"left out {' and '.join(what)} ({hint})"
 
 
-def _parts(name: str, prefix: list[str]) -> list[str]:
+def _parts(name: str, prefix: list[str] | None) -> list[str]:
     """A member's path below the extraction dir: its first component (the
-    copied file's own name) becomes ``prefix``; ``..`` is refused."""
-    rest = [p for p in name.split("/")[1:] if p not in ("", ".")]
+    copied file's own name) becomes ``prefix`` (None: kept); ``..`` is refused."""
+    rest = [p for p in name.split("/")[0 if prefix is None else 1:] if p not in ("", ".")]
     if ".." in rest:
         raise UnsafeTree(f"refusing the archive member {name!r}: it names a parent directory")
-    return prefix + rest
+    return (prefix or []) + rest
 
 
 def _enter(parent_fd: int, name: str) -> int:
@@ -203,7 +204,7 @@ def _path_fd(root_fd: int, parts: list[str]) -> int:
     return fd
 
 
-def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str], *,
+def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str] | None, *,
             keep_owners: bool, keep_special: bool) -> Extracted:
     """Extract the tar stream ``tf`` below the directory ``root_fd``, each
     member's first path component replaced by ``prefix``.
@@ -239,7 +240,7 @@ def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str], *,
 
 
 def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, parts: list[str],
-            prefix: list[str], root_fd: int, out: Extracted, keep_owners: bool,
+            prefix: list[str] | None, root_fd: int, out: Extracted, keep_owners: bool,
             keep_special: bool) -> None:
     """One non-directory member, written as its last part in ``pfd``."""
     key, leaf = "/".join(parts), parts[-1]

@@ -33,10 +33,14 @@ def _no_names() -> None:
 
 
 def extract_all(tf: tarfile.TarFile, dest: str) -> None:
-    if hasattr(tarfile, "fully_trusted_filter"):
-        tf.extractall(dest, filter="fully_trusted")
-    else:
-        tf.extractall(dest)
+    """Extract ``tf`` into the directory ``dest`` with the same rules as cp
+    out (nothing followed, hardlinks only within the archive; as root no
+    device nodes or set-id bits): its content may be an image's."""
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _say(extract(tf, fd, None, keep_owners=False, keep_special=os.geteuid() != 0).note())
+    finally:
+        os.close(fd)
 
 
 def inside(c: Container, launch_factory: Callable, body: Callable[[], None]) -> int:
@@ -250,9 +254,19 @@ def _dest(dest: str, src_name: str, *, no_magic: bool) -> tuple[int, list[str]]:
 
 def _extract(in_fd: int, dest: str, src_name: str, *, archive: bool,
              in_container: bool) -> Extracted:
-    into, prefix = _dest(dest, src_name, no_magic=in_container)
+    with os.fdopen(in_fd, "rb") as inp:      # closed on any failure: the writer stops
+        into, prefix = _dest(dest, src_name, no_magic=in_container)
+        try:
+            return _extract_into(inp, into, prefix, archive=archive,
+                                 in_container=in_container)
+        finally:
+            os.close(into)
+
+
+def _extract_into(inp, into: int, prefix: list[str], *, archive: bool,
+                  in_container: bool) -> Extracted:
     try:
-        with os.fdopen(in_fd, "rb") as inp, tarfile.open(fileobj=inp, mode="r|") as tf:
+        with tarfile.open(fileobj=inp, mode="r|") as tf:
             # on the host as root, device nodes and set-id bits only with -a
             special = in_container or archive or os.geteuid() != 0
             done = extract(tf, into, prefix, keep_owners=archive, keep_special=special)
@@ -260,8 +274,6 @@ def _extract(in_fd: int, dest: str, src_name: str, *, archive: bool,
             return done
     except UnsafeTree as e:
         raise TransferError(str(e)) from None
-    finally:
-        os.close(into)
 
 
 def _say(note: str | None) -> None:
@@ -302,27 +314,37 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
 def copy_out(c: Container, launch_factory, ctr_src: str, host_dest: str, *,
              archive: bool = False) -> None:
     """``cp CTR:PATH HOST``: files become the user's on the host (with
-    ``archive``, they keep the container's numeric owners)."""
-    r, w = os.pipe()
+    ``archive``, they keep the container's numeric owners). DEST is checked
+    before the container is asked for anything."""
     name = os.path.basename(ctr_src.rstrip("/")) or "."
-
-    def body() -> None:
-        ns.close_fds_except({w})
-        if not os.path.lexists(ctr_src):
-            raise TransferError(f"Could not find the file {ctr_src} in container {c.name}")
-        write_tree(ctr_src, name, w, one_fs=False)
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os._exit(inside(c, launch_factory, body))
-    os.close(w)
-    broken = False
+    into, prefix = _dest(os.path.abspath(host_dest), name, no_magic=False)
     try:
-        _extract(r, os.path.abspath(host_dest), name, archive=archive, in_container=False)
-    except (tarfile.ReadError, EOFError):
-        broken = True             # the helper failed and said why
+        r, w = os.pipe()
+
+        def body() -> None:
+            ns.close_fds_except({w})
+            if not os.path.lexists(ctr_src):
+                raise TransferError(f"Could not find the file {ctr_src} in container "
+                                    f"{c.name}")
+            try:
+                write_tree(ctr_src, name, w, one_fs=False)
+            except BrokenPipeError:
+                os._exit(1)           # the host side stopped reading: it says why
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os._exit(inside(c, launch_factory, body))
+        os.close(w)
+        broken = False
+        try:
+            with os.fdopen(r, "rb") as inp:
+                _extract_into(inp, into, prefix, archive=archive, in_container=False)
+        except (tarfile.ReadError, EOFError):
+            broken = True             # the helper failed and said why
+        finally:
+            _, status = os.waitpid(pid, 0)
     finally:
-        _, status = os.waitpid(pid, 0)
+        os.close(into)
     if os.waitstatus_to_exitcode(status) != 0 or broken:
         raise TransferError("")
 

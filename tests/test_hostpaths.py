@@ -135,6 +135,35 @@ def test_a_hostile_stream_cannot_link_or_write_outside_the_copy(tmp_path, member
     assert os.stat(outside / "victim").st_nlink == 2
 
 
+@pytest.mark.parametrize("members", [
+    [("l", "h", "{victim}")],                                    # a link to a host file
+    [("sub", "l", "{outside}"), ("sub/victim", "f", "pwned\n")],  # a file through a symlink
+    [("sub", "l", "{outside}"), ("sub", "d", ""), ("sub/victim", "f", "pwned\n")],
+])
+def test_build_bind_copies_extract_with_the_same_rules(tmp_path, members):
+    """``extract_all`` (a RUN --mount=type=bind copy of context or image
+    content, on the host): the same extractor, names kept."""
+    from runner.transfer import extract_all
+    outside = _outside(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    fill = {"victim": str(outside / "victim"), "outside": str(outside)}
+    raw = _tar(*[(n, k, a.format(**fill)) for n, k, a in members])
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        try:
+            extract_all(t, str(dest))
+        except OSError as e:
+            assert "not a file copied before it" in str(e)
+    assert (outside / "victim").read_text() == "host\n"
+    assert os.stat(outside / "victim").st_nlink == 1
+
+
+def test_cp_out_to_a_missing_directory_is_one_line_not_a_hang(bb, tmp_path):
+    _box(bb, "big")
+    res = dockish("cp", "big:/bin/busybox", str(tmp_path / "no" / "such" / "x"), timeout=60)
+    one_error_line(res, 1, "no such directory")
+
+
 # ------------------------------------------------------------------ export
 
 def test_export_of_a_running_container_leaves_mounted_host_files_out(bb, tmp_path):
