@@ -188,14 +188,13 @@ def parse_publish(spec: str) -> tuple[str, int, int, str]:
     if proto not in ("tcp", "udp"):
         raise ConfigError(f"invalid protocol in port spec {spec}")
     parts = body.rsplit(":", 2)
-    try:
-        if len(parts) == 1:
-            return "0.0.0.0", 0, int(parts[0]), proto
-        if len(parts) == 2:
-            return "0.0.0.0", int(parts[0] or 0), int(parts[1]), proto
-        return parts[0] or "0.0.0.0", int(parts[1] or 0), int(parts[2]), proto
-    except ValueError:
-        raise ConfigError(f"invalid port spec {spec}: use [IP:]HOST:CONTAINER[/tcp]") from None
+    ip = (parts[0] or "0.0.0.0") if len(parts) == 3 else "0.0.0.0"
+    host, ctr = (parts[-2] or "0") if len(parts) > 1 else "0", parts[-1]
+    if not all(p.isascii() and p.isdigit() for p in (host, ctr)):
+        raise ConfigError(f"invalid port spec {spec}: use [IP:]HOST:CONTAINER[/tcp]")
+    if int(host) > 65535 or not 0 < int(ctr) <= 65535:
+        raise ConfigError(f"invalid port spec {spec}: ports are 1-65535")
+    return ip, int(host), int(ctr), proto
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,8 @@ def _build(opts: dict, image: str, args: tuple[str, ...]):
     # bad flags are refused before an image is looked up or pulled
     env_over = _env_overrides(opts["env_file"], opts["env"])
     mounts, init_path = _parse_mounts(opts)
+    for p in opts["publish"]:
+        cfgmod.parse_publish(p)
     _live_containers()             # a dead --rm container must not hold its name
     images = ImageStore(_root())
     layers = _layer_store()
@@ -373,8 +375,7 @@ def _make_mounts(mounts: list, made_volumes: list[str]) -> list[dict]:
     for m in mounts:
         if m.kind == "bind":
             src = os.path.abspath(m.source)
-            if not os.path.lexists(src):          # a host file is bound as it is
-                os.makedirs(src, exist_ok=True)
+            os.makedirs(src, exist_ok=True)
             m = cfgmod.MountReq("bind", src, m.target, m.readonly, m.options)
         elif m.kind == "volume":
             existed = bool(m.source) and vols.exists(m.source)
@@ -590,7 +591,6 @@ def _detached(c) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
-            ns.close_fds_except({w, log})    # a `flock 9` or CI fd is not held for days
             master = listener = None
             if c.config.tty:
                 master, slave = os.openpty()
@@ -922,13 +922,10 @@ def register(main: click.Group) -> None:
             click.echo(f"{prefix}{ip}:{hp}")
 
     @main.command()
-    @click.option("-a", "--archive", is_flag=True,
-                  help="Archive mode: keep uid/gid (and, as root, device nodes and "
-                       "set-id bits).")
     @click.argument("source")
     @click.argument("dest")
     @cli
-    def cp(archive: bool, source: str, dest: str) -> None:
+    def cp(source: str, dest: str) -> None:
         """Copy files between a container (running or stopped) and the host:
         CONTAINER:PATH HOSTPATH or HOSTPATH CONTAINER:PATH."""
         from .transfer import TransferError, copy_in, copy_out
@@ -940,9 +937,9 @@ def register(main: click.Group) -> None:
         cs = _containers()
         try:
             if src_ctr is not None:
-                copy_out(cs.get(src_ctr), _launch, src_path, dst_path, archive=archive)
+                copy_out(cs.get(src_ctr), _launch, src_path, dst_path)
             else:
-                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path, archive=archive)
+                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path)
         except TransferError as e:
             if str(e):
                 raise CliError(str(e), 1) from None
@@ -960,13 +957,10 @@ def register(main: click.Group) -> None:
         if output is None and sys.stdout.isatty():
             raise CliError("cowardly refusing to save to a terminal. Use the -o flag or "
                            "redirect")
-        from .outfile import output_file
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if output \
+            else os.dup(1)
         try:
-            if output is None:
-                export_(c, _launch, os.dup(1))
-                return
-            with output_file(output) as f:
-                export_(c, _launch, os.dup(f.fileno()))
+            export_(c, _launch, fd)
         except TransferError:
             sys.exit(1)
 
@@ -1510,20 +1504,12 @@ def _volumes_in_use() -> dict[str, str]:
 
 
 def _remove_volume(name: str) -> None:
-    """Files a container's other uids made are only ours to remove inside a
-    user namespace: then the same fd walk, never following a symlink."""
-    from .volumes import remove_in
+    import shutil
     vols = _volumes()
     try:
         vols.remove(name)
     except OSError:
         path = vols.path(name)
-
-        def again() -> None:
-            try:
-                remove_in(path.parent, path.name)
-            except OSError:
-                pass
-        ns.in_userns(again, ns.plan_mapping())
+        ns.in_userns(lambda: shutil.rmtree(path, ignore_errors=True), ns.plan_mapping())
         if path.exists():
             raise

@@ -127,6 +127,12 @@ def test_bad_volume_specs_make_nothing(bb, tmp_path, dockish_root, spec, words):
     nothing_left(dockish_root)
 
 
+@pytest.mark.parametrize("spec", ["99999:80", "8080:0", "8080:http", "127.0.0.1:x:80"])
+def test_bad_publish_specs_are_one_line_before_any_pull(dockish_root, spec):
+    one_line(dockish("run", "--rm", "-p", spec, UNPULLABLE), 125, "invalid port spec", spec)
+    nothing_left(dockish_root)
+
+
 def test_anonymous_volumes_of_rm_containers_go_in_every_path(bb, dockish_root):
     # a normal end
     ok("run", "--rm", "--network", "none", "-v", "/data", bb, "true")
