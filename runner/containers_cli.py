@@ -375,7 +375,8 @@ def _make_mounts(mounts: list, made_volumes: list[str]) -> list[dict]:
     for m in mounts:
         if m.kind == "bind":
             src = os.path.abspath(m.source)
-            os.makedirs(src, exist_ok=True)
+            if not os.path.lexists(src):          # a host file is bound as it is
+                os.makedirs(src, exist_ok=True)
             m = cfgmod.MountReq("bind", src, m.target, m.readonly, m.options)
         elif m.kind == "volume":
             existed = bool(m.source) and vols.exists(m.source)
@@ -591,6 +592,7 @@ def _detached(c) -> None:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
             os.close(null)
+            ns.close_fds_except({w, log})    # a `flock 9` or CI fd is not held for days
             master = listener = None
             if c.config.tty:
                 master, slave = os.openpty()
@@ -922,10 +924,13 @@ def register(main: click.Group) -> None:
             click.echo(f"{prefix}{ip}:{hp}")
 
     @main.command()
+    @click.option("-a", "--archive", is_flag=True,
+                  help="Archive mode: keep uid/gid (and, as root, device nodes and "
+                       "set-id bits).")
     @click.argument("source")
     @click.argument("dest")
     @cli
-    def cp(source: str, dest: str) -> None:
+    def cp(archive: bool, source: str, dest: str) -> None:
         """Copy files between a container (running or stopped) and the host:
         CONTAINER:PATH HOSTPATH or HOSTPATH CONTAINER:PATH."""
         from .transfer import TransferError, copy_in, copy_out
@@ -937,9 +942,9 @@ def register(main: click.Group) -> None:
         cs = _containers()
         try:
             if src_ctr is not None:
-                copy_out(cs.get(src_ctr), _launch, src_path, dst_path)
+                copy_out(cs.get(src_ctr), _launch, src_path, dst_path, archive=archive)
             else:
-                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path)
+                copy_in(cs.get(dst_ctr), _launch, src_path, dst_path, archive=archive)
         except TransferError as e:
             if str(e):
                 raise CliError(str(e), 1) from None
@@ -957,10 +962,13 @@ def register(main: click.Group) -> None:
         if output is None and sys.stdout.isatty():
             raise CliError("cowardly refusing to save to a terminal. Use the -o flag or "
                            "redirect")
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if output \
-            else os.dup(1)
+        from .outfile import output_file
         try:
-            export_(c, _launch, fd)
+            if output is None:
+                export_(c, _launch, os.dup(1))
+                return
+            with output_file(output) as f:
+                export_(c, _launch, os.dup(f.fileno()))
         except TransferError:
             sys.exit(1)
 
@@ -1504,12 +1512,20 @@ def _volumes_in_use() -> dict[str, str]:
 
 
 def _remove_volume(name: str) -> None:
-    import shutil
+    """Files a container's other uids made are only ours to remove inside a
+    user namespace: then the same fd walk, never following a symlink."""
+    from .volumes import remove_in
     vols = _volumes()
     try:
         vols.remove(name)
     except OSError:
         path = vols.path(name)
-        ns.in_userns(lambda: shutil.rmtree(path, ignore_errors=True), ns.plan_mapping())
+
+        def again() -> None:
+            try:
+                remove_in(path.parent, path.name)
+            except OSError:
+                pass
+        ns.in_userns(again, ns.plan_mapping())
         if path.exists():
             raise
