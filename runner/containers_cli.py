@@ -395,8 +395,8 @@ def _make_init_layer(hostname: str, net: str) -> str:
 
 
 def _remove_init_layer(layer: str) -> None:
-    import shutil
-    shutil.rmtree(_layer_store().tar_path(layer).parent, ignore_errors=True)
+    from .rootfs import remove_init_layer
+    remove_init_layer(_layer_store(), layer)
 
 
 def _healthcheck(image_hc: dict | None, opts: dict) -> dict:
