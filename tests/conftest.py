@@ -9,10 +9,12 @@ installs everything; ``scripts/test`` runs the suite as the right user.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,7 @@ REQUIRED_TOOLS = {
     "pasta": "passt",
 }
 FIX = "run `sudo scripts/setup` (installs the packages, makes /dev/fuse usable)"
+OTHER_USER = os.environ.get("DOCKISH_TEST_OTHER_USER", "dockish-other")
 
 
 def _setuid_root(path: str) -> bool:
@@ -107,7 +110,36 @@ def testbed_problems() -> list[str]:
                 "`unshare -Ur true` fails (unprivileged user namespaces are off): "
                 f"{p.stderr.strip()} — try `sudo sysctl -w kernel.unprivileged_userns_clone=1` "
                 "or `sudo sysctl -w user.max_user_namespaces=15000`")
+    problems.extend(_other_user_problems())
     return problems
+
+
+def _other_user_problems() -> list[str]:
+    """The attacks of another local user need a real one: ``OTHER_USER``,
+    whom this user may act as through ``sudo -n``."""
+    fix = ("`sudo scripts/test` sets it up (creates the user and "
+           f"/etc/sudoers.d/{_me()} with `{_me()} ALL=({OTHER_USER}) NOPASSWD: ALL`)")
+    if not shutil.which("sudo"):
+        return [f"`sudo` is not installed (the tests act as the other local user "
+                f"{OTHER_USER} through it): {fix}"]
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        return [f"the other local user {OTHER_USER} does not exist: {fix}"]
+    p = subprocess.run(["sudo", "-n", "-u", OTHER_USER, "--", "true"], capture_output=True,
+                       text=True, cwd="/", stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+        return [f"cannot act as the other local user {OTHER_USER} "
+                f"(`sudo -n -u {OTHER_USER} true`: {why}): {fix}"]
+    return []
+
+
+def _me() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -146,6 +178,30 @@ def dockish_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "dockish-root"
     monkeypatch.setenv("DOCKISH_ROOT", str(root))
     return root
+
+
+@dataclass(frozen=True)
+class OtherUser:
+    """Another real local user (an attacker on the same machine), whom the
+    test user may act as: ``run`` is ``sudo -n -u NAME -- argv``."""
+
+    name: str
+    uid: int
+
+    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("cwd", "/")
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(["sudo", "-n", "-u", self.name, "--", *argv], **kw)
+
+
+@pytest.fixture(scope="session")
+def other_user() -> OtherUser:
+    """The test bed's second real user (``DOCKISH_TEST_OTHER_USER``,
+    default dockish-other; the session does not start without it)."""
+    return OtherUser(OTHER_USER, pwd.getpwnam(OTHER_USER).pw_uid)
 
 
 @pytest.fixture(scope="session")
