@@ -64,8 +64,11 @@ class ImageRecord:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Under a fresh name (O_EXCL), fsynced, renamed into place; 0600 (an
+    image config may hold secrets in its ENV; the store root is 0700 too)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
         view = memoryview(data)
         while view:
@@ -103,7 +106,8 @@ class ImageStore:
     @contextlib.contextmanager
     def _flock(self, name: str, mode: int) -> Iterator[None]:
         self._ensure()
-        fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.dir / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
         try:
             fcntl.flock(fd, mode)
             yield

@@ -621,7 +621,7 @@ class Builder(ConfigSteps):
         return reqs
 
     def _cache_dir(self, m: runmounts.RunMount, stack: contextlib.ExitStack) -> Path:
-        path = cache_mounts_dir(self.root) / m.cache_dir_name()
+        path = runmounts.cache_path(self.root, m)       # its parents: 0700
         if not path.is_dir():
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o755 if m.mode is None else m.mode)

@@ -640,17 +640,8 @@ def _detached(c) -> None:
 
 
 def _attach_listener(c):
-    import socket
-
     from . import tty as ttymod
-    path = ttymod.socket_path(c.id)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    os.chmod(path, 0o600)
-    listener.listen(8)
-    return listener
+    return ttymod.listen(c.id)
 
 
 def _remove(c) -> None:

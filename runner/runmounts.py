@@ -19,6 +19,7 @@ import hashlib
 import os
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 
 TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 _TRUE = ("", "true", "1")
@@ -47,6 +48,19 @@ class RunMount:
     def cache_dir_name(self) -> str:
         """Where a cache mount lives (one directory per id)."""
         return hashlib.sha256((self.id or self.target).encode()).hexdigest()[:32]
+
+
+def cache_path(root: Path, m: RunMount) -> Path:
+    """The host directory of cache mount ``m``: ``ROOT/build/cache-mounts/
+    NAME``. ``mode=`` (BuildKit's default 0755; 0777 is common) applies to
+    that directory alone: every directory above it is kept 0700, so it is
+    world-writable only for the container's own users, never for the host's."""
+    from unionfs.private import ensure
+    fix = "remove it (dockish builder prune) or set DOCKISH_ROOT"
+    parent = Path(root) / "build"
+    for d in (parent, parent / "cache-mounts"):
+        ensure(d, fix=fix)
+    return parent / "cache-mounts" / m.cache_dir_name()
 
 
 def _bool(key: str, value: str) -> bool:

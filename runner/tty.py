@@ -14,6 +14,7 @@ import fcntl
 import os
 import select
 import signal
+import socket
 import struct
 import termios
 import time
@@ -21,6 +22,7 @@ import tty
 from collections.abc import Iterator
 
 _WINSZ = struct.Struct("HHHH")
+_PEERCRED = struct.Struct("3i")         # struct ucred: pid, uid, gid
 
 
 def copy_winsize(src_fd: int, dst_fd: int) -> None:
@@ -131,9 +133,45 @@ def feed(src: int, dst: int, ended) -> None:
 
 def socket_path(cid: str):
     """Where a -t container's monitor listens for ``attach``
-    (unix socket paths are short: under the runtime dir)."""
+    (unix socket paths are short: under the runtime dir, which is private:
+    see ``unionfs.mounts.runtime_dir``)."""
     from unionfs.mounts import runtime_dir
     return runtime_dir() / f"attach-{cid[:16]}.sock"
+
+
+def listen(cid: str) -> socket.socket:
+    """The monitor's ``attach`` socket: whatever has the name in the private
+    runtime dir (a socket a dead monitor left) is replaced; 0600."""
+    path = socket_path(cid)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        listener.bind(str(path))
+        os.chmod(path, 0o600)
+        listener.listen(8)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def connect(cid: str) -> socket.socket:
+    """A connection to the container's monitor, checked to be served by
+    this user (SO_PEERCRED): keystrokes never go to another user's socket,
+    even if one were planted at the name. OSError if there is none."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(str(socket_path(cid)))
+        _pid, uid, _gid = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        if uid != os.geteuid():
+            raise PermissionError(errno.EPERM, f"the attach socket is served by uid {uid}, "
+                                  "not you")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def parse_detach_keys(text: str) -> bytes:

@@ -66,13 +66,16 @@ class CompressionError(LayerStoreError):
 
 def default_root() -> Path:
     """Where a user's images live: ``$DOCKISH_ROOT``, else
-    ``${XDG_DATA_HOME:-~/.local/share}/dockish``."""
+    ``${XDG_DATA_HOME:-~/.local/share}/dockish`` — made private (0700,
+    checked: ``unionfs.private.store_root``) before anything is read or
+    stored there."""
+    from .private import store_root
     explicit = os.environ.get("DOCKISH_ROOT")
     if explicit:
-        return Path(explicit)
+        return store_root(Path(explicit))
     data = os.environ.get("XDG_DATA_HOME")
     base = Path(data) if data and os.path.isabs(data) else Path.home() / ".local" / "share"
-    return base / "dockish"
+    return store_root(base / "dockish")
 
 
 def split_digest(digest: str) -> tuple[str, str]:

@@ -3,15 +3,20 @@ runtime dir, so ``umount`` can find and wait for the daemon, and a dead
 daemon's mount can be recognised and cleaned up."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from . import private
 
 
 class MountError(Exception):
@@ -33,18 +38,57 @@ class MountRecord:
 
 
 def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if not base or not os.access(base, os.W_OK):
-        base = f"/tmp/dockish-{os.getuid()}"
-    path = Path(base) / "dockish"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """The user's private runtime dir (mount records, daemon logs, attach
+    and slirp4netns sockets), chosen as rootless Podman chooses its own:
+
+    1. ``$XDG_RUNTIME_DIR/dockish``, when XDG_RUNTIME_DIR is set and is the
+       user's, not a symlink, mode 0700 (after su or ``sudo -u`` it is often
+       another user's: then it is not used);
+    2. ``/tmp/dockish-$UID/dockish`` (su, cron, CI runners), both levels
+       made 0700 and checked: one another user made first, or one others can
+       write to, is never used (they could have planted symlinks or a fake
+       attach socket in it);
+    3. else ``${XDG_CACHE_HOME:-~/.cache}/dockish/run`` (Podman falls back to
+       ``~/rundir`` the same way), with a warning naming the squatted dir.
+
+    Files in it are created with O_EXCL/O_NOFOLLOW or mkstemp + rename."""
+    key = (os.geteuid(), os.environ.get("XDG_RUNTIME_DIR"), os.environ.get("XDG_CACHE_HOME"),
+           os.environ.get("HOME"))
+    path = _runtime_dirs.get(key)
+    if path is None:
+        path = _runtime_dirs[key] = _choose_runtime_dir()
+    else:       # it may have gone (tmp cleaners): made again, checked again
+        private.ensure(path, fix=_RUNTIME_FIX, writable_ok=False)
+    return path
+
+
+_runtime_dirs: dict[tuple, Path] = {}
+_RUNTIME_FIX = "remove it or set XDG_RUNTIME_DIR to a directory of your own (mode 0700)"
+
+
+def _choose_runtime_dir() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg) and private.problem(
+            Path(xdg), writable_ok=False, create=False, tighten=False) is None:
+        return private.ensure(Path(xdg) / "dockish", fix=_RUNTIME_FIX, writable_ok=False)
+    base = Path(f"/tmp/dockish-{os.geteuid()}")
+    why = private.problem(base, writable_ok=False)
+    if why is None:
+        why = private.problem(base / "dockish", writable_ok=False)
+        if why is None:
+            return base / "dockish"
+    cache = os.environ.get("XDG_CACHE_HOME")
+    top = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
+    (top / "dockish").mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = private.ensure(top / "dockish" / "run", fix=f"{why}; {_RUNTIME_FIX}",
+                          writable_ok=False)
+    print(f"dockish: warning: {why}: using {path} instead; {_RUNTIME_FIX}",
+          file=sys.stderr)
     return path
 
 
 def _table_dir() -> Path:
-    path = runtime_dir() / "mounts"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    return private.ensure(runtime_dir() / "mounts", fix=_RUNTIME_FIX, writable_ok=False)
 
 
 def _key(mountpoint: str) -> str:
@@ -56,10 +100,17 @@ def record_path(mountpoint: str) -> Path:
 
 
 def save(rec: MountRecord) -> None:
+    """Written whole under a fresh name, then renamed over the record."""
     path = record_path(rec.mountpoint)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(rec)))
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".rec-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(rec)))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def remove(mountpoint: str) -> None:
@@ -117,8 +168,7 @@ def mount_state(path: str) -> str:
 def auto_mountpoint(image: str) -> Path:
     """A fresh directory for a mount the user did not place (as ``podman
     image mount`` does)."""
-    base = runtime_dir() / "mnt"
-    base.mkdir(mode=0o700, exist_ok=True)
+    base = private.ensure(runtime_dir() / "mnt", fix=_RUNTIME_FIX, writable_ok=False)
     n = 0
     while True:
         path = base / f"{_key(image)[:12]}{'-' + str(n) if n else ''}"
