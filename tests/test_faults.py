@@ -301,3 +301,87 @@ def test_full_disk_during_pull_is_one_line_and_keeps_nothing(tmp_path, busybox_i
     left = lines[2:]
     assert not [f for f in left if f.startswith(("layers/sha256/", "images/", "tmp/"))
                 and not f.startswith("images/blobs/sha256/.")], left
+
+
+RM_NS = r'''
+import errno, json, os, subprocess, sys
+dockish, image, work = sys.argv[1:4]
+small = os.path.join(work, "small")
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small], check=True)
+upper, mnt = os.path.join(small, "upper"), os.path.join(work, "mnt")
+subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True)
+report = {}
+
+def errno_of(fn):
+    try:
+        fn()
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    return "ok"
+
+def create(path):
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
+try:
+    def fill():
+        fd = os.open(mnt + "/fill", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            while True:                        # fsync: the error of the write-back
+                os.write(fd, os.urandom(1 << 18))
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    report["fill"] = errno_of(fill)
+    os.mkdir(mnt + "/many")
+    names = [f"{mnt}/many/{'n' * 150}{i:06d}" for i in range(60_000)]
+    made = 0
+    for name in names:                 # creates until the journal's room runs out
+        r = errno_of(lambda: create(name))
+        if r != "ok":
+            report["create"] = r
+            break
+        made += 1
+    report["made"] = made
+    report["failed creates"] = sorted({errno_of(lambda: create(f"{mnt}/no{i}"))
+                                       for i in range(300)})
+    report["ghosts"] = sorted(n for n in os.listdir(mnt) if n.startswith("no"))
+    # deleting: of every file just made, the lower file, then the big one
+    report["rm many"] = sorted({errno_of(lambda: os.unlink(n)) for n in names[:made]})
+    report["rmdir"] = errno_of(lambda: os.rmdir(mnt + "/many"))
+    report["rm lower"] = errno_of(lambda: os.unlink(mnt + "/small"))
+    report["rm fill"] = errno_of(lambda: os.unlink(mnt + "/fill"))
+    report["create after"] = errno_of(lambda: create(mnt + "/after"))
+    before = sorted(os.listdir(mnt))
+finally:
+    subprocess.run([dockish, "umount", mnt], check=True)
+subprocess.run([dockish, "mount", "--rw", "--upper", upper, image, mnt], check=True)
+try:
+    report["remount equal"] = sorted(os.listdir(mnt)) == before
+finally:
+    subprocess.run([dockish, "umount", mnt], check=True)
+print(json.dumps(report))
+'''
+
+
+def test_rm_works_on_a_full_layer_after_many_creates(tmp_path):
+    """A container fills its writable layer, then creates files until even
+    the journal is full, then tries more: those fail with ENOSPC and leave
+    nothing behind, and every delete still works (each file made, the
+    directory, a lower file, the big file), after which space is back and
+    a remount shows the same tree."""
+    image = oci_layout(tmp_path / "img", [tar_of(("small", "f", b"s"))])
+    (tmp_path / "small").mkdir()
+    (tmp_path / "mnt").mkdir()
+    p = subprocess.run(["unshare", "-Urm", sys.executable, "-c", RM_NS, dockish_exe(), image,
+                        str(tmp_path)], capture_output=True, text=True, timeout=500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+    report = json.loads(p.stdout.splitlines()[-1])
+    print(report)
+    assert report["fill"] == "ENOSPC" and report["create"] == "ENOSPC"
+    assert report["made"] > 100
+    assert report["failed creates"] == ["ENOSPC"] and report["ghosts"] == []
+    assert report["rm many"] == ["ok"]
+    assert report["rmdir"] == report["rm lower"] == report["rm fill"] == "ok"
+    assert report["create after"] == "ok"
+    assert report["remount equal"]

@@ -135,11 +135,14 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if self.readonly:
             raise _err(errno.EROFS)
 
-    def _flush_journal(self) -> None:
+    def _flush_journal(self, *, freeing: bool = False) -> None:
         records = self.tree.take_pending()
         try:
             self.upper.append(records)
-        except OSError:
+        except OSError as e:
+            if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) and not self._copy_locks \
+                    and self.upper.compact_to_free(self.tree):
+                return                          # the rewritten journal holds the change
             self.tree.pending[:0] = records     # journaled with the next change that fits
             raise
         if self.upper.needs_compaction() and not self._copy_locks:
@@ -147,6 +150,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     def _new_name_ok(self, parent: Node, name: bytes, ctx) -> None:
         self._writable()
+        self.upper.admit()          # a full disk: the journal's last room is for deletes
         self.policy.check(ctx, parent, W | X)
         if len(name) > NAME_MAX:
             raise _err(errno.ENAMETOOLONG)
@@ -357,7 +361,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         node.attr = None
         if node.links:
             self.tree.record(node)
-        self._flush_journal()
+        self._flush_journal(freeing=True)
         if not node.links:
             self._drop(node)
 
@@ -374,7 +378,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             raise _err(errno.ENOTEMPTY)
         self._touch_dir(parent, time.time_ns())
         self.tree.unlink(parent, name)
-        self._flush_journal()
+        self._flush_journal(freeing=True)
         self._drop(node)
 
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new,
@@ -420,7 +424,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self.tree.rename(sp, name_old, dp, name_new, flags)
         node.ctime = now
         self.tree.record(node)
-        self._flush_journal()
+        self._flush_journal(freeing=True)
         if target is not None and not target.links:
             self._drop(target)
 
@@ -552,6 +556,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._writable()
         node = self._node(inode)
         self.policy.xattr_ok(ctx, node, name)
+        self.upper.admit()
         node.xattrs = dict(node.xattrs or {})
         node.xattrs[name] = value
         node.ctime = time.time_ns()

@@ -15,10 +15,16 @@ at the next mount, which then rewrites the journal compactly.
 
 A full disk: the journal keeps ``JOURNAL_RESERVE`` bytes allocated past its
 end (``fallocate`` with KEEP_SIZE), so once file data has filled the disk
-the user can still delete, rename and truncate to free space. An append
-that fails anyway is cut back to the last whole record (never a torn record
-in the middle of the journal), and a compaction that finds no room keeps the
-journal it has.
+the user can still delete, rename and truncate to free space. Changes that
+free nothing (creates, mkdir, chmod, xattrs) ask ``admit`` first and get
+ENOSPC, before anything changes, once the disk is full and the reserve is
+down to ``KEEP_FOR_FREEING``: however many creates were tried, that part is
+left for deletes. A delete that finds no room anyway gives the reserve back
+and rewrites the journal as the current state (``compact_to_free``; a tree
+just emptied of files is small). An append that fails is cut back to the
+last whole record (never a torn record in the middle of the journal; the
+blocks the cut released are reserved again), and a compaction that finds no
+room keeps the journal it has.
 """
 from __future__ import annotations
 
@@ -37,6 +43,8 @@ from .tree import Rec, Tree
 JOURNAL_VERSION = 1
 COMPACT_MIN = 64 << 20      # journal bytes before a live mount compacts it
 JOURNAL_RESERVE = 1 << 20   # bytes kept allocated past the journal's end
+KEEP_FOR_FREEING = JOURNAL_RESERVE // 2     # of it, what only freeing changes may use
+_NO_FALLOCATE = 1 << 62
 _FALLOC_FL_KEEP_SIZE = 1
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -208,17 +216,42 @@ class Upper:
         self._reserve(size)
 
     def _reserve(self, end: int) -> None:
-        """Keep JOURNAL_RESERVE bytes allocated past ``end`` (best effort)."""
+        """Keep JOURNAL_RESERVE bytes allocated past ``end`` (best effort: on
+        a nearly full disk, as much of it as fits)."""
         if end + JOURNAL_RESERVE // 2 <= self.reserved:
             return
-        try:
-            _fallocate_keep_size(self.journal_fd, end, JOURNAL_RESERVE)
-        except OSError as e:
-            if e.errno in _FULL:
-                return                      # what is left of the reserve still serves
-            self.reserved = 1 << 62        # no fallocate here: nothing to keep
+        length = JOURNAL_RESERVE
+        while length >= 4096:
+            try:
+                _fallocate_keep_size(self.journal_fd, end, length)
+            except OSError as e:
+                if e.errno not in _FULL:
+                    self.reserved = _NO_FALLOCATE      # no fallocate here: nothing to keep
+                    return
+                length //= 2
+                continue
+            self.reserved = max(self.reserved, end + length)
             return
-        self.reserved = end + JOURNAL_RESERVE
+
+    def admit(self) -> None:
+        """Before a change that frees no space: ENOSPC (nothing changed yet)
+        once the disk is full and the reserve is down to what deletes keep."""
+        if self.journal_fd < 0 or self.reserved >= _NO_FALLOCATE:
+            return
+        self._reserve(self.journal_bytes)
+        if self.reserved - self.journal_bytes < KEEP_FOR_FREEING:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def compact_to_free(self, tree: Tree) -> bool:
+        """A delete whose records did not fit: give back the journal's
+        preallocated blocks and rewrite it as the current state, which holds
+        the delete (False: no room even so; the old journal stays)."""
+        os.ftruncate(self.journal_fd, self.journal_bytes)     # frees the reserve
+        self.reserved = self.journal_bytes
+        if self.compact(tree):
+            return True
+        self._reserve(self.journal_bytes)
+        return False
 
     # -- live use ------------------------------------------------------------------
 
@@ -229,6 +262,8 @@ class Upper:
                 _write_all(self.journal_fd, data)
             except OSError:
                 os.ftruncate(self.journal_fd, self.journal_bytes)   # no torn record stays
+                self.reserved = min(self.reserved, self.journal_bytes)  # nor its reserve:
+                self._reserve(self.journal_bytes)                   # take it back
                 raise
             self.journal_bytes += len(data)
             self._reserve(self.journal_bytes)
