@@ -41,6 +41,7 @@ from unionfs.layers import (
     detect_compression,
     split_digest,
 )
+from unionfs.safefile import open_regular
 from unionfs.tarindex import LayerError, normalize_path
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -323,10 +324,14 @@ class _DirFiles:
             raise CorruptImageError(f"{self.label}: {name} is missing") from None
 
     def open(self, name: str) -> BinaryIO:
+        # a layout comes from someone else: a FIFO planted as a blob must
+        # give an error, not hang the reader
         try:
-            return open(self._path(name), "rb")
+            return open_regular(self._path(name))
         except (FileNotFoundError, IsADirectoryError):
             raise CorruptImageError(f"{self.label}: {name} is missing") from None
+        except OSError as e:
+            raise CorruptImageError(f"{self.label}: {name}: {e.strerror}") from None
 
 
 class _Slice(io.RawIOBase):

@@ -81,7 +81,7 @@ def auth_files(authfile: str | None = None) -> list[Path]:
 def read_config(path: Path) -> dict:
     """A config or auth file as a JSON object (a FIFO or directory there is
     refused in one line, not waited on)."""
-    from runner.safefile import read_file
+    from unionfs.safefile import read_file
     try:
         data = json.loads(read_file(path) or b"{}")
     except FileNotFoundError:

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from unionfs import safefile
 from unionfs.layers import LayerStore
 
 from . import context as ctxmod
 from . import dockerfile as dfm
-from . import runmounts, safefile
+from . import runmounts
 from .buildcache import BuildCache, base_key, state_key
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]

@@ -262,7 +262,7 @@ def _build(opts: dict, image: str, args: tuple[str, ...]):
 def _env_overrides(env_files: tuple[str, ...], env: tuple[str, ...]) -> list[str]:
     """``--env-file`` then ``-e``, read as Docker reads them: each file a
     regular file (a FIFO must not hang the command), UTF-8, no NUL."""
-    from .safefile import read_file
+    from unionfs.safefile import read_file
     host_env = dict(os.environ)
     out: list[str] = []
     for f in env_files:

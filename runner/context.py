@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from unionfs.safefile import open_flags, read_fd
+
 from .dockerignore import Matcher, PatternError
-from .safefile import open_flags, read_fd
 
 
 class ContextError(Exception):

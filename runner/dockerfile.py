@@ -193,9 +193,10 @@ def parse_file(path: str, *, label: str | None = None,
     is untrusted: its symlinks are resolved inside the context, never out to
     the host. Either must be a regular file (a FIFO is refused, not waited
     on)."""
+    from unionfs.safefile import read_text
+
     from .context import ContextDir, ContextError
     from .dockerignore import Matcher
-    from .safefile import read_text
     try:
         if context is None:
             text = read_text(path)

@@ -20,6 +20,7 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_SIZE = 16 << 20       # env files, Dockerfiles, secrets: far below this
 
@@ -70,3 +71,23 @@ def read_text(path: str | os.PathLike, *, follow: bool = True,
     (a Dockerfile or pattern file in another encoding still parses)."""
     return read_file(Path(path), follow=follow, dir_fd=dir_fd).decode(
         "utf-8", "surrogateescape")
+
+
+def open_regular(path: str | os.PathLike, *, dir_fd: int | None = None) -> BinaryIO:
+    """A regular file opened for streaming (no size cap), such as a blob of
+    an OCI layout someone handed over: a FIFO planted there must not hang
+    the reader, and a device must not be read at all. The non-blocking flag
+    is cleared once the type is known, so reads behave as usual."""
+    name = os.fspath(path)
+    fd = os.open(name, open_flags(), dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", name)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
