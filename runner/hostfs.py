@@ -176,7 +176,7 @@ class _Dirs:
             try:
                 if ti is not None:
                     if self.keep_owners:
-                        _chown(lambda: os.fchown(fd, ti.uid, ti.gid))
+                        _chown(lambda fd=fd, ti=ti: os.fchown(fd, ti.uid, ti.gid))
                     os.fchmod(fd, stat.S_IMODE(ti.mode))
                     os.utime(fd, ns=_times(ti))
             finally:
@@ -229,7 +229,6 @@ def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str] | None, *,
                 raise UnsafeTree(f"refusing the archive member {ti.name!r}: "
                                  "a non-directory in place of the target directory")
             pfd = dirs.at(parts[:-1])
-            leaf = parts[-1]
             _member(tf, ti, pfd, parts, prefix, root_fd, out, keep_owners, keep_special)
         dirs.leave_to(0)
     finally:
@@ -262,7 +261,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, parts: list[str]
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
             if keep_owners:
-                _chown(lambda: os.fchown(fd, ti.uid, ti.gid))
+                _chown(lambda fd=fd, ti=ti: os.fchown(fd, ti.uid, ti.gid))
             os.fchmod(fd, mode)            # after chown, which clears set-id bits
             os.utime(fd, ns=_times(ti))
         finally:

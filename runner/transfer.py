@@ -198,7 +198,8 @@ def write_tree(path: str, arcname: str, out_fd: int, *, one_fs: bool,
             return
         root_dev = st.st_dev
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        stack: list[tuple[int, str, Iterator[str]]] = [(top, arcname, iter(sorted(os.listdir(top))))]
+        stack: list[tuple[int, str, Iterator[str]]] = [
+            (top, arcname, iter(sorted(os.listdir(top))))]
         try:
             while stack:
                 fd, prefix, names = stack[-1]

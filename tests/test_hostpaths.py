@@ -404,6 +404,6 @@ def test_a_3000_level_tree_round_trips_through_cp_and_export(bb, tmp_path):
     with tarfile.open(out) as t:
         f = t.extractfile("tmp/deep/" + "d/" * DEPTH + "f")
         assert f is not None and f.read() == b"bottom\n"
-    from runner.volumes import remove_in          # and the removal walk
+    from runner.volumes import remove_in  # and the removal walk
     remove_in(tmp_path, "back")
     assert not (tmp_path / "back").exists()

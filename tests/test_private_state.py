@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from .diffbase import dockish_exe
-from .test_lifecycle import _wait_exit
 from .runbed import (
     dockish,
     drain,
@@ -27,6 +26,7 @@ from .runbed import (
     ok,
     one_error_line,
 )
+from .test_lifecycle import _wait_exit
 
 SQUAT = r'''
 set -e
@@ -104,8 +104,8 @@ def _attach_in_pty(name: str) -> tuple[int, int]:
     return pid, fd
 
 
-def test_runtime_dir_squatted_by_another_user(bb, tmp_path, other_user, squatted,
-                                              short_cache, no_leftovers):
+@pytest.mark.usefixtures("no_leftovers")
+def test_runtime_dir_squatted_by_another_user(bb, tmp_path, other_user, squatted, short_cache):
     """Another user made /tmp/dockish-<uid> first, 0777, with symlinks to
     our file at the mount record's, its temporary's and the daemon log's
     names, and serves a fake attach socket at the container's name. Without

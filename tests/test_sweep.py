@@ -1,0 +1,267 @@
+# ruff: noqa: E501 - a table of test names, one entry a line
+"""The containment sweep: every function in ``runner/`` and ``registry/``
+that opens, creates, chmods, renames, removes or extracts a host path is
+listed here with either the attacker's test that covers it or the reason
+container and image content cannot reach it.
+
+The list is checked against the code (an AST scan), so a new function that
+touches host paths fails this test until someone says why it is safe; a
+function that no longer touches one must leave the list, and every test
+named must exist. Pure: no FUSE, no namespaces.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+
+# Calls that touch a host path (by name or through an fd from one).
+OPS = {"open", "mkdir", "makedirs", "chmod", "fchmod", "chown", "lchown", "rename",
+       "extract", "extractall", "rmtree", "unlink", "rmdir", "write_text", "write_bytes",
+       "read_text", "read_bytes", "mkstemp", "mkdtemp", "symlink", "link", "mknod", "mkfifo",
+       "utime", "copyfile", "copy2", "copytree", "move", "touch", "walk", "fwalk",
+       "listdir", "scandir", "iterdir", "glob", "rglob",
+       # the project's own safe openers count too: they still open a host path
+       "read_file", "open_regular", "openat2", "ensure", "output_file"}
+
+# -- why a function is safe ------------------------------------------------------------------
+OWN = ("dockish's own state under the private store or runtime dir (0700, checked with lstat: "
+       "tests/test_private_state.py); every name in it is made by dockish (digests, hex ids, "
+       "fixed names), none comes from an image or a container")
+USER = ("a path the user typed (a command-line argument or their own config file): followed as "
+        "the user asked, with the user's own rights; no image or container names it")
+KERNEL = "a fixed file of /proc, /sys or /etc that the kernel or the administrator writes"
+INSIDE = ("runs after pivot_root/chroot into the container's root, as the container's user: "
+          "names resolve inside that root, the host is not reachable from there")
+LAYOUT = ("an image archive or layout the user handed over: member names are normalized "
+          "(no '..', no absolute paths), data is read as streams and verified by digest, "
+          "nothing is extracted on the host; blobs must be regular files")
+FIXED = "a fixed device or the process's own stdio (/dev/null, /dev/ptmx)"
+NOT_PATH = "not a host path (a method of the same name on a tar member, string or stream)"
+
+
+def T(*names: str) -> str:
+    """Covered by these tests (``file::name``)."""
+    return "test: " + " ".join(names)
+
+
+CONTAIN = "tests/test_containment.py::"
+HOSTP = "tests/test_hostpaths.py::"
+PRIV = "tests/test_private_state.py::"
+BAD = "tests/test_badinput.py::"
+
+SWEEP: dict[str, str] = {
+    # registry/: image archives, the store, auth
+    "registry/archive.py:_DirFiles.open": LAYOUT,
+    "registry/archive.py:_TarFiles.__init__": LAYOUT,
+    "registry/archive.py:_import_layer": LAYOUT,
+    "registry/archive.py:_open_tarball": USER,
+    "registry/archive.py:_read": LAYOUT,
+    "registry/archive_out.py:_Writer.__init__": USER,
+    "registry/archive_out.py:_Writer.add_file": OWN,
+    "registry/archive_out.py:_load_compressed": USER,
+    "registry/archive_out.py:_raw_config": OWN,
+    "registry/archive_out.py:load": USER,
+    "registry/auth.py:write_config": USER + "; written with mkstemp and rename",
+    "registry/auth.py:read_config": T(BAD + "test_config_file_that_is_a_fifo_does_not_hang_pull",
+                                      BAD + "test_config_file_of_the_wrong_shape_is_one_line"),
+    "registry/push.py:_send_layer": OWN,
+    "registry/push.py:compress_layer": OWN,
+    "registry/store.py:ImageStore._drop_layer": OWN,
+    "registry/store.py:ImageStore._ensure": T(PRIV + "test_store_is_private_from_other_users",
+                                              PRIV + "test_store_root_of_another_user_is_refused"),
+    "registry/store.py:ImageStore._flock": OWN,
+    "registry/store.py:ImageStore.container_refs": OWN,
+    "registry/store.py:ImageStore.discard_layers": OWN,
+    "registry/store.py:ImageStore.gc": OWN,
+    "registry/store.py:ImageStore.get_blob": OWN,
+    "registry/store.py:ImageStore.record": OWN,
+    "registry/store.py:ImageStore.records": OWN,
+    "registry/store.py:ImageStore.remove_record": OWN,
+    "registry/store.py:ImageStore.tags": OWN,
+    "registry/store.py:_write_atomic": OWN + "; O_EXCL|O_NOFOLLOW, 0600, renamed into place",
+    # runner/: builds
+    "runner/build.py:Builder.__init__": OWN,
+    "runner/build.py:Builder._cache_dir": T(CONTAIN + "test_a_locked_cache_mount_holds_no_fd_into_the_host",
+                                            PRIV + "test_store_is_private_from_other_users"),
+    "runner/build.py:Builder._do_run": OWN,
+    "runner/build.py:Builder._layer_step": T(HOSTP + "test_build_bind_copies_extract_with_the_same_rules"),
+    "runner/build.py:Builder._mount_reqs": OWN,
+    "runner/build.py:Builder._read_image_file": T(BAD + "test_chown_reads_the_images_passwd_never_a_fifo_or_the_host"),
+    "runner/build.py:Builder._secret": T(BAD + "test_dockerfile_flag_and_secret_source_must_be_regular_files"),
+    "runner/build.py:Builder._squash": OWN,
+    "runner/build.py:Builder._tmp": OWN,
+    "runner/build.py:Builder.close": OWN,
+    "runner/build.py:_Null.fileno": FIXED,
+    "runner/build.py:_materialize": T(HOSTP + "test_build_bind_copies_extract_with_the_same_rules"),
+    "runner/build.py:_remove_tree": OWN,
+    "runner/build.py:_upper_tar": OWN,
+    "runner/build.py:squash_tars": OWN,
+    "runner/build_cli.py:_empty_cache_mounts": OWN,
+    "runner/build_cli.py:register.build": USER + " (--iidfile)",
+    "runner/buildcache.py:BuildCache._lock": OWN,
+    "runner/buildcache.py:BuildCache.entries": OWN,
+    "runner/buildcache.py:BuildCache.get": OWN,
+    "runner/buildcache.py:BuildCache.prune": OWN,
+    "runner/buildcache.py:BuildCache.put": OWN,
+    "runner/context.py:ContextDir.__init__": T(BAD + "test_dockerfile_that_is_a_directory_or_a_symlink_out_of_the_context"),
+    "runner/context.py:ContextDir._openat": T(BAD + "test_dockerfile_that_is_a_directory_or_a_symlink_out_of_the_context",
+                                              BAD + "test_context_file_that_is_a_fifo_does_not_hang_the_build"),
+    "runner/context.py:ContextDir.listdir": T(BAD + "test_context_file_that_is_a_fifo_does_not_hang_the_build"),
+    "runner/context.py:ImageTree.__init__": OWN,
+    "runner/context.py:_archive": OWN + " (ADD's archives are read as streams into the build's scratch)",
+    "runner/context.py:_fetch": OWN + " (ADD URL downloads land in mkstemp files of the build's scratch)",
+    "runner/context.py:_file_item": T(BAD + "test_context_file_that_is_a_fifo_does_not_hang_the_build"),
+    "runner/context.py:_unpack": OWN,
+    "runner/context.py:_unpack.reader": OWN,
+    "runner/context.py:_walk": T(BAD + "test_dockerfile_that_is_a_directory_or_a_symlink_out_of_the_context"),
+    "runner/context.py:expand_glob": T(BAD + "test_dockerfile_that_is_a_directory_or_a_symlink_out_of_the_context"),
+    "runner/context.py:write_tar": OWN,
+    "runner/dockerfile.py:parse_file": T(BAD + "test_dockerfile_flag_and_secret_source_must_be_regular_files"),
+    "runner/runmounts.py:cache_path": T(PRIV + "test_store_is_private_from_other_users"),
+    # runner/: containers
+    "runner/capabilities.py:limit_bounding": KERNEL,
+    "runner/cli.py:_offline_view": OWN,
+    "runner/cli.py:layer_cmd": T(HOSTP + "test_output_files_are_all_or_nothing"),
+    "runner/commit.py:commit": OWN + " (the writable layer's journal and numbered data files)",
+    "runner/container.py:Container._write_reserved": OWN,
+    "runner/container.py:Container.clear_exit": OWN,
+    "runner/container.py:Containers.all": OWN,
+    "runner/container.py:Containers.create": OWN,
+    "runner/container.py:Containers.remove": OWN + " (the writable layer holds numbered data "
+                                                   "files, never a container's names)",
+    "runner/container.py:_read_json": OWN,
+    "runner/container.py:_write_json": OWN,
+    "runner/container.py:process_tree": KERNEL,
+    "runner/containers_cli.py:_detached": OWN + " (log files of the container's own dir)",
+    "runner/containers_cli.py:_exec": T(BAD + "test_bad_env_file_is_one_line_for_run_create_and_exec"),
+    "runner/containers_cli.py:_env_overrides": T(BAD + "test_bad_env_file_is_one_line_for_run_create_and_exec"),
+    "runner/containers_cli.py:_follow_from_end": OWN,
+    "runner/containers_cli.py:_foreground": OWN,
+    "runner/containers_cli.py:_logs": OWN,
+    "runner/containers_cli.py:_make_mounts": USER + " (-v sources are made only when missing)",
+    "runner/containers_cli.py:_remove": OWN,
+    "runner/containers_cli.py:_say_once": OWN,
+    "runner/containers_cli.py:register.rename": OWN,
+    "runner/containers_cli.py:register.export": T(HOSTP + "test_output_files_are_all_or_nothing"),
+    "runner/freezer.py:_syncfs_root": INSIDE,
+    "runner/freezer.py:container_pids": KERNEL,
+    "runner/hostfs.py:_Dirs.leave_to": T(HOSTP + "test_cp_out_replaces_a_symlink_it_left_instead_of_writing_through_it"),
+    "runner/hostfs.py:_enter": T(HOSTP + "test_cp_out_replaces_a_symlink_it_left_instead_of_writing_through_it",
+                                 HOSTP + "test_a_hostile_stream_cannot_link_or_write_outside_the_copy"),
+    "runner/hostfs.py:_member": T(HOSTP + "test_a_hostile_stream_cannot_link_or_write_outside_the_copy",
+                                  HOSTP + "test_hardlinks_copied_out_land_inside_dest_as_links_to_each_other",
+                                  HOSTP + "test_as_root_device_nodes_and_set_id_bits_need_cp_a"),
+    "runner/hostfs.py:_open_for_removal": T(HOSTP + "test_volume_rm_removes_planted_symlinks_without_chmodding_their_targets"),
+    "runner/hostfs.py:_path_fd": T(HOSTP + "test_volume_rm_removes_planted_symlinks_without_chmodding_their_targets"),
+    "runner/hostfs.py:remove_tree": T(HOSTP + "test_rm_v_and_volume_prune_do_not_chmod_through_symlinks",
+                                      HOSTP + "test_a_3000_level_tree_round_trips_through_cp_and_export"),
+    "runner/images_cli.py:_build_cache_row": OWN,
+    "runner/images_cli.py:disk_usage": OWN,
+    "runner/images_cli.py:save": T(HOSTP + "test_output_files_are_all_or_nothing"),
+    "runner/launch.py:_fork_view": OWN + " (the view daemon's log)",
+    "runner/launch.py:_hold_nothing": FIXED,
+    "runner/launch.py:_open_workdir": T(CONTAIN + "test_workdir_through_proc_self_fd_reaches_nothing_of_the_host",
+                                        CONTAIN + "test_run_and_exec_refuse_a_workdir_outside_the_root"),
+    "runner/launch.py:_read_view_file": T(CONTAIN + "test_a_fifo_for_etc_passwd_does_not_hang_exec_or_healthchecks"),
+    "runner/launch.py:_wire_stdio": FIXED,
+    "runner/namespaces.py:_read": KERNEL,
+    "runner/namespaces.py:apply_mapping": KERNEL,
+    "runner/namespaces.py:join": KERNEL,
+    "runner/namespaces.py:proc_start_time": KERNEL,
+    "runner/network.py:Pasta.__init__": OWN,
+    "runner/network.py:Slirp.__init__": OWN,
+    "runner/network.py:_has_default_route": KERNEL,
+    "runner/outfile.py:output_file": T(HOSTP + "test_output_files_are_all_or_nothing"),
+    "runner/rootfs.py:_mkfile": INSIDE.replace("runs after", "runs in the container's mount "
+                                               "namespace before its process starts; symlinks "
+                                               "are resolved by hand and clamped at the root, "
+                                               "as after") + "; " + T(CONTAIN + "test_a_read_only_bind_is_read_only_below_its_submounts"),
+    "runner/rootfs.py:_remount_read_only": KERNEL + " (/proc/self/mountinfo)",
+    "runner/rootfs.py:_resolve": T(CONTAIN + "test_a_read_only_bind_is_read_only_below_its_submounts",
+                                   CONTAIN + "test_run_and_exec_refuse_a_workdir_outside_the_root"),
+    "runner/rootfs.py:_setup_dev": "a fresh tmpfs made for the container's /dev",
+    "runner/rootfs.py:init_layer_tar": KERNEL + " (/etc/resolv.conf)",
+    "runner/rootfs.py:make_init_layer": KERNEL + " (/etc/resolv.conf)",
+    "runner/rootfs.py:offline_tree": OWN,
+    "runner/rootfs.py:remove_init_layer": T(CONTAIN + "test_run_steps_leave_no_init_layer"),
+    "runner/rootfs.py:serve_view": OWN,
+    "runner/system_cli.py:_mem_total": KERNEL,
+    "runner/system_cli.py:_os_name": KERNEL,
+    "runner/transfer.py:_TreeWriter.add": T(HOSTP + "test_a_3000_level_tree_round_trips_through_cp_and_export",
+                                            HOSTP + "test_export_of_a_running_container_leaves_mounted_host_files_out"),
+    "runner/transfer.py:_extract_into": T(HOSTP + "test_cp_out_replaces_a_symlink_it_left_instead_of_writing_through_it"),
+    "runner/transfer.py:_open_dir": INSIDE + " (openat2 without magic links)",
+    "runner/transfer.py:extract_all": T(HOSTP + "test_build_bind_copies_extract_with_the_same_rules"),
+    "runner/transfer.py:mountpoints": KERNEL + " (/proc/PID/mountinfo); " + T(HOSTP + "test_export_of_a_running_container_leaves_mounted_host_files_out"),
+    "runner/transfer.py:write_tree": T(HOSTP + "test_a_3000_level_tree_round_trips_through_cp_and_export"),
+    "runner/tty.py:listen": T(PRIV + "test_runtime_dir_squatted_by_another_user"),
+    "runner/volumes.py:Volumes.create": T(HOSTP + "test_a_volume_name_with_a_trailing_newline_is_refused"),
+    "runner/volumes.py:Volumes.inspect": OWN,
+    "runner/volumes.py:Volumes.names": OWN,
+    "runner/volumes.py:remove_in": T(HOSTP + "test_volume_rm_removes_planted_symlinks_without_chmodding_their_targets"),
+}
+
+
+def _touches_host(call: ast.Call) -> bool:
+    f = call.func
+    if isinstance(f, ast.Attribute):
+        if f.attr in OPS:
+            return True
+        # os.replace / Path.replace(target); str.replace takes two arguments
+        if f.attr == "replace":
+            base = f.value
+            if isinstance(base, ast.Name) and base.id == "os":
+                return True
+            if isinstance(base, ast.Name) and base.id == "dataclasses":
+                return False
+            return len(call.args) == 1 and not call.keywords
+        return False
+    return isinstance(f, ast.Name) and f.id in OPS
+
+
+def scan() -> dict[str, set[str]]:
+    """``module:qualified.function`` -> the host-path calls made in it."""
+    found: dict[str, set[str]] = {}
+    for pkg in ("runner", "registry"):
+        for path in sorted((TOP / pkg).glob("*.py")):
+            rel = f"{pkg}/{path.name}"
+
+            def visit(node: ast.AST, stack: list[str], rel: str = rel) -> None:
+                for ch in ast.iter_child_nodes(node):
+                    if isinstance(ch, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                        visit(ch, [*stack, ch.name])
+                        continue
+                    if isinstance(ch, ast.Call) and _touches_host(ch):
+                        f = ch.func
+                        name = f.attr if isinstance(f, ast.Attribute) else f.id  # type: ignore[union-attr]
+                        found.setdefault(f"{rel}:{'.'.join(stack) or '<module>'}", set()).add(name)
+                    visit(ch, stack)
+            visit(ast.parse(path.read_text()), [])
+    return found
+
+
+def test_every_host_path_function_is_in_the_sweep():
+    found = scan()
+    missing = sorted(set(found) - set(SWEEP))
+    assert not missing, ("functions that touch host paths with no test or reason in "
+                         "tests/test_sweep.py:\n" + "\n".join(f"  {m} {sorted(found[m])}"
+                                                             for m in missing))
+
+
+def test_the_sweep_lists_no_function_that_is_gone():
+    found = scan()
+    stale = sorted(k for k, why in SWEEP.items() if k not in found and why != NOT_PATH)
+    assert not stale, "listed in the sweep but no longer touching host paths: " + ", ".join(stale)
+
+
+def test_every_test_the_sweep_names_exists():
+    missing = []
+    for why in SWEEP.values():
+        for ref in re.findall(r"(tests/\S+\.py)::(\w+)", why):
+            file, name = ref
+            if not re.search(rf"^def {name}\(", (TOP / file).read_text(), re.M):
+                missing.append(f"{file}::{name}")
+    assert not missing, "the sweep names tests that do not exist: " + ", ".join(missing)
