@@ -3,8 +3,9 @@
 The union view (image layers, the per-container init layer, a writable
 layer) is served by a FUSE daemon that is mounted *inside* the container's
 user namespace as its root: the kernel then hands the daemon container uids,
-so the image's owners are what the container sees, and ``allow_other`` lets
-the container's other users in (the view does the permission checks).
+so the image's owners are what the container sees, ``allow_other`` lets
+the container's other users in, and the kernel checks their permissions
+(``default_permissions``, see unionfs.access).
 
 ``init_layer`` makes the per-container layer Docker calls ``-init``;
 ``serve_view`` runs in the daemon process; ``setup_root`` runs in the
@@ -122,8 +123,10 @@ def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Pat
     up.open()
     up.load(tree)
     ops = UnionFS(tree, fds, up, sum(os.fstat(fd).st_size for fd in fds))
-    pyfuse3.init(ops, mountpoint, {"fsname=dockish", "subtype=dockish", "allow_other",
-                                   "suid"})
+    # the kernel checks permissions here (default_permissions: unionfs.access),
+    # with the capabilities each process holds in the container
+    pyfuse3.init(ops, mountpoint, ops.mount_options({"fsname=dockish", "subtype=dockish",
+                                                     "allow_other", "suid"}))
     mounted = True
     try:
         ready()

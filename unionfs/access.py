@@ -1,20 +1,43 @@
-"""Who may do what in the view.
+"""Who may do what in the view: the kernel checks, or this daemon does.
 
-The kernel is not asked to check modes (no ``default_permissions``): the
-view's owners are the image's, which the mounting user usually is not, yet
-that user owns every byte of the store and must be able to read and change
-all of it — so on an inspection mount the mounting user acts like root.
-Everyone else gets POSIX checks against the image's owners and modes, done
-here; uid 0 (root of a container's user namespace, or of the host) passes
-them where its capabilities allow, as the kernel would let it: read from
-the caller's ``CapEff`` in /proc only when the plain check fails, so a
-container started with ``--cap-drop`` gets exactly what it asked for.
+``make_policy`` chooses per mount:
+
+* **The kernel checks** (``KernelPolicy``, mounted with
+  ``default_permissions``) when the daemon is uid 0 of a user namespace that
+  maps more ids than its own: a container's view (mounted inside the
+  container's user namespace, see runner/rootfs.py) and ``dockish mount``
+  run by root or by root of a ``unshare --map-auto`` namespace. Root of the
+  view is then root of that namespace, so the kernel's own rules are the
+  view's: search permission on every directory of a path *also for entries
+  the kernel has cached* (it never asks the daemon about those, so a check
+  here cannot see them: issue 16's ``/secret`` hole), open modes, sticky
+  directories, utimes, truncate, setgid dropped by chmod, and root's
+  overrides by the capabilities its process holds in that namespace
+  (``--cap-drop DAC_OVERRIDE`` really takes them away). A write, truncate or
+  chown that must clear setuid/setgid reaches the daemon as a mode change
+  from whoever did it, which the kernel already allowed. What the kernel
+  leaves to a filesystem stays here: owners of new files (a setgid
+  directory's group) and ``system.*`` xattrs.
+
+* **The daemon checks** (``Policy``) everywhere else: a mount by a user who
+  is not uid 0 (``dockish mount IMAGE`` on the host), and a namespace that
+  maps one id only (a container without subuid ranges: files of other owners
+  are unmapped there, and the kernel would let even root only use their
+  "other" bits). The view's owners are the image's, which the mounting user
+  usually is not, yet it owns every byte of the store and must read and
+  change all of it: it acts as root of its image, which the kernel's checks
+  cannot express. Without ``allow_other`` nobody else gets in at all; with
+  it, other users get POSIX checks here, and the daemon makes the kernel
+  keep no entries (``entry_timeout`` 0) so every path walk asks it about
+  every directory. uid 0 passes checks where its capabilities allow, read
+  from the caller's ``CapEff`` in /proc only when the plain check fails.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
+import time
 
 import pyfuse3
 
@@ -75,7 +98,10 @@ def _proc_caps(pid: int) -> int:
 
 
 class Policy:
-    """Permission rules for one mount."""
+    """Permission rules for one mount, checked by the daemon."""
+
+    kernel_checks = False
+    mount_options: frozenset[str] = frozenset()
 
     def __init__(self, owner_uid: int | None = None) -> None:
         self.owner_uid = os.getuid() if owner_uid is None else owner_uid
@@ -118,16 +144,39 @@ class Policy:
         if not self.allowed(self.creds(ctx), node.mode, node.uid, node.gid, want):
             raise pyfuse3.FUSEError(errno.EACCES)
 
-    def check_owner(self, ctx, node) -> None:
+    def check_setattr(self, ctx, node, attr, fields, fh) -> int:
+        """Refuse a SETATTR as the kernel would (errors in its order: a
+        truncate one may not write is EACCES first, then chown, chmod, times);
+        returns the permission bits to keep or set."""
         c = self.creds(ctx)
-        if not (c.uid == node.uid or self.privileged(c, CAP_FOWNER)):
-            raise pyfuse3.FUSEError(errno.EPERM)
+        mode = stat.S_IMODE(attr.st_mode if fields.update_mode else node.mode)
+        if fields.update_size and fh is None and not self.allowed(c, node.mode, node.uid,
+                                                                  node.gid, W):
+            raise pyfuse3.FUSEError(errno.EACCES)
+        if fields.update_uid or fields.update_gid:
+            self._chown_ok(c, node, attr.st_uid if fields.update_uid else None,
+                           attr.st_gid if fields.update_gid else None)
+        if fields.update_mode and not self._kills_privs(c, node, mode, fields, fh):
+            if not (c.uid == node.uid or self.privileged(c, CAP_FOWNER)):
+                raise pyfuse3.FUSEError(errno.EPERM)
+            if (mode & stat.S_ISGID and not stat.S_ISDIR(node.mode)
+                    and not c.in_group(node.gid) and not self.privileged(c, CAP_FSETID)):
+                mode &= ~stat.S_ISGID     # POSIX: a non-member's chmod drops setgid
+        if (fields.update_atime or fields.update_mtime) and not (
+                c.uid == node.uid or self.privileged(c, CAP_FOWNER)):
+            if not _to_now(attr, fields):
+                raise pyfuse3.FUSEError(errno.EPERM)  # explicit times: the owner only
+            if not self.allowed(c, node.mode, node.uid, node.gid, W):
+                raise pyfuse3.FUSEError(errno.EACCES)  # UTIME_NOW: whoever may write
+        return mode
 
-    def may_set_times(self, ctx, node) -> bool:
-        """utimensat: the owner, CAP_FOWNER, or (to now) whoever may write."""
-        c = self.creds(ctx)
-        return c.uid == node.uid or self.privileged(c, CAP_FOWNER) or \
-            self.allowed(c, node.mode, node.uid, node.gid, W)
+    def _kills_privs(self, c: Creds, node, mode: int, fields, fh) -> bool:
+        """A mode change that only turns setuid/setgid off: what the kernel
+        sends, as the caller, after that caller's write or truncate (which it
+        may do: it holds the file open, or may write it) or chown."""
+        return _drops_privs_only(node.mode, mode) and (
+            fh is not None or fields.update_uid or fields.update_gid
+            or self.allowed(c, node.mode, node.uid, node.gid, W))
 
     def check_delete(self, ctx, parent, node) -> None:
         """W+X on the directory, and the sticky bit's owner rule."""
@@ -138,8 +187,7 @@ class Policy:
                 and not self.privileged(c, CAP_FOWNER)):
             raise pyfuse3.FUSEError(errno.EPERM)
 
-    def chown_ok(self, ctx, node, uid: int | None, gid: int | None) -> None:
-        c = self.creds(ctx)
+    def _chown_ok(self, c: Creds, node, uid: int | None, gid: int | None) -> None:
         if (uid is None or uid == node.uid) and (gid is None or gid == node.gid) \
                 and c.uid == node.uid:
             return                      # a no-op chown by the owner
@@ -151,15 +199,6 @@ class Policy:
             raise pyfuse3.FUSEError(errno.EPERM)
         if c.uid != node.uid and (uid is not None or gid is not None):
             raise pyfuse3.FUSEError(errno.EPERM)
-
-    def chmod_mode(self, ctx, node, mode: int) -> int:
-        """The mode a chmod really sets: a non-member loses setgid (POSIX)."""
-        self.check_owner(ctx, node)
-        c = self.creds(ctx)
-        if (mode & stat.S_ISGID and not stat.S_ISDIR(node.mode) and not c.in_group(node.gid)
-                and not self.privileged(c, CAP_FSETID)):
-            mode &= ~stat.S_ISGID
-        return mode
 
     def xattr_ok(self, ctx, node, name: bytes) -> None:
         c = self.creds(ctx)
@@ -174,6 +213,65 @@ class Policy:
             raise pyfuse3.FUSEError(errno.EPERM)
         if not self.allowed(c, node.mode, node.uid, node.gid, W):
             raise pyfuse3.FUSEError(errno.EACCES)
+
+
+class KernelPolicy(Policy):
+    """The kernel has checked the request (``default_permissions``, see the
+    module's docstring): the daemon only keeps what no kernel check covers."""
+
+    kernel_checks = True
+    mount_options = frozenset({"default_permissions"})
+
+    def allowed(self, c: Creds, mode: int, uid: int, gid: int, want: int) -> bool:
+        return True
+
+    def check(self, ctx, node, want: int) -> None:
+        pass
+
+    def check_setattr(self, ctx, node, attr, fields, fh) -> int:
+        return stat.S_IMODE(attr.st_mode if fields.update_mode else node.mode)
+
+    def check_delete(self, ctx, parent, node) -> None:
+        pass
+
+    def xattr_ok(self, ctx, node, name: bytes) -> None:
+        """The kernel checks user.* and trusted.* and its security module
+        security.*; system.* names are the filesystem's to refuse."""
+        if name.startswith(b"system.") and not self.privileged(self.creds(ctx), CAP_FOWNER):
+            raise pyfuse3.FUSEError(errno.EPERM)
+
+
+def make_policy() -> Policy:
+    """The kernel checks where it can check as POSIX says (this process is
+    root of a namespace where others exist), the daemon elsewhere."""
+    if os.getuid() == 0 and _ids_mapped("/proc/self/uid_map") > 1 \
+            and _ids_mapped("/proc/self/gid_map") > 1:
+        return KernelPolicy()
+    return Policy()
+
+
+def _ids_mapped(path: str) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(int(line.split()[2]) for line in f if line.strip())
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _drops_privs_only(old: int, new: int) -> bool:
+    """``new`` is ``old`` with setuid and/or setgid turned off, and no other change."""
+    privs = stat.S_ISUID | stat.S_ISGID
+    old = stat.S_IMODE(old)
+    return new != old and new & ~privs == old & ~privs and not new & ~old
+
+
+def _to_now(attr, fields) -> bool:
+    """Whether a utimensat sets the times to now (UTIME_NOW). pyfuse3 hands
+    over the time it read for UTIME_NOW, not the flag; explicit times equal
+    to now within a second are no more than UTIME_NOW could do."""
+    now = time.time_ns()
+    return all(abs(t - now) < 1_000_000_000 for t, on in (
+        (attr.st_atime_ns, fields.update_atime), (attr.st_mtime_ns, fields.update_mtime)) if on)
 
 
 def _as_root(mode: int, want: int) -> bool:

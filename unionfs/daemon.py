@@ -47,7 +47,7 @@ def build_tree(spec: MountSpec) -> Tree:
 
 
 def fuse_options(spec: MountSpec) -> set[str]:
-    opts: set[str] = set()                   # no default_permissions: see unionfs.access
+    opts: set[str] = set()          # default_permissions or not: UnionFS.mount_options
     if not any(o.startswith("fsname=") for o in spec.options):
         opts.add("fsname=dockish")
     opts.add("subtype=dockish")
@@ -93,7 +93,7 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
     total = sum(os.fstat(fd).st_size for fd in layer_fds)
     ops = UnionFS(tree, layer_fds, upper, total)
     try:
-        pyfuse3.init(ops, spec.mountpoint, fuse_options(spec))
+        pyfuse3.init(ops, spec.mountpoint, ops.mount_options(fuse_options(spec)))
     except RuntimeError:
         raise mounts.MountError(f"cannot mount {spec.mountpoint}: the kernel refused the "
                                 "FUSE mount (see fusermount3's message above)") from None

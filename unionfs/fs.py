@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import pyfuse3
 import trio
 
-from .access import Policy, R, W, X, open_want
+from .access import R, W, X, make_policy, open_want
 from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Tree
 from .upper import Upper
 from .whiteout import is_whiteout
@@ -93,7 +93,19 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._dirs: dict[int, list[tuple[bytes, Node]]] = {}
         self._fds: dict[int, int] = {}          # node ino -> open data fd
         self._copy_locks: dict[int, trio.Lock] = {}
-        self.policy = Policy()
+        self.policy = make_policy()
+        # seconds the kernel keeps entries; 0 where others' path walks must
+        # reach the daemon's checks (``access``: set by whoever mounts)
+        self.entry_timeout = TIMEOUT
+
+    def mount_options(self, options: set[str]) -> set[str]:
+        """``options`` plus what this view's permission model needs (see
+        ``access``): ``default_permissions`` where the kernel checks; where
+        the daemon checks other users, no cached entries (a path walk over
+        cached entries never asks the daemon about search permission)."""
+        if "allow_other" in options and not self.policy.kernel_checks:
+            self.entry_timeout = 0
+        return options | self.policy.mount_options
 
     # -- helpers -------------------------------------------------------------------
 
@@ -115,7 +127,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             a = pyfuse3.EntryAttributes()
             a.st_ino = node.ino
             a.generation = 0
-            a.entry_timeout = TIMEOUT
+            a.entry_timeout = self.entry_timeout
             a.attr_timeout = TIMEOUT
             a.st_mode = node.mode
             a.st_nlink = node.nlink
@@ -225,7 +237,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             if node is None:
                 neg = pyfuse3.EntryAttributes()
                 neg.st_ino = 0
-                neg.entry_timeout = TIMEOUT
+                neg.entry_timeout = self.entry_timeout
                 return neg
         node.lookups += 1
         return self.attrs(node)
@@ -245,20 +257,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._writable()
         node = self._node(inode)
         now = time.time_ns()
-        policy = self.policy
-        if fields.update_uid or fields.update_gid:
-            policy.chown_ok(ctx, node, attr.st_uid if fields.update_uid else None,
-                            attr.st_gid if fields.update_gid else None)
-        if fields.update_mode:
-            mode = policy.chmod_mode(ctx, node, stat.S_IMODE(attr.st_mode))
-        if fields.update_atime or fields.update_mtime:
-            if not policy.may_set_times(ctx, node):
-                raise _err(errno.EPERM)
+        mode = self.policy.check_setattr(ctx, node, attr, fields, fh)
         if fields.update_size:
             if not stat.S_ISREG(node.mode):
                 raise _err(errno.EINVAL)
-            if fh is None:
-                policy.check(ctx, node, W)
             size = attr.st_size
             if node.layer is not None:
                 await self._copy_up(node, keep=size)
