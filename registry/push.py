@@ -70,12 +70,21 @@ def _try_mount(client: Client, repo: str, digest: str, source: str) -> bool:
     return r.status_code == 201
 
 
+def _location(client: Client, r) -> str:
+    """Where an upload goes on: the registry's ``Location`` header, which a
+    broken or hostile registry may leave out (one line, not a KeyError)."""
+    loc = r.headers.get("Location")
+    if not loc:
+        raise RegistryError(f"{client.host}: the registry gave no upload location")
+    return urljoin(client.base(), loc)
+
+
 def upload(client: Client, repo: str, digest: str, size: int, opener: Callable[[], BinaryIO],
            scopes: tuple[str, ...], progress: Callable[[int], None]) -> None:
     """POST for a session, then one PUT (small blobs) or PATCH chunks and a PUT."""
     r = client.request("POST", f"/v2/{repo}/blobs/uploads/", scopes=scopes, ok=(202,))
     r.close()
-    location = urljoin(client.base(), r.headers["Location"])
+    location = _location(client, r)
     if size <= MONOLITHIC_MAX:
         r = client.request("PUT", "", url=location, params={"digest": digest}, body=opener,
                            headers={"Content-Type": "application/octet-stream",

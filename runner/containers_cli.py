@@ -261,13 +261,14 @@ def _build(opts: dict, image: str, args: tuple[str, ...]):
 
 def _env_overrides(env_files: tuple[str, ...], env: tuple[str, ...]) -> list[str]:
     """``--env-file`` then ``-e``, read as Docker reads them: each file a
-    regular file (a FIFO must not hang the command), UTF-8, no NUL."""
+    regular file or the shell's ``<(...)`` (a named FIFO must not hang the
+    command), UTF-8, no NUL."""
     from unionfs.safefile import read_file
     host_env = dict(os.environ)
     out: list[str] = []
     for f in env_files:
         try:
-            data = read_file(f)
+            data = read_file(f, pipes=True)
         except OSError as e:
             raise CliError(f"open {f}: {(e.strerror or str(e)).lower()}") from None
         out += cfgmod.parse_env_file(cfgmod.decode_env_file(data, f), host_env)

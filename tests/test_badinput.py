@@ -108,6 +108,16 @@ def test_bad_env_file_is_one_line_for_run_create_and_exec(bb, tmp_path, dockish_
     ok("rm", "-f", cid)
 
 
+def test_env_file_from_the_shells_process_substitution_is_read(bb):
+    """`--env-file <(...)` is an anonymous pipe the user's shell writes, as
+    Docker users pass it: read to its end, while a named FIFO is refused."""
+    res = subprocess.run(
+        ["bash", "-c", f'"$0" run --rm --network none --env-file <(printf "A=from-pipe\\n") '
+         f'{bb} sh -c \'echo "$A"\'', dockish_exe()],
+        capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout) == (0, "from-pipe\n"), res.stderr
+
+
 # ------------------------------------------------------------------ -v
 
 @pytest.mark.parametrize("spec, words", [
@@ -300,9 +310,14 @@ class _BadRegistry:
                     return self._send(200, tags_body or b"{}")
                 if self.path == "/v2/":
                     return self._send(200, b"{}")
+                if "/blobs/" in self.path and error_body is None:
+                    return self._send(404, b'{"errors": []}')    # push: nothing there yet
                 self._send(400, error_body or b"{}")
 
             do_HEAD = do_GET
+
+            def do_POST(self) -> None:            # an upload opened, but no Location
+                self._send(202, b"{}")
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
@@ -335,6 +350,14 @@ def test_registry_error_body_of_the_wrong_shape_is_one_line(dockish_root, tmp_pa
     with _BadRegistry(None, body) as host:
         one_line(dockish("pull", f"{host}/bad/image:1"), 125, host)
     nothing_left(dockish_root)
+
+
+def test_push_to_a_registry_that_gives_no_upload_location_is_one_line(bb, dockish_root,
+                                                                       tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKISH_CONFIG", str(tmp_path / "config.json"))
+    with _BadRegistry(None, None) as host:
+        ok("tag", bb, f"{host}/bad/image:1")
+        one_line(dockish("push", f"{host}/bad/image:1"), 125, "no upload location")
 
 
 @pytest.mark.parametrize("body", [b'{"tags": 5}', b"[1]", b"3"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -30,14 +31,17 @@ def open_flags(follow: bool = True) -> int:
     return os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
 
 
-def read_fd(fd: int, name: str, limit: int = MAX_SIZE) -> bytes:
-    """The contents of the open ``fd`` if it is a regular file of at most
-    ``limit`` bytes; ``fd`` is closed in every case."""
+def read_fd(fd: int, name: str, limit: int = MAX_SIZE, *, pipe: bool = False) -> bytes:
+    """The contents of the open ``fd`` if it is a regular file (or, with
+    ``pipe``, an anonymous pipe) of at most ``limit`` bytes; ``fd`` is closed
+    in every case."""
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", name)
-        if not stat.S_ISREG(st.st_mode):
+        if pipe and stat.S_ISFIFO(st.st_mode):
+            os.set_blocking(fd, True)      # the shell's writer ends it with EOF
+        elif not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", name)
         chunks: list[bytes] = []
         total = 0
@@ -51,10 +55,29 @@ def read_fd(fd: int, name: str, limit: int = MAX_SIZE) -> bytes:
         os.close(fd)
 
 
+_INHERITED = re.compile(r"/(?:dev|proc/self)/fd/(\d+)|/dev/stdin")
+
+
+def _anonymous_pipe(name: str) -> bool:
+    """Whether ``name`` is one of our fds that is a pipe with no name in any
+    directory: what ``--env-file <(...)`` hands over. Its writer is the
+    user's own shell, so reading it to EOF cannot be made to hang by anyone
+    else, unlike a named FIFO someone left in a directory."""
+    m = _INHERITED.fullmatch(name)
+    if not m:
+        return False
+    try:
+        return os.readlink(f"/proc/self/fd/{m.group(1) or 0}").startswith("pipe:")
+    except OSError:
+        return False
+
+
 def read_file(path: str | os.PathLike, *, follow: bool = True, dir_fd: int | None = None,
-              limit: int = MAX_SIZE) -> bytes:
+              limit: int = MAX_SIZE, pipes: bool = False) -> bytes:
     """A regular file's bytes (see the module's docstring); ``follow=False``
-    refuses a symlink as the last component."""
+    refuses a symlink as the last component; ``pipes`` also takes an
+    inherited anonymous pipe (``<(...)``, ``/dev/stdin``) for files a user
+    names on the command line."""
     name = os.fspath(path)
     try:
         fd = os.open(name, open_flags(follow), dir_fd=dir_fd)
@@ -62,7 +85,7 @@ def read_file(path: str | os.PathLike, *, follow: bool = True, dir_fd: int | Non
         if e.errno == errno.ELOOP and not follow:
             raise OSError(errno.ELOOP, "is a symbolic link", name) from None
         raise
-    return read_fd(fd, name, limit)
+    return read_fd(fd, name, limit, pipe=pipes and _anonymous_pipe(name))
 
 
 def read_text(path: str | os.PathLike, *, follow: bool = True,
