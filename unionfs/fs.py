@@ -442,6 +442,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         node = self._node(inode)
         if flags & _WRITE_FLAGS and self.readonly:
             raise _err(errno.EROFS)
+        # the only open check where the daemon checks (access.Policy): an OPEN
+        # the kernel skips (no_open) is safe only when policy.kernel_checks
         self.policy.check(ctx, node, open_want(flags))
         if flags & os.O_TRUNC and node.size:
             await self._copy_up(node, keep=0)
