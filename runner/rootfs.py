@@ -112,7 +112,7 @@ def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Pat
     import trio
 
     from unionfs.daemon import MountSpec as _Spec
-    from unionfs.daemon import _main, build_tree
+    from unionfs.daemon import _main, build_tree, count_requests
     from unionfs.fs import UnionFS
     from unionfs.upper import Upper
 
@@ -123,6 +123,7 @@ def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Pat
     up.open()
     up.load(tree)
     ops = UnionFS(tree, fds, up, sum(os.fstat(fd).st_size for fd in fds))
+    count_requests(ops)
     # the kernel checks permissions here (default_permissions: unionfs.access),
     # with the capabilities each process holds in the container
     pyfuse3.init(ops, mountpoint, ops.mount_options({"fsname=dockish", "subtype=dockish",

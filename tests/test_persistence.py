@@ -161,3 +161,109 @@ def test_live_journal_compaction_keeps_everything(image, tmp_path):
         assert after == before
     finally:
         assert _umount(mnt).returncode == 0
+
+
+def _kill_daemon(pid: int, mnt: Path) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while os.path.ismount(mnt) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not os.path.ismount(mnt), "a killed daemon left its mount behind"
+
+
+def _data_files(upper: Path) -> set[str]:
+    return set(os.listdir(upper / "data"))
+
+
+def test_deleted_files_data_goes_and_never_comes_back(image, tmp_path):
+    """Removing written files frees their data in the writable layer while
+    the mount lives (the daemon unlinks data files off its request thread);
+    a daemon killed right after the deletes brings none of them back."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    pid = _daemon_pid(mnt)
+    (mnt / "w").mkdir()
+    for i in range(200):
+        fd = os.open(mnt / "w" / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"x" * 5000)
+        os.fsync(fd)
+        os.close(fd)
+    (mnt / "keep").write_bytes(b"kept")
+    held = _data_files(upper)
+    assert len(held) >= 201
+    subprocess.run(["rm", "-rf", str(mnt / "w")], check=True)
+    deadline = time.time() + 10
+    while len(_data_files(upper)) > len(held) - 200 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(_data_files(upper)) <= len(held) - 200, "deleted files' data stayed"
+    _kill_daemon(pid, mnt)
+    _mount(image, upper, mnt)
+    try:
+        assert not (mnt / "w").exists()
+        assert (mnt / "keep").read_bytes() == b"kept"
+        assert (mnt / "a" / "f1").read_text() == "one, changed\n"
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+def test_fsyncs_at_once_all_survive(image, tmp_path):
+    """Many files fsynced at the same time share journal syncs (group
+    commit); each fsync still returns only once its file is durable, so a
+    daemon killed right after loses none of them."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    pid = _daemon_pid(mnt)
+    script = r'''
+import os, sys, threading
+mnt = sys.argv[1]
+def one(i):
+    fd = os.open(os.path.join(mnt, f"s{i}"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, str(i).encode() * 100)
+    (os.fdatasync if i % 2 else os.fsync)(fd)
+    os.close(fd)
+ts = [threading.Thread(target=one, args=(i,)) for i in range(64)]
+for t in ts: t.start()
+for t in ts: t.join()
+d = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+os.fsync(d)
+'''
+    subprocess.run([sys.executable, "-c", script, str(mnt)], check=True, timeout=60)
+    _kill_daemon(pid, mnt)
+    _mount(image, upper, mnt)
+    try:
+        for i in range(64):
+            st = os.lstat(mnt / f"s{i}")
+            assert (mnt / f"s{i}").read_bytes() == str(i).encode() * 100
+            assert oct(st.st_mode & 0o7777) == "0o600"
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+def test_request_counts_on_sigusr1(image, tmp_path):
+    """With DOCKISH_FUSE_STATS=1 the daemon counts requests per kind and
+    writes them to its log on SIGUSR1 (and when it ends)."""
+    from unionfs import mounts
+
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    env = dict(os.environ, DOCKISH_FUSE_STATS="1")
+    subprocess.run([dockish_exe(), "mount", "--rw", "--upper", str(upper), image, str(mnt)],
+                   check=True, env=env)
+    log = mounts.runtime_dir() / f"mount-{mounts.record_path(str(mnt)).stem}.log"
+    try:
+        for _ in range(3):
+            (mnt / "a" / "f1").read_text()
+        (mnt / "new").write_text("n")
+        os.kill(_daemon_pid(mnt), signal.SIGUSR1)
+        deadline = time.time() + 10
+        while "requests after" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        text = log.read_text()
+        counts = {f[0]: int(f[1]) for f in (line.split() for line in text.splitlines())
+                  if len(f) > 2 and f[1].isdigit()}
+        assert counts.get("lookup", 0) >= 1 and counts.get("create") == 1, text
+        assert counts.get("read", 0) >= 1, text
+    finally:
+        assert _umount(mnt).returncode == 0

@@ -6,11 +6,14 @@ one-line reason; ``serve`` runs in the foreground.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +95,7 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
         upper.load(tree)
     total = sum(os.fstat(fd).st_size for fd in layer_fds)
     ops = UnionFS(tree, layer_fds, upper, total)
+    count_requests(ops)
     try:
         pyfuse3.init(ops, spec.mountpoint, ops.mount_options(fuse_options(spec)))
     except RuntimeError:
@@ -117,15 +121,85 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
             mounts.remove(spec.mountpoint)
 
 
+STATS_ENV = "DOCKISH_FUSE_STATS"
+
+
+class RequestStats:
+    """Per-handler request counts and time spent in Python, for finding what
+    a workload costs the daemon. Only made when ``$DOCKISH_FUSE_STATS`` is
+    set, so a normal mount's requests go straight to their handlers."""
+
+    def __init__(self) -> None:
+        self.count: collections.Counter[str] = collections.Counter()
+        self.ns: collections.Counter[str] = collections.Counter()
+        self.started = time.monotonic()
+
+    def wrap(self, name: str, fn):
+        count, spent, clock = self.count, self.ns, time.perf_counter_ns
+
+        @functools.wraps(fn)
+        async def counted(*args, **kwargs):
+            count[name] += 1
+            t0 = clock()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                spent[name] += clock() - t0
+        return counted
+
+    def report(self) -> str:
+        total = sum(self.count.values())
+        lines = [f"dockish mount: requests after {time.monotonic() - self.started:.1f} s: "
+                 f"{total} in all"]
+        for name, n in self.count.most_common():
+            lines.append(f"  {name:12} {n:9d}  {self.ns[name] / 1e6:10.1f} ms in the handler")
+        return "\n".join(lines)
+
+
+_stats: RequestStats | None = None
+
+
+def count_requests(ops: pyfuse3.Operations) -> None:
+    """With ``$DOCKISH_FUSE_STATS`` set, count every request ``ops``
+    answers; the counts go to stderr (the daemon's log) on SIGUSR1 and when
+    the mount ends."""
+    global _stats
+    if not os.environ.get(STATS_ENV):
+        return
+    _stats = RequestStats()
+    for name in dir(pyfuse3.Operations):
+        if name.startswith("_") or name in ("init", "stacktrace"):
+            continue
+        fn = getattr(ops, name, None)
+        if callable(fn):
+            setattr(ops, name, _stats.wrap(name, fn))
+
+
+def _report_stats() -> None:
+    if _stats is not None:
+        print(_stats.report(), file=sys.stderr, flush=True)
+
+
 async def _main() -> bool:
     """Serve until the kernel ends the session (unmounted: returns False) or a
     signal asks us to stop (still mounted: returns True)."""
     signalled = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_stop_on_signal, signalled)
-        await pyfuse3.main()
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signalled)
+            if _stats is not None:
+                nursery.start_soon(_stats_on_signal)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+    finally:
+        _report_stats()
     return bool(signalled)
+
+
+async def _stats_on_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGUSR1) as sigs:
+        async for _ in sigs:
+            _report_stats()
 
 
 async def _stop_on_signal(signalled: list) -> None:

@@ -93,6 +93,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._dirs: dict[int, list[tuple[bytes, Node]]] = {}
         self._fds: dict[int, int] = {}          # node ino -> open data fd
         self._copy_locks: dict[int, trio.Lock] = {}
+        self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
+        self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
         self.policy = make_policy()
         # seconds the kernel keeps entries; 0 where others' path walks must
         # reach the daemon's checks (``access``: set by whoever mounts)
@@ -152,13 +154,18 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         try:
             self.upper.append(records)
         except OSError as e:
-            if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) and not self._copy_locks \
+            if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) and self._may_compact() \
                     and self.upper.compact_to_free(self.tree):
                 return                          # the rewritten journal holds the change
             self.tree.pending[:0] = records     # journaled with the next change that fits
             raise
-        if self.upper.needs_compaction() and not self._copy_locks:
+        if self.upper.needs_compaction() and self._may_compact():
             self.upper.compact(self.tree)
+
+    def _may_compact(self) -> bool:
+        """Compaction swaps the journal's fd: not while a copy-up or a
+        journal sync in a worker thread is under way."""
+        return not self._copy_locks and not self._sync_lock.locked()
 
     def _new_name_ok(self, parent: Node, name: bytes, ctx) -> None:
         self._writable()
@@ -182,7 +189,27 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             if fd is not None:
                 os.close(fd)
             if node.uino is not None:
-                self.upper.remove_data(node.uino)
+                self._doomed.append(node.uino)
+
+    async def _reap(self) -> None:
+        """Remove the data files of dropped nodes in a worker thread: an
+        unlink on the backing filesystem takes long (``rm -rf`` of a tree
+        written in the view spent most of its time there), and no request
+        waits for it. A file left by a killed daemon has no name in the
+        journal, so the next mount's compaction removes it; uinos are never
+        reused within a mount."""
+        if self._doomed:
+            doomed, self._doomed = self._doomed, []
+            await trio.to_thread.run_sync(self.upper.remove_data_many, doomed)
+
+    async def _sync_journal(self) -> None:
+        """Make every journal record written so far durable; fsyncs that
+        wait here together are covered by one sync (``Upper.sync`` skips
+        when an earlier one already reached their records)."""
+        if self.upper is None or not self.upper.unsynced():
+            return
+        async with self._sync_lock:
+            await trio.to_thread.run_sync(self.upper.sync)
 
     def _data_fd(self, node: Node) -> int:
         fd = self._fds.get(node.ino)
@@ -249,6 +276,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 node.lookups = max(0, node.lookups - count)
                 if not node.links:
                     self._drop(node)
+        await self._reap()
 
     async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
         return self.attrs(self._node(inode))
@@ -366,6 +394,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._flush_journal(freeing=True)
         if not node.links:
             self._drop(node)
+            await self._reap()
 
     async def rmdir(self, parent_inode, name, ctx) -> None:
         self._writable()
@@ -429,6 +458,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._flush_journal(freeing=True)
         if target is not None and not target.links:
             self._drop(target)
+            await self._reap()
 
     # -- file data -----------------------------------------------------------------
 
@@ -489,15 +519,21 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return n
 
     async def fsync(self, fh, datasync) -> None:
+        # fdatasync even for a full fsync: a data file's own metadata (times,
+        # mode) is never read back, the journal holds the file's; its size,
+        # which fdatasync flushes, is all that counts
         node = self._files[fh]
         if node.dirty and node.links:
             self.tree.record(node)
             self._flush_journal()
         fd = self._fds.get(node.ino)
-        if fd is not None:
-            await trio.to_thread.run_sync(os.fsync, fd)
-        if self.upper is not None:
-            await trio.to_thread.run_sync(self.upper.sync)
+        if fd is None:
+            await self._sync_journal()
+            return
+        # both at once: the backing filesystem commits them together
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sync_journal)
+            await trio.to_thread.run_sync(os.fdatasync, fd)
 
     # No flush handler: pyfuse3 answers ENOSYS, so the kernel stops sending a
     # FLUSH on every close (one round trip less per file); release journals.
@@ -514,6 +550,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 os.close(fd)
             if not node.links:
                 self._drop(node)
+                await self._reap()
 
     # -- directories ---------------------------------------------------------------
 
@@ -541,8 +578,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._dirs.pop(fh, None)
 
     async def fsyncdir(self, fh, datasync) -> None:
-        if self.upper is not None:
-            await trio.to_thread.run_sync(self.upper.sync)
+        await self._sync_journal()
 
     # -- extended attributes -------------------------------------------------------------
 

@@ -10,8 +10,12 @@ the view: data files are opened by number through one directory fd.
 
 Crash safety: every change is written to the journal (``os.write``, so it
 survives the daemon being killed) before the reply reaches the kernel;
-``fsync`` on any file also fsyncs the journal. A torn final record is cut off
-at the next mount, which then rewrites the journal compactly.
+``fsync`` on any file also makes the journal durable up to that point. The
+journal is synced as a group commit: one ``fdatasync`` covers every record
+written before it, so an fsync that finds its records already durable (dpkg
+fsyncs each file it unpacked, one after another) costs no journal sync, and
+fsyncs waiting at the same time share one. A torn final record is cut off at
+the next mount, which then rewrites the journal compactly.
 
 A full disk: the journal keeps ``JOURNAL_RESERVE`` bytes allocated past its
 end (``fallocate`` with KEEP_SIZE), so once file data has filled the disk
@@ -66,6 +70,7 @@ class Upper:
         self.lock_fd = -1
         self._packer = msgpack.Packer(use_bin_type=True)
         self.journal_bytes = 0
+        self.synced_bytes = 0           # journal bytes known to be on disk
         self.snapshot_bytes = 0
         self.reserved = 0               # journal offset up to which blocks are allocated
         self.compact_min = int(os.environ.get("DOCKISH_COMPACT_BYTES", COMPACT_MIN))
@@ -190,14 +195,17 @@ class Upper:
             os.close(self.journal_fd)
             self.journal_fd = -1
         self.snapshot_bytes = os.stat("journal.new", dir_fd=self.dir_fd).st_size
-        self.journal_bytes = self.snapshot_bytes
+        self.journal_bytes = self.synced_bytes = self.snapshot_bytes
         os.rename("journal.new", "journal", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         os.fsync(self.dir_fd)
         live = {str(n.uino) for n in tree.uinodes.values()
                 if n.layer is None and stat.S_ISREG(n.mode)}
         for name in os.listdir(self.data_fd):
             if name not in live:
-                os.unlink(name, dir_fd=self.data_fd)
+                try:
+                    os.unlink(name, dir_fd=self.data_fd)
+                except FileNotFoundError:
+                    pass            # removed by a worker thread meanwhile (fs._reap)
         self._open_journal(self.snapshot_bytes)
         return True
 
@@ -272,8 +280,20 @@ class Upper:
         """A long-lived mount's journal is rewritten once it is mostly history."""
         return self.journal_bytes > max(self.compact_min, 4 * self.snapshot_bytes)
 
+    def unsynced(self) -> bool:
+        """True if records were written since the journal was last synced."""
+        return self.journal_bytes > self.synced_bytes
+
     def sync(self) -> None:
-        os.fsync(self.journal_fd)
+        """Make every record written so far durable (``fdatasync``: the
+        journal's length is data here; its times are not needed). May run
+        in a worker thread: ``journal_bytes`` is read before the sync, so
+        records appended meanwhile are left for the next one."""
+        end, fd = self.journal_bytes, self.journal_fd
+        if end <= self.synced_bytes or fd < 0:
+            return
+        os.fdatasync(fd)
+        self.synced_bytes = max(self.synced_bytes, end)
 
     def open_data(self, uino: int, *, create: bool = False, truncate: bool = False) -> int:
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -288,6 +308,11 @@ class Upper:
             os.unlink(str(uino), dir_fd=self.data_fd)
         except FileNotFoundError:
             pass
+
+    def remove_data_many(self, uinos: list[int]) -> None:
+        """``remove_data`` for each (a worker thread's batch)."""
+        for uino in uinos:
+            self.remove_data(uino)
 
     def statvfs(self) -> os.statvfs_result:
         return os.statvfs(self.data_fd)
