@@ -44,6 +44,8 @@ from unionfs.layers import (
 from unionfs.safefile import open_regular
 from unionfs.tarindex import LayerError, normalize_path
 
+from .errors import DistributionError
+
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -80,7 +82,7 @@ _ARCHES = {
 }
 
 
-class ImageError(Exception):
+class ImageError(DistributionError):
     """An image that cannot be read from its source; the message says why."""
 
 

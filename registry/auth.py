@@ -22,13 +22,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DistributionError
+
 DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io",
                    "registry-1.docker.io")
 TOKEN_DEFAULT_LIFETIME = 60
 _PARAM = re.compile(r'([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
 
-class AuthError(Exception):
+class AuthError(DistributionError):
     """Credentials rejected, a token service that fails, an unreadable auth file."""
 
 

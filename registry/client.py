@@ -29,6 +29,7 @@ from requests.exceptions import ContentDecodingError, SSLError, Timeout
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import auth
+from .errors import DistributionError
 from .reference import registry_host
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -37,7 +38,7 @@ USER_AGENT = "dockish/0.1"
 _STREAM_ERRORS = (RequestsConnectionError, Timeout, ContentDecodingError, Urllib3Error, OSError)
 
 
-class RegistryError(Exception):
+class RegistryError(DistributionError):
     """A registry that refuses, fails or cannot be reached; the message says which."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .errors import DistributionError
+
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
 OFFICIAL_PREFIX = "library/"
@@ -26,7 +28,7 @@ _DOMAIN_RE = re.compile(rf"{_DOMAIN}\Z")
 _ID = re.compile(r"(?:sha256:)?[0-9a-f]{64}\Z")
 
 
-class ReferenceError(ValueError):
+class ReferenceError(DistributionError, ValueError):
     """Text that is not a valid image reference; the message says why."""
 
 

@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,9 +91,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class ImageStore:
     """Images by name and ID. Safe for concurrent dockish processes."""
 
-    def __init__(self, root: Path, layers: LayerStore | None = None) -> None:
+    def __init__(self, root: Path, layers: LayerStore | None = None,
+                 keep: Callable[[], set[str]] | None = None) -> None:
+        """``keep``: the layers something outside the image store still
+        uses (containers, cached build steps), asked for by ``gc`` and
+        ``discard_layers``; the store knows nothing of who that is."""
         self.root = Path(root)
         self.layers = layers or LayerStore(self.root)
+        self.keep = keep
         self.dir = self.root / "images"
         self._blobs = self.dir / "blobs"
         self._records = self.dir / "records"
@@ -306,36 +311,18 @@ class ImageStore:
         except (LayerStoreError, OSError):
             return 0
 
-    def container_refs(self) -> tuple[dict[str, list[str]], set[str]]:
-        """What containers use: image ID -> container names, and every layer
-        (image layers and init layers) of every container, running or not.
-        Read from ``ROOT/containers/*/config.json``."""
-        images: dict[str, list[str]] = {}
-        layers: set[str] = set()
-        base = self.root / "containers"
-        for name in os.listdir(base) if base.is_dir() else []:
-            try:
-                cfg = json.loads((base / name / "config.json").read_bytes())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(cfg, dict):
-                continue
-            if isinstance(cfg.get("image_id"), str):
-                images.setdefault(cfg["image_id"], []).append(str(cfg.get("name") or name))
-            layers.update(d for d in cfg.get("diff_ids") or [] if isinstance(d, str))
-            if isinstance(cfg.get("init_layer"), str):
-                layers.add(cfg["init_layer"])
-        return images, layers
+    def _kept(self) -> set[str]:
+        return set(self.keep()) if self.keep is not None else set()
 
-    def gc(self) -> int:
-        """Delete every layer and blob no image or container references
-        (under the exclusive lock); return the bytes freed."""
+    def gc(self, extra_roots: set[str] | None = None) -> int:
+        """Delete every layer and blob no image references, nor ``keep``
+        nor ``extra_roots`` name (under the exclusive lock); return the
+        bytes freed."""
         freed = 0
         with self.collecting():
             recs = self.records()
-            live_layers = {d for r in recs for d in r.diff_ids} | self.container_refs()[1]
-            from runner.buildcache import BuildCache  # cached build steps: `builder prune`
-            live_layers |= BuildCache(self.root, self.layers).live_layers()
+            live_layers = {d for r in recs for d in r.diff_ids} | self._kept() | \
+                set(extra_roots or ())
             live_blobs = {r.id for r in recs} | {m for r in recs for m in r.manifests}
             blob_dir = self._blobs / "sha256"
             for name in os.listdir(blob_dir) if blob_dir.is_dir() else []:
@@ -367,7 +354,7 @@ class ImageStore:
     def discard_layers(self, diff_ids: list[str]) -> None:
         """Undo a failed pull: drop the layers it stored that no image uses."""
         with self.collecting():
-            live = {d for r in self.records() for d in r.diff_ids} | self.container_refs()[1]
+            live = {d for r in self.records() for d in r.diff_ids} | self._kept()
             gone = set()
             for d in diff_ids:
                 if d not in live and self.layers.has(d):

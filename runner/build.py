@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -31,15 +30,19 @@ from unionfs.layers import LayerStore
 
 from . import context as ctxmod
 from . import dockerfile as dfm
-from . import runmounts
+from . import imageconfig, runmounts
 from .buildcache import BuildCache, base_key, state_key
+from .errors import DockishError
+from .format import iso_seconds
+from .imageconfig import DEFAULT_SHELL
 
-DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class BuildError(Exception):
+class BuildError(DockishError):
     """A build that failed; the message names the step."""
+
+    exit_code = 1               # a failed build exits 1, as docker build does
 
 
 @dataclass
@@ -94,7 +97,7 @@ class StageState:
         return self.config.setdefault("config", {})
 
     def env(self) -> dict[str, str]:
-        return dict(e.split("=", 1) if "=" in e else (e, "") for e in self.conf.get("Env") or [])
+        return imageconfig.env_dict(self.conf.get("Env") or [])
 
     def scope(self) -> dict[str, str]:
         """What ``$VAR`` sees: build args in scope, overridden by ENV."""
@@ -111,20 +114,6 @@ def platform_args() -> dict[str, str]:
         out.update({f"{side}PLATFORM": plat, f"{side}OS": os_, f"{side}ARCH": arch,
                     f"{side}VARIANT": variant or ""})
     return out
-
-
-def _duration(text: str, where: str) -> int:
-    """Docker's HEALTHCHECK durations (Go syntax) in nanoseconds."""
-    total, pos = 0.0, 0
-    units = {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
-    for m in re.finditer(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * units[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
-        raise BuildError(f"{where}: invalid duration {text!r}")
-    return int(total)
 
 
 def image_id(config: dict) -> str:
@@ -153,108 +142,7 @@ def new_config(base: BaseImage | None) -> dict:
     return cfg
 
 
-class ConfigSteps:
-    """The config-only instructions (no layer): shared by builds and by
-    ``commit --change``. ``_config_step`` records one (history, cache key)."""
-
-    def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
-        raise NotImplementedError
-
-    def _workdir(self, st: StageState, ins: dfm.Workdir) -> str:
-        path = ins.path if ins.path.startswith("/") else \
-            os.path.join(st.conf.get("WorkingDir") or "/", ins.path)
-        path = os.path.normpath(path)
-        st.conf["WorkingDir"] = path
-        return path
-
-    def _do_workdir(self, st, ins: dfm.Workdir, where, used) -> None:
-        self._config_step(st, ins, f"WORKDIR {self._workdir(st, ins)}")
-
-    def _do_env(self, st, ins: dfm.Env, where, used) -> None:
-        env = st.env()
-        for k, v in ins.pairs:
-            env[k] = v
-        st.conf["Env"] = [f"{k}={v}" for k, v in env.items()]
-        self._config_step(st, ins, "ENV " + " ".join(f"{k}={v}" for k, v in ins.pairs))
-
-    def _do_label(self, st, ins: dfm.Label, where, used) -> None:
-        labels = st.conf.get("Labels") or {}
-        labels.update(dict(ins.pairs))
-        st.conf["Labels"] = labels
-        self._config_step(st, ins, "LABEL " + " ".join(f"{k}={v}" for k, v in ins.pairs))
-
-    def _do_user(self, st, ins: dfm.User, where, used) -> None:
-        st.conf["User"] = ins.user
-        self._config_step(st, ins, f"USER {ins.user}")
-
-    def _do_cmd(self, st, ins: dfm.Command, where, used) -> None:
-        st.conf["Cmd"] = dfm.exec_or_shell(ins.command, st.shell)
-        st.cmd_set = True
-        self._config_step(st, ins, f"CMD {json.dumps(st.conf['Cmd'])}")
-
-    def _do_entrypoint(self, st, ins: dfm.Command, where, used) -> None:
-        st.conf["Entrypoint"] = dfm.exec_or_shell(ins.command, st.shell)
-        if not st.cmd_set:
-            st.conf["Cmd"] = None      # Docker: a new ENTRYPOINT drops the base's CMD
-        self._config_step(st, ins, f"ENTRYPOINT {json.dumps(st.conf['Entrypoint'])}")
-
-    def _do_expose(self, st, ins: dfm.Expose, where, used) -> None:
-        ports = st.conf.get("ExposedPorts") or {}
-        for p in ins.ports:
-            if not re.fullmatch(r"\d+(-\d+)?(/(tcp|udp|sctp))?", p):
-                raise BuildError(f"{where}: invalid containerPort: {p}")
-            ports[p if "/" in p else f"{p}/tcp"] = {}
-        st.conf["ExposedPorts"] = ports
-        self._config_step(st, ins, "EXPOSE " + " ".join(ins.ports))
-
-    def _do_volume(self, st, ins: dfm.Volume, where, used) -> None:
-        vols = st.conf.get("Volumes") or {}
-        for p in ins.paths:
-            if not p:
-                raise BuildError(f"{where}: VOLUME specified can not be an empty string")
-            vols[p] = {}
-        st.conf["Volumes"] = vols
-        self._config_step(st, ins, "VOLUME " + json.dumps(ins.paths))
-
-    def _do_stopsignal(self, st, ins: dfm.StopSignal, where, used) -> None:
-        import signal
-        sig = ins.signal
-        if not (sig.isdigit() or sig.upper() in signal.Signals.__members__ or
-                "SIG" + sig.upper() in signal.Signals.__members__):
-            raise BuildError(f"{where}: Invalid signal: {sig}")
-        st.conf["StopSignal"] = sig
-        self._config_step(st, ins, f"STOPSIGNAL {sig}")
-
-    def _do_healthcheck(self, st, ins: dfm.Healthcheck, where, used) -> None:
-        hc: dict = {"Test": ins.test}
-        names = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
-                 "start-interval": "StartInterval"}
-        for k, v in ins.options.items():
-            if k == "retries":
-                if not v.isdigit():
-                    raise BuildError(f"{where}: --retries must be a number")
-                hc["Retries"] = int(v)
-            else:
-                hc[names[k]] = _duration(v, where)
-        st.conf["Healthcheck"] = hc
-        self._config_step(st, ins, f"HEALTHCHECK {json.dumps(hc, sort_keys=True)}")
-
-    def _do_onbuild(self, st, ins: dfm.OnBuild, where, used) -> None:
-        st.conf["OnBuild"] = [*(st.conf.get("OnBuild") or []), ins.trigger]
-        self._config_step(st, ins, f"ONBUILD {ins.trigger}")
-
-    def _do_shell(self, st, ins: dfm.Shell, where, used) -> None:
-        st.shell = list(ins.argv)
-        st.conf["Shell"] = list(ins.argv)
-        self._config_step(st, ins, f"SHELL {json.dumps(ins.argv)}")
-
-    def _do_maintainer(self, st, ins: dfm.Maintainer, where, used) -> None:
-        st.config["author"] = ins.name
-        self._config_step(st, ins, f"MAINTAINER {ins.name}")
-
-
-
-class Builder(ConfigSteps):
+class Builder:
     """One ``dockish build``."""
 
     def __init__(self, root: Path, context_dir: Path, dockerfile: dfm.Dockerfile,
@@ -345,7 +233,7 @@ class Builder(ConfigSteps):
         if st.conf.get("Shell"):
             st.shell = list(st.conf["Shell"])
         if self.opts.timestamp is not None:
-            st.stamp = _iso(self.opts.timestamp)
+            st.stamp = iso_seconds(self.opts.timestamp)
         elif base is not None and isinstance(base.config.get("created"), str):
             st.stamp = base.config["created"]
         if last and self.opts.labels:          # --label: part of the image from its FROM on
@@ -369,10 +257,16 @@ class Builder(ConfigSteps):
         ins, used = dfm.expand(raw, st.scope(), self.df.escape, self.df.path) \
             if raw.kind in dfm.SUBSTITUTED else (raw, set())
         handler = getattr(self, f"_do_{ins.kind.lower()}", None)
-        if handler is None:
-            raise BuildError(f"{where}: {ins.kind} is not supported")
         args_used = {k: st.args[k] for k in used if k in st.args}
-        handler(st, ins, where, args_used)
+        try:
+            if handler is not None:
+                handler(st, ins, where, args_used)
+            elif ins.kind in imageconfig.KINDS:
+                self._config_step(st, ins, imageconfig.apply(st, ins, where))
+            else:
+                raise BuildError(f"{where}: {ins.kind} is not supported")
+        except imageconfig.ImageConfigError as e:
+            raise BuildError(str(e)) from None
         self._done(st)
 
     # -- config-only instructions ------------------------------------------------------
@@ -402,7 +296,7 @@ class Builder(ConfigSteps):
             n if d is None else f"{n}={d}" for n, d in ins.pairs))
 
     def _do_workdir(self, st, ins: dfm.Workdir, where, used) -> None:
-        path = self._workdir(st, ins)
+        path = imageconfig.workdir(st, ins.path)
         tree = self._tree(st)
         if path != "/" and tree.lstat(path.lstrip("/")) is None:
             # BuildKit makes the directory, as a layer of its own
@@ -669,7 +563,7 @@ class Builder(ConfigSteps):
 
     def _stamp(self, st: StageState, created: float) -> None:
         if self.opts.timestamp is None:
-            st.stamp = _iso(int(created))
+            st.stamp = iso_seconds(int(created))
 
     def _squash(self, st: StageState) -> None:
         """Docker's ``--squash``: the layers this build made become one; the
@@ -709,6 +603,19 @@ def cache_mounts_dir(root: Path) -> Path:
     return Path(root) / "build" / "cache-mounts"
 
 
+def empty_cache_mounts(root: Path) -> int:
+    """Remove the RUN --mount=type=cache directories (files in them may
+    belong to a container's other uids: removed from its user namespace);
+    the bytes freed."""
+    from .hostfs import disk_usage
+    top = cache_mounts_dir(root)
+    if not top.is_dir():
+        return 0
+    size = disk_usage(top)
+    _remove_tree(top)
+    return size
+
+
 def _remove_tree(path: Path) -> None:
     """A bind mount's copy: a RUN step may have left files of other uids
     in it (``rw``), removed from the user namespace then."""
@@ -741,10 +648,6 @@ def _materialize(items: list[ctxmod.Item], dest: Path) -> None:
 
 def _one_line(text: str) -> str:
     return text.rstrip("\n")
-
-
-def _iso(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 # -- saving -----------------------------------------------------------------------------------
@@ -850,31 +753,30 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
     def run(diff_ids: list[str], argv: list[str], env: list[str], workdir: str, user: str,
             network: str, out: TextIO, scratch: Path,
             mounts: list[dict]) -> tuple[int, Path | None]:
+        from . import create as createmod
         from . import namespaces as ns
-        from .container import ContainerConfig, Containers, new_id
+        from .config import MountReq
         from .launch import Launch, StartError
-        from .rootfs import make_init_layer, remove_init_layer
         layers = LayerStore(root)
-        net = "host" if network in ("", "default", "host") else network
-        if net not in ("host", "none", "slirp4netns", "pasta"):
-            raise BuildError(f"network {network} not found: use host, none, slirp4netns "
-                             "or pasta")
-        cid = new_id()
-        init = make_init_layer(layers, cid[:12], net, "10.0.2.100" if net == "slirp4netns"
-                               else None)
-        cfg = ContainerConfig(id=cid, name=f"build-{cid[:12]}", image="(build)",
-                              image_id="", diff_ids=list(diff_ids), init_layer=init,
-                              argv=argv, env=env, workdir=workdir or "/", user=user,
-                              hostname=cid[:12], network=net, mounts=list(mounts))
-        containers = Containers(root)
-        c = containers.create(cfg)
+        try:
+            net = createmod.network_mode(network, "host", lambda _note: None)
+        except DockishError as e:
+            raise BuildError(str(e)) from None
+        spec = createmod.ContainerSpec(
+            image="(build)", image_id="", diff_ids=list(diff_ids), argv=argv, env=env,
+            workdir=workdir or "/", user=user, hostname="", network=net,
+            mounts=[MountReq(**m) for m in mounts])
+        spec.hostname = spec.id[:12]
+        spec.name = f"build-{spec.id[:12]}"
+        c = createmod.make_container(root, spec)
+        cid = c.id
         say = out.write
         say(f" ---> Running in {cid[:12]}\n")
         out.flush()
         try:
-            ids = [*diff_ids, init]
-            spec = [(layers.tar_path(d), layers.load_index(d)) for d in ids]
-            launch = Launch(c, spec, ids, ns.plan_mapping(), root / "volumes")
+            ids = [*diff_ids, c.config.init_layer]
+            spec_layers = [(layers.tar_path(d), layers.load_index(d)) for d in ids]
+            launch = Launch(c, spec_layers, ids, ns.plan_mapping(), root / "volumes")
             fd = out.fileno()
             try:
                 code = _run_relayed(launch, fd)
@@ -885,12 +787,11 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
                     os.close(fd)
             if code != 0:
                 return code, None
-            return 0, _upper_tar(spec, ids, c.upper, scratch, timestamp,
+            return 0, _upper_tar(spec_layers, ids, c.upper, scratch, timestamp,
                                  [m["target"] for m in mounts])
         finally:
             say(f"Removing intermediate container {cid[:12]}\n")
-            containers.remove(c)
-            remove_init_layer(layers, init)
+            createmod.remove_container(root, c)
 
     return run
 

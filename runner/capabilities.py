@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import DockishError
+
 NAMES = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
          "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
          "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
@@ -28,7 +30,7 @@ DEFAULT = frozenset({"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_
 _PR_CAPBSET_DROP = 24
 
 
-class CapabilityError(ValueError):
+class CapabilityError(DockishError, ValueError):
     """An unknown capability name."""
 
 

@@ -5,49 +5,36 @@ code 125 (Docker's code for its own errors); tracebacks are for bugs only.
 """
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 import click
 
-EXIT_DOCKISH = 125
+from .errors import DockishError, exit_code, known_errors, message
+
+UserError = DockishError          # the older name
 
 
-class UserError(Exception):
-    """An error whose message is the whole story for the user."""
+class DockishGroup(click.Group):
+    """The one place errors become what the user sees: any error dockish
+    can name (``runner.errors.known_errors``) is ``dockish: error: MSG`` on
+    stderr and its exit code (125 unless it carries another); tracebacks
+    are for bugs only. An error with no message was already shown: only
+    its code."""
 
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from registry.archive import ImageError
-    from unionfs.layers import LayerStoreError
-    from unionfs.mounts import MountError
-    from unionfs.tree import LayerError
-    from unionfs.upper import UpperError
-    return (UserError, ImageError, LayerStoreError, MountError, LayerError, UpperError, OSError)
-
-
-def friendly(fn):
-    """Turn the errors dockish knows about into one line and exit 125."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return fn(*args, **kwargs)
-        except _known_errors() as e:
-            click.echo(f"dockish: error: {_message(e)}", err=True)
-            sys.exit(EXIT_DOCKISH)
-    return wrapper
+            return super().invoke(ctx)
+        except known_errors() as e:
+            text = message(e) if not isinstance(e, DockishError) or str(e) else ""
+            if text:
+                click.echo(f"dockish: error: {text}", err=True)
+            sys.exit(exit_code(e))
 
 
-def _message(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        where = f": {e.filename}" if e.filename else ""
-        return f"{e.strerror}{where}"
-    return str(e) or type(e).__name__
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=DockishGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dockish")
 def main() -> None:
     """Docker-style containers for people without root."""
@@ -79,7 +66,6 @@ def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[st
               help="With no IMAGE: how to list the active mounts.")
 @click.argument("image", required=False)
 @click.argument("mountpoint", required=False)
-@friendly
 def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...], fmt: str,
           image: str | None, mountpoint: str | None) -> None:
     """Mount IMAGE's merged layers at MOUNTPOINT (read-only unless --rw).
@@ -130,18 +116,16 @@ def _list_mounts(fmt: str) -> None:
                                 "ReadOnly": r.readonly, "Upper": r.upper} for r in live],
                               indent=2))
         return
+    from .format import table
     rows = [("IMAGE", "MOUNTPOINT", "PID", "MODE")]
     rows += [(r.image, r.mountpoint, str(r.pid), "ro" if r.readonly else "rw") for r in live]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
-        click.echo("   ".join([*cells, row[3]]))
+    for line in table(rows):
+        click.echo(line)
 
 
 @main.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Unmount every dockish mount.")
 @click.argument("targets", nargs=-1)
-@friendly
 def umount(all_: bool, targets: tuple[str, ...]) -> None:
     """Unmount dockish mounts (by mountpoint or by image) and wait for their
     daemons to save and exit."""
@@ -163,40 +147,32 @@ def umount(all_: bool, targets: tuple[str, ...]) -> None:
             click.echo(mp)
 
 
+@contextlib.contextmanager
 def _offline_view(image: str, upper: str):
     """The tree of IMAGE plus the writable layer UPPER, read without mounting."""
-    from unionfs.daemon import build_tree
-    from unionfs.upper import Upper
+    from .view import offline_view
     spec = _mount_spec(image, ".", upper, [])
-    tree = build_tree(spec)
-    up = Upper(spec.upper, spec.layer_ids)
     if not spec.upper.is_dir():
         raise UserError(f"{upper} is not a writable layer directory")
-    up.open()
-    up.load(tree, compact=False)
-    return spec, tree, up
+    with offline_view(spec.layers, spec.layer_ids, spec.upper) as (tree, up):
+        yield spec, tree, up
 
 
 @main.command()
 @click.option("--upper", metavar="DIR", help="A writable layer's directory (then IMAGE is "
               "the image it belongs to).")
 @click.argument("image", metavar="CONTAINER|IMAGE")
-@friendly
 def diff(upper: str | None, image: str) -> None:
     """List what CONTAINER (or the writable layer DIR over IMAGE) changed:
     A added, C changed, D deleted, as `docker diff` does."""
+    from .containers_cli import engine, print_diff
     if upper is None:
-        from runner.containers_cli import cli as _cli
-        from runner.containers_cli import diff_container
-        _cli(diff_container)(image)
+        print_diff(engine().diff(image))
         return
     from unionfs.generate import change_list
-    _, tree, up = _offline_view(image, upper)
-    try:
-        for kind, path in change_list(tree):
-            click.echo(f"{kind} /{path.decode('utf-8', 'surrogateescape')}")
-    finally:
-        up.close()
+    with _offline_view(image, upper) as (_spec, tree, _up):
+        print_diff([(kind, "/" + path.decode("utf-8", "surrogateescape"))
+                    for kind, path in change_list(tree)])
 
 
 @main.command("layer")
@@ -204,31 +180,30 @@ def diff(upper: str | None, image: str) -> None:
 @click.option("-o", "--output", required=True, metavar="FILE",
               help="Where to write the tar ('-': stdout).")
 @click.argument("image")
-@friendly
 def layer_cmd(upper: str, output: str, image: str) -> None:
     """Write the writable layer DIR over IMAGE as an OCI layer tar, with
     `.wh.` whiteouts for deletions and opaque markers for replaced dirs."""
     from unionfs.generate import write_layer
-    spec, tree, up = _offline_view(image, upper)
-    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec.layers]
-    try:
-        if output == "-":
-            write_layer(tree, sys.stdout.buffer, layer_fds=fds, data_fd=up.data_fd)
-        else:
-            from .outfile import output_file
-            with output_file(output) as f:
-                write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
-        up.close()
+    with _offline_view(image, upper) as (spec, tree, up):
+        fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in spec.layers]
+        try:
+            if output == "-":
+                write_layer(tree, sys.stdout.buffer, layer_fds=fds, data_fd=up.data_fd)
+            else:
+                from .outfile import output_file
+                with output_file(output) as f:
+                    write_layer(tree, f, layer_fds=fds, data_fd=up.data_fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 def _register_all() -> None:
     """Container commands first: the image commands' `inspect` then serves both."""
-    from runner import build_cli, containers_cli, images_cli, system_cli
+    from runner import build_cli, containers_cli, images_cli, login_cli, system_cli
     containers_cli.register(main)
     images_cli.register(main)
+    login_cli.register(main)
     build_cli.register(main)
     system_cli.register(main)
 

@@ -22,47 +22,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import dockerfile as dfm
 from . import freezer
-from .build import BuildError, ConfigSteps, StageState, config_bytes
+from .build import config_bytes
 from .container import Container, ContainerConfig
+from .errors import DockishError
+from .format import rfc3339
+from .imageconfig import apply_changes
 
-CHANGES = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
-           "VOLUME", "WORKDIR")
 
-
-class CommitError(Exception):
+class CommitError(DockishError):
     """A commit that cannot be made; the message says why."""
-
-
-class _Changes(ConfigSteps):
-    """``--change``: the config steps of a build, without history."""
-
-    def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
-        pass
-
-
-def apply_changes(config: dict, changes: list[str]) -> None:
-    """Apply Dockerfile instructions (``-c``) to an OCI image ``config``."""
-    st = StageState(diff_ids=[], config=config, key="")
-    if st.conf.get("Shell"):
-        st.shell = list(st.conf["Shell"])
-    steps = _Changes()
-    for text in changes:
-        where = f"--change {text!r}"
-        try:
-            ins = dfm.parse_instruction(text, "--change", 1)
-        except dfm.DockerfileError as e:
-            raise CommitError(f"{where}: {e}") from None
-        if ins.kind not in CHANGES:
-            raise CommitError(f"{where}: {ins.kind} is not a valid change command "
-                              f"(use {', '.join(CHANGES)})")
-        if ins.kind in dfm.SUBSTITUTED:
-            ins, _ = dfm.expand(ins, st.scope(), "\\", where)
-        try:
-            getattr(steps, f"_do_{ins.kind.lower()}")(st, ins, where, {})
-        except BuildError as e:
-            raise CommitError(str(e)) from None
 
 
 def commit_config(image_config: dict, cc: ContainerConfig, diff_id: str | None, *,
@@ -82,7 +51,7 @@ def commit_config(image_config: dict, cc: ContainerConfig, diff_id: str | None, 
     apply_changes(cfg, changes)
     for key in [k for k, v in conf.items() if v is None]:
         del conf[key]
-    stamp = _iso(now)
+    stamp = rfc3339(now)
     diff_ids = list((cfg.get("rootfs") or {}).get("diff_ids") or cc.diff_ids)
     if diff_id is not None:
         diff_ids.append(diff_id)
@@ -107,11 +76,6 @@ def _host_config() -> dict:
     if variant:
         cfg["variant"] = variant
     return cfg
-
-
-def _iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
-        f".{int(t % 1 * 1e9):09d}Z"
 
 
 def image_config_of(c: Container, store) -> dict:

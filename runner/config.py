@@ -11,10 +11,12 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from .errors import DockishError
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class ConfigError(Exception):
+class ConfigError(DockishError):
     """The flags and the image do not make a runnable process."""
 
 

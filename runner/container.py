@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import namespaces as ns
+from .errors import DockishError
 
 _ADJ = ["admiring", "bold", "brave", "calm", "clever", "eager", "elated", "festive",
         "focused", "gallant", "happy", "jolly", "keen", "laughing", "lucid", "nifty",
@@ -39,7 +40,7 @@ _NOUN = ["archimedes", "babbage", "curie", "darwin", "euclid", "faraday", "galil
 EXIT_RESERVE = 256        # bytes kept for exit.json when the disk is full
 
 
-class ContainerError(Exception):
+class ContainerError(DockishError):
     """A container reference or lifecycle step the user got wrong."""
 
 
@@ -320,3 +321,26 @@ class Containers:
                     except OSError:
                         pass
             shutil.rmtree(c.path, ignore_errors=True)
+
+
+def container_refs(root: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """What containers use: image ID -> container names, and every layer
+    (image layers and init layers) of every container, running or not.
+    Read from ``ROOT/containers/*/config.json`` leniently (a damaged record
+    must not let a GC take layers a container may still need)."""
+    images: dict[str, list[str]] = {}
+    layers: set[str] = set()
+    base = Path(root) / "containers"
+    for name in os.listdir(base) if base.is_dir() else []:
+        try:
+            cfg = json.loads((base / name / "config.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(cfg, dict):
+            continue
+        if isinstance(cfg.get("image_id"), str):
+            images.setdefault(cfg["image_id"], []).append(str(cfg.get("name") or name))
+        layers.update(d for d in cfg.get("diff_ids") or [] if isinstance(d, str))
+        if isinstance(cfg.get("init_layer"), str):
+            layers.add(cfg["init_layer"])
+    return images, layers

@@ -36,10 +36,13 @@ from typing import BinaryIO, Protocol
 from unionfs.safefile import open_flags, read_fd
 
 from .dockerignore import Matcher, PatternError
+from .errors import DockishError
 
 
-class ContextError(Exception):
+class ContextError(DockishError):
     """A COPY/ADD that cannot be done; the message says why."""
+
+    exit_code = 1               # a failed build exits 1, as docker build does
 
 
 @dataclass(frozen=True)

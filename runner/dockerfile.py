@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 
 import dockerfile as _moby
 
+from .errors import DockishError
 
-class DockerfileError(Exception):
+
+class DockerfileError(DockishError):
     """A Dockerfile Docker would refuse; the message names file and line."""
+
+    exit_code = 1               # a failed build exits 1, as docker build does
 
 
 # Args every build knows without an ARG line; kept out of history and cache keys.

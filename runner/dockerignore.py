@@ -16,8 +16,10 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from .errors import DockishError
 
-class PatternError(ValueError):
+
+class PatternError(DockishError, ValueError):
     """A pattern Go's ``filepath.Match`` would call malformed (Docker then
     fails with "syntax error in pattern")."""
 

@@ -14,9 +14,10 @@ import signal
 
 from . import namespaces as ns
 from .container import process_tree
+from .errors import DockishError
 
 
-class FreezeError(Exception):
+class FreezeError(DockishError):
     """The container's processes cannot be reached; the message says why."""
 
 

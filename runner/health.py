@@ -1,6 +1,7 @@
 """HEALTHCHECK, run as Docker runs it: every interval the test command is
-executed in the running container (``dockish exec``, from a thread of the
-container's monitor), and the result lands in the container's state:
+executed in the running container (the engine's ``exec``, in a process of
+its own started from a thread of the container's monitor: ``python -m
+runner.health CID ARGV...``, no CLI in between), and the result lands in the container's state:
 ``starting`` until a check passes (failures during the start period do not
 count), ``healthy``, or ``unhealthy`` after ``retries`` failures in a row.
 ``ps`` shows it, ``inspect`` has the last five results.
@@ -12,11 +13,12 @@ import sys
 import threading
 import time
 
+from .format import rfc3339
+
 DEFAULTS = {"Interval": 30_000_000_000, "Timeout": 30_000_000_000,
             "StartPeriod": 0, "Retries": 3}
 KEEP = 5                              # results kept in State.Health.Log
-_DOCKISH = [sys.executable, "-c",
-            "import sys; from runner.cli import main; sys.argv[0] = 'dockish'; main()"]
+_EXEC = [sys.executable, "-m", "runner.health"]
 
 
 def merged(image_hc: dict | None, flags: dict) -> dict:
@@ -43,16 +45,13 @@ def argv_of(test: list[str]) -> list[str]:
     return list(test[1:] if test[0] == "CMD" else test)
 
 
-def _stamp(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
 def _check(cid: str, argv: list[str], timeout: float) -> tuple[int, str]:
-    """One check through ``dockish exec`` (which relays the check's output
-    and returns when the check does, whatever it leaves running); past the
-    timeout the check is stopped (SIGTERM, forwarded into the container,
-    then SIGKILL), as Docker stops it."""
-    p = subprocess.Popen([*_DOCKISH, "exec", cid, *argv], stdin=subprocess.DEVNULL,
+    """One check through the engine's exec (which relays the check's output
+    and returns when the check does, whatever it leaves running), in a
+    process of its own (``main``: the monitor's threads never fork); past
+    the timeout the check is stopped (SIGTERM, forwarded into the
+    container, then SIGKILL), as Docker stops it."""
+    p = subprocess.Popen([*_EXEC, cid, *argv], stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = p.communicate(timeout=timeout)
@@ -87,7 +86,7 @@ def run_checks(c, hc: dict, ended: threading.Event) -> None:
             health["FailingStreak"] += 1
             if health["FailingStreak"] >= retries:
                 health["Status"] = "unhealthy"
-        health["Log"] = [*health["Log"], {"Start": _stamp(t0), "End": _stamp(time.time()),
+        health["Log"] = [*health["Log"], {"Start": rfc3339(t0), "End": rfc3339(time.time()),
                                           "ExitCode": code, "Output": output[:4096]}][-KEEP:]
         c.write_state(health=health)
 
@@ -102,3 +101,19 @@ def start(c) -> threading.Event | None:
     threading.Thread(target=run_checks, args=(c, hc, ended), daemon=True,
                      name="healthcheck").start()
     return ended
+
+
+def main(argv: list[str]) -> int:
+    """``python -m runner.health CID ARGV...``: one check's process; the
+    check's exit code (its output on stdout, an error as one line)."""
+    from .engine import Engine, ExecOptions
+    from .errors import exit_code, known_errors, message
+    try:
+        return Engine().exec(argv[0], ExecOptions(command=argv[1:]))
+    except known_errors() as e:
+        sys.stderr.write(f"dockish: error: {message(e)}\n")
+        return exit_code(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -16,6 +16,7 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SETID = stat.S_ISUID | stat.S_ISGID
@@ -297,3 +298,16 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, parts: list[str]
         _chown(lambda: os.chown(leaf, ti.uid, ti.gid, dir_fd=pfd, follow_symlinks=False))
     os.utime(leaf, ns=_times(ti), dir_fd=pfd, follow_symlinks=False)
 
+
+
+def disk_usage(path: Path | str) -> int:
+    """Apparent size of the files under ``path`` (dockish's own dirs:
+    symlinks are not followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total

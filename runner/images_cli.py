@@ -8,9 +8,7 @@ the ``image`` group with Docker's aliases (``image ls``, ``image rm``, ...).
 from __future__ import annotations
 
 import fnmatch
-import functools
 import json
-import os
 import re
 import sys
 import threading
@@ -21,34 +19,25 @@ from pathlib import Path
 import click
 
 from . import gotemplate
-from .cli import EXIT_DOCKISH, UserError, friendly
+from .errors import DockishError as UserError
+from .format import ago as human_ago
+from .format import go_time as _iso
+from .format import parse_time as _parse_time
+from .format import size as human_size
+from .format import table
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 
 
+def _engine():
+    from .containers_cli import engine
+    return engine()
+
+
 # -- shared helpers -------------------------------------------------------------------
 
-def _registry_errors() -> tuple[type[BaseException], ...]:
-    from registry.auth import AuthError
-    from registry.client import RegistryError
-    from registry.reference import ReferenceError
-    return (RegistryError, AuthError, ReferenceError)
-
-
-def images_friendly(fn):
-    """``friendly`` plus the registry's own errors: one line, exit 125."""
-    @functools.wraps(fn)
-    def inner(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except _registry_errors() as e:
-            raise UserError(str(e)) from None
-    return friendly(inner)
-
-
 def _store():
-    from registry.store import default_store
-    return default_store()
+    return _engine().image_store()
 
 
 def _options(tls_verify: bool | None, authfile: str | None):
@@ -69,70 +58,9 @@ def registry_options(fn):
     return fn
 
 
-def human_size(n: float) -> str:
-    """Docker's sizes: decimal units, three significant digits."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            if unit == "B":
-                return f"{int(n)}B"
-            return f"{n:.3g}{unit}"
-        n /= 1000
-    return f"{n}B"
-
-
-def _parse_time(text: str | None) -> float | None:
-    if not text or not isinstance(text, str):
-        return None
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?", text)
-    if not m:
-        return None
-    tz = m[3] or "Z"
-    dt = datetime.fromisoformat(m[1] + ("+00:00" if tz == "Z" else tz))
-    return dt.timestamp() + float(m[2] or 0)
-
-
-def human_ago(ts: float | None) -> str:
-    """Docker's "CREATED": ``2 years ago``, ``About an hour ago``."""
-    if ts is None:
-        return "N/A"
-    s = max(time.time() - ts, 0)
-    if s < 1:
-        return "Less than a second ago"
-    for limit, div, one, many in ((60, 1, "1 second", "seconds"),
-                                  (3600, 60, "About a minute", "minutes"),
-                                  (86400 * 2, 3600, "About an hour", "hours"),
-                                  (86400 * 14, 86400, "1 day", "days"),
-                                  (86400 * 60, 86400 * 7, "1 week", "weeks"),
-                                  (86400 * 730, 86400 * 30, "1 month", "months"),
-                                  (float("inf"), 86400 * 365, "1 year", "years")):
-        if s < limit:
-            n = int(s // div)
-            return f"{one} ago" if n <= 1 else f"{n} {many} ago"
-    return "N/A"
-
-
 def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _images_in_use(store) -> dict[str, list[str]]:
-    """Image ID -> what uses it: ``container NAME`` (any state) or ``mount at
-    DIR`` (a live dockish mount)."""
-    from unionfs import mounts
-    out: dict[str, list[str]] = {}
-    for image_id, names in store.container_refs()[0].items():
-        out.setdefault(image_id, []).extend(f"container {n}" for n in names)
-    for rec in mounts.all_records():
-        if not rec.alive:
-            continue
-        try:
-            img, _ = store.find(rec.image)
-        except Exception:                            # archives, removed names
-            continue
-        out.setdefault(img.id, []).append(f"mount at {rec.mountpoint}")
-    return out
+    for line in table(rows):
+        click.echo(line)
 
 
 # -- progress ------------------------------------------------------------------------
@@ -200,7 +128,6 @@ class Progress:
               "repository.")
 @registry_options
 @click.argument("name")
-@images_friendly
 def pull(quiet: bool, platform: str | None, all_tags: bool, tls_verify, authfile, name: str):
     """Pull an image from a registry."""
     from registry import reference as refs
@@ -222,14 +149,13 @@ def pull(quiet: bool, platform: str | None, all_tags: bool, tls_verify, authfile
 def _pull_one(name: str, quiet: bool, platform: str | None, options,
               print_name: bool = True) -> None:
     from registry import reference as refs
-    from registry.pull import pull as do_pull
-    store = _store()
+    eng = _engine()
     ref = refs.parse(name)
-    before = store.tags().get(str(ref))
+    before = eng.image_store().tags().get(str(ref))
     if not quiet:
         click.echo(f"{ref.tag or ref.digest}: Pulling from {ref.path}")
     progress = Progress(quiet)
-    result = do_pull(name, store, options, platform, progress)
+    result = eng.pull(name, options, platform, progress)
     progress.finish()
     if not quiet:
         click.echo(f"Digest: {result.digest}")
@@ -246,20 +172,16 @@ def _pull_one(name: str, quiet: bool, platform: str | None, options,
 @registry_options
 @click.argument("name")
 @click.argument("destination", required=False)
-@images_friendly
 def push(quiet: bool, tls_verify, authfile, name: str, destination: str | None):
     """Push an image to a registry (NAME, or the image NAME as DESTINATION)."""
     from registry import reference as refs
-    from registry.push import push as do_push
-    target = destination or name
-    ref = refs.parse(target)
-    store = _store()
-    store.find(name)
+    ref = refs.parse(destination or name)
+    eng = _engine()
+    eng.image_store().find(name)
     if not quiet:
         click.echo(f"The push refers to repository [{ref.repository}]")
     progress = Progress(quiet, "Push")
-    result = do_push(target, store, _options(tls_verify, authfile),
-                     source=name if destination else None, progress=progress)
+    result = eng.push(name, destination, _options(tls_verify, authfile), progress=progress)
     progress.finish()
     if not quiet:
         click.echo(f"{ref.tag or 'latest'}: digest: {result.digest} size: {result.size}")
@@ -270,16 +192,9 @@ def push(quiet: bool, tls_verify, authfile, name: str, destination: str | None):
 @click.command()
 @click.argument("source")
 @click.argument("target")
-@images_friendly
 def tag(source: str, target: str):
     """Give the image SOURCE the name TARGET."""
-    from registry import reference as refs
-    store = _store()
-    rec, _ = store.find(source)
-    ref = refs.parse(target)
-    if ref.digest:
-        raise UserError(f"refusing to create a tag with a digest reference: {target}")
-    store.tag(str(ref), rec.id)
+    _engine().tag(source, target)
 
 
 def _image_rows(store, all_: bool, filter_name: str | None, dangling: bool | None):
@@ -288,7 +203,7 @@ def _image_rows(store, all_: bool, filter_name: str | None, dangling: bool | Non
     rows = []
     for rec in store.records():
         names = store.names_of(rec.id, tags)
-        created = _parse_time(_config_or_empty(store, rec).get("created"))
+        created = _parse_time(config_or_empty(store, rec).get("created"))
         entries = [(refs.parse(n), n) for n in names] or [(None, None)]
         for ref, _full in entries:
             if dangling is True and ref is not None:
@@ -322,7 +237,7 @@ def _has_label(config: dict, want: str) -> bool:
     return key in have and (not eq or have[key] == value)
 
 
-def _config_or_empty(store, rec) -> dict:
+def config_or_empty(store, rec) -> dict:
     try:
         return store.config(rec)
     except Exception:
@@ -342,7 +257,6 @@ def _config_or_empty(store, rec) -> dict:
               help="json: one JSON object per line; or a Go-style template like "
                    "'{{.Repository}}:{{.Tag}}'.")
 @click.argument("repository", required=False)
-@images_friendly
 def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
            fmt: str, repository: str | None):
     """List images."""
@@ -361,7 +275,7 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
                 rec, _ = store.find(value)
             except Exception as e:           # noqa: BLE001 - not found / bad reference
                 raise UserError(f"{key}={value}: {e}") from None
-            created = _parse_time(_config_or_empty(store, rec).get("created"))
+            created = _parse_time(config_or_empty(store, rec).get("created"))
             if key == "before":
                 before = created
             else:
@@ -375,7 +289,7 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
     rows = [r for r in rows
             if (before is None or (r["Created"] or 0) < before)
             and (since is None or (r["Created"] or 0) > since)
-            and all(_has_label(_config_or_empty(store, r["rec"]), lb) for lb in labels)]
+            and all(_has_label(config_or_empty(store, r["rec"]), lb) for lb in labels)]
     if quiet:
         seen = []
         for r in rows:
@@ -406,18 +320,11 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
     _table(table)
 
 
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
-
-
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Remove even if tagged several times or "
               "mounted.")
 @click.option("--no-prune", is_flag=True, help="Do not delete untagged layers now.")
 @click.argument("names", nargs=-1, required=True)
-@images_friendly
 def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
     """Remove one or more images (by name, ID or ID prefix)."""
     from registry import reference as refs
@@ -432,7 +339,7 @@ def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
             click.echo(f"dockish: error: {e}", err=True)
             failed = True
             continue
-        used = _images_in_use(store).get(rec.id)
+        used = _engine().images_in_use(store).get(rec.id)
         names_now = store.names_of(rec.id)
         if by_name and len(names_now) > 1:
             store.untag(by_name)
@@ -457,33 +364,15 @@ def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
         click.echo(f"Deleted: {rec.id}")
         removed_any = True
     if removed_any and not no_prune:
-        store.gc()
+        _engine().gc()
     if failed:
         sys.exit(EXIT_NO_SUCH)
-
-
-def _prune(store, all_: bool) -> tuple[list[str], int]:
-    from registry import reference as refs
-    lines = []
-    in_use = _images_in_use(store)
-    tags = store.tags()
-    for rec in store.records():
-        names = store.names_of(rec.id, tags)
-        if rec.id in in_use or (names and not all_):
-            continue
-        for n in names:
-            store.untag(n)
-            lines.append(f"untagged: {refs.parse(n).familiar}")
-        store.remove_record(rec.id)
-        lines.append(f"deleted: {rec.id}")
-    return lines, store.gc()
 
 
 @click.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not "
               "just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@images_friendly
 def image_prune(all_: bool, force: bool):
     """Remove unused images (untagged ones; with -a, every image no mount uses)."""
     if not force:
@@ -492,7 +381,12 @@ def image_prune(all_: bool, force: bool):
         click.echo(f"WARNING! This will remove {warn}.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    lines, freed = _prune(_store(), all_)
+    report = _engine().image_prune(all_)
+    print_image_prune(report.deleted, report.freed)
+
+
+def print_image_prune(lines: list[str], freed: int) -> None:
+    """Docker's image prune report."""
     if lines:
         click.echo("Deleted Images:")
         for line in lines:
@@ -505,7 +399,7 @@ def image_prune(all_: bool, force: bool):
 
 def inspect_image(store, rec) -> dict:
     from registry import reference as refs
-    cfg = _config_or_empty(store, rec)
+    cfg = config_or_empty(store, rec)
     return {
         "Id": rec.id,
         "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)],
@@ -533,7 +427,6 @@ def inspect_image(store, rec) -> dict:
               "'{{.Id}}' or '{{json .Config}}'.")
 @click.option("--type", "kind", type=click.Choice(["image"]), default="image")
 @click.argument("names", nargs=-1, required=True)
-@images_friendly
 def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
     """Show low-level information on images, as JSON."""
     from registry.store import NoSuchImage
@@ -562,7 +455,6 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
 @click.option("-H", "--human", type=click.BOOL, default=True, metavar="BOOL",
               help="Sizes and dates in human-readable form.")
 @click.argument("name")
-@images_friendly
 def history(no_trunc: bool, quiet: bool, human: bool, name: str):
     """Show the history of an image."""
     store = _store()
@@ -605,7 +497,6 @@ def history(no_trunc: bool, quiet: bool, human: bool, name: str):
                                                     "oci"]),
               default="docker-archive", help="docker-archive (default) or oci (OCI layout).")
 @click.argument("names", nargs=-1, required=True)
-@images_friendly
 def save(output: str | None, fmt: str, names: tuple[str, ...]):
     """Save images to a tar archive (docker load, podman load and skopeo read it)."""
     from registry.archive_out import save as do_save
@@ -639,7 +530,6 @@ def _stdin_to_scratch(store):
 @click.command()
 @click.option("-i", "--input", "input_", metavar="FILE", help="Read from FILE, not stdin.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
-@images_friendly
 def load(input_: str | None, quiet: bool):
     """Load images from a docker-archive or OCI archive tar (optionally compressed)."""
     from registry import reference as refs
@@ -668,7 +558,6 @@ def load(input_: str | None, quiet: bool):
 @click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="The image's platform.")
 @click.argument("source")
 @click.argument("reference", required=False)
-@images_friendly
 def import_(message: str, change: tuple[str, ...], platform: str | None, source: str,
             reference: str | None):
     """Create an image from a rootfs tarball (FILE, URL or - for stdin)."""
@@ -720,181 +609,6 @@ def _import_url(store, url: str) -> str:
             return store.layers.import_blob(r.raw)
     except requests.RequestException as e:
         raise UserError(f"{url}: {e}") from None
-
-
-# -- system df ------------------------------------------------------------------------------
-
-def disk_usage(path: Path) -> int:
-    """Apparent size of the files under path (symlinks not followed)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
-def _containers_and_volumes(store) -> tuple[list, list]:
-    """[(container, upper size, volume names)], [(volume, size, links)] of the store."""
-    from .container import Containers
-    from .volumes import Volumes
-    containers = []
-    links: dict[str, int] = {}
-    for c in Containers(store.root).all():
-        vols = [m.get("source") for m in c.config.mounts
-                if isinstance(m, dict) and m.get("kind") == "volume"]
-        for v in vols:
-            links[v] = links.get(v, 0) + 1
-        containers.append((c, disk_usage(c.upper), vols))
-    volumes_store = Volumes(store.root)
-    volumes = [(n, disk_usage(volumes_store.path(n) / "_data"), links.get(n, 0))
-               for n in volumes_store.names()]
-    return containers, volumes
-
-
-def _pct(part: int, whole: int) -> str:
-    return f" ({int(round(100 * part / whole))}%)" if whole else ""
-
-
-def _build_cache_row(store, image_layers: set[str]) -> list[str]:
-    """Cached build steps (layers only they keep are reclaimable) and the
-    RUN --mount=type=cache directories (all reclaimable)."""
-    from .build import cache_mounts_dir
-    from .buildcache import BuildCache
-    u = BuildCache(store.root, store.layers).usage(image_layers)
-    top = cache_mounts_dir(store.root)
-    mounts = os.listdir(top) if top.is_dir() else []
-    m_size = disk_usage(top)
-    size, reclaim = u["Size"] + m_size, u["Reclaimable"] + m_size
-    return ["Build Cache", str(u["TotalCount"] + len(mounts)), "0", human_size(size),
-            human_size(reclaim) + _pct(reclaim, size)]
-
-
-@click.command("df")
-@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
-@images_friendly
-def system_df(verbose: bool):
-    """Show disk usage: images, containers, volumes and build cache."""
-    from registry import reference as refs
-    store = _store()
-    recs = store.records()
-    in_use = _images_in_use(store)
-    layer_users: dict[str, int] = {}
-    for rec in recs:
-        for d in set(rec.diff_ids):
-            layer_users[d] = layer_users.get(d, 0) + 1
-    sizes = {d: store.layer_size(d) for d in layer_users}
-    total = sum(sizes.values())
-    active_layers = {d for r in recs if r.id in in_use for d in r.diff_ids}
-    reclaim = sum(s for d, s in sizes.items() if d not in active_layers)
-    containers, volumes = _containers_and_volumes(store)
-    running = [(c, size) for c, size, _ in containers if c.running]
-    c_size = sum(size for _, size, _ in containers)
-    c_reclaim = c_size - sum(size for _, size in running)
-    v_size = sum(size for _, size, _ in volumes)
-    v_reclaim = sum(size for _, size, n in volumes if n == 0)
-    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            ["Images", str(len(recs)), str(sum(1 for r in recs if r.id in in_use)),
-             human_size(total), human_size(reclaim) + _pct(reclaim, total)],
-            ["Containers", str(len(containers)), str(len(running)), human_size(c_size),
-             human_size(c_reclaim) + _pct(c_reclaim, c_size)],
-            ["Local Volumes", str(len(volumes)), str(sum(1 for v in volumes if v[2])),
-             human_size(v_size), human_size(v_reclaim) + _pct(v_reclaim, v_size)],
-            _build_cache_row(store, {d for r in recs for d in r.diff_ids})]
-    if not verbose:
-        _table(rows)
-        return
-    click.echo("Images space usage:\n")
-    tags = store.tags()
-    table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
-              "CONTAINERS"]]
-    for rec in recs:
-        shared = sum(sizes[d] for d in set(rec.diff_ids) if layer_users[d] > 1)
-        size = sum(sizes[d] for d in set(rec.diff_ids))
-        created = human_ago(_parse_time(_config_or_empty(store, rec).get("created")))
-        n_containers = sum(1 for u in in_use.get(rec.id, []) if u.startswith("container "))
-        for n in store.names_of(rec.id, tags) or [None]:
-            ref = refs.parse(n) if n else None
-            table.append([ref.familiar_repository if ref else "<none>",
-                          (ref.tag or "<none>") if ref else "<none>", rec.short_id, created,
-                          human_size(size), human_size(shared), human_size(size - shared),
-                          str(n_containers)])
-    _table(table)
-    click.echo("\nContainers space usage:\n")
-    table = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
-              "NAMES"]]
-    for c, size, vols in containers:
-        command = " ".join(c.config.argv)
-        command = f'"{command[:19]}…"' if len(command) > 20 else f'"{command}"'
-        status, code = c.status()
-        text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({code})")
-        table.append([c.id[:12], c.config.image, command, str(len(vols)), human_size(size),
-                      human_ago(c.config.created or None), text, c.name])
-    _table(table)
-    click.echo("\nLocal Volumes space usage:\n")
-    _table([["VOLUME NAME", "LINKS", "SIZE"]] +
-           [[name, str(n), human_size(size)] for name, size, n in volumes])
-    click.echo("\nBuild cache usage: 0B\n")
-
-
-# -- login / logout ---------------------------------------------------------------------
-
-def _server_host(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    host = re.sub(r"^[a-z]+://", "", server).split("/", 1)[0]
-    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
-
-
-@click.command()
-@click.option("-u", "--username", help="Username.")
-@click.option("-p", "--password", help="Password (prefer --password-stdin).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@registry_options
-@click.argument("server", required=False)
-@images_friendly
-def login(username, password, password_stdin, tls_verify, authfile, server):
-    """Log in to a registry (default: Docker Hub); credentials are checked first."""
-    from registry import auth
-    from registry.client import Client
-    from registry.reference import registry_host
-    host = _server_host(server)
-    if password and password_stdin:
-        raise UserError("--password and --password-stdin are mutually exclusive")
-    if password_stdin:
-        if not username:
-            raise UserError("must provide --username with --password-stdin")
-        password = sys.stdin.read().rstrip("\r\n")
-    if password and not password_stdin:
-        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.",
-                   err=True)
-    if not username:
-        username = click.prompt("Username")
-    if not password:
-        password = click.prompt("Password", hide_input=True)
-    options = _options(tls_verify, authfile)
-    options.credentials = (username, password)
-    client = Client(registry_host(host), options)
-    client.request("GET", "/v2/", scopes=())
-    auth.store_credentials(host, username, password, authfile)
-    click.echo("Login Succeeded")
-
-
-@click.command()
-@click.option("--authfile", metavar="FILE", envvar="REGISTRY_AUTH_FILE",
-              help="Credentials file.")
-@click.argument("server", required=False)
-@images_friendly
-def logout(authfile, server):
-    """Log out from a registry (default: Docker Hub)."""
-    from registry import auth
-    host = _server_host(server)
-    if auth.remove_credentials(host, authfile):
-        click.echo(f"Removing login credentials for {host}")
-    else:
-        click.echo(f"Not logged in to {host}")
 
 
 # -- registration ---------------------------------------------------------------------
@@ -955,7 +669,7 @@ def register(main: click.Group) -> None:
     Register after the container commands: the top-level ``inspect`` then
     serves both (containers through theirs)."""
     # `export` of a container is the runner's (it also works on running ones)
-    for cmd in (pull, push, tag, images, rmi, history, save, load, import_, login, logout):
+    for cmd in (pull, push, tag, images, rmi, history, save, load, import_):
         main.add_command(cmd)
     existing = main.commands.get("inspect")
     if existing is None or existing is inspect:
@@ -970,11 +684,8 @@ def register(main: click.Group) -> None:
                        ("load", load), ("import", import_)):
         image_group.add_command(cmd, alias)
     main.add_command(image_group)
-    if "system" in main.commands and isinstance(main.commands["system"], click.Group):
-        main.commands["system"].add_command(system_df, "df")
-    else:
-        system_group.add_command(system_df, "df")
+    if "system" not in main.commands:
         main.add_command(system_group)
 
 
-__all__ = ["register", "EXIT_DOCKISH"]
+__all__ = ["register"]

@@ -30,18 +30,17 @@ from . import config as cfgmod
 from . import namespaces as ns
 from .config import MountReq
 from .container import Container
+from .errors import EXIT_CANNOT_RUN, EXIT_DOCKISH, EXIT_NOT_FOUND, DockishError
 
-EXIT_DOCKISH, EXIT_CANNOT_RUN, EXIT_NOT_FOUND = 125, 126, 127
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
 
 
-class StartError(Exception):
+class StartError(DockishError):
     """The container did not start; ``code`` is what ``run`` exits with."""
 
     def __init__(self, message: str, code: int = EXIT_DOCKISH) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code)
 
 
 @dataclass

@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DockishError
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
@@ -57,7 +59,7 @@ _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218, "ppc64le": 203, "s39
                "riscv64": 41, "i686": 217}
 
 
-class NamespaceError(Exception):
+class NamespaceError(DockishError):
     """A namespace could not be made or joined; the message says why."""
 
 

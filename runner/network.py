@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .errors import DockishError
+
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
 SLIRP_IP = "10.0.2.100"
@@ -24,7 +26,7 @@ PASTA_DNS = "169.254.1.1"
 _PR_SET_PDEATHSIG = 1
 
 
-class NetworkError(Exception):
+class NetworkError(DockishError):
     """The network the user asked for cannot be set up."""
 
 

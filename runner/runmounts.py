@@ -21,11 +21,13 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DockishError
+
 TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 _TRUE = ("", "true", "1")
 
 
-class MountError(ValueError):
+class MountError(DockishError, ValueError):
     """A ``--mount`` that cannot be used; the message says why."""
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import click
 
+from .format import ago, binary_size, parse_time, table, truncate_command
+from .format import size as human_size
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -60,8 +63,8 @@ def info_data() -> dict:
 
 
 def _init_binary() -> str:
-    from .containers_cli import _tini
-    return _tini() or "dockish reaper"
+    from .create import tini
+    return tini() or "dockish reaper"
 
 
 def _os_name() -> str:
@@ -84,12 +87,79 @@ def _mem_total() -> int:
     return 0
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n}B"
+def _pct(part: int, whole: int) -> str:
+    return f" ({int(round(100 * part / whole))}%)" if whole else ""
+
+
+def _table(rows: list[list[str]]) -> None:
+    for line in table(rows):
+        click.echo(line)
+
+
+@click.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
+def system_df(verbose: bool):
+    """Show disk usage: images, containers, volumes and build cache."""
+    from registry import reference as refs
+
+    from .containers_cli import engine
+    from .images_cli import config_or_empty
+    du = engine().df()
+    store, recs, in_use = du.store, du.images, du.in_use
+    sizes, layer_users = du.layer_sizes, du.layer_users
+    containers, volumes = du.containers, du.volumes
+    total = sum(sizes.values())
+    active_layers = {d for r in recs if r.id in in_use for d in r.diff_ids}
+    reclaim = sum(s for d, s in sizes.items() if d not in active_layers)
+    running = [(c, size) for c, size, _ in containers if c.running]
+    c_size = sum(size for _, size, _ in containers)
+    c_reclaim = c_size - sum(size for _, size in running)
+    v_size = sum(size for _, size, _ in volumes)
+    v_reclaim = sum(size for _, size, n in volumes if n == 0)
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", str(len(recs)), str(sum(1 for r in recs if r.id in in_use)),
+             human_size(total), human_size(reclaim) + _pct(reclaim, total)],
+            ["Containers", str(len(containers)), str(len(running)), human_size(c_size),
+             human_size(c_reclaim) + _pct(c_reclaim, c_size)],
+            ["Local Volumes", str(len(volumes)), str(sum(1 for v in volumes if v[2])),
+             human_size(v_size), human_size(v_reclaim) + _pct(v_reclaim, v_size)],
+            ["Build Cache", str(du.build_cache["count"]), "0", human_size(du.build_cache["size"]),
+             human_size(du.build_cache["reclaimable"]) +
+             _pct(du.build_cache["reclaimable"], du.build_cache["size"])]]
+    if not verbose:
+        _table(rows)
+        return
+    click.echo("Images space usage:\n")
+    tags = store.tags()
+    table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
+              "CONTAINERS"]]
+    for rec in recs:
+        shared = sum(sizes[d] for d in set(rec.diff_ids) if layer_users[d] > 1)
+        size = sum(sizes[d] for d in set(rec.diff_ids))
+        created = ago(parse_time(config_or_empty(store, rec).get("created")))
+        n_containers = sum(1 for u in in_use.get(rec.id, []) if u.startswith("container "))
+        for n in store.names_of(rec.id, tags) or [None]:
+            ref = refs.parse(n) if n else None
+            table.append([ref.familiar_repository if ref else "<none>",
+                          (ref.tag or "<none>") if ref else "<none>", rec.short_id, created,
+                          human_size(size), human_size(shared), human_size(size - shared),
+                          str(n_containers)])
+    _table(table)
+    click.echo("\nContainers space usage:\n")
+    table = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
+              "NAMES"]]
+    for c, size, vols in containers:
+        command = truncate_command(" ".join(c.config.argv))
+        status, code = c.status()
+        text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({code})")
+        table.append([c.id[:12], c.config.image, command, str(len(vols)), human_size(size),
+                      ago(c.config.created or None), text, c.name])
+    _table(table)
+    click.echo("\nLocal Volumes space usage:\n")
+    _table([["VOLUME NAME", "LINKS", "SIZE"]] +
+           [[name, str(n), human_size(size)] for name, size, n in volumes])
+    click.echo("\nBuild cache usage: 0B\n")
+
 
 
 def _render(fmt: str | None, data: dict) -> None:
@@ -118,7 +188,7 @@ Server:
  Operating System: {data['OperatingSystem']}
  Architecture: {data['Architecture']}
  CPUs: {data['NCPU']}
- Total Memory: {_human(data['MemTotal'])}
+ Total Memory: {binary_size(data['MemTotal'])}
  Docker Root Dir: {data['DockerRootDir']}""")
 
 
@@ -152,8 +222,7 @@ def version(fmt: str | None) -> None:
               "just dangling ones.")
 @click.option("--volumes", is_flag=True, help="Prune anonymous volumes too.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.pass_context
-def system_prune(ctx, all_: bool, volumes: bool, force: bool) -> None:
+def system_prune(all_: bool, volumes: bool, force: bool) -> None:
     """Remove stopped containers, unused images (dangling ones, or all with
     -a), the build cache and (--volumes) unused anonymous volumes."""
     if not force:
@@ -164,15 +233,20 @@ def system_prune(ctx, all_: bool, volumes: bool, force: bool) -> None:
             what.insert(1, "all anonymous volumes not used by at least one container")
         click.confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
                       + "\nAre you sure you want to continue?", abort=True)
-    main = ctx.find_root().command
-    container = main.commands["container"]
-    ctx.invoke(container.commands["prune"], force=True)
-    if volumes:
-        ctx.invoke(main.commands["volume"].commands["prune"], force=True, all_=False)
-    ctx.invoke(main.commands["image"].commands["prune"], all_=all_, force=True)
-    builder = main.commands.get("builder")
-    if builder is not None:
-        ctx.invoke(builder.commands["prune"], all_=True, force=True, filters=())
+    from .containers_cli import engine, print_prune
+    report = engine().system_prune(all_, volumes)
+    print_prune("Containers", report.containers.deleted)
+    if report.volumes is not None:
+        print_prune("Volumes", report.volumes.deleted)
+    _print_image_prune(report.images.deleted, report.images.freed)
+    for key in report.build_cache.deleted:
+        click.echo(f"Deleted build cache object: {key[7:19]}")
+    click.echo(f"Total reclaimed space: {human_size(report.build_cache.freed)}")
+
+
+def _print_image_prune(lines: list[str], freed: int) -> None:
+    from .images_cli import print_image_prune
+    print_image_prune(lines, freed)
 
 
 def register(main: click.Group) -> None:
@@ -181,3 +255,4 @@ def register(main: click.Group) -> None:
     system = main.commands["system"]
     system.add_command(info, "info")
     system.add_command(system_prune, "prune")
+    system.add_command(system_df, "df")

@@ -20,11 +20,14 @@ from collections.abc import Callable, Iterator
 
 from . import namespaces as ns
 from .container import Container
+from .errors import DockishError
 from .hostfs import Extracted, UnsafeTree, extract, more_fds
 
 
-class TransferError(Exception):
+class TransferError(DockishError):
     """A copy that cannot be done; the message says why."""
+
+    exit_code = 1               # as docker cp and export exit
 
 
 def _no_names() -> None:

@@ -59,7 +59,7 @@ def make_controlling(slave_fd: int) -> None:
         os.close(slave_fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     while data:
         n = os.write(fd, data)
         data = data[n:]
@@ -97,12 +97,12 @@ def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
                 continue
             if out[fd] >= 0:
                 try:
-                    _write_all(out[fd], data)
+                    write_all(out[fd], data)
                 except OSError:
                     out[fd] = -1           # our own output is gone: the log still gets it
             if copy_to is not None:
                 with contextlib.suppress(OSError):
-                    _write_all(copy_to, data)
+                    write_all(copy_to, data)
     for fd in out:
         os.close(fd)
 
@@ -123,7 +123,7 @@ def feed(src: int, dst: int, ended) -> None:
             data = os.read(src, 65536)
             if not data:
                 break
-            _write_all(dst, data)
+            write_all(dst, data)
     except OSError:
         pass                        # the user's side or the container's pipe is gone
     finally:
@@ -212,7 +212,7 @@ def attach(sock, in_fd: int | None, out_fd: int, detach_keys: bytes) -> bool:
             data = sock.recv(65536)
             if not data:
                 return False
-            _write_all(out_fd, data)
+            write_all(out_fd, data)
         if in_fd is not None and in_fd in ready:
             data = os.read(in_fd, 65536)
             if not data:
@@ -283,7 +283,7 @@ class _Clients:
                     rows, cols = (int(x) for x in line.split())
                     fcntl.ioctl(self.master, termios.TIOCSWINSZ, _WINSZ.pack(rows, cols, 0, 0))
             if data and self.accept_input:
-                _write_all(self.master, data)
+                write_all(self.master, data)
 
     def close(self) -> None:
         for sock in self.socks.values():
@@ -344,12 +344,12 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                     return
                 if out_fd is not None:
                     try:
-                        _write_all(out_fd, data)
+                        write_all(out_fd, data)
                     except OSError:
                         out_fd = None            # the terminal is gone
                 if copy_to is not None:
                     with contextlib.suppress(OSError):
-                        _write_all(copy_to, data)
+                        write_all(copy_to, data)
                 if clients is not None:
                     clients.send(data)
             if clients is not None:
@@ -365,9 +365,9 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                     watching.remove(in_fd)
                     if not hung_up:                  # EOF from the user: send ^D
                         with contextlib.suppress(OSError):
-                            _write_all(master, b"\x04")
+                            write_all(master, b"\x04")
                     continue
-                _write_all(master, data)
+                write_all(master, data)
     finally:
         signal.signal(signal.SIGWINCH, old)
         if clients is not None:

@@ -15,12 +15,13 @@ import secrets
 import time
 from pathlib import Path
 
+from .errors import DockishError
 from .hostfs import remove_tree
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-class VolumeError(Exception):
+class VolumeError(DockishError):
     """A volume name or state the user got wrong."""
 
 

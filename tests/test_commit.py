@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.commit import CommitError, apply_changes, commit_config
+from runner.commit import commit_config
 from runner.container import ContainerConfig
+from runner.imageconfig import ImageConfigError, apply_changes
 
 from .runbed import (
     dockish,
@@ -219,7 +220,7 @@ def test_entrypoint_change_drops_cmd_and_shell_forms_use_the_shell():
     ("BOGUS x", "BOGUS"),
 ])
 def test_bad_changes_are_refused(change, words):
-    with pytest.raises(CommitError, match=words):
+    with pytest.raises(ImageConfigError, match=words):
         apply_changes({"config": {}}, [change])
 
 

@@ -39,9 +39,10 @@ def store_problems(root: Path, *, orphans: bool = True) -> list[str]:
     image, container or cached build step uses."""
     from registry.store import ImageStore
     from runner.buildcache import BuildCache
+    from runner.container import container_refs
     store = ImageStore(root)
     recs = store.records()
-    used = {d for r in recs for d in r.diff_ids} | store.container_refs()[1] | \
+    used = {d for r in recs for d in r.diff_ids} | container_refs(root)[1] | \
         BuildCache(root, store.layers).live_layers()
     layer_dir = root / "layers" / "sha256"
     stored = {"sha256:" + n for n in os.listdir(layer_dir)} if layer_dir.is_dir() else set()

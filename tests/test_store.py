@@ -14,6 +14,7 @@ import time
 import pytest
 
 from registry.store import ImageStore, NoSuchImage
+from runner.container import container_refs
 
 from .registrybed import dockish
 
@@ -94,9 +95,19 @@ def test_gc_frees_exactly_the_unreferenced(store, dockish_root):
         id="c" * 64, name="web", image="x", image_id="sha256:" + "0" * 64, diff_ids=[mid],
         init_layer=init)))
     mid = _layer(store, "mid")
-    store.gc()
-    assert store.layers.has(mid) and store.layers.has(init)
-    assert store.container_refs()[0] == {"sha256:" + "0" * 64: ["web"]}
+    store.gc()                       # the store alone knows no containers
+    assert not store.layers.has(mid) and not store.layers.has(init)
+    # the runner tells it what its containers keep (registry never imports runner)
+    from runner.engine import Engine
+    init, mid = _layer(store, "init"), _layer(store, "mid")
+    kept = Engine(dockish_root).image_store()
+    kept.gc()
+    assert kept.layers.has(mid) and kept.layers.has(init)
+    assert container_refs(dockish_root)[0] == {"sha256:" + "0" * 64: ["web"]}
+    # extra roots a caller passes are kept too
+    other = _layer(store, "other")
+    store.gc(extra_roots={other})
+    assert store.layers.has(other)
 
 
 def test_gc_waits_for_writers(store):

@@ -1,0 +1,1026 @@
+"""The engine: every operation the front ends need (the ``dockish`` CLI
+now, a Docker Engine API server next), as a library.
+
+``Engine(root)`` takes typed option records (``CreateOptions``,
+``ExecOptions``, ``BuildOptions``, ...), returns records (dataclasses and
+Docker-shaped dicts), streams (log chunks) and exit codes, and raises
+``DockishError`` subclasses (``runner.errors``) or the registry's
+``DistributionError``. It never prints and never exits: notes the user
+should see (a missing image being pulled, a network note) go to
+``notify``, progress to the callbacks the caller passes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from unionfs.layers import LayerStore, default_root
+
+from . import config as cfgmod
+from . import create as createmod
+from . import format as fmt
+from . import namespaces as ns
+from .container import Container, Containers, container_refs
+from .errors import DockishError, NotFoundError, UsageError
+from .monitor import Fds
+from .volumes import Volumes
+
+Notify = Callable[[str], None]
+# a pull's progress: (event, short layer id, bytes done, bytes total); events are
+# start, exists, download, complete (push: push, mounted)
+Progress = Callable[[str, str, int, int], None]
+
+
+def _quiet(_note: str) -> None:
+    pass
+
+
+@dataclass
+class CreateOptions:
+    """What ``run``/``create`` (or ``POST /containers/create``) ask for."""
+
+    image: str
+    args: list[str] = field(default_factory=list)
+    name: str = ""
+    interactive: bool = False
+    tty: bool = False
+    auto_remove: bool = False
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    volumes: list[str] = field(default_factory=list)       # -v
+    mounts: list[str] = field(default_factory=list)        # --mount
+    tmpfs: list[str] = field(default_factory=list)
+    network: str | None = None
+    publish: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    init: bool = False
+    read_only: bool = False
+    pull: str = "missing"
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    no_healthcheck: bool = False
+
+
+@dataclass
+class ExecOptions:
+    """What ``exec`` asks for."""
+
+    command: list[str]
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+    user: str | None = None
+    workdir: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed and the bytes it freed."""
+
+    deleted: list[str] = field(default_factory=list)
+    freed: int = 0
+
+
+@dataclass
+class DiskUsage:
+    """``system df``'s data: image records, image ID -> users, layer sizes
+    and how many images share each, (container, writable layer size, its
+    volumes), (volume, size, containers using it), the build cache."""
+
+    store: object
+    images: list
+    in_use: dict[str, list[str]]
+    layer_sizes: dict[str, int]
+    layer_users: dict[str, int]
+    containers: list[tuple[Container, int, list[str]]]
+    volumes: list[tuple[str, int, int]]
+    build_cache: dict[str, int]
+
+
+@dataclass
+class SystemPruneReport:
+    containers: PruneReport
+    volumes: PruneReport | None
+    images: PruneReport
+    build_cache: PruneReport
+
+
+class Engine:
+    """Containers, images, volumes and builds of one store root."""
+
+    def __init__(self, root: Path | None = None, notify: Notify | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.notify = notify or _quiet
+
+    # -- stores ----------------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> LayerStore:
+        return LayerStore(self.root)
+
+    def image_store(self):
+        """The image store, told what else keeps layers alive (containers,
+        cached build steps): the registry package knows neither."""
+        from registry.store import ImageStore
+        return ImageStore(self.root, self.layers, keep=self.kept_layers)
+
+    def kept_layers(self) -> set[str]:
+        """Layers outside any image that must stay: every container's (image
+        and init layers) and the build cache's."""
+        from .buildcache import BuildCache
+        return container_refs(self.root)[1] | BuildCache(self.root, self.layers).live_layers()
+
+    @property
+    def containers(self) -> Containers:
+        return Containers(self.root)
+
+    @property
+    def volume_store(self) -> Volumes:
+        return Volumes(self.root)
+
+    def say_once(self, marker: str, note: str) -> None:
+        """A note the user needs once per store, not on every command."""
+        path = self.root / marker
+        if path.exists():
+            return
+        self.notify(f"dockish: {note}")
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def mapping(self) -> ns.IdMapping:
+        """The id mapping; without subordinate ranges, said once per store."""
+        m = ns.plan_mapping()
+        if not m.full:
+            self.say_once(".single-mapping-noted", "no /etc/subuid and /etc/subgid ranges for "
+                          "this user: containers get a single mapping (only root exists "
+                          "inside; ask an admin for ranges, e.g. `usermod --add-subuids`)")
+        return m
+
+    def get(self, ref: str) -> Container:
+        return self.containers.get(ref)
+
+    # -- images: resolve and pull ----------------------------------------------------------------
+
+    def resolve_image(self, text: str, pull: str = "missing", progress: Progress | None = None):
+        """The image and its layers: archives are read directly; names come
+        from the image store, pulled first with ``pull="always"`` or when
+        missing (``"missing"``, Docker's default)."""
+        from registry.archive import ImageError
+        from registry.resolve import is_archive_source, resolve
+        store = self.layers
+        if pull not in ("missing", "always", "never"):
+            raise UsageError(f'invalid pull option: "{pull}": use missing, always or never')
+        if is_archive_source(text):
+            try:
+                return resolve(text, store)
+            except (ImageError, ValueError) as e:
+                raise DockishError(f"Unable to find image '{text}': {e}") from None
+        if pull != "always":
+            try:
+                return resolve(text, store)
+            except (ImageError, ValueError):
+                if pull == "never":
+                    raise NotFoundError(f"Unable to find image '{text}' locally") from None
+            self.notify(f"Unable to find image '{text}' locally")
+        last: Exception | None = None
+        for _ in range(3):          # a prune may take a just-pulled image: pull again
+            self._pull_for_run(text, progress)
+            try:
+                return resolve(text, store)
+            except (ImageError, ValueError) as e:
+                last = e
+        raise DockishError(f"Unable to find image '{text}': {last}")
+
+    def _pull_for_run(self, text: str, progress: Progress | None) -> None:
+        from registry.client import Options
+        try:
+            self.pull(text, Options.from_config(retries=1), progress=progress)
+        except DockishError:
+            raise
+        except Exception as e:          # noqa: BLE001 - network errors of every kind
+            raise DockishError(f"Unable to find image '{text}' locally: pull failed: "
+                               f"{str(e) or type(e).__name__}") from None
+
+    def pull(self, name: str, options=None, platform: str | None = None,
+             progress: Progress | None = None):
+        """Pull ``name`` into the store; the registry's ``PullResult``."""
+        from registry.client import Options
+        from registry.pull import pull
+        return pull(name, self.image_store(), options or Options.from_config(), platform,
+                    progress)
+
+    def push(self, name: str, destination: str | None = None, options=None,
+             progress: Progress | None = None):
+        """Push the stored ``name`` (as ``destination``); the ``PushResult``."""
+        from registry.client import Options
+        from registry.push import push
+        store = self.image_store()
+        store.find(name)
+        return push(destination or name, store, options or Options.from_config(),
+                    source=name if destination else None, progress=progress)
+
+    def tag(self, source: str, target: str) -> None:
+        from registry import reference as refs
+        store = self.image_store()
+        rec, _ = store.find(source)
+        ref = refs.parse(target)
+        if ref.digest:
+            raise UsageError(f"refusing to create a tag with a digest reference: {target}")
+        store.tag(str(ref), rec.id)
+
+    def images_in_use(self, store=None) -> dict[str, list[str]]:
+        """Image ID -> what uses it: ``container NAME`` (any state) or ``mount
+        at DIR`` (a live dockish mount)."""
+        from unionfs import mounts
+        store = store or self.image_store()
+        out: dict[str, list[str]] = {}
+        for image_id, names in container_refs(self.root)[0].items():
+            out.setdefault(image_id, []).extend(f"container {n}" for n in names)
+        for rec in mounts.all_records():
+            if not rec.alive:
+                continue
+            try:
+                img, _ = store.find(rec.image)
+            except Exception:                            # noqa: BLE001 - archives, removed names
+                continue
+            out.setdefault(img.id, []).append(f"mount at {rec.mountpoint}")
+        return out
+
+    def image_prune(self, all_: bool = False) -> PruneReport:
+        """Remove unused images (untagged ones; with ``all_``, every image
+        nothing uses); ``deleted`` lists Docker's ``untagged:``/``deleted:`` lines."""
+        from registry import reference as refs
+        store = self.image_store()
+        lines = []
+        in_use = self.images_in_use(store)
+        tags = store.tags()
+        for rec in store.records():
+            names = store.names_of(rec.id, tags)
+            if rec.id in in_use or (names and not all_):
+                continue
+            for n in names:
+                store.untag(n)
+                lines.append(f"untagged: {refs.parse(n).familiar}")
+            store.remove_record(rec.id)
+            lines.append(f"deleted: {rec.id}")
+        return PruneReport(lines, store.gc())
+
+    def gc(self) -> int:
+        """Free the layers and blobs nothing uses; the bytes freed."""
+        return self.image_store().gc()
+
+    # -- containers: create, start, run ---------------------------------------------------------
+
+    def create(self, opts: CreateOptions, progress: Progress | None = None) -> Container:
+        """Make the container (config, dirs, init layer) from ``opts``; bad
+        options are refused before an image is looked up or pulled."""
+        env_over = env_overrides(opts.env_files, opts.env)
+        mounts, init_path = _parse_mounts(opts)
+        for p in opts.publish:
+            cfgmod.parse_publish(p)
+        self.live_containers()             # a dead --rm container must not hold its name
+        images = self.image_store()
+        layers = self.layers
+        for attempt in range(3):
+            img = self.resolve_image(opts.image, opts.pull if attempt == 0 else "missing",
+                                     progress)
+            # held until the container names its layers, so a prune running now
+            # cannot take them (or the new init layer) away in between
+            with images.writing():
+                if all(layers.tar_path(d).exists() for d in img.diff_ids):
+                    return createmod.make_container(
+                        self.root, self._spec(opts, img, env_over, mounts, init_path))
+        raise DockishError(f"image {opts.image} was removed while the container was being "
+                           "created")
+
+    def _spec(self, opts: CreateOptions, img, env_over: list[str], mounts: list,
+              init_path: str) -> createmod.ContainerSpec:
+        """Check every input against the image; the container's spec."""
+        from .capabilities import resolve as resolve_caps
+        conf = (img.config or {}).get("config") or {}
+        env = cfgmod.merge_env(list(conf.get("Env") or []), env_over)
+        argv = cfgmod.command(conf, opts.entrypoint, list(opts.args))
+        spec_id = createmod.new_id()
+        hostname = opts.hostname or spec_id[:12]
+        net = createmod.network_mode(
+            opts.network, None, lambda note: self.say_once(".network-noted", note))
+        ports = self._ports(opts.publish, net)
+        workdir = opts.workdir or conf.get("WorkingDir") or "/"
+        if not workdir.startswith("/"):
+            raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be "
+                             "an absolute path")
+        user = opts.user if opts.user is not None else (conf.get("User") or "")
+        for what, values in (("command", argv), ("environment variable", env),
+                             ("working directory", [workdir]), ("user", [user]),
+                             ("hostname", [hostname]), ("container name", [opts.name or ""])):
+            cfgmod.check_no_nul(what, values)
+        resolve_caps(list(opts.cap_add), list(opts.cap_drop), opts.privileged)
+        image_entry = list(conf.get("Entrypoint") or [])
+        return createmod.ContainerSpec(
+            id=spec_id, name=opts.name or "", image=opts.image, image_id=img.config_digest,
+            diff_ids=list(img.diff_ids), argv=argv, env=env, workdir=workdir, user=user,
+            hostname=hostname, network=net, mounts=mounts, tty=opts.tty,
+            interactive=opts.interactive, read_only=opts.read_only, ports=ports,
+            init=opts.init, init_path=init_path, auto_remove=opts.auto_remove,
+            image_config=dict(img.config or {}), healthcheck=_healthcheck(conf, opts),
+            cap_add=list(opts.cap_add), cap_drop=list(opts.cap_drop),
+            privileged=opts.privileged,
+            entrypoint=image_entry if opts.entrypoint is None
+            else ([opts.entrypoint] if opts.entrypoint else []),
+            cmd=argv[len(image_entry):] if opts.entrypoint is None else list(opts.args))
+
+    def _ports(self, publish: list[str], net: str) -> list[list]:
+        from .network import free_port
+        ports = [list(cfgmod.parse_publish(p)) for p in publish]
+        if ports and net not in ("slirp4netns", "pasta"):
+            if net != "host":
+                raise UsageError(f"-p needs a private network (slirp4netns or pasta), not "
+                                 f"--network {net}")
+            self.notify("dockish: -p is ignored with the host network: the container's "
+                        "ports are the host's")
+            return []
+        return [[ip, hp or free_port(), cp, proto] for ip, hp, cp, proto in ports]
+
+    def _launch(self, c: Container):
+        from .launch import Launch
+        layers = self.layers
+        ids = list(c.config.diff_ids) + [c.config.init_layer]
+        return Launch(c, [(layers.tar_path(d), layers.load_index(d)) for d in ids], ids,
+                      self.mapping(), self.root / "volumes")
+
+    def start(self, ref: str | Container) -> Container:
+        """Start a created or stopped container under a monitor of its own;
+        returns once its command runs (a running one is left as it is)."""
+        from .monitor import start_detached
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        if not c.running:
+            start_detached(c, self._launch(c), self._remove_files)
+        return c
+
+    def run_attached(self, c: Container, interactive: bool, tty: bool,
+                     fds: Fds | None = None) -> int:
+        """Start ``c`` with its stdio relayed to ``fds`` until it ends; its code."""
+        from .monitor import run_attached
+        return run_attached(c, self._launch(c), interactive, tty, fds or Fds(),
+                            self._remove_files)
+
+    # -- containers: signals and states ----------------------------------------------------------
+
+    def _signal(self, c: Container, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, KeyError, TypeError):
+            os.kill(c.state()["holder_pid"], signum)
+
+    def await_stopped(self, c: Container, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while c.running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        deadline = time.monotonic() + 1          # the monitor records the code
+        while c.exit_info() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return True
+
+    def stop(self, ref: str | Container, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        if not c.running:
+            return
+        self._signal(c, signal.SIGTERM)
+        if c.paused:                   # stopped processes would not see SIGTERM
+            self._thaw(c)
+        if not self.await_stopped(c, timeout):
+            self._signal(c, signal.SIGKILL)
+            self.await_stopped(c, 10)
+        c.write_exit(137)         # only if nobody recorded a code
+
+    def kill(self, ref: str, sig: str | int = "KILL") -> None:
+        c = self.get(ref)
+        signum = sig if isinstance(sig, int) else cfgmod.parse_signal(sig)
+        if not c.running:
+            raise DockishError(f"cannot kill container: {ref}: container {c.id} is not "
+                               "running")
+        self._signal(c, signum)
+        if signum == signal.SIGKILL:
+            self.await_stopped(c, 5)
+
+    def restart(self, ref: str, timeout: int = 10) -> None:
+        c = self.get(ref)
+        self.stop(c, timeout)
+        self.start(c)
+
+    def _freeze(self, c: Container) -> None:
+        from . import freezer
+        freezer.freeze(c.pid)
+        c.write_state(paused=True)
+
+    def _thaw(self, c: Container) -> None:
+        from . import freezer
+        if c.pid is not None:
+            freezer.thaw(c.pid)
+        c.write_state(paused=False)
+
+    def pause(self, ref: str) -> None:
+        """Stop all its processes (SIGSTOP: cgroups v1 give a rootless user no freezer)."""
+        c = self.get(ref)
+        if not c.running:
+            raise DockishError(f"Container {c.id} is not running")
+        if c.paused:
+            raise DockishError(f"Container {c.id} is already paused")
+        self._freeze(c)
+
+    def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        if not c.paused:
+            raise DockishError(f"Container {c.id} is not paused")
+        self._thaw(c)
+
+    def wait(self, ref: str | Container) -> int:
+        """Block until it stops; its exit code."""
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        while c.running:
+            time.sleep(0.05)
+        return exit_code(c)
+
+    def rename(self, ref: str, new_name: str) -> None:
+        self.containers.rename(self.get(ref), new_name)
+
+    # -- containers: removal ---------------------------------------------------------------------
+
+    def _remove_files(self, c: Container) -> None:
+        createmod.remove_container(self.root, c)
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> Container:
+        """Remove a container (``force``: kill it first; ``volumes``: its
+        anonymous volumes too)."""
+        c = self.get(ref)
+        if c.running:
+            if not force:
+                raise DockishError(f"You cannot remove a running container {c.id}. Stop the "
+                                   "container before attempting removal or force remove",
+                                   exit_code=1)
+            self._signal(c, signal.SIGKILL)
+            self.await_stopped(c, 10)
+        self._remove_files(c)
+        if volumes and not c.config.auto_remove:
+            createmod.remove_anonymous_volumes(self.root, c)
+        return c
+
+    def live_containers(self) -> list[Container]:
+        """All containers, after removing the ``--rm`` ones whose processes
+        died with nobody left to remove them (a killed session), as Docker's
+        daemon does when it comes back."""
+        out = []
+        for c in self.containers.all():
+            if c.config.auto_remove and c.status()[0] == "exited":
+                self._remove_files(c)
+            else:
+                out.append(c)
+        return out
+
+    def container_prune(self) -> PruneReport:
+        """Remove every stopped container."""
+        report = PruneReport()
+        for c in self.live_containers():
+            if not c.running:
+                self._remove_files(c)
+                report.deleted.append(c.id)
+        return report
+
+    # -- containers: records ---------------------------------------------------------------------
+
+    def list_containers(self, all_: bool = False, no_trunc: bool = False) -> list[dict]:
+        """``ps`` rows (Docker's field names)."""
+        rows = []
+        for c in self.live_containers():
+            status, code = c.status()
+            if status != "running" and not all_:
+                continue
+            rows.append(ps_row(c, status, code, no_trunc))
+        return rows
+
+    def inspect_container(self, ref: str) -> dict:
+        return inspect_container(self.get(ref), self.volume_store)
+
+    def top(self, ref: str) -> list[tuple[str, str, str, str]]:
+        """The container's processes (uid as the container sees it, pid,
+        ppid, command): its first process and its descendants."""
+        from .container import process_tree
+        c = self.get(ref)
+        if not c.running:
+            raise DockishError(f"container {c.id} is not running")
+        mapping = ns.plan_mapping()
+        rows = []
+        for pid, (ppid, uid, cmd) in process_tree(c.pid).items() if c.pid else ():
+            host = int(uid)
+            ctr_uid = next((str(i + host - o) for i, o, n in mapping.uids
+                            if o <= host < o + n), uid)
+            rows.append((ctr_uid, str(pid), str(ppid), cmd))
+        return rows
+
+    def port(self, ref: str, private_port: str | None = None) -> list[tuple[str, str]]:
+        """(container port/proto, host ip:port) of its published ports."""
+        out = []
+        for ip, hp, cp, proto in self.get(ref).config.ports:
+            key = f"{cp}/{proto}"
+            if private_port and private_port not in (key, str(cp)):
+                continue
+            out.append((key, f"{ip}:{hp}"))
+        return out
+
+    def logs(self, ref: str | Container, follow: bool = False,
+             tail: str = "all") -> Iterator[bytes]:
+        """The container's output, as chunks (with ``follow``: until it stops)."""
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        n = None
+        if tail != "all":
+            try:
+                n = int(tail)
+            except ValueError:
+                raise UsageError(f"invalid --tail value: {tail}") from None
+        return _log_chunks(c, follow, n)
+
+    def follow_output(self, c: Container) -> Iterator[bytes]:
+        """What a non-tty container writes from now until it stops."""
+        return _log_chunks(c, True, None, from_end=True)
+
+    def attach(self, ref: str, no_stdin: bool = False, detach_keys: str = "ctrl-p,ctrl-q",
+               fds: Fds | None = None,
+               write: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
+        """A -t container: through its monitor's socket; else its output
+        followed (given to ``write``). (exit code, detached by the keys)."""
+        from .monitor import attach_terminal
+        from .tty import parse_detach_keys
+        c = self.get(ref)
+        if not c.running:
+            raise DockishError("You cannot attach to a stopped container, start it first")
+        if c.paused:
+            raise DockishError("You cannot attach to a paused container, unpause it first")
+        try:
+            keys = parse_detach_keys(detach_keys)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if not c.config.tty:
+            for chunk in self.follow_output(c):
+                if write is not None:
+                    write(chunk)
+            self.await_stopped(c, 1e9)
+            return exit_code(c), False
+        if attach_terminal(c, not no_stdin and c.config.interactive, keys, fds or Fds()):
+            return 0, True
+        self.await_stopped(c, 10)
+        return exit_code(c), False
+
+    def exec(self, ref: str, opts: ExecOptions, fds: Fds | None = None) -> int:
+        """Run a process in a running container; its exit code (0 at once
+        with ``detach``)."""
+        from . import launch as launchmod
+        from .monitor import exec_stdio, relay_exec
+        c = self.get(ref)
+        if not c.running:
+            raise DockishError(f"container {c.id} is not running")
+        if c.paused:
+            raise DockishError(f"container {c.id} is paused, unpause the container before "
+                               "exec")
+        fds = fds or Fds()
+        full_env = cfgmod.merge_env(c.config.env, env_overrides(opts.env_files, opts.env))
+        stdio, pipes, ours = exec_stdio(opts.interactive, opts.tty, opts.detach, fds)
+        try:
+            holder = launchmod.exec_in(c, opts.command, full_env,
+                                       opts.user if opts.user is not None else c.config.user,
+                                       opts.workdir or c.config.workdir, stdio,
+                                       ns.plan_mapping().full)
+        finally:
+            for fd in ours:
+                os.close(fd)
+        if opts.detach:
+            return 0
+        return relay_exec(holder, pipes, opts.interactive, fds)
+
+    # -- containers: files -----------------------------------------------------------------------
+
+    def copy_out(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
+        from .transfer import copy_out
+        copy_out(self.get(ref), self._launch, src, dest, archive=archive)
+
+    def copy_in(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
+        from .transfer import copy_in
+        copy_in(self.get(ref), self._launch, src, dest, archive=archive)
+
+    def export(self, ref: str, out_fd: int) -> None:
+        """The container's filesystem as a tar written to ``out_fd`` (closed after)."""
+        from .transfer import export
+        export(self.get(ref), self._launch, out_fd)
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """``docker diff``: (A|C|D, /path) of the writable layer, running or
+        not (a running container's layer is read without its daemon's lock)."""
+        from unionfs.generate import change_list
+
+        from .rootfs import INIT_PATHS
+        from .view import offline_view
+        c = self.get(ref)
+        layers = self.layers
+        ids = list(c.config.diff_ids) + [c.config.init_layer]
+        with offline_view([(layers.tar_path(d), layers.load_index(d)) for d in ids], ids,
+                          c.upper, readonly=c.running) as (tree, _up):
+            return [(kind, "/" + path.decode("utf-8", "surrogateescape"))
+                    for kind, path in change_list(tree, INIT_PATHS)]
+
+    def commit(self, ref: str, repository: str | None = None, author: str = "",
+               message: str = "", changes: list[str] | None = None, pause: bool = True) -> str:
+        """A new image from the container's changes; its ID."""
+        from registry import reference as refs
+
+        from .commit import commit
+        c = self.get(ref)
+        tags = []
+        if repository:
+            parsed = refs.parse(repository)
+            if parsed.digest:
+                raise UsageError("refusing to create a tag with a digest reference")
+            tags.append(str(parsed))
+        return commit(c, self.image_store(), author=author, message=message,
+                      changes=list(changes or []), pause=pause, tags=tags)
+
+    # -- volumes ---------------------------------------------------------------------------------
+
+    def volume_create(self, name: str | None = None) -> str:
+        return self.volume_store.create(name)
+
+    def volumes(self) -> list[str]:
+        return self.volume_store.names()
+
+    def volume_inspect(self, name: str) -> dict:
+        return self.volume_store.inspect(name)
+
+    def volumes_in_use(self) -> dict[str, str]:
+        used = {}
+        for c in self.containers.all():
+            for m in c.config.mounts:
+                if m["kind"] == "volume":
+                    used[m["source"]] = c.id
+        return used
+
+    def volume_remove(self, name: str, force: bool = False) -> None:
+        used = self.volumes_in_use()
+        if name in used and not force:
+            raise DockishError(f"remove {name}: volume is in use - [{used[name]}]")
+        createmod.remove_volume(self.root, name)
+
+    def volume_prune(self, all_: bool = False) -> PruneReport:
+        """Remove unused anonymous volumes (``all_``: every unused one)."""
+        used = self.volumes_in_use()
+        vols = self.volume_store
+        report = PruneReport()
+        for n in vols.names():
+            anonymous = vols.inspect(n).get("Labels", {}).get("anonymous")
+            if n not in used and (all_ or anonymous):
+                createmod.remove_volume(self.root, n)
+                report.deleted.append(n)
+        return report
+
+    # -- build -----------------------------------------------------------------------------------
+
+    def build(self, context_dir: Path | str, opts, dockerfile: str | None = None,
+              dockerfile_text: str | None = None, out: TextIO | None = None,
+              progress: Callable[[str], None] | None = None) -> str:
+        """Build from the context directory (``dockerfile``: a path, default
+        CONTEXT/Dockerfile; or its text), tag it with ``opts.tags``; the
+        image ID. Step output goes to ``out`` (a file with a fileno: RUN
+        output is relayed to it) or, as text in order, to ``progress``."""
+        from registry.archive import ImageError
+        from unionfs.layers import LayerStoreError
+
+        from . import dockerfile as dfm
+        from .build import Builder, BuildError, container_runner, save
+        ctx = Path(context_dir)
+        if not ctx.is_dir():
+            raise DockishError(f"unable to prepare context: path \"{context_dir}\" not found",
+                               exit_code=1)
+        sink = _ProgressOut(progress) if progress is not None else None
+        builder = None
+        try:
+            label = dockerfile or "Dockerfile"
+            df = dfm.parse_text(dockerfile_text, "Dockerfile") if dockerfile_text is not None \
+                else dfm.parse_file(dockerfile, label=label) if dockerfile \
+                else dfm.parse_file("Dockerfile", label=label, context=ctx)
+            builder = Builder(self.root, ctx, df, opts, resolve=self._build_base,
+                              run_step=container_runner(self.root, opts.timestamp),
+                              out=sink or out or _NullOut())
+            _image_id, config = builder.build()
+            return save(self.root, config, list(opts.tags))
+        except (ImageError, LayerStoreError, OSError) as e:
+            from .errors import message
+            raise BuildError(message(e)) from None
+        finally:
+            if builder is not None:
+                builder.close()
+            if sink is not None:
+                sink.close()
+
+    def _build_base(self, text: str):
+        """FROM/--from images: archives, the store, else a pull (as Docker does)."""
+        from registry.archive import ImageError
+        from registry.resolve import is_archive_source, resolve
+
+        from .build import BaseImage, BuildError
+        try:
+            img = resolve(text, self.layers)
+        except ImageError as first:
+            if is_archive_source(text):
+                raise BuildError(f"Unable to find image '{text}': {first}") from None
+            try:
+                self.pull(text)
+                img = resolve(text, self.layers)
+            except Exception as e:       # noqa: BLE001 - one line for the user
+                raise BuildError(f"pull access denied or unable to find image '{text}': "
+                                 f"{e}") from None
+        return BaseImage(list(img.diff_ids), dict(img.config), img.config_digest)
+
+    def build_cache_prune(self, older_than: float | None = None) -> PruneReport:
+        """Remove build cache entries (``older_than`` seconds unused, or all)
+        and the layers only they kept; with all, the cache mounts too."""
+        from .build import empty_cache_mounts
+        from .buildcache import BuildCache
+        store = self.image_store()
+        cache = BuildCache(self.root, store.layers)
+        gone = cache.prune(older_than=older_than)
+        keep = cache.live_layers()
+        drop = sorted({e.diff_id for e in gone if e.diff_id and e.diff_id not in keep})
+        freed = sum(store.layer_size(d) for d in drop)
+        store.discard_layers(drop)
+        freed -= sum(store.layer_size(d) for d in drop)
+        freed += empty_cache_mounts(self.root) if older_than is None else 0
+        return PruneReport([e.key for e in gone], freed)
+
+    # -- system ----------------------------------------------------------------------------------
+
+    def df(self) -> DiskUsage:
+        """What ``system df`` reports: images and their layers' sizes, what
+        uses them, containers' writable layers, volumes, the build cache."""
+        from .build import cache_mounts_dir
+        from .buildcache import BuildCache
+        from .hostfs import disk_usage
+        store = self.image_store()
+        recs = store.records()
+        layer_users: dict[str, int] = {}
+        for rec in recs:
+            for d in set(rec.diff_ids):
+                layer_users[d] = layer_users.get(d, 0) + 1
+        containers = []
+        links: dict[str, int] = {}
+        for c in self.containers.all():
+            vols = [m.get("source") for m in c.config.mounts
+                    if isinstance(m, dict) and m.get("kind") == "volume"]
+            for v in vols:
+                links[v] = links.get(v, 0) + 1
+            containers.append((c, disk_usage(c.upper), vols))
+        vs = self.volume_store
+        volumes = [(n, disk_usage(vs.path(n) / "_data"), links.get(n, 0)) for n in vs.names()]
+        u = BuildCache(self.root, store.layers).usage({d for r in recs for d in r.diff_ids})
+        top = cache_mounts_dir(self.root)
+        m_size = disk_usage(top)
+        cache = {"count": u["TotalCount"] + (len(os.listdir(top)) if top.is_dir() else 0),
+                 "size": u["Size"] + m_size, "reclaimable": u["Reclaimable"] + m_size}
+        return DiskUsage(store, recs, self.images_in_use(store),
+                         {d: store.layer_size(d) for d in layer_users}, layer_users,
+                         containers, volumes, cache)
+
+
+    def system_prune(self, all_: bool = False, volumes: bool = False) -> SystemPruneReport:
+        """Stopped containers, (``volumes``) unused anonymous volumes, unused
+        images (dangling, or all with ``all_``) and the build cache."""
+        containers = self.container_prune()
+        vols = self.volume_prune() if volumes else None
+        images = self.image_prune(all_)
+        return SystemPruneReport(containers, vols, images, self.build_cache_prune())
+
+
+class _NullOut:
+    """A quiet build's output."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
+class _ProgressOut:
+    """A build's output as text to a callback, in order: the builder's
+    lines and its RUN steps' relayed output share one pipe, read by one
+    thread that calls ``progress``."""
+
+    def __init__(self, progress: Callable[[str], None]) -> None:
+        import codecs
+        import threading
+        self._r, self._w = os.pipe2(os.O_CLOEXEC)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def pump() -> None:
+            while data := os.read(self._r, 65536):
+                progress(decoder.decode(data))
+            rest = decoder.decode(b"", final=True)
+            if rest:
+                progress(rest)
+        self._thread = threading.Thread(target=pump, daemon=True)
+        self._thread.start()
+
+    def write(self, text: str) -> int:
+        from .tty import write_all
+        write_all(self._w, text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._w
+
+    def close(self) -> None:
+        os.close(self._w)
+        self._thread.join()
+        os.close(self._r)
+
+
+# -- helpers without state -----------------------------------------------------------------------
+
+def env_overrides(env_files: list[str], env: list[str]) -> list[str]:
+    """``--env-file`` then ``-e``, read as Docker reads them: each file a
+    regular file or the shell's ``<(...)`` (a named FIFO must not hang the
+    command), UTF-8, no NUL."""
+    from unionfs.safefile import read_file
+    host_env = dict(os.environ)
+    out: list[str] = []
+    for f in env_files:
+        try:
+            data = read_file(f, pipes=True)
+        except OSError as e:
+            raise UsageError(f"open {f}: {(e.strerror or str(e)).lower()}") from None
+        out += cfgmod.parse_env_file(cfgmod.decode_env_file(data, f), host_env)
+    for e in env:
+        item = cfgmod.parse_env_line(e, host_env)
+        if item is not None:
+            out.append(item)
+    cfgmod.check_no_nul("environment variable", out)
+    return out
+
+
+def _parse_mounts(opts: CreateOptions) -> tuple[list, str]:
+    """Every ``-v``, ``--mount`` and ``--tmpfs`` checked (nothing is made
+    yet), plus ``--init``'s tini; and the path tini is bound at."""
+    mounts = [cfgmod.parse_volume(v) for v in opts.volumes]
+    init_path = ""
+    tini = createmod.tini() if opts.init else None
+    if tini:             # Docker's docker-init is tini: bound read-only, run as pid 1
+        init_path = "/dev/init"
+        mounts.append(cfgmod.MountReq("bind", tini, init_path, True))
+    flag_mounts = [cfgmod.parse_mount(m) for m in opts.mounts]
+    mounts += flag_mounts
+    mounts += [cfgmod.parse_tmpfs(t) for t in opts.tmpfs]
+    for m in flag_mounts:
+        src = os.path.abspath(m.source)
+        if m.kind == "bind" and not os.path.exists(src):
+            raise UsageError(f"invalid mount config for type \"bind\": bind source path "
+                             f"does not exist: {src}")
+    return mounts, init_path
+
+
+def _healthcheck(image_conf: dict, opts: CreateOptions) -> dict:
+    from .health import merged
+    from .imageconfig import duration
+    flags: dict = {"cmd": opts.health_cmd, "no_healthcheck": opts.no_healthcheck,
+                   "Retries": opts.health_retries}
+    for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                      ("StartPeriod", "health_start_period")):
+        value = getattr(opts, name)
+        if value:
+            flags[key] = duration(value, f"--{name.replace('_', '-')}")
+    return merged(image_conf.get("Healthcheck"), flags)
+
+
+def exit_code(c: Container) -> int:
+    _status, code = c.status()
+    return code if code is not None else 0
+
+
+def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
+    """One ``ps`` row, with Docker's field names."""
+    cfg = c.config
+    if status == "running":
+        shown = f"Up {fmt.duration_since(c.state().get('started'))}"
+        health = (c.state().get("health") or {}).get("Status")
+        if c.paused:
+            shown, status = shown + " (Paused)", "paused"
+        elif health:
+            shown += " (health: starting)" if health == "starting" else f" ({health})"
+    elif status == "created":
+        shown = "Created"
+    else:
+        shown = f"Exited ({code}) {fmt.duration_since(c.finished_at())} ago"
+    ports = ", ".join(f"{ip}:{hp}->{cp}/{proto}" for ip, hp, cp, proto in cfg.ports)
+    return {"ID": cfg.id if no_trunc else cfg.id[:12], "Image": cfg.image,
+            "Command": fmt.truncate_command(" ".join(cfg.argv), no_trunc),
+            "CreatedAt": f"{fmt.duration_since(cfg.created)} ago",
+            "Status": shown, "State": status, "Ports": ports, "Names": cfg.name,
+            "ExitCode": code}
+
+
+def inspect_container(c: Container, vols: Volumes) -> dict:
+    """Docker's ``inspect`` of a container."""
+    from .network import SLIRP_IP
+    cfg = c.config
+    status, code = c.status()
+    st = c.state()
+    mounts = []
+    for m in cfg.mounts:
+        if cfg.init_path and m["target"] == cfg.init_path:
+            continue                  # --init's tini: not a mount the user asked for
+        src = str(vols.path(m["source"]) / "_data") if m["kind"] == "volume" else m["source"]
+        mounts.append({"Type": m["kind"], "Name": m["source"] if m["kind"] == "volume" else "",
+                       "Source": src, "Destination": m["target"], "RW": not m["readonly"]})
+    ports: dict = {}
+    for ip, hp, cp, proto in cfg.ports:
+        ports.setdefault(f"{cp}/{proto}", []).append({"HostIp": ip, "HostPort": str(hp)})
+    return {
+        "Id": cfg.id, "Created": fmt.iso(cfg.created), "Path": cfg.argv[0],
+        "Args": cfg.argv[1:],
+        "State": {"Status": "paused" if c.paused else status, "Running": status == "running",
+                  "Paused": c.paused, "Restarting": False, "OOMKilled": False, "Dead": False,
+                  "Pid": c.pid or 0, "ExitCode": code or 0,
+                  **({"Health": st["health"]} if st.get("health") else {}),
+                  "StartedAt": fmt.iso(st.get("started")),
+                  "FinishedAt": fmt.iso(c.finished_at())},
+        "Image": cfg.image_id, "Name": "/" + cfg.name, "LogPath": str(c.log),
+        "HostConfig": {"NetworkMode": cfg.network, "AutoRemove": cfg.auto_remove,
+                       "ReadonlyRootfs": cfg.read_only, "Init": cfg.init,
+                       "PortBindings": ports, "CapAdd": cfg.cap_add or None,
+                       "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged},
+        "Mounts": mounts,
+        "Config": {"Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty,
+                   "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,
+                   "Entrypoint": cfg.entrypoint or None, "Image": cfg.image,
+                   "WorkingDir": cfg.workdir, "Labels": cfg.labels},
+        "NetworkSettings": {"Ports": ports,
+                            "IPAddress": SLIRP_IP if cfg.network == "slirp4netns" else ""},
+    }
+
+
+def _log_chunks(c: Container, follow: bool, tail: int | None,
+                from_end: bool = False) -> Iterator[bytes]:
+    """The log file's bytes (the last ``tail`` lines; ``from_end``: only
+    what comes next), then with ``follow`` what is appended until the
+    container stops."""
+    try:
+        f = open(c.log, "rb")
+    except FileNotFoundError:
+        if not follow or from_end:
+            return
+        while not c.log.exists() and c.running:
+            time.sleep(0.05)
+        try:
+            f = open(c.log, "rb")
+        except FileNotFoundError:
+            return
+    with f:
+        if from_end:
+            f.seek(0, os.SEEK_END)
+        elif tail is not None:
+            lines = f.read().splitlines(keepends=True)
+            yield b"".join(lines[-tail:] if tail > 0 else [])
+        else:
+            while chunk := f.read(65536):
+                yield chunk
+        if not follow:
+            return
+        while True:
+            chunk = f.read(65536)
+            if chunk:
+                yield chunk
+                continue
+            if not c.running:
+                yield f.read()
+                return
+            time.sleep(0.05)

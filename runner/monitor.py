@@ -1,0 +1,275 @@
+"""Supervising a container's processes: its first process attached to the
+caller's fds (``run``, ``start -a``) or under a monitor process of its own
+that outlives the caller (``run -d``, ``start``); ``exec``'d processes; a
+``-t`` container's terminal for ``attach``. The container's output is
+relayed to the fds the caller gives and kept in its log; nothing here prints
+(the engine and the CLI above decide what the user sees).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import namespaces as ns
+from . import tty as ttymod
+from .container import Container
+from .errors import EXIT_DOCKISH, DockishError
+from .launch import Launch, StartError, Stdio
+
+Remove = Callable[[Container], None]
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+
+
+@dataclass
+class Fds:
+    """Where an attached process's stdio goes (the CLI: 0, 1, 2)."""
+
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+
+
+def _open_log(c: Container) -> int:
+    return os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
+def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds: Fds,
+                 remove: Remove) -> int:
+    """Run attached: the container's output is relayed to ``fds`` and kept
+    in its log (a pty with -t, pipes without, as Docker does); its code.
+    A ``--rm`` container is removed (by ``remove``) in every case."""
+    master = None
+    pipes: list[int] = []
+    in_w = None
+    if tty:
+        master, slave = os.openpty()
+        if os.isatty(fds.stdin):
+            ttymod.copy_winsize(fds.stdin, slave)
+        stdio = Stdio(None, fds.stdout, fds.stderr, pty_slave=slave)
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pipes = [out_r, err_r]
+        in_r = None
+        if interactive:                 # relayed too: never our own fd 0
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        stdio = Stdio(in_r, out_w, err_w)
+    log = _open_log(c)
+    try:
+        launch.spawn(stdio)
+    except BaseException:
+        os.close(log)
+        if c.config.auto_remove:      # a --rm container and its volumes: gone in every case
+            remove(c)
+        raise
+    finally:
+        if pipes:
+            for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
+                if fd is not None:
+                    os.close(fd)
+    handlers = {sig: signal.signal(sig, lambda s, _f: launch.forward(s)) for sig in FORWARDED}
+    from .health import start as start_health
+    checks = start_health(c)
+    relay = None
+    ended = threading.Event()
+    if master is not None:
+        # a closed terminal detaches, as in Docker: no SIGHUP for the container
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        listener = ttymod.listen(c.id)      # a closed terminal: attach again later
+        try:
+            with ttymod.raw_mode(fds.stdin) if interactive else contextlib.nullcontext():
+                ttymod.proxy(master, fds.stdin if interactive else None, fds.stdout,
+                             copy_to=log, listener=listener, accept_input=interactive)
+        finally:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                ttymod.socket_path(c.id).unlink()
+        os.close(master)
+    else:
+        relay = threading.Thread(target=ttymod.relay, args=(
+            [(pipes[0], fds.stdout), (pipes[1], fds.stderr)], log, ended), daemon=True)
+        relay.start()
+        if in_w is not None:
+            threading.Thread(target=ttymod.feed, args=(fds.stdin, in_w, ended),
+                             daemon=True).start()
+    code = launch.wait()
+    ended.set()
+    if checks is not None:
+        checks.set()
+    if relay is not None:
+        relay.join()
+    os.close(log)
+    for sig, h in handlers.items():
+        signal.signal(sig, h)
+    if c.config.auto_remove:
+        remove(c)
+    return code
+
+
+def start_detached(c: Container, launch: Launch, remove: Remove) -> None:
+    """Start with a monitor process of its own that outlives the caller;
+    return once the container's command has been executed (a failure to
+    start raises ``StartError`` with the container's code)."""
+    import sys
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os._exit(_monitor(c, launch, w, remove))
+    os.close(w)
+    data = b""
+    while not data.endswith(b"\n") and (chunk := os.read(r, 4096)):
+        data += chunk       # one line: the holder may keep the pipe open
+    os.close(r)
+    data = data.strip()
+    if data != b"OK":
+        code, _, msg = data.decode(errors="replace").partition(" ")
+        raise StartError(msg or "the container's monitor died while starting",
+                         int(code) if code.isdigit() else EXIT_DOCKISH)
+
+
+def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
+    """The detached container's monitor (a child of the caller, in a
+    session of its own): starts it, says ``OK`` (or the error) on ``w``,
+    relays a terminal, runs health checks, removes a ``--rm`` container."""
+    try:
+        os.setsid()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        log = _open_log(c)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        ns.close_fds_except({w, log})    # a `flock 9` or CI fd is not held for days
+        master = listener = None
+        if c.config.tty:
+            master, slave = os.openpty()
+            stdio = Stdio(None, log, log, pty_slave=slave)
+            listener = ttymod.listen(c.id)       # ready before `run -d` returns
+        else:
+            stdio = Stdio(None, log, log)
+        try:
+            launch.spawn(stdio)
+        except StartError as e:
+            os.write(w, f"{e.code} {e}\n".encode())
+            os.close(w)
+            if c.config.auto_remove:
+                remove(c)
+            return 0
+        os.write(w, b"OK\n")
+        os.close(w)
+        from .health import start as start_health
+        checks = start_health(c)
+        if master is not None and listener is not None:
+            try:
+                ttymod.proxy(master, None, None, log, listener, c.config.interactive)
+            finally:
+                listener.close()
+                with contextlib.suppress(FileNotFoundError):
+                    ttymod.socket_path(c.id).unlink()
+        launch.wait()
+        if checks is not None:
+            checks.set()
+        if c.config.auto_remove:
+            remove(c)
+        return 0
+    except BaseException:        # noqa: BLE001 - nobody to tell; the state says
+        return 1
+
+
+@dataclass
+class ExecPipes:
+    """An exec'd process's stdio as we hold it: a pty master, or pipes."""
+
+    master: int | None = None
+    out_r: int | None = None
+    err_r: int | None = None
+    in_w: int | None = None
+
+
+def exec_stdio(interactive: bool, tty: bool, detach: bool,
+               fds: Fds) -> tuple[Stdio, ExecPipes, list[int]]:
+    """The process never gets the caller's own fds (a terminal is
+    read-write: a process left behind would read what the user types next):
+    a pty with -t, else pipes relayed until the process ends. Returns its
+    Stdio, our ends, and its ends (closed once it runs)."""
+    if tty:
+        master, slave = os.openpty()
+        if os.isatty(fds.stdin):
+            ttymod.copy_winsize(fds.stdin, slave)
+        return Stdio(None, fds.stdout, fds.stderr, pty_slave=slave), ExecPipes(master), []
+    if detach:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        return Stdio(None, null, null), ExecPipes(), [null]
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r = in_w = None
+    if interactive:
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    ours = [fd for fd in (in_r, out_w, err_w) if fd is not None]
+    return Stdio(in_r, out_w, err_w), ExecPipes(None, out_r, err_r, in_w), ours
+
+
+def relay_exec(holder: int, pipes: ExecPipes, interactive: bool, fds: Fds) -> int:
+    """Relay an exec'd process's stdio until it exits (as ``docker exec``
+    returns when its process does, whatever it left running); its code."""
+    from .launch import wait_pid
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda s, _f: kill_quiet(holder, s))
+    code: list[int] = []
+    if pipes.master is not None:
+        stop_r, stop_w = os.pipe2(os.O_CLOEXEC)
+
+        def reap() -> None:
+            code.append(wait_pid(holder))
+            os.close(stop_w)
+        waiter = threading.Thread(target=reap, daemon=True)
+        waiter.start()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # a closed terminal detaches
+        with ttymod.raw_mode(fds.stdin) if interactive else contextlib.nullcontext():
+            ttymod.proxy(pipes.master, fds.stdin if interactive else None, fds.stdout,
+                         stop=stop_r)
+        waiter.join()
+        os.close(stop_r)
+        os.close(pipes.master)
+        return code[0]
+    ended = threading.Event()
+    relay = threading.Thread(target=ttymod.relay, args=(
+        [(pipes.out_r, fds.stdout), (pipes.err_r, fds.stderr)], None, ended), daemon=True)
+    relay.start()
+    if pipes.in_w is not None:
+        threading.Thread(target=ttymod.feed, args=(fds.stdin, pipes.in_w, ended),
+                         daemon=True).start()
+    result = wait_pid(holder)
+    ended.set()
+    relay.join()
+    return result
+
+
+def attach_terminal(c: Container, stdin: bool, keys: bytes, fds: Fds) -> bool:
+    """Through a ``-t`` container's monitor socket, in raw mode; True when
+    the user detached with ``keys``."""
+    from unionfs.private import PrivateDirError
+    try:
+        sock = ttymod.connect(c.id)
+    except PrivateDirError as e:
+        raise DockishError(str(e)) from None
+    except PermissionError as e:
+        raise DockishError(f"container {c.id}: {e.strerror}") from None
+    except OSError:
+        raise DockishError(f"container {c.id} has no terminal to attach to") from None
+    in_fd = fds.stdin if stdin else None
+    with sock, ttymod.raw_mode(fds.stdin) if in_fd is not None else contextlib.nullcontext():
+        return ttymod.attach(sock, in_fd, fds.stdout, keys)
+
+
+def kill_quiet(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
