@@ -241,29 +241,67 @@ os.fsync(d)
         assert _umount(mnt).returncode == 0
 
 
-def test_request_counts_on_sigusr1(image, tmp_path):
-    """With DOCKISH_FUSE_STATS=1 the daemon counts requests per kind and
-    writes them to its log on SIGUSR1 (and when it ends)."""
-    from unionfs import mounts
-
-    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
-    mnt.mkdir()
+def _mount_counting(image: str, upper: Path, mnt: Path) -> None:
     env = dict(os.environ, DOCKISH_FUSE_STATS="1")
     subprocess.run([dockish_exe(), "mount", "--rw", "--upper", str(upper), image, str(mnt)],
                    check=True, env=env)
+
+
+def _request_counts(mnt: Path) -> dict[str, int]:
+    """The daemon's request counts so far (SIGUSR1, then its log)."""
+    from unionfs import mounts
+
     log = mounts.runtime_dir() / f"mount-{mounts.record_path(str(mnt)).stem}.log"
+    done = log.read_text().count("requests after") if log.exists() else 0
+    os.kill(_daemon_pid(mnt), signal.SIGUSR1)
+    deadline = time.time() + 10
+    while log.read_text().count("requests after") == done and time.time() < deadline:
+        time.sleep(0.05)
+    report = log.read_text().split("requests after")[-1]
+    return {f[0]: int(f[1]) for f in (line.split() for line in report.splitlines())
+            if len(f) > 2 and f[1].isdigit()}
+
+
+def test_request_counts_on_sigusr1(image, tmp_path):
+    """With DOCKISH_FUSE_STATS=1 the daemon counts requests per kind and
+    writes them to its log on SIGUSR1 (and when it ends)."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
     try:
         for _ in range(3):
             (mnt / "a" / "f1").read_text()
         (mnt / "new").write_text("n")
-        os.kill(_daemon_pid(mnt), signal.SIGUSR1)
-        deadline = time.time() + 10
-        while "requests after" not in log.read_text() and time.time() < deadline:
-            time.sleep(0.05)
-        text = log.read_text()
-        counts = {f[0]: int(f[1]) for f in (line.split() for line in text.splitlines())
-                  if len(f) > 2 and f[1].isdigit()}
-        assert counts.get("lookup", 0) >= 1 and counts.get("create") == 1, text
-        assert counts.get("read", 0) >= 1, text
+        counts = _request_counts(mnt)
+        assert counts.get("lookup", 0) >= 1 and counts.get("create") == 1, counts
+        assert counts.get("read", 0) >= 1, counts
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+def test_symlink_targets_cached_and_never_stale(image, tmp_path):
+    """The kernel keeps symlink targets (the patched pyfuse3 asks for
+    FUSE_CAP_CACHE_SYMLINKS): following one link many times reads its
+    target from the daemon once; a link replaced by another shows the new
+    target at once."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
+    try:
+        os.symlink("a/f1", mnt / "ln")
+        before = _request_counts(mnt).get("readlink", 0)
+        for _ in range(50):
+            assert os.readlink(mnt / "ln") == "a/f1"
+            assert (mnt / "ln").read_text() == "one, changed\n"
+        assert _request_counts(mnt).get("readlink", 0) - before <= 2
+        os.symlink("c/h", mnt / "ln2")
+        os.rename(mnt / "ln2", mnt / "ln")
+        assert os.readlink(mnt / "ln") == "c/h"
+        assert (mnt / "ln").read_text() == "aitch"
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert os.readlink(mnt / "ln") == "c/h"
     finally:
         assert _umount(mnt).returncode == 0
