@@ -283,6 +283,30 @@ class Engine:
             lines.append(f"deleted: {rec.id}")
         return PruneReport(lines, store.gc())
 
+    def inspect_image(self, name: str) -> dict:
+        """Docker's ``inspect`` of a stored image."""
+        from .images import inspect_image
+        store = self.image_store()
+        rec, _ = store.find(name)
+        return inspect_image(store, rec)
+
+    def save(self, names: list[str], out, fmt: str = "docker-archive") -> None:
+        """The images as a docker-archive (or OCI) tar written to ``out``."""
+        from registry.archive_out import save
+        store = self.image_store()
+        items: dict[str, tuple] = {}
+        for n in names:
+            rec, by_name = store.find(n)
+            entry = items.setdefault(rec.id, (rec, []))
+            if by_name and by_name not in entry[1]:
+                entry[1].append(by_name)
+        save(store, list(items.values()), out, fmt)
+
+    def load(self, path: Path) -> list:
+        """Images from an archive at ``path``: [(record, names)]."""
+        from registry.archive_out import load
+        return load(self.image_store(), Path(path))
+
     def gc(self) -> int:
         """Free the layers and blobs nothing uses; the bytes freed."""
         return self.image_store().gc()

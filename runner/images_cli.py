@@ -25,6 +25,7 @@ from .format import go_time as _iso
 from .format import parse_time as _parse_time
 from .format import size as human_size
 from .format import table
+from .images import config_or_empty, inspect_image
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 
@@ -237,13 +238,6 @@ def _has_label(config: dict, want: str) -> bool:
     return key in have and (not eq or have[key] == value)
 
 
-def config_or_empty(store, rec) -> dict:
-    try:
-        return store.config(rec)
-    except Exception:
-        return {}
-
-
 @click.command("images")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (same as the "
               "default: dockish keeps no intermediate images).")
@@ -397,31 +391,6 @@ def print_image_prune(lines: list[str], freed: int) -> None:
 
 # -- inspect / history ------------------------------------------------------------------------
 
-def inspect_image(store, rec) -> dict:
-    from registry import reference as refs
-    cfg = config_or_empty(store, rec)
-    return {
-        "Id": rec.id,
-        "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)],
-        "RepoDigests": [refs.parse(d).familiar for d in rec.repo_digests],
-        "Parent": "",
-        "Comment": next((h.get("comment", "") for h in reversed(cfg.get("history") or [])
-                         if isinstance(h, dict)), ""),
-        "Created": cfg.get("created", ""),
-        "DockerVersion": cfg.get("docker_version", ""),
-        "Author": cfg.get("author", ""),
-        "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""),
-        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
-        "Os": cfg.get("os", ""),
-        "Size": store.size(rec),
-        "GraphDriver": {"Data": None, "Name": "dockish"},
-        "RootFS": {"Type": "layers", "Layers": list(rec.diff_ids)},
-        "Metadata": {"LastTagTime": _iso(rec.stored).replace(" +0000 UTC", "Z")
-                     .replace(" ", "T") if rec.stored else ""},
-    }
-
-
 @click.command()
 @click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="Go template, e.g. "
               "'{{.Id}}' or '{{json .Config}}'.")
@@ -499,23 +468,18 @@ def history(no_trunc: bool, quiet: bool, human: bool, name: str):
 @click.argument("names", nargs=-1, required=True)
 def save(output: str | None, fmt: str, names: tuple[str, ...]):
     """Save images to a tar archive (docker load, podman load and skopeo read it)."""
-    from registry.archive_out import save as do_save
-    store = _store()
-    items: dict[str, tuple] = {}
+    eng = _engine()
     for n in names:
-        rec, by_name = store.find(n)
-        entry = items.setdefault(rec.id, (rec, []))
-        if by_name and by_name not in entry[1]:
-            entry[1].append(by_name)
+        eng.image_store().find(n)              # an unknown name is said first
     if output is None and sys.stdout.isatty():
         raise UserError("cowardly refusing to save to a terminal. Use the -o flag or "
                         "redirect")
     if output is None:
-        do_save(store, list(items.values()), sys.stdout.buffer, fmt)
+        eng.save(list(names), sys.stdout.buffer, fmt)
         return
     from .outfile import output_file
     with output_file(output) as f:
-        do_save(store, list(items.values()), f, fmt)
+        eng.save(list(names), f, fmt)
 
 
 def _stdin_to_scratch(store):
@@ -565,16 +529,13 @@ def import_(message: str, change: tuple[str, ...], platform: str | None, source:
     from registry import reference as refs
     from unionfs.tarindex import LayerError
 
-    from .commit import CommitError, apply_changes
+    from .imageconfig import apply_changes
     store = _store()
     ref = refs.parse(reference) if reference else None
     os_name, arch, variant = mf.parse_platform(platform)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cfg = {"architecture": arch, "os": os_name, "created": now, "config": {}}
-    try:
-        apply_changes(cfg, list(change))       # checked before anything is stored
-    except CommitError as e:
-        raise UserError(str(e)) from None
+    apply_changes(cfg, list(change))       # checked before anything is stored
     with store.writing():
         try:
             if source == "-":

@@ -103,7 +103,7 @@ def system_df(verbose: bool):
     from registry import reference as refs
 
     from .containers_cli import engine
-    from .images_cli import config_or_empty
+    from .images import config_or_empty
     du = engine().df()
     store, recs, in_use = du.store, du.images, du.in_use
     sizes, layer_users = du.layer_sizes, du.layer_users
