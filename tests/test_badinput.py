@@ -352,11 +352,13 @@ def test_registry_error_body_of_the_wrong_shape_is_one_line(dockish_root, tmp_pa
     nothing_left(dockish_root)
 
 
-def test_push_to_a_registry_that_gives_no_upload_location_is_one_line(bb, dockish_root,
-                                                                       tmp_path, monkeypatch):
+def test_push_to_a_registry_that_gives_no_upload_location_is_one_line(busybox_image,
+                                                                       dockish_root, tmp_path,
+                                                                       monkeypatch):
     monkeypatch.setenv("DOCKISH_CONFIG", str(tmp_path / "config.json"))
+    ok("load", "-i", str(busybox_image.docker_archive))
     with _BadRegistry(None, None) as host:
-        ok("tag", bb, f"{host}/bad/image:1")
+        ok("tag", "docker.io/dockish-test/busybox:latest", f"{host}/bad/image:1")
         one_line(dockish("push", f"{host}/bad/image:1"), 125, "no upload location")
 
 
