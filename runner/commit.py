@@ -113,13 +113,30 @@ def paused(c: Container, pause: bool) -> Iterator[bool]:
 
 # -- the whole commit ---------------------------------------------------------------------
 
+def _read_layer(f, spec, ids, upper: Path, running: bool, attempts: int = 5) -> int:
+    """The writable layer as a tar into ``f``. A container that runs on
+    (``--pause=false``) may replace a file between our reading its journal
+    and its data, and the daemon then removes the old data file: read the
+    layer again from its new journal (the file is rewritten), as a running
+    layer's snapshot is only ever some consistent state."""
+    from unionfs.generate import write_upper_layer
+
+    from .rootfs import INIT_PATHS
+    for attempt in range(attempts):
+        f.seek(0)
+        f.truncate()
+        try:
+            return write_upper_layer(spec, ids, upper, f, readonly=running, skip=INIT_PATHS)
+        except FileNotFoundError:
+            if not running or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def commit(c: Container, store, *, author: str = "", message: str = "",
            changes: list[str] | None = None, pause: bool = True,
            tags: list[str] | None = None) -> str:
     """Make the image; tag it with ``tags``; return its ID."""
-    from unionfs.generate import write_upper_layer
-
-    from .rootfs import INIT_PATHS
     changes = list(changes or [])
     image_config = image_config_of(c, store)
     # the changes are checked before anything is written
@@ -133,8 +150,7 @@ def commit(c: Container, store, *, author: str = "", message: str = "",
         fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix="commit-", suffix=".tar")
         try:
             with os.fdopen(fd, "wb") as f, paused(c, pause) as running:
-                count = write_upper_layer(spec, ids, c.upper, f, readonly=running,
-                                          skip=INIT_PATHS)
+                count = _read_layer(f, spec, ids, c.upper, running)
             diff_id = None
             if count:
                 with open(tmp, "rb") as f:
