@@ -8,9 +8,13 @@ the daemon made would be skipped (issue 16's ``/secret`` hole).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +285,45 @@ def test_every_user_gets_posix_permissions_on_an_allow_other_mount(perm_image, t
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, textwrap.shorten(res.stderr, 3000)
     assert _results(res.stdout) == MOUNT_EXPECTED
+
+
+# -- a user's own -o allow_other mount: the daemon checks, another real user probes -----
+
+def _layers_owned_by(uid: int) -> list:
+    """``MOUNT_LAYERS`` with the files of "the user" (1000 there) owned by
+    ``uid``, the real second user who probes the mount, and "someone else's"
+    (1001) by an id no real user here has."""
+    out = []
+    for entry in MOUNT_LAYERS[0]:
+        owner = entry[3].get("uid") if len(entry) == 4 else None
+        if owner in (1000, 1001):
+            new = uid if owner == 1000 else 4242
+            entry = (*entry[:3], {**entry[3], "uid": new, "gid": new})
+        out.append(entry)
+    return [out]
+
+
+def test_another_real_user_gets_posix_permissions_on_a_users_allow_other_mount(
+        tmp_path_factory, tmp_path, other_user):
+    """A non-root user's writable mount with ``-o allow_other``: the mounting
+    user acts as root of its image, so the daemon makes every check for the
+    others (the kernel's cannot express that). A real second local user,
+    after the owner has walked every path (entries cached), gets exactly
+    what POSIX gives."""
+    image = umoci_image(tmp_path_factory.mktemp("perms-other"),
+                        _layers_owned_by(other_user.uid), unpack=False)[0]
+    base = Path(tempfile.mkdtemp(prefix="dockish-perms-", dir="/tmp"))
+    os.chmod(base, 0o755)                  # the other user must reach the mountpoint
+    mnt = base / "m"
+    mnt.mkdir()
+    ok("mount", "--rw", "--upper", str(tmp_path / "up"), "-o", "allow_other", image, str(mnt))
+    try:
+        for p in ("secret/f", "closed/mine", "r", "w", "suid", "sticky/b", "sticky/mine"):
+            (mnt / p).read_bytes()            # the owner first: the kernel caches entries
+        res = other_user.run(["/usr/bin/python3", "-c", AS_1000, str(mnt)], timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert _results(res.stdout) == MOUNT_EXPECTED
+        assert (mnt / "secret/f").read_text() == "s3cret\n"     # the owner still reads
+    finally:
+        ok("umount", str(mnt))
+        shutil.rmtree(base)
