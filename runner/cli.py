@@ -206,6 +206,8 @@ def _register_all() -> None:
     login_cli.register(main)
     build_cli.register(main)
     system_cli.register(main)
+    from runner import service_cli
+    service_cli.register(main)
 
 
 _register_all()

@@ -1,0 +1,907 @@
+"""``/containers/...`` and ``/exec/...``: Docker's container endpoints over
+the engine (and ``runtime``'s adapters where the engine has no call yet)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shlex
+import threading
+import time
+
+import trio
+
+from .. import config as cfgmod
+from ..container import Container
+from ..engine import CreateOptions, Engine, exit_code, inspect_container
+from ..errors import DockishError, NotFoundError
+from . import runtime
+from .errors import ApiError, not_found
+from .server import NO_CONTENT, Reply, Request, Routes, blocking
+from .streams import STDERR, STDOUT, LogRecords, close_quiet, copy_in, frame, pump_fd
+
+_create_lock = threading.Lock()     # names are checked then taken: one create at a time
+
+
+def _go_time(t: float | None) -> str:
+    if not t:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+        f".{int((t % 1) * 1e9):09d}Z"
+
+
+def _is_default(value) -> bool:
+    return value in (None, "", 0, False, [], {}) or value == {"Type": "", "Config": {}}
+
+
+class ContainerApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.execs: dict[str, runtime.ExecRecord] = {}
+
+    def register(self, r: Routes) -> None:
+        a = r.add
+        a("POST", "/containers/create", self.create)
+        a("GET", "/containers/json", self.list)
+        a("POST", "/containers/prune", self.prune)
+        a("GET", "/containers/{id}/json", self.inspect)
+        a("POST", "/containers/{id}/start", self.start)
+        a("POST", "/containers/{id}/stop", self.stop)
+        a("POST", "/containers/{id}/restart", self.restart)
+        a("POST", "/containers/{id}/kill", self.kill)
+        a("POST", "/containers/{id}/pause", self.pause)
+        a("POST", "/containers/{id}/unpause", self.unpause)
+        a("POST", "/containers/{id}/wait", self.wait)
+        a("DELETE", "/containers/{id}", self.delete)
+        a("GET", "/containers/{id}/logs", self.logs)
+        a("POST", "/containers/{id}/attach", self.attach)
+        a("POST", "/containers/{id}/resize", self.resize)
+        a("POST", "/containers/{id}/rename", self.rename)
+        a("GET", "/containers/{id}/top", self.top)
+        a("GET", "/containers/{id}/changes", self.changes)
+        a("GET", "/containers/{id}/export", self.export)
+        a("GET", "/containers/{id}/archive", self.archive_get)
+        a("HEAD", "/containers/{id}/archive", self.archive_head)
+        a("PUT", "/containers/{id}/archive", self.archive_put)
+        a("POST", "/containers/{id}/update", self.update)
+        a("POST", "/containers/{id}/exec", self.exec_create)
+        a("POST", "/exec/{id}/start", self.exec_start)
+        a("POST", "/exec/{id}/resize", self.exec_resize)
+        a("GET", "/exec/{id}/json", self.exec_inspect)
+
+    async def _get(self, ref: str) -> Container:
+        try:
+            return await blocking(self.engine.get, ref)
+        except DockishError as e:
+            if "no such container" in str(e).lower():
+                raise not_found("container", ref) from None
+            raise
+
+    # -- create --------------------------------------------------------------------------------
+
+    async def create(self, req: Request):
+        body = await req.json()
+        opts, labels = create_options(body, req.arg("name"))
+        if req.arg("platform") not in ("", "linux", "linux/amd64", "linux/x86_64") and \
+                not req.arg("platform").startswith("linux/"):
+            raise ApiError(400, f"platform {req.arg('platform')} is not supported")
+
+        def make():
+            with _create_lock:
+                try:
+                    c = self.engine.create(opts)
+                except NotFoundError as e:
+                    if "unable to find image" in str(e).lower():
+                        raise ApiError(404, f"No such image: {_full_ref(opts.image)}") from None
+                    raise
+                if labels:
+                    runtime.set_labels(c, labels)
+                return c
+        c = await blocking(make)
+        return Reply(201, {"Id": c.id, "Warnings": []})
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def list(self, req: Request):
+        filters = req.json_arg("filters")
+        all_ = req.flag("all")
+        limit = req.int_arg("limit", -1) or -1
+        return await blocking(self._list, filters, all_, limit)
+
+    def _list(self, filters: dict, all_: bool, limit: int) -> list[dict]:
+        out = []
+        want = {k: _filter_values(v) for k, v in filters.items()}
+        known = {"id", "name", "label", "status", "exited", "ancestor", "network", "before",
+                 "since", "health", "volume", "is-task", "expose", "publish"}
+        for k in want:
+            if k not in known:
+                raise ApiError(400, f"invalid filter '{k}'")
+        every = self.engine.live_containers()
+        for c in every:
+            status, code = c.status()
+            state = "paused" if c.paused else status
+            if not all_ and status != "running" and not want:
+                continue
+            if not _matches(c, state, code, want, every):
+                continue
+            if not all_ and "status" not in want and "exited" not in want and \
+                    status != "running":
+                continue
+            out.append(list_entry(c, state, code))
+            if 0 < limit <= len(out):
+                break
+        return out
+
+    async def inspect(self, req: Request):
+        c = await self._get(req.params["id"])
+        return await blocking(self._inspect, c)
+
+    def _inspect(self, c: Container) -> dict:
+        data = inspect_container(c, self.engine.volume_store)
+        cfg = c.config
+        status, code = c.status()
+        data["Name"] = "/" + cfg.name
+        data["State"]["Status"] = "paused" if c.paused else status
+        data["State"]["Error"] = ""
+        data["State"]["StartedAt"] = _go_time(c.state().get("started"))
+        data["State"]["FinishedAt"] = _go_time(c.finished_at())
+        data["Created"] = _go_time(cfg.created)
+        data["RestartCount"] = 0
+        data["Driver"] = "dockish"
+        data["Platform"] = "linux"
+        data["ImageName"] = cfg.image
+        hc = data["HostConfig"]
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+        hc["Binds"] = [f"{m['source']}:{m['target']}" + (":ro" if m["readonly"] else "")
+                       for m in cfg.mounts if m["kind"] in ("bind", "volume")
+                       and m["target"] != cfg.init_path] or None
+        conf = data["Config"]
+        conf["ExposedPorts"] = {f"{cp}/{proto}": {} for _ip, _hp, cp, proto in cfg.ports} \
+            or None
+        conf["AttachStdin"] = False
+        conf["AttachStdout"] = not cfg.tty
+        conf["AttachStderr"] = not cfg.tty
+        conf["StdinOnce"] = False
+        conf["Labels"] = cfg.labels or {}
+        if cfg.healthcheck:
+            conf["Healthcheck"] = cfg.healthcheck
+        net = data["NetworkSettings"]
+        net["Networks"] = {_network_name(cfg.network): {
+            "IPAddress": net.get("IPAddress", ""), "Gateway": "", "MacAddress": "",
+            "Aliases": None, "NetworkID": cfg.network, "EndpointID": ""}}
+        net["Ports"] = net.get("Ports") or {}
+        for key in conf.get("ExposedPorts") or {}:
+            net["Ports"].setdefault(key, None)
+        return data
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, req: Request):
+        c = await self._get(req.params["id"])
+        if c.running:
+            return Reply(304, b"", "text/plain")
+        try:
+            await blocking(runtime.start, self.engine, c)
+        except runtime.StartError as e:
+            raise ApiError(400 if e.exit_code in (126, 127) else 500, _start_message(e)) \
+                from None
+        return NO_CONTENT
+
+    async def stop(self, req: Request):
+        c = await self._get(req.params["id"])
+        if not c.running:
+            return Reply(304, b"", "text/plain")
+        t = req.int_arg("t", None)
+        if t is None:
+            t = req.int_arg("timeout", 10)
+        await blocking(self.engine.stop, c, t if t is not None and t >= 0 else 10)
+        return NO_CONTENT
+
+    async def restart(self, req: Request):
+        c = await self._get(req.params["id"])
+        t = req.int_arg("t", 10)
+        await blocking(self.engine.stop, c, t if t is not None and t >= 0 else 10)
+        try:
+            await blocking(runtime.start, self.engine, c)
+        except runtime.StartError as e:
+            raise ApiError(500, _start_message(e)) from None
+        return NO_CONTENT
+
+    async def kill(self, req: Request):
+        c = await self._get(req.params["id"])
+        sig = req.arg("signal", "KILL") or "KILL"
+        try:
+            cfgmod.parse_signal(sig)
+        except (DockishError, ValueError):
+            raise ApiError(400, f"invalid signal: {sig}") from None
+        await blocking(self.engine.kill, c.id, sig)
+        return NO_CONTENT
+
+    async def pause(self, req: Request):
+        c = await self._get(req.params["id"])
+        await blocking(self.engine.pause, c.id)
+        return NO_CONTENT
+
+    async def unpause(self, req: Request):
+        c = await self._get(req.params["id"])
+        await blocking(self.engine.unpause, c.id)
+        return NO_CONTENT
+
+    async def wait(self, req: Request):
+        """Headers at once (the CLI sends ``wait`` before ``start`` and reads
+        the answer later), the code when the condition is met."""
+        condition = req.arg("condition", "not-running") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise ApiError(400, f"invalid condition: {condition}")
+        c = await self._get(req.params["id"])
+        first_started = c.state().get("started")
+        await req.conn.start_stream()
+        code = await self._await_condition(c, condition, first_started)
+        await req.conn.write_json({"StatusCode": code, "Error": None})
+        await req.conn.end()
+
+    async def _await_condition(self, c: Container, condition: str, first_started) -> int:
+        last_code = None
+        while True:
+            gone = not c.path.exists()
+            if gone:
+                code = runtime.recorded_exit(c.id)
+                return code if code is not None else (last_code if last_code is not None
+                                                      else 0)
+            running = c.running
+            if not running:
+                info = c.exit_info()
+                if info is not None:
+                    last_code = info.get("code", 255)
+                started = c.state().get("started")
+                if condition == "not-running":
+                    return exit_code(c)
+                if condition == "next-exit" and started != first_started and \
+                        info is not None:
+                    return last_code
+            await trio.sleep(0.02)
+
+    async def delete(self, req: Request):
+        c = await self._get(req.params["id"])
+        if req.flag("link"):
+            raise ApiError(400, "links are not supported by dockish")
+        await blocking(self.engine.remove, c.id, req.flag("force"), req.flag("v"))
+        return NO_CONTENT
+
+    async def prune(self, req: Request):
+        filters = req.json_arg("filters")
+        if filters:
+            raise ApiError(400, f"container prune filters are not supported: "
+                           f"{', '.join(filters)}")
+        report = await blocking(self.engine.container_prune)
+        return {"ContainersDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
+
+    async def rename(self, req: Request):
+        c = await self._get(req.params["id"])
+        name = req.arg("name")
+        if not name:
+            raise ApiError(400, "rename needs a name")
+
+        def do():
+            with _create_lock:
+                self.engine.rename(c.id, name)
+        await blocking(do)
+        return NO_CONTENT
+
+    async def update(self, req: Request):
+        body = await req.json()
+        set_fields = [k for k, v in body.items() if not _is_default(v)]
+        if set_fields:
+            raise ApiError(400, f"container update is not supported by dockish (rootless: no "
+                           f"resource limits): {', '.join(sorted(set_fields))}")
+        return {"Warnings": []}
+
+    async def top(self, req: Request):
+        c = await self._get(req.params["id"])
+        rows = await blocking(self.engine.top, c.id)
+        return {"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": [list(r) for r in rows]}
+
+    async def changes(self, req: Request):
+        c = await self._get(req.params["id"])
+        rows = await blocking(self.engine.diff, c.id)
+        kinds = {"C": 0, "A": 1, "D": 2}
+        return [{"Path": path, "Kind": kinds[kind]} for kind, path in rows] or None
+
+    # -- output --------------------------------------------------------------------------------
+
+    async def logs(self, req: Request):
+        """The log's records as Docker frames them (stream 1/2 without a
+        terminal, raw with one), cut by since/until/tail, with times on
+        request; ``follow`` goes on until the container stops."""
+        from ..logs import rfc3339_nano
+        c = await self._get(req.params["id"])
+        want_out, want_err = req.flag("stdout"), req.flag("stderr")
+        if not (want_out or want_err):
+            raise ApiError(400, "Bad parameters: you must choose at least one stream")
+        since = req.arg("since") or None
+        until = req.arg("until") or None
+        if since in ("0", "0.000000000"):
+            since = None
+        if until in ("0", "0.000000000"):
+            until = None
+        stamps = req.flag("timestamps")
+        entries = await blocking(lambda: self.engine.logs(
+            c, want_out, want_err, since=since, until=until, tail=req.arg("tail", "all") or "all",
+            follow=req.flag("follow")))
+        tty = c.config.tty
+        await req.conn.start_stream("application/vnd.docker.raw-stream" if tty
+                                    else "application/vnd.docker.multiplexed-stream")
+        try:
+            while True:
+                batch = await blocking(_next_batch, entries)
+                if not batch:
+                    break
+                out = bytearray()
+                for e in batch:
+                    data = (rfc3339_nano(e.time).encode() + b" " + e.data) if stamps \
+                        else e.data
+                    out += data if tty else frame(e.stream, data)
+                await req.conn.write(bytes(out))
+        finally:
+            with contextlib.suppress(Exception):
+                await blocking(entries.close)
+
+    async def attach(self, req: Request):
+        """The container's output from its log (so a fast ``--rm`` container
+        loses nothing), input to its terminal through its monitor."""
+        c = await self._get(req.params["id"])
+        want_in = req.flag("stdin")
+        want_out = req.flag("stdout") or req.flag("stderr")
+        if c.paused:
+            raise ApiError(409, "You cannot attach to a paused container, unpause it first")
+        if want_in and not c.config.tty and c.config.interactive:
+            raise ApiError(400, "attach: stdin of a container without a terminal is not "
+                           "supported by dockish (use -t)")
+        st = c.state()
+        first_started, was_running = st.get("started"), c.running
+        fd = await blocking(runtime.open_log_for_attach, c)
+        try:
+            if not req.flag("logs"):
+                os.lseek(fd, 0, os.SEEK_END)
+            stream, extra = await req.conn.hijack(req)
+            tty = c.config.tty
+            async with trio.open_nursery() as nursery:
+                out_done = trio.Event()
+
+                async def output() -> None:
+                    try:
+                        await _relay_log(fd, stream, c, tty, want_out, first_started,
+                                         was_running)
+                    finally:
+                        out_done.set()
+                        nursery.cancel_scope.cancel()
+                nursery.start_soon(output)
+                if want_in and tty and c.config.interactive:
+                    nursery.start_soon(_terminal_input, c, stream, extra)
+            with contextlib.suppress(Exception):
+                await stream.send_eof() if hasattr(stream, "send_eof") else None
+        finally:
+            os.close(fd)
+
+    async def resize(self, req: Request):
+        c = await self._get(req.params["id"])
+        h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        if h <= 0 or w <= 0:
+            raise ApiError(400, "resize needs h and w")
+        await blocking(runtime.resize_tty, c, h, w)
+        return Reply(200, b"", "text/plain")
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def _stream_fd_from(self, req: Request, producer, content_type: str,
+                              headers: list | None = None) -> None:
+        """Run ``producer(write_fd)`` in a thread; stream the pipe's other end."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        await req.conn.start_stream(content_type, headers=headers)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                producer(w)
+            except BaseException as e:          # noqa: BLE001 - after the headers
+                failure.append(e)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, run)
+            try:
+                await pump_fd(r, req.conn.write, None)
+            finally:
+                os.close(r)
+        if failure:
+            raise failure[0]
+
+    async def export(self, req: Request):
+        c = await self._get(req.params["id"])
+        await self._stream_fd_from(req, lambda w: self.engine.export(c.id, w),
+                                   "application/x-tar")
+
+    async def _stat(self, c: Container, path: str) -> dict:
+        if not path.startswith("/"):
+            raise ApiError(400, f"the path must be absolute: {path}")
+        st = await blocking(runtime.path_stat, self.engine, c, path)
+        if st is None:
+            raise ApiError(404, f"Could not find the file {path} in container {c.name}")
+        return st
+
+    async def archive_head(self, req: Request):
+        c = await self._get(req.params["id"])
+        st = await self._stat(c, req.arg("path"))
+        return Reply(200, b"", "text/plain",
+                     [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
+
+    async def archive_get(self, req: Request):
+        c = await self._get(req.params["id"])
+        path = req.arg("path")
+        st = await self._stat(c, path)
+        await self._stream_fd_from(
+            req, lambda w: runtime.archive_out(self.engine, c, path, w), "application/x-tar",
+            [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
+
+    async def archive_put(self, req: Request):
+        c = await self._get(req.params["id"])
+        path = req.arg("path")
+        st = await self._stat(c, path)
+        if not st["mode"] & (1 << 31):
+            raise ApiError(400, f"extraction point is not a directory: {path}")
+        r, w = os.pipe2(os.O_CLOEXEC)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                runtime.archive_in(self.engine, c, path, r)
+            except BaseException as e:          # noqa: BLE001
+                failure.append(e)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, run)
+            try:
+                await _body_to_fd(req, w)
+            finally:
+                os.close(w)
+        if failure:
+            raise failure[0]
+        return Reply(200, b"", "text/plain")
+
+    # -- exec ----------------------------------------------------------------------------------
+
+    async def exec_create(self, req: Request):
+        c = await self._get(req.params["id"])
+        body = await req.json()
+        if not c.running:
+            raise ApiError(409, f"container {c.id} is not running")
+        if c.paused:
+            raise ApiError(409, f"container {c.id} is paused, unpause the container before "
+                           "exec")
+        argv = body.get("Cmd") or []
+        if isinstance(argv, str):
+            argv = [argv]
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ApiError(400, "No exec command specified")
+        unsupported = [k for k in ("Privileged", "ConsoleSize") if not _is_default(body.get(k))
+                       and k != "ConsoleSize"]
+        if unsupported:
+            raise ApiError(400, f"exec: not supported by dockish: {', '.join(unsupported)}")
+        env = [e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e]
+        cfgmod.check_no_nul("command", argv)
+        cfgmod.check_no_nul("environment variable", env)
+        rec = runtime.ExecRecord(
+            id=secrets.token_hex(32), container=c.id, argv=list(argv), env=env,
+            user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
+            tty=bool(body.get("Tty")), stdin=bool(body.get("AttachStdin")),
+            stdout=bool(body.get("AttachStdout", True)),
+            stderr=bool(body.get("AttachStderr", True)))
+        self.execs[rec.id] = rec
+        return Reply(201, {"Id": rec.id})
+
+    def _exec(self, eid: str) -> runtime.ExecRecord:
+        rec = self.execs.get(eid)
+        if rec is None:
+            raise ApiError(404, f"No such exec instance: {eid}")
+        return rec
+
+    async def exec_inspect(self, req: Request):
+        return self._exec(req.params["id"]).inspect()
+
+    async def exec_resize(self, req: Request):
+        rec = self._exec(req.params["id"])
+        h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
+        if rec.master is not None and h > 0 and w > 0:
+            import fcntl
+            import struct
+            import termios
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(rec.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+        elif not rec.tty:
+            raise ApiError(400, "exec instance has no terminal")
+        return Reply(201, b"", "text/plain")
+
+    async def exec_start(self, req: Request):
+        rec = self._exec(req.params["id"])
+        body = await req.json()
+        detach = bool(body.get("Detach"))
+        if "Tty" in body:
+            rec.tty = bool(body.get("Tty")) or rec.tty
+        if rec.started:
+            raise ApiError(409, f"exec {rec.id} has already been started")
+        rec.started = rec.running = True
+        try:
+            holder, fds = await blocking(runtime.exec_spawn, self.engine, rec, detach)
+        except runtime.StartError as e:
+            rec.running = False
+            rec.exit_code = e.exit_code
+            raise ApiError(400 if e.exit_code in (126, 127) else 500, _start_message(e)) \
+                from None
+        except BaseException:
+            rec.running = False
+            raise
+        rec.pid = holder
+        done = trio.Event()
+
+        async def reap() -> None:
+            from ..launch import wait_pid
+            rec.exit_code = await trio.to_thread.run_sync(wait_pid, holder)
+            rec.running = False
+            done.set()
+        if detach:
+            async with trio.open_nursery() as nursery:     # the holder is reaped meanwhile
+                nursery.start_soon(reap)
+                await req.conn.reply(Reply(200, b"", "text/plain"))
+            return None
+        rec.master = fds.master
+        try:
+            stream, extra = await req.conn.hijack(req)
+
+            async def send(data: bytes) -> None:
+                await stream.send_all(data)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reap)
+                in_fd = fds.master if rec.tty else fds.in_w
+                if rec.stdin and in_fd is not None:
+                    def eof() -> None:
+                        if fds.in_w is not None:       # the process's end of input
+                            close_quiet(fds.in_w)
+                            fds.in_w = None
+                    nursery.start_soon(copy_in, stream, extra, in_fd, eof)
+                if rec.tty:
+                    await pump_fd(fds.master, send, None, done)
+                else:
+                    async with trio.open_nursery() as outs:
+                        outs.start_soon(pump_fd, fds.out_r, send, STDOUT, done)
+                        outs.start_soon(pump_fd, fds.err_r, send, STDERR, done)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            rec.master = None
+            close_quiet(fds.master, fds.out_r, fds.err_r, fds.in_w)
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+async def _relay_log(fd: int, stream, c: Container, tty: bool, want_out: bool,
+                     first_started, was_running: bool) -> None:
+    """The log's new records to the client until the container has run and
+    stopped (or is gone), then what is left."""
+    records = LogRecords(fd)
+
+    async def send_new() -> bool:
+        got = records.read()
+        if want_out and got:
+            await stream.send_all(b"".join(data if tty else frame(kind, data)
+                                           for kind, data in got))
+        return bool(got)
+    idle_since = None
+    since = time.time()
+    while True:
+        if await send_new():
+            continue
+        gone = not c.path.exists()
+        started = c.state().get("started") if not gone else None
+        ran = was_running or (started is not None and started != first_started)
+        if gone or (ran and not c.running):
+            while await send_new():
+                pass
+            return
+        if not c.running and not ran:
+            # not started yet; a start that failed early leaves an exit record
+            # (or none at all: then give up after a long while)
+            if ((c.exit_info() or {}).get("finished") or 0) >= since:
+                return
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 3600:
+                return
+        await trio.sleep(0.02)
+
+
+async def _terminal_input(c: Container, stream, first: bytes) -> None:
+    """Client bytes to the container's terminal through its monitor's
+    attach socket (connected once the container runs)."""
+    while not c.running:
+        if not c.path.exists():
+            return
+        await trio.sleep(0.02)
+    try:
+        sock = await blocking(runtime.ttymod.connect, c.id)
+    except OSError:
+        return
+    tsock = trio.socket.from_stdlib_socket(sock)
+    try:
+        await tsock.send(b"24 80\n")
+
+        async def drain() -> None:            # the monitor also sends us output
+            while await tsock.recv(65536):
+                pass
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            data = first
+            while True:
+                if data:
+                    await _send_all(tsock, data)
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = b""
+                if not data:
+                    break
+            nursery.cancel_scope.cancel()
+    finally:
+        tsock.close()
+
+
+async def _send_all(sock, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = await sock.send(view)
+        view = view[n:]
+
+
+async def _body_to_fd(req: Request, fd: int) -> None:
+    os.set_blocking(fd, False)
+    async for data in req.chunks():
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+                continue
+            except BrokenPipeError:
+                async for _ in req.chunks():        # the reader failed: it says why
+                    pass
+                return
+            view = view[n:]
+
+
+def _next_batch(entries) -> list:
+    """The log's next entry (waiting for it when following); [] at its end."""
+    e = next(entries, None)
+    return [] if e is None else [e]
+
+
+def _start_message(e: BaseException) -> str:
+    """The words the docker CLI looks for to exit 126/127 as Docker does."""
+    msg = str(e) or "the container did not start"
+    code = getattr(e, "exit_code", 125)
+    if code == 127 and "executable file not found" not in msg and \
+            "no such file or directory" not in msg:
+        msg += ": executable file not found"
+    elif code == 126 and "permission denied" not in msg and "is a directory" not in msg:
+        msg += ": permission denied"
+    return msg
+
+
+def _full_ref(text: str) -> str:
+    with contextlib.suppress(Exception):
+        from registry import reference as refs
+        return refs.parse(text).familiar if ":" in text.rsplit("/", 1)[-1] else \
+            refs.parse(text).familiar + ("" if "@" in text else "")
+    return text
+
+
+def _network_name(net: str) -> str:
+    return {"slirp4netns": "bridge", "pasta": "bridge"}.get(net, net)
+
+
+def _filter_values(v) -> list[str]:
+    if isinstance(v, dict):
+        return [k for k, on in v.items() if on]
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    return [str(v)]
+
+
+def _matches(c: Container, state: str, code, want: dict[str, list[str]], every) -> bool:
+    cfg = c.config
+    for key, values in want.items():
+        if not values:
+            continue
+        if key == "id" and not any(cfg.id.startswith(v) for v in values):
+            return False
+        if key == "name" and not any(v.lstrip("/") in cfg.name for v in values):
+            return False
+        if key == "status" and state not in values:
+            return False
+        if key == "exited" and (state != "exited" or str(code) not in values):
+            return False
+        if key == "label":
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in cfg.labels or (eq and cfg.labels[k] != val):
+                    return False
+        if key == "ancestor" and not any(v in (cfg.image, cfg.image_id) or
+                                         cfg.image_id.startswith("sha256:" + v) or
+                                         cfg.image.split(":")[0] == v for v in values):
+            return False
+        if key in ("before", "since"):
+            for v in values:
+                other = next((o for o in every if o.id.startswith(v) or o.name == v), None)
+                if other is None:
+                    raise ApiError(404, f"No such container: {v}")
+                if key == "before" and not cfg.created < other.config.created:
+                    return False
+                if key == "since" and not cfg.created > other.config.created:
+                    return False
+        if key == "volume" and not any(m["source"] in values or m["target"] in values
+                                       for m in cfg.mounts):
+            return False
+        if key == "network" and _network_name(cfg.network) not in values and \
+                cfg.network not in values:
+            return False
+        if key == "health":
+            h = (c.state().get("health") or {}).get("Status", "none")
+            if h not in values:
+                return False
+    return True
+
+
+def list_entry(c: Container, state: str, code) -> dict:
+    from ..engine import ps_row
+    cfg = c.config
+    row = ps_row(c, "running" if state == "paused" else state, code, True)
+    return {
+        "Id": cfg.id, "Names": ["/" + cfg.name], "Image": cfg.image, "ImageID": cfg.image_id,
+        "Command": " ".join(shlex.quote(a) for a in cfg.argv),
+        "Created": int(cfg.created),
+        "Ports": [{"IP": ip or "0.0.0.0", "PrivatePort": int(cp), "PublicPort": int(hp),
+                   "Type": proto} for ip, hp, cp, proto in cfg.ports],
+        "Labels": cfg.labels or {}, "State": state, "Status": row["Status"],
+        "HostConfig": {"NetworkMode": _network_name(cfg.network)},
+        "NetworkSettings": {"Networks": {_network_name(cfg.network): {}}},
+        "Mounts": [{"Type": m["kind"], "Source": m["source"], "Destination": m["target"],
+                    "RW": not m["readonly"]} for m in cfg.mounts],
+    }
+
+
+# -- create's request ----------------------------------------------------------------------------
+
+# HostConfig fields dockish honours (the rest must be unset or default)
+_HOST_SUPPORTED = {"Binds", "Mounts", "Tmpfs", "NetworkMode", "PortBindings", "AutoRemove",
+                   "Init", "ReadonlyRootfs", "CapAdd", "CapDrop", "Privileged", "LogConfig",
+                   "RestartPolicy", "PublishAllPorts", "ConsoleSize", "Links", "VolumesFrom",
+                   "ExtraHosts", "Dns", "DnsOptions", "DnsSearch", "SecurityOpt",
+                   "Isolation", "CgroupnsMode", "IpcMode", "PidMode", "UTSMode", "UsernsMode",
+                   "Runtime", "OomKillDisable", "MaskedPaths", "ReadonlyPaths", "ShmSize",
+                   "GroupAdd", "Annotations"}
+_CONFIG_SUPPORTED = {"Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
+                     "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
+                     "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
+                     "Entrypoint", "Labels", "HostConfig", "NetworkingConfig", "StopSignal",
+                     "StopTimeout", "Domainname", "NetworkDisabled", "MacAddress", "OnBuild",
+                     "Shell", "Platform"}
+
+
+def _duration(ns_value) -> str | None:
+    if not ns_value:
+        return None
+    return f"{int(ns_value) / 1e9}s"
+
+
+def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]]:
+    """Docker's create request as ``CreateOptions`` (and its labels); a 400
+    names every field set to something dockish would not do."""
+    bad = [k for k in body if k not in _CONFIG_SUPPORTED and not _is_default(body[k])]
+    hc = body.get("HostConfig") or {}
+    if not isinstance(hc, dict):
+        raise ApiError(400, "HostConfig must be an object")
+    bad += [f"HostConfig.{k}" for k, v in hc.items() if k not in _HOST_SUPPORTED
+            and not _is_default(v) and not (k == "MemorySwappiness" and v == -1)]
+    # supported keys that only take their default or harmless values
+    for key, ok in (("Domainname", ("",)), ("NetworkDisabled", (False, None)),
+                    ("MacAddress", ("",)), ("OnBuild", (None, [])), ("Shell", (None, [])),
+                    ("StopSignal", ("", None, "SIGTERM", "TERM", "15"))):
+        if key in body and body[key] not in ok:
+            bad.append(key)
+    for key in ("Links", "VolumesFrom", "ExtraHosts", "Dns", "DnsOptions", "DnsSearch",
+                "SecurityOpt", "MaskedPaths", "ReadonlyPaths", "GroupAdd", "Annotations"):
+        if not _is_default(hc.get(key)):
+            bad.append(f"HostConfig.{key}")
+    for key, ok in (("Isolation", ("", "default")), ("CgroupnsMode", ("", "private", "host")),
+                    ("IpcMode", ("", "private", "shareable")), ("PidMode", ("",)),
+                    ("UTSMode", ("",)), ("UsernsMode", ("", "host")), ("Runtime", ("", "runc")),
+                    ("PublishAllPorts", (False, None)), ("OomKillDisable", (False, None)),
+                    ("ShmSize", (0, None, 67108864))):
+        if key in hc and hc[key] not in ok:
+            bad.append(f"HostConfig.{key}")
+    log = hc.get("LogConfig") or {}
+    if log.get("Type") not in (None, "", "json-file", "local", "k8s-file") or log.get("Config"):
+        bad.append("HostConfig.LogConfig")
+    restart = hc.get("RestartPolicy") or {}
+    if restart.get("Name") not in (None, "", "no"):
+        bad.append("HostConfig.RestartPolicy")
+    if body.get("OpenStdin") and not body.get("Tty"):
+        bad.append("OpenStdin without Tty")
+    if bad:
+        raise ApiError(400, "not supported by dockish: " + ", ".join(sorted(set(bad))))
+    image = body.get("Image")
+    if not image or not isinstance(image, str):
+        raise ApiError(400, "Config.Image is required")
+    entry = body.get("Entrypoint")
+    if isinstance(entry, str):
+        entry = [entry]
+    cmd = body.get("Cmd")
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    args = list(cmd or [])
+    entrypoint = None
+    if entry is not None:
+        entrypoint = entry[0] if entry else ""
+        args = list(entry[1:]) + args
+    volumes = list(hc.get("Binds") or []) + list((body.get("Volumes") or {}).keys())
+    mounts = []
+    for m in hc.get("Mounts") or []:
+        kind = m.get("Type") or "volume"
+        spec = f"type={kind},target={m.get('Target', '')}"
+        if m.get("Source"):
+            spec += f",source={m['Source']}"
+        if m.get("ReadOnly"):
+            spec += ",readonly"
+        extra = [k for k in m if k not in ("Type", "Source", "Target", "ReadOnly",
+                                           "Consistency") and not _is_default(m[k])]
+        if extra:
+            raise ApiError(400, f"not supported by dockish: HostConfig.Mounts "
+                           f"{', '.join(extra)}")
+        mounts.append(spec)
+    tmpfs = [f"{k}:{v}" if v else k for k, v in (hc.get("Tmpfs") or {}).items()]
+    publish = []
+    for key, binds in (hc.get("PortBindings") or {}).items():
+        cport, _, proto = key.partition("/")
+        for b in binds or [{}]:
+            ip, hp = (b or {}).get("HostIp") or "", (b or {}).get("HostPort") or ""
+            spec = f"{ip}:{hp}:{cport}" if ip else (f"{hp}:{cport}" if hp else cport)
+            publish.append(spec + (f"/{proto}" if proto else ""))
+    network = hc.get("NetworkMode") or None
+    if network == "default":
+        network = None
+    hc_test = body.get("Healthcheck") or {}
+    test = hc_test.get("Test") or []
+    health_cmd, no_health = None, False
+    if test[:1] == ["NONE"]:
+        no_health = True
+    elif test[:1] == ["CMD-SHELL"]:
+        health_cmd = " ".join(test[1:])
+    elif test[:1] == ["CMD"]:
+        health_cmd = shlex.join(test[1:])
+    env = [e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e]
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ApiError(400, "Labels must be an object of strings")
+    opts = CreateOptions(
+        image=image, args=args, name=name, interactive=bool(body.get("OpenStdin")),
+        tty=bool(body.get("Tty")), auto_remove=bool(hc.get("AutoRemove")), env=env,
+        workdir=body.get("WorkingDir") or None, user=body.get("User") or None,
+        hostname=body.get("Hostname") or None, volumes=volumes, mounts=mounts, tmpfs=tmpfs,
+        network=network, publish=publish, entrypoint=entrypoint, init=bool(hc.get("Init")),
+        read_only=bool(hc.get("ReadonlyRootfs")), pull="never",
+        cap_add=list(hc.get("CapAdd") or []), cap_drop=list(hc.get("CapDrop") or []),
+        privileged=bool(hc.get("Privileged")), health_cmd=health_cmd,
+        health_interval=_duration(hc_test.get("Interval")),
+        health_timeout=_duration(hc_test.get("Timeout")),
+        health_retries=hc_test.get("Retries") or None,
+        health_start_period=_duration(hc_test.get("StartPeriod")),
+        no_healthcheck=no_health)
+    return opts, labels

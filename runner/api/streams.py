@@ -1,0 +1,113 @@
+"""Docker's stream framing and the relays between a hijacked connection
+and a container's log, pipes or terminal.
+
+Without a terminal Docker multiplexes stdout and stderr on one connection:
+each frame is 8 bytes (stream 1 or 2, three zero bytes, big-endian
+length) then the data. With a terminal the bytes go raw."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+
+import trio
+
+STDOUT, STDERR = 1, 2
+_HEADER = struct.Struct(">BxxxL")
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    return _HEADER.pack(stream, len(data)) + data
+
+
+class LogRecords:
+    """A container's log (Docker's json-file records, see ``runner.logs``)
+    read from an fd we hold: a ``--rm`` container's log is still read after
+    its files are gone. A record cut by the end of what is written waits."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.partial = b""
+
+    def read(self) -> list[tuple[int, bytes]]:
+        """The (stream, bytes) of the records written since the last call."""
+        data = os.read(self.fd, 1 << 20)
+        if not data:
+            return []
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        out = []
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                out.append((STDERR if rec.get("stream") == "stderr" else STDOUT,
+                            rec["log"].encode("utf-8", "surrogateescape")))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue            # a damaged record (a crash mid-write)
+        return out
+
+
+async def pump_fd(fd: int, send, stream: int | None, done: trio.Event | None = None) -> None:
+    """Copy an fd (a pipe or pty master of ours) to ``send`` until its end
+    (EOF, or EIO when a pty's last slave closes), framed unless ``stream``
+    is None; ``done`` (the process ended) ends it once nothing more comes
+    within half a second, as the CLI's relay does."""
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            if done is not None and done.is_set():
+                with trio.move_on_after(0.5):
+                    await trio.lowlevel.wait_readable(fd)
+                    continue
+                return
+            with trio.move_on_after(0.2):
+                await trio.lowlevel.wait_readable(fd)
+            continue
+        except OSError:
+            return                       # EIO: the terminal's other side is gone
+        if not data:
+            return
+        await send(frame(stream, data) if stream is not None else data)
+
+
+async def copy_in(stream: trio.abc.Stream, first: bytes, fd: int | None,
+                  on_eof=None) -> None:
+    """Client bytes (after the hijack) to ``fd`` (the process's stdin or
+    terminal); at the client's end of input, ``fd`` is closed (its EOF) and
+    ``on_eof`` called."""
+    if fd is not None:
+        os.set_blocking(fd, False)
+    try:
+        data = first
+        while True:
+            if data and fd is not None:
+                view = memoryview(data)
+                while view:
+                    try:
+                        n = os.write(fd, view)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(fd)
+                        continue
+                    except OSError:
+                        fd = None            # the process stopped reading
+                        break
+                    view = view[n:]
+            try:
+                data = await stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                break
+    finally:
+        if on_eof is not None:
+            on_eof()
+
+
+def close_quiet(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None and fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)

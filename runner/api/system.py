@@ -1,0 +1,237 @@
+"""``/_ping``, ``/version``, ``/info``, ``/system/df``, ``/events``,
+``/auth`` and the volume endpoints."""
+from __future__ import annotations
+
+import platform
+import time
+
+import trio
+
+from ..engine import Engine
+from .errors import ApiError, not_found
+from .server import API_VERSION, MIN_API_VERSION, NO_CONTENT, Reply, Request, Routes, blocking
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dockish")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class SystemApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, r: Routes) -> None:
+        a = r.add
+        a("GET", "/_ping", self.ping)
+        a("HEAD", "/_ping", self.ping)
+        a("GET", "/version", self.version)
+        a("GET", "/info", self.info)
+        a("GET", "/system/df", self.df)
+        a("GET", "/events", self.events)
+        a("POST", "/auth", self.auth)
+        a("GET", "/volumes", self.volume_list)
+        a("POST", "/volumes/create", self.volume_create)
+        a("POST", "/volumes/prune", self.volume_prune)
+        a("GET", "/volumes/{name}", self.volume_inspect)
+        a("DELETE", "/volumes/{name}", self.volume_delete)
+
+    async def ping(self, req: Request):
+        return Reply(200, b"OK", "text/plain; charset=utf-8",
+                     [("Cache-Control", "no-cache, no-store, must-revalidate"),
+                      ("Pragma", "no-cache"), ("Builder-Version", "1"),
+                      ("Swarm", "inactive")])
+
+    async def version(self, req: Request):
+        v = package_version()
+        return {"Platform": {"Name": "dockish"}, "Version": v, "ApiVersion": API_VERSION,
+                "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(),
+                                                                     platform.machine()),
+                "KernelVersion": platform.release(), "GitCommit": "", "GoVersion": "",
+                "BuildTime": "", "Experimental": False,
+                "Components": [{"Name": "Engine", "Version": v,
+                                "Details": {"ApiVersion": API_VERSION,
+                                            "MinAPIVersion": MIN_API_VERSION, "Os": "linux",
+                                            "Arch": platform.machine(),
+                                            "KernelVersion": platform.release()}}]}
+
+    async def info(self, req: Request):
+        return await blocking(self._info)
+
+    def _info(self) -> dict:
+        from ..system_cli import info_data
+        data = dict(info_data())
+        data.update({"ID": "dockish", "Name": platform.node(), "OSType": "linux",
+                     "IndexServerAddress": "https://index.docker.io/v1/",
+                     "Plugins": {"Volume": ["local"], "Network": data.get("Networks", []),
+                                 "Log": ["json-file"]},
+                     "MemoryLimit": False, "SwapLimit": False, "Debug": False,
+                     "LoggingDriver": "json-file", "DefaultRuntime": "dockish",
+                     "Runtimes": {"dockish": {"path": "dockish"}},
+                     "Swarm": {"LocalNodeState": "inactive", "ControlAvailable": False},
+                     "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": []},
+                     "SecurityOptions": ["name=rootless"], "ExperimentalBuild": False,
+                     "Labels": [], "Warnings": None})
+        return data
+
+    async def df(self, req: Request):
+        return await blocking(self._df)
+
+    def _df(self) -> dict:
+        from registry import reference as refs
+
+        from .containers import list_entry
+        from .images import _config, _created
+        u = self.engine.df()
+        store = u.store
+        images = []
+        layers_size = 0
+        for rec in u.images:
+            size = store.size(rec)
+            shared = sum(u.layer_sizes.get(d, 0) for d in set(rec.diff_ids)
+                         if u.layer_users.get(d, 0) > 1)
+            images.append({"Id": rec.id, "ParentId": "", "Created": int(
+                _created(_config(store, rec))), "Size": size, "SharedSize": shared,
+                "VirtualSize": size, "Labels": None,
+                "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)] or None,
+                "RepoDigests": None, "Containers": len(u.in_use.get(rec.id, []))})
+        layers_size = sum(u.layer_sizes.values())
+        containers = []
+        for c, size, _vols in u.containers:
+            status, code = c.status()
+            entry = list_entry(c, "paused" if c.paused else status, code)
+            entry["SizeRw"] = size
+            entry["SizeRootFs"] = size
+            containers.append(entry)
+        volumes = [{"Name": n, "Driver": "local", "Mountpoint": "", "Labels": None,
+                    "Scope": "local", "Options": None,
+                    "UsageData": {"Size": size, "RefCount": refs_}}
+                   for n, size, refs_ in u.volumes]
+        cache = u.build_cache
+        return {"LayersSize": layers_size, "Images": images, "Containers": containers,
+                "Volumes": volumes,
+                "BuildCache": [{"ID": "dockish-build-cache", "Type": "regular",
+                                "Size": cache["size"], "InUse": False, "Shared": False,
+                                "UsageCount": cache["count"], "Description": "build cache",
+                                "CreatedAt": "0001-01-01T00:00:00Z",
+                                "LastUsedAt": None}] if cache["count"] else []}
+
+    async def events(self, req: Request):
+        """A valid stream with no events (dockish has no event bus yet):
+        it ends at ``until``, or when the client goes."""
+        until = req.arg("until")
+        await req.conn.start_stream()
+        if until:
+            try:
+                end = float(until)
+            except ValueError:
+                raise ApiError(400, f"invalid until: {until}") from None
+            delay = end - time.time()
+            if delay > 0:
+                await trio.sleep(delay)
+            return
+        await trio.sleep_forever()
+
+    async def auth(self, req: Request):
+        body = await req.json()
+        user, password = body.get("username") or "", body.get("password") or ""
+        server = body.get("serveraddress") or "docker.io"
+        if not user:
+            raise ApiError(400, "username is required")
+
+        def check() -> None:
+            from registry.client import Client, Options
+            from registry.reference import registry_host
+            host = server.split("://", 1)[-1].split("/", 1)[0]
+            if host in ("index.docker.io", "registry-1.docker.io"):
+                host = "docker.io"
+            options = Options.from_config()
+            options.credentials = (user, password)
+            Client(registry_host(host), options).request("GET", "/v2/", scopes=())
+        try:
+            await blocking(check)
+        except Exception as e:                     # noqa: BLE001 - Docker's 401
+            raise ApiError(401, f"login attempt to {server} failed: {e}") from None
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
+
+    # -- volumes -------------------------------------------------------------------------------
+
+    def _volume(self, name: str) -> dict:
+        vs = self.engine.volume_store
+        if not vs.exists(name):
+            raise not_found("volume", name)
+        data = dict(vs.inspect(name))
+        data.setdefault("Name", name)
+        data.setdefault("Driver", "local")
+        data.setdefault("Mountpoint", str(vs.path(name) / "_data"))
+        data.setdefault("Scope", "local")
+        data.setdefault("Options", None)
+        data["Labels"] = {k: v for k, v in (data.get("Labels") or {}).items()
+                          if k != "anonymous"} or None
+        return data
+
+    async def volume_list(self, req: Request):
+        filters = req.json_arg("filters")
+        for k in filters:
+            if k not in ("dangling", "name", "label", "driver"):
+                raise ApiError(400, f"invalid filter '{k}'")
+
+        def run():
+            used = self.engine.volumes_in_use()
+            out = []
+            for n in self.engine.volumes():
+                v = self._volume(n)
+                if "dangling" in filters:
+                    want = str(list(filters["dangling"])[-1]).lower() in ("1", "true")
+                    if want != (n not in used):
+                        continue
+                if "name" in filters and not any(x in n for x in filters["name"]):
+                    continue
+                if "label" in filters and not all(
+                        (v.get("Labels") or {}).get(x.partition("=")[0]) is not None
+                        for x in filters["label"]):
+                    continue
+                out.append(v)
+            return {"Volumes": out, "Warnings": None}
+        return await blocking(run)
+
+    async def volume_create(self, req: Request):
+        body = await req.json()
+        if body.get("Driver") not in (None, "", "local") or body.get("DriverOpts"):
+            raise ApiError(400, "volume drivers and driver options are not supported by "
+                           "dockish")
+        if body.get("Labels"):
+            raise ApiError(400, "volume labels are not supported by dockish")
+        name = body.get("Name") or None
+
+        def run():
+            vs = self.engine.volume_store
+            if name and vs.exists(name):
+                return self._volume(name)
+            return self._volume(self.engine.volume_create(name))
+        return Reply(201, await blocking(run))
+
+    async def volume_inspect(self, req: Request):
+        return await blocking(self._volume, req.params["name"])
+
+    async def volume_delete(self, req: Request):
+        name = req.params["name"]
+        await blocking(self._volume, name)
+        await blocking(self.engine.volume_remove, name, req.flag("force"))
+        return NO_CONTENT
+
+    async def volume_prune(self, req: Request):
+        filters = req.json_arg("filters")
+        all_ = False
+        for k, v in filters.items():
+            if k == "all":
+                all_ = str(list(v)[-1] if isinstance(v, list | dict) else v).lower() in \
+                    ("1", "true")
+            else:
+                raise ApiError(400, f"volume prune filter {k} is not supported by dockish")
+        report = await blocking(self.engine.volume_prune, all_)
+        return {"VolumesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}

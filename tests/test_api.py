@@ -1,0 +1,518 @@
+"""``dockish system service``: the Docker Engine API on a unix socket, driven
+by real clients — the docker CLI (28.x), docker-py, testcontainers and
+docker-compose v1 — against real rootless containers. No mocks: each test
+starts the service as a subprocess on a socket in its tmp dir."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import select
+import shutil
+import socket
+import stat
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .diffbase import dockish_exe
+from .runbed import drain
+
+DOCKER = "/usr/local/bin/docker"
+IMAGE = "busybox:latest"
+
+
+# ------------------------------------------------------------------ the bed
+
+class Service:
+    """A running ``dockish system service`` on a socket of its own."""
+
+    def __init__(self, sock: Path, home: Path, idle: int = 0) -> None:
+        self.sock = sock
+        self.home = home
+        self.log = open(home / "service.log", "wb")
+        self.proc = subprocess.Popen([dockish_exe(), "system", "service", "--time", str(idle),
+                                      f"unix://{sock}"], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        end = time.monotonic() + 30
+        while not sock.exists():
+            assert self.proc.poll() is None, self.logs()
+            assert time.monotonic() < end, "the service did not start listening"
+            time.sleep(0.05)
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def env(self, **extra: str) -> dict:
+        env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=str(self.home / "docker"),
+                   DOCKER_BUILDKIT="0", DOCKER_CLI_HINTS="false")
+        env.update(extra)
+        return env
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (self.home / "service.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def service(tmp_path, dockish_root, busybox_image):
+    """The service over this test's store, with the busybox test image
+    loaded and named ``busybox:latest`` (what a docker user names)."""
+    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
+                   check=True, capture_output=True)
+    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
+                   capture_output=True)
+    home = tmp_path / "svc"
+    home.mkdir()
+    svc = Service(home / "docker.sock", home)
+    yield svc
+    try:
+        ids = subprocess.run([dockish_exe(), "ps", "-aq", "--no-trunc"], capture_output=True,
+                             text=True).stdout.split()
+        if ids:
+            subprocess.run([dockish_exe(), "rm", "-f", *ids], capture_output=True)
+    finally:
+        svc.stop()
+
+
+def docker(svc: Service, *args: str, input: str | None = None, timeout: float = 120,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, input=input,
+                          timeout=timeout, env=env or svc.env())
+
+
+def ok(svc: Service, *args: str, **kw) -> str:
+    res = docker(svc, *args, **kw)
+    assert res.returncode == 0, (args, res.returncode, res.stdout, res.stderr, svc.logs())
+    return res.stdout
+
+
+def raw_request(svc: Service, method: str, path: str, body: bytes = b"",
+                headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """One HTTP/1.1 request on the socket, read to the end (Connection: close)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(svc.sock))
+    head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n"
+    for k, v in (headers or {}).items():
+        head += f"{k}: {v}\r\n"
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    s.sendall(head.encode() + b"\r\n" + body)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    top, _, rest = data.partition(b"\r\n\r\n")
+    lines = top.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if hdrs.get("transfer-encoding") == "chunked":
+        out = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out += rest[:n]
+            rest = rest[n + 2:]
+        rest = out
+    return status, hdrs, rest
+
+
+def client(svc: Service):
+    import docker as dockerpy
+    return dockerpy.DockerClient(base_url=svc.host, version="auto", timeout=120)
+
+
+def leftovers() -> list[str]:
+    return subprocess.run([dockish_exe(), "ps", "-aq"], capture_output=True,
+                          text=True).stdout.split()
+
+
+# ------------------------------------------------------------------ the service itself
+
+def test_socket_is_private_and_versions_negotiate(service):
+    st = os.lstat(service.sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    status, hdrs, body = raw_request(service, "GET", "/_ping")
+    assert (status, body) == (200, b"OK")
+    assert hdrs["api-version"] == "1.50" and hdrs["ostype"] == "linux"
+    assert "docker-experimental" in hdrs and hdrs["server"].startswith("dockish/")
+    status, hdrs, body = raw_request(service, "HEAD", "/_ping")
+    assert status == 200 and body == b""
+    status, _, body = raw_request(service, "GET", "/v1.41/version")
+    v = json.loads(body)
+    assert status == 200 and v["ApiVersion"] == "1.50" and v["MinAPIVersion"] == "1.24"
+    status, _, body = raw_request(service, "GET", "/v1.12/version")
+    assert status == 400 and "too old" in json.loads(body)["message"]
+    status, _, body = raw_request(service, "GET", "/v1.50/containers/nope/json")
+    assert status == 404 and json.loads(body) == {"message": "No such container: nope"}
+    status, _, body = raw_request(service, "GET", "/v1.50/nothing/here")
+    assert status == 404 and "message" in json.loads(body)
+    out = ok(service, "version", "--format", "{{.Server.APIVersion}} {{.Client.APIVersion}}")
+    assert out.split() == ["1.50", "1.50"]
+
+
+def test_idle_service_exits_and_containers_outlive_it(tmp_path, service):
+    ok(service, "run", "-d", "--name", "long", "--network", "none", IMAGE, "sleep", "300")
+    service.proc.kill()                  # killing it loses nothing
+    service.proc.wait()
+    res = subprocess.run([dockish_exe(), "ps", "--format", "{{.Names}}"], capture_output=True,
+                         text=True)
+    assert "long" in res.stdout.split()
+    home = tmp_path / "idle"
+    home.mkdir()
+    idle = Service(home / "d.sock", home, idle=1)
+    try:
+        assert ok(idle, "ps", "--format", "{{.Names}}").split() == ["long"]
+        idle.proc.wait(15)               # an idle second later it is gone, and its socket
+        assert not (home / "d.sock").exists()
+    finally:
+        idle.stop()
+
+
+def test_a_squatted_socket_path_is_refused(tmp_path, dockish_root):
+    path = tmp_path / "d.sock"
+    path.write_text("mine")
+    res = subprocess.run([dockish_exe(), "system", "service", f"unix://{path}"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 125 and "not a socket" in res.stderr
+    assert path.read_text() == "mine"
+
+
+# ------------------------------------------------------------------ docker CLI
+
+def test_docker_run_exit_codes(service):
+    res = docker(service, "run", "--rm", "--network", "none", IMAGE, "echo", "hello")
+    assert (res.returncode, res.stdout) == (0, "hello\n"), (res.stderr, service.logs())
+    res = docker(service, "run", "--rm", "--network", "none", IMAGE, "sh", "-c",
+                 "echo out; echo err >&2; exit 3")
+    assert res.returncode == 3 and "out" in res.stdout and "err" in res.stdout + res.stderr
+    res = docker(service, "run", "--rm", "--network", "none", IMAGE, "/no/such/command")
+    assert res.returncode == 127, (res.stdout, res.stderr)
+    res = docker(service, "run", "--rm", "--network", "none", IMAGE, "/etc")
+    assert res.returncode == 126, (res.stdout, res.stderr)
+    res = docker(service, "run", "--rm", "--network", "none", "--memory", "1g", IMAGE, "true")
+    assert res.returncode == 125 and "Memory" in res.stderr, res.stderr
+    res = docker(service, "run", "--rm", "no-such-image-here:1", "true")
+    assert res.returncode == 125
+    assert leftovers() == []
+
+
+def test_docker_detached_logs_exec_stop_rm(service):
+    cid = ok(service, "run", "-d", "--name", "web", "--network", "none", IMAGE, "sh", "-c",
+             "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done").strip()
+    assert len(cid) == 64
+    follow = subprocess.Popen([DOCKER, "logs", "-f", "web"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=service.env())
+    out = ok(service, "exec", "web", "sh", "-c", "echo in-$HOSTNAME; exit 0")
+    assert out.startswith("in-")
+    res = docker(service, "exec", "web", "sh", "-c", "exit 7")
+    assert res.returncode == 7
+    ps = ok(service, "ps", "--format", "{{.Names}} {{.State}}")
+    assert "web running" in ps
+    assert ok(service, "inspect", "-f", "{{.State.Running}} {{.Config.Image}}",
+              "web").split() == ["true", IMAGE]
+    ok(service, "stop", "web")
+    out, err = follow.communicate(timeout=30)
+    assert b"started" in out and b"bye" in out, (out, err)
+    assert follow.returncode == 0
+    assert ok(service, "ps", "-a", "--filter", "status=exited",
+              "--format", "{{.Names}}").split() == ["web"]
+    assert ok(service, "ps", "-a", "--filter", "name=nomatch", "-q") == ""
+    ok(service, "rm", "web")
+    res = docker(service, "rm", "web")
+    assert res.returncode == 1 and "No such container" in res.stderr
+
+
+def test_docker_run_it_through_a_pty(service):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(DOCKER, [DOCKER, "run", "--rm", "-it", "--network", "none", IMAGE, "sh"],
+                  service.env())
+    try:
+        assert b"#" in drain(fd, 30, until=b"# "), service.logs()
+        os.write(fd, b"tty && echo the-$((6*7))\n")
+        out = drain(fd, 20, until=b"the-42")
+        assert b"the-42" in out and b"/dev/" in out, out
+        os.write(fd, b"exit 5\n")
+        drain(fd, 10)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 5
+
+
+def test_docker_cp_both_ways(service, tmp_path):
+    ok(service, "run", "-d", "--name", "box", "--network", "none", IMAGE, "sleep", "300")
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("from the host")
+    ok(service, "cp", str(src), "box:/tmp/")
+    assert ok(service, "exec", "box", "cat", "/tmp/in/sub/f.txt") == "from the host"
+    ok(service, "exec", "box", "sh", "-c", "mkdir /out && echo made > /out/m && "
+       "ln -s /etc/passwd /out/link")
+    dest = tmp_path / "back"
+    ok(service, "cp", "box:/out", str(dest))
+    assert (dest / "m").read_text() == "made\n"
+    assert os.readlink(dest / "link") == "/etc/passwd"      # a link, never followed
+    res = docker(service, "cp", "box:/no/such", str(tmp_path / "x"))
+    assert res.returncode != 0 and "no/such" in res.stderr
+
+
+def test_docker_build_then_run(service, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nCOPY hello.txt /hello.txt\n"
+                                    "RUN echo built > /built\nCMD [\"cat\", \"/hello.txt\"]\n")
+    (ctx / "hello.txt").write_text("hi from the context\n")
+    out = ok(service, "build", "-t", "built:1", str(ctx), timeout=300)
+    assert "Successfully built" in out and "Successfully tagged built:1" in out
+    res = docker(service, "run", "--rm", "--network", "none", "built:1")
+    assert res.stdout == "hi from the context\n", (res.stderr, service.logs())
+    assert ok(service, "run", "--rm", "--network", "none", "built:1", "cat",
+              "/built") == "built\n"
+    images = ok(service, "images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert "built:1" in images and IMAGE in images
+
+
+def test_docker_pull_push_via_registry(service, tmp_path):
+    from .registrybed import Registry
+    reg = Registry(tmp_path / "reg")
+    try:
+        target = f"{reg.host}/api/busybox:v1"
+        ok(service, "tag", IMAGE, target)
+        out = ok(service, "push", target)
+        assert "digest: sha256:" in out
+        ok(service, "rmi", target)
+        ok(service, "rmi", IMAGE)
+        assert IMAGE not in ok(service, "images", "--format", "{{.Repository}}:{{.Tag}}")
+        out = ok(service, "pull", target)
+        assert "Downloaded newer image" in out or "Pull complete" in out
+        assert ok(service, "run", "--rm", "--network", "none", target, "echo",
+                  "pulled") == "pulled\n"
+    finally:
+        reg.stop()
+
+
+def test_docker_volumes_and_system_df(service):
+    ok(service, "volume", "create", "data")
+    assert "data" in ok(service, "volume", "ls", "--format", "{{.Name}}").split()
+    ok(service, "run", "--rm", "--network", "none", "-v", "data:/data", IMAGE, "sh", "-c",
+       "echo kept > /data/f")
+    assert ok(service, "run", "--rm", "--network", "none", "-v", "data:/data", IMAGE, "cat",
+              "/data/f") == "kept\n"
+    assert ok(service, "volume", "inspect", "-f", "{{.Name}}", "data").strip() == "data"
+    df = ok(service, "system", "df")
+    assert "Images" in df and "Local Volumes" in df
+    ok(service, "volume", "rm", "data")
+    res = docker(service, "volume", "inspect", "data")
+    assert res.returncode != 0 and "No such volume" in res.stderr
+
+
+# ------------------------------------------------------------------ docker-py
+
+def test_dockerpy_containers(service):
+    import docker as dockerpy
+    cl = client(service)
+    out = cl.containers.run(IMAGE, ["sh", "-c", "echo one; echo two"], network_mode="none",
+                            remove=True)
+    assert out == b"one\ntwo\n"
+    with pytest.raises(dockerpy.errors.ContainerError) as err:
+        cl.containers.run(IMAGE, ["sh", "-c", "exit 4"], network_mode="none", remove=True)
+    assert err.value.exit_status == 4
+    c = cl.containers.run(IMAGE, ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; "
+                                  "done; sleep 300"], network_mode="none", detach=True,
+                          labels={"app": "api-test"})
+    lines = []
+    for chunk in c.logs(stream=True, follow=True):
+        lines.append(chunk)
+        if b"line3" in b"".join(lines):
+            break
+    assert b"line1\nline2\nline3\n" in b"".join(lines)
+    code, (out, err) = c.exec_run(["sh", "-c", "echo to-out; echo to-err >&2; exit 2"],
+                                  demux=True)
+    assert (code, out, err) == (2, b"to-out\n", b"to-err\n")
+    assert [x.id for x in cl.containers.list(filters={"label": "app=api-test"})] == [c.id]
+    assert cl.containers.list(filters={"label": "app=other"}) == []
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tf:
+        info = tarfile.TarInfo("put.txt")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"put"))
+    assert c.put_archive("/tmp", data.getvalue())
+    stream, st = c.get_archive("/tmp/put.txt")
+    assert st["name"] == "put.txt" and st["size"] == 3
+    got = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+    assert got.extractfile("put.txt").read() == b"put"
+    c.kill()
+    assert c.wait()["StatusCode"] == 137
+    c.remove()
+    with pytest.raises(dockerpy.errors.NotFound):
+        cl.containers.get(c.id)
+    with pytest.raises(dockerpy.errors.ImageNotFound):
+        cl.images.get("no-such:image")
+    with pytest.raises(dockerpy.errors.APIError) as err:
+        cl.containers.create(IMAGE, "true", mem_limit="1g")
+    assert err.value.status_code == 400 and "Memory" in str(err.value)
+    assert leftovers() == []
+
+
+def test_dockerpy_images_build_pull_volumes(service, tmp_path):
+    from .registrybed import Registry
+    cl = client(service)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo py > /py\n")
+    img, logs = cl.images.build(path=str(ctx), tag="pybuilt:1")
+    assert "pybuilt:1" in img.tags
+    assert any("Successfully built" in (e.get("stream") or "") for e in logs)
+    assert cl.containers.run("pybuilt:1", ["cat", "/py"], network_mode="none",
+                             remove=True) == b"py\n"
+    reg = Registry(tmp_path / "reg")
+    try:
+        name = f"{reg.host}/py/busybox"
+        img.tag(name, "t1")
+        pushed = list(cl.images.push(name, "t1", stream=True, decode=True))
+        assert not any("error" in e for e in pushed), pushed
+        cl.images.remove(f"{name}:t1")
+        events = list(cl.api.pull(name, "t1", stream=True, decode=True))
+        assert any(e.get("status", "").startswith("Digest: sha256:") for e in events), events
+        assert cl.images.get(f"{name}:t1").id == img.id
+    finally:
+        reg.stop()
+    v = cl.volumes.create("pyvol")
+    assert v.name == "pyvol" and [x.name for x in cl.volumes.list()] == ["pyvol"]
+    v.remove()
+    assert cl.volumes.list() == []
+
+
+def test_twenty_clients_at_once_leave_nothing(service):
+    import docker as dockerpy
+    errors: list = []
+    codes: list[int] = []
+    layers_before = sorted(os.listdir(Path(os.environ["DOCKISH_ROOT"]) / "layers"))
+
+    def one(i: int) -> None:
+        try:
+            cl = dockerpy.DockerClient(base_url=service.host, timeout=300)
+            c = cl.containers.create(IMAGE, ["sh", "-c", f"exit {i % 5}"],
+                                     network_mode="none")
+            c.start()
+            codes.append(c.wait()["StatusCode"])
+            c.remove()
+        except Exception as e:          # noqa: BLE001 - reported by the assert
+            errors.append(repr(e))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert errors == [], (errors, service.logs())
+    assert sorted(codes) == sorted(i % 5 for i in range(20))
+    assert leftovers() == []
+    root = Path(os.environ["DOCKISH_ROOT"])
+    assert os.listdir(root / "containers") == []
+    assert sorted(os.listdir(root / "layers")) == layers_before      # no init layer left
+    assert processes_of(root, besides={service.proc.pid}) == []
+    with open("/proc/mounts") as f:
+        assert str(root) not in f.read()
+
+
+def processes_of(root: Path, besides: set[int]) -> list[str]:
+    """Processes of ours started for the store ``root`` (monitors, views,
+    holders inherit its DOCKISH_ROOT), other than ``besides`` and us."""
+    found = []
+    key = f"DOCKISH_ROOT={root}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) in besides or int(pid) == os.getpid():
+            continue
+        try:
+            if key in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
+# ------------------------------------------------------------------ testcontainers, compose
+
+def test_testcontainers_exposed_port(service):
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    os.environ["DOCKER_HOST"] = service.host
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+    try:
+        page = "<h1>from a testcontainer</h1>"
+        ctr = DockerContainer(IMAGE).with_exposed_ports(8080).with_command(
+            ["sh", "-c", f"mkdir /www && echo '{page}' > /www/index.html && "
+             "echo serving && exec httpd -f -p 8080 -h /www"])
+        with ctr:
+            wait_for_logs(ctr, "serving", timeout=60)
+            host = ctr.get_container_host_ip()
+            port = ctr.get_exposed_port(8080)
+            end = time.monotonic() + 30
+            while True:
+                try:
+                    body = urllib.request.urlopen(f"http://{host}:{port}/",
+                                                  timeout=5).read().decode()
+                    break
+                except OSError:
+                    assert time.monotonic() < end
+                    time.sleep(0.2)
+            assert page in body
+    finally:
+        os.environ.pop("DOCKER_HOST", None)
+    assert leftovers() == []
+
+
+def test_compose_v1_up_ps_logs_down(service, tmp_path):
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose (v1) is missing: run scripts/setup as root"
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "docker-compose.yml").write_text(f"""version: "3"
+services:
+  hello:
+    image: {IMAGE}
+    network_mode: none
+    command: ["sh", "-c", "echo compose-says-hi; sleep 300"]
+""")
+    env = service.env(COMPOSE_PROJECT_NAME="apitest")
+
+    def run(*args: str) -> str:
+        res = subprocess.run([compose, *args], cwd=proj, capture_output=True, text=True,
+                             env=env, timeout=180)
+        assert res.returncode == 0, (args, res.stdout, res.stderr, service.logs())
+        return res.stdout + res.stderr
+    run("up", "-d")
+    assert "Up" in run("ps")
+    end = time.monotonic() + 20
+    while "compose-says-hi" not in run("logs"):
+        assert time.monotonic() < end
+        time.sleep(0.2)
+    run("down")
+    assert leftovers() == []
+
+
+def test_events_is_a_valid_stream(service):
+    status, hdrs, body = raw_request(service, "GET",
+                                     f"/v1.50/events?until={int(time.time())}")
+    assert status == 200 and body == b""
+    select.select([], [], [], 0)
