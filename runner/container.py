@@ -6,7 +6,8 @@
     ROOT/containers/<id>/upper/        the writable layer
     ROOT/containers/<id>/rootfs/       the mountpoint of the view (inside the
                                        container's namespaces only)
-    ROOT/containers/<id>/ctr.log       output of a detached container
+    ROOT/containers/<id>/ctr-json.log  its output, one record a line (runner/logs.py)
+    ROOT/containers/<id>/ctr.log       a container made before that: raw output
 
 Whether a container runs is never taken from a file: it runs while its
 holder process (pid plus start time, so a reused pid does not count) is
@@ -164,6 +165,12 @@ class Container:
 
     @property
     def log(self) -> Path:
+        """Its output as records (stream, time, bytes): ``runner.logs``."""
+        return self.path / "ctr-json.log"
+
+    @property
+    def legacy_log(self) -> Path:
+        """A container made before records: its raw output (all streams)."""
         return self.path / "ctr.log"
 
     def state(self) -> dict:

@@ -104,6 +104,11 @@ def _write(chunk: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+def _write_err(chunk: bytes) -> None:
+    sys.stderr.buffer.write(chunk)
+    sys.stderr.buffer.flush()
+
+
 def _split_cp(arg: str) -> tuple[str | None, str]:
     """``CONTAINER:PATH`` or a host path (absolute, relative with ./, or
     without a colon)."""
@@ -232,11 +237,23 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Follow the output.")
 @click.option("-n", "--tail", default="all", help="Lines from the end (or all).")
+@click.option("-t", "--timestamps", is_flag=True, help="Show each line's time.")
+@click.option("--since", help="Only output since this time (seconds since the epoch, "
+              "RFC 3339, or a duration back from now like 10m).")
+@click.option("--until", help="Only output before this time (as --since).")
 @click.argument("container")
-def logs(follow: bool, tail: str, container: str) -> None:
-    """Show a container's output."""
-    for chunk in engine().logs(container, follow, tail):
-        _write(chunk)
+def logs(follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
+         container: str) -> None:
+    """Show a container's output (its stderr on stderr, as Docker does)."""
+    from .logs import STDERR, rfc3339_nano
+    at_line_start = {1: True, 2: True}
+    for entry in engine().logs(container, since=since, until=until, tail=tail,
+                               follow=follow, timestamps=timestamps):
+        data = entry.data
+        if timestamps and at_line_start[entry.stream] and entry.time:
+            data = rfc3339_nano(entry.time).encode() + b" " + data
+        at_line_start[entry.stream] = data.endswith(b"\n")
+        (_write_err if entry.stream == STDERR else _write)(data)
 
 
 @click.command("exec", context_settings=RUN_SETTINGS)
@@ -355,7 +372,8 @@ def export(output: str | None, container: str) -> None:
 def attach(no_stdin: bool, detach_keys: str, container: str) -> None:
     """Attach to a running container's terminal (run -d -t; -i for input)
     or follow its output; exits with its code."""
-    code, detached = engine().attach(container, no_stdin, detach_keys, write=_write)
+    code, detached = engine().attach(container, no_stdin, detach_keys, write=_write,
+                                     write_err=_write_err)
     if detached:
         click.echo("\nread escape sequence", err=True)
     sys.exit(code)

@@ -28,6 +28,7 @@ from . import format as fmt
 from . import namespaces as ns
 from .container import Container, Containers, container_refs
 from .errors import DockishError, NotFoundError, UsageError
+from .logs import LogEntry
 from .monitor import Fds
 from .volumes import Volumes
 
@@ -570,27 +571,44 @@ class Engine:
             out.append((key, f"{ip}:{hp}"))
         return out
 
-    def logs(self, ref: str | Container, follow: bool = False,
-             tail: str = "all") -> Iterator[bytes]:
-        """The container's output, as chunks (with ``follow``: until it stops)."""
+    def logs(self, ref: str | Container, stdout: bool = True, stderr: bool = True, *,
+             since: float | str | None = None, until: float | str | None = None,
+             timestamps: bool = False, tail: str | int = "all",
+             follow: bool = False) -> Iterator[LogEntry]:
+        """The container's output as ``LogEntry(stream, time_ns, bytes)``
+        (stream 1 stdout, 2 stderr; a ``-t`` container's is all stdout):
+        of the streams asked for, written between ``since`` and ``until``
+        (seconds since the epoch, RFC 3339, or a duration back from now
+        like ``10m``), the last ``tail`` lines; with ``follow``, then
+        what comes until it stops. ``timestamps`` is the caller's to show
+        (every entry has its time)."""
+        from . import logs as logmod
+        del timestamps
         c = ref if isinstance(ref, Container) else self.get(ref)
         n = None
-        if tail != "all":
+        if str(tail) not in ("all", ""):
             try:
                 n = int(tail)
             except ValueError:
                 raise UsageError(f"invalid --tail value: {tail}") from None
-        return _log_chunks(c, follow, n)
+        streams = ({logmod.STDOUT} if stdout else set()) | ({logmod.STDERR} if stderr else set())
+        return logmod.read(c.log, c.legacy_log, streams=streams,
+                           since=_log_time(since, "since"), until=_log_time(until, "until"),
+                           tail=n, follow=follow, running=lambda: c.running)
 
-    def follow_output(self, c: Container) -> Iterator[bytes]:
+    def follow_output(self, c: Container) -> Iterator[LogEntry]:
         """What a non-tty container writes from now until it stops."""
-        return _log_chunks(c, True, None, from_end=True)
+        from . import logs as logmod
+        return logmod.read(c.log, c.legacy_log, streams={logmod.STDOUT, logmod.STDERR},
+                           follow=True, running=lambda: c.running, from_end=True)
 
     def attach(self, ref: str, no_stdin: bool = False, detach_keys: str = "ctrl-p,ctrl-q",
                fds: Fds | None = None,
-               write: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
+               write: Callable[[bytes], None] | None = None,
+               write_err: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
         """A -t container: through its monitor's socket; else its output
-        followed (given to ``write``). (exit code, detached by the keys)."""
+        followed (stdout given to ``write``, stderr to ``write_err``, or to
+        ``write`` without it). (exit code, detached by the keys)."""
         from .monitor import attach_terminal
         from .tty import parse_detach_keys
         c = self.get(ref)
@@ -603,9 +621,10 @@ class Engine:
         except ValueError as e:
             raise UsageError(str(e)) from None
         if not c.config.tty:
-            for chunk in self.follow_output(c):
-                if write is not None:
-                    write(chunk)
+            for entry in self.follow_output(c):
+                sink = write_err if entry.stream == 2 and write_err is not None else write
+                if sink is not None:
+                    sink(entry.data)
             self.await_stopped(c, 1e9)
             return exit_code(c), False
         if attach_terminal(c, not no_stdin and c.config.interactive, keys, fds or Fds()):
@@ -1012,39 +1031,25 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
     }
 
 
-def _log_chunks(c: Container, follow: bool, tail: int | None,
-                from_end: bool = False) -> Iterator[bytes]:
-    """The log file's bytes (the last ``tail`` lines; ``from_end``: only
-    what comes next), then with ``follow`` what is appended until the
-    container stops."""
+def _log_time(value: float | str | None, what: str) -> int | None:
+    """``--since``/``--until`` as Docker takes them: seconds since the
+    epoch (fractions allowed), an RFC 3339 time, or a duration back from
+    now (``10m``, ``1h30m``); in ns."""
+    from .imageconfig import duration
+    if value is None or value == "" or value == 0:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value * 1_000_000_000)
+    text = str(value).strip()
     try:
-        f = open(c.log, "rb")
-    except FileNotFoundError:
-        if not follow or from_end:
-            return
-        while not c.log.exists() and c.running:
-            time.sleep(0.05)
-        try:
-            f = open(c.log, "rb")
-        except FileNotFoundError:
-            return
-    with f:
-        if from_end:
-            f.seek(0, os.SEEK_END)
-        elif tail is not None:
-            lines = f.read().splitlines(keepends=True)
-            yield b"".join(lines[-tail:] if tail > 0 else [])
-        else:
-            while chunk := f.read(65536):
-                yield chunk
-        if not follow:
-            return
-        while True:
-            chunk = f.read(65536)
-            if chunk:
-                yield chunk
-                continue
-            if not c.running:
-                yield f.read()
-                return
-            time.sleep(0.05)
+        return int(float(text) * 1_000_000_000)
+    except ValueError:
+        pass
+    when = fmt.parse_time(text)
+    if when is not None:
+        return int(when * 1_000_000_000)
+    try:
+        return time.time_ns() - duration(text, f"--{what}")
+    except DockishError:
+        raise UsageError(f"invalid value for \"{what}\": {text}: use seconds since the "
+                         "epoch, an RFC 3339 time or a duration like 10m") from None

@@ -19,6 +19,7 @@ from . import tty as ttymod
 from .container import Container
 from .errors import EXIT_DOCKISH, DockishError
 from .launch import Launch, StartError, Stdio
+from .logs import LogWriter, open_log
 
 Remove = Callable[[Container], None]
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -34,8 +35,8 @@ class Fds:
     stderr: int = 2
 
 
-def _open_log(c: Container) -> int:
-    return os.open(c.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+def _open_log(c: Container) -> LogWriter:
+    return open_log(c.log, c.legacy_log)
 
 
 def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds: Fds,
@@ -63,7 +64,7 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
     try:
         launch.spawn(stdio)
     except BaseException:
-        os.close(log)
+        os.close(log.fd)
         if c.config.auto_remove:      # a --rm container and its volumes: gone in every case
             remove(c)
         raise
@@ -103,7 +104,7 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
         checks.set()
     if relay is not None:
         relay.join()
-    os.close(log)
+    os.close(log.fd)
     for sig, h in handlers.items():
         signal.signal(sig, h)
     if c.config.auto_remove:
@@ -147,16 +148,25 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-        ns.close_fds_except({w, log})    # a `flock 9` or CI fd is not held for days
+        ns.close_fds_except({w, log.fd})    # a `flock 9` or CI fd is not held for days
         master = listener = None
+        pipes: list[int] = []
         if c.config.tty:
             master, slave = os.openpty()
-            stdio = Stdio(None, log, log, pty_slave=slave)
+            stdio = Stdio(None, 0, 0, pty_slave=slave)
             listener = ttymod.listen(c.id)       # ready before `run -d` returns
-        else:
-            stdio = Stdio(None, log, log)
+        else:                 # pipes, so the log knows stdout from stderr
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+            pipes = [out_r, err_r]
+            stdio = Stdio(None, out_w, err_w)
         try:
-            launch.spawn(stdio)
+            try:
+                launch.spawn(stdio)
+            finally:
+                if pipes:
+                    os.close(stdio.stdout)
+                    os.close(stdio.stderr)
         except StartError as e:
             os.write(w, f"{e.code} {e}\n".encode())
             os.close(w)
@@ -167,6 +177,12 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
         os.close(w)
         from .health import start as start_health
         checks = start_health(c)
+        ended = threading.Event()
+        relay = None
+        if pipes:
+            relay = threading.Thread(target=ttymod.relay, args=(
+                [(pipes[0], -1), (pipes[1], -1)], log, ended), daemon=True)
+            relay.start()
         if master is not None and listener is not None:
             try:
                 ttymod.proxy(master, None, None, log, listener, c.config.interactive)
@@ -175,6 +191,9 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
                 with contextlib.suppress(FileNotFoundError):
                     ttymod.socket_path(c.id).unlink()
         launch.wait()
+        ended.set()
+        if relay is not None:
+            relay.join()
         if checks is not None:
             checks.set()
         if c.config.auto_remove:

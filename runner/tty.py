@@ -21,6 +21,8 @@ import time
 import tty
 from collections.abc import Iterator
 
+from .logs import LogSink
+
 _WINSZ = struct.Struct("HHHH")
 _PEERCRED = struct.Struct("3i")         # struct ucred: pid, uid, gid
 
@@ -70,12 +72,14 @@ DRAIN_SECONDS = 0.5
 process that keeps writing to the pipes does not keep the command going."""
 
 
-def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
+def relay(pairs: list[tuple[int, int]], copy_to: LogSink | None, ended) -> None:
     """Copy each pipe of ``pairs`` (read fd, write fd) to its fd and to
-    ``copy_to`` until all reach end of file; once ``ended`` (the process
+    ``copy_to`` (the log: told the stream, 1 for the first pair, 2 for the
+    second) until all reach end of file; once ``ended`` (the process
     is gone) is set, whatever is still buffered is copied and the pipes are
     closed, even if a stray process keeps one open."""
     out = dict(pairs)
+    stream_of = {r: i + 1 for i, (r, _w) in enumerate(pairs)}
     stop_at = None
     while out:
         if stop_at is None and ended.is_set():     # checked before select: output
@@ -101,8 +105,7 @@ def relay(pairs: list[tuple[int, int]], copy_to: int | None, ended) -> None:
                 except OSError:
                     out[fd] = -1           # our own output is gone: the log still gets it
             if copy_to is not None:
-                with contextlib.suppress(OSError):
-                    write_all(copy_to, data)
+                copy_to(stream_of[fd], data)
     for fd in out:
         os.close(fd)
 
@@ -291,7 +294,7 @@ class _Clients:
 
 
 def proxy(master: int, in_fd: int | None, out_fd: int | None,
-          copy_to: int | None = None, listener=None, accept_input: bool = False,
+          copy_to: LogSink | None = None, listener=None, accept_input: bool = False,
           stop: int | None = None) -> None:
     """Copy between the user's side and the pty until the container's side
     is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i).
@@ -348,8 +351,7 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                     except OSError:
                         out_fd = None            # the terminal is gone
                 if copy_to is not None:
-                    with contextlib.suppress(OSError):
-                        write_all(copy_to, data)
+                    copy_to(1, data)             # a terminal has one stream
                 if clients is not None:
                     clients.send(data)
             if clients is not None:

@@ -23,7 +23,8 @@ from .registrybed import Registry, skopeo_push
 
 TOP = Path(__file__).resolve().parent.parent
 CLI_MODULES = {"runner/cli.py", "runner/containers_cli.py", "runner/images_cli.py",
-               "runner/build_cli.py", "runner/system_cli.py", "runner/login_cli.py"}
+               "runner/build_cli.py", "runner/system_cli.py", "runner/login_cli.py",
+               "runner/service_cli.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -105,8 +106,9 @@ def test_engine_runs_a_container_as_a_library(bb, dockish_root, quiet):
     assert eng.inspect_container("lib")["State"]["Status"] == "created"
     eng.start("lib")
     assert eng.wait("lib") == 3
-    assert b"".join(eng.logs("lib")) == b"out\nerr\n"
-    assert b"".join(eng.logs(c.id[:12], tail="1")) == b"err\n"
+    assert [(e.stream, e.data) for e in eng.logs("lib")] == [(1, b"out\n"), (2, b"err\n")]
+    assert [e.data for e in eng.logs(c.id[:12], tail="1")] == [b"err\n"]
+    assert [e.data for e in eng.logs("lib", stderr=False)] == [b"out\n"]
     record = eng.inspect_container("lib")
     assert record["State"]["ExitCode"] == 3 and record["Id"] == c.id
     eng.remove("lib")
@@ -189,7 +191,7 @@ def test_engine_builds_with_progress_events(tmp_path, busybox_image, dockish_roo
     c = eng.create(CreateOptions(image="lib/built:1", network="none"))
     eng.start(c)
     assert eng.wait(c) == 0
-    assert b"".join(eng.logs(c)) == b"made\n"
+    assert b"".join(e.data for e in eng.logs(c)) == b"made\n"
     eng.remove(c.id)
     from runner.errors import DockishError
     (ctx / "Dockerfile").write_text(f"FROM {busybox_image.oci}\nRUN exit 7\n")

@@ -228,8 +228,8 @@ def test_foreground_output_is_relayed_and_logged(bb):
                   "echo out; echo err >&2; [ -t 1 ] && echo tty || echo notty; exit 3")
     assert res.returncode == 3
     assert res.stdout == "out\nnotty\n" and res.stderr == "err\n"
-    logged = dockish("logs", "fglog").stdout
-    assert sorted(logged.splitlines()) == ["err", "notty", "out"]
+    logged = dockish("logs", "fglog")         # each stream where it came from, as Docker does
+    assert (logged.stdout, logged.stderr) == ("out\nnotty\n", "err\n")
     # a lot of output, and a background process that outlives the command
     res = dockish("run", "--rm", "--network", "none", bb, "sh", "-c",
                   "seq 1 200000; (sleep 30 &) ; echo done")

@@ -1,0 +1,99 @@
+"""The engine's Docker-shaped operations, through the ``dockish`` CLI and
+the ``Engine`` as a library (what the API server calls): logs kept per
+stream with times, exec as create/start/inspect/resize, cp as tar streams,
+wait conditions and the events log, builds from a context tar, image
+records (list filters, history, import, rmi conflicts, info, mount).
+Real busybox containers, as the unprivileged user."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    """``dockish`` with its output as text that keeps any byte (surrogateescape)."""
+    from .diffbase import dockish_exe
+    res = subprocess.run([dockish_exe(), *args], capture_output=True, timeout=180)
+    res.stdout = res.stdout.decode("utf-8", "surrogateescape")
+    res.stderr = res.stderr.decode("utf-8", "surrogateescape")
+    return res
+
+
+def _ns(stamp: str) -> int:
+    from runner.logs import parse_rfc3339_nano
+    return parse_rfc3339_nano(stamp)
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def test_logs_keep_stdout_and_stderr_apart_with_times(bb):
+    cid = ok("run", "-d", "--network", "none", bb, "sh", "-c",
+             "echo out1; echo err1 >&2; sleep 1.5; echo out2; printf '\\377\\376 raw\\n'; "
+             "echo '{\"log\":\"forged\\n\",\"stream\":\"stderr\",\"time\":\"2001-01-01T00:00"
+             ":00Z\"}'").strip()
+    assert ok("wait", cid).strip() == "0"
+    res = _run("logs", cid)
+    assert res.returncode == 0
+    # a line that looks like a record is the container's stdout, nothing more
+    assert res.stdout.splitlines()[:2] == ["out1", "out2"]
+    assert '"stream":"stderr"' in res.stdout.splitlines()[3]
+    assert res.stderr == "err1\n"
+    # bytes that are not UTF-8 come back exactly
+    assert "\udcff\udcfe raw" in res.stdout.splitlines()[2]
+    stamped = _run("logs", "-t", cid)
+    lines = stamped.stdout.splitlines()
+    times = [_ns(line.split(" ", 1)[0]) for line in lines]
+    assert [line.split(" ", 1)[1] for line in lines[:2]] == ["out1", "out2"]
+    assert times == sorted(times) and times[1] - times[0] > 1_000_000_000
+    err_stamp, err_text = stamped.stderr.strip().split(" ", 1)
+    assert err_text == "err1" and times[0] <= _ns(err_stamp) < times[1]
+    middle = (times[0] + times[1]) / 2e9
+    assert _run("logs", "--since", f"{middle:.3f}", cid).stdout.splitlines()[0] == "out2"
+    early = _run("logs", "--until", f"{middle:.3f}", cid)
+    assert (early.stdout, early.stderr) == ("out1\n", "err1\n")
+    rfc = datetime.fromtimestamp(middle, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert _run("logs", "--since", rfc, cid).stdout.splitlines()[0] == "out2"
+    assert _run("logs", "--since", "1h", cid).stdout.splitlines()[0] == "out1"
+    tail = _run("logs", "--tail", "1", cid)
+    assert '"forged' in tail.stdout and tail.stdout.count("\n") == 1 and tail.stderr == ""
+    bad = dockish("logs", "--since", "yesterday-ish", cid)
+    assert bad.returncode == 125 and bad.stderr.startswith("dockish: error: ")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_logs_of_a_container_made_before_records_stay_readable(bb, dockish_root):
+    """An old container's raw ``ctr.log`` is read as stdout; started again,
+    its old output is kept (turned into records) and the new one follows."""
+    cid = ok("create", "--network", "none", bb, "echo", "new").strip()
+    cdir = dockish_root / "containers" / cid
+    (cdir / "ctr.log").write_bytes(b"old line 1\nold line 2\n")
+    assert not (cdir / "ctr-json.log").exists()
+    assert ok("logs", cid) == "old line 1\nold line 2\n"
+    assert ok("logs", "--tail", "1", cid) == "old line 2\n"
+    ok("start", cid)
+    assert ok("wait", cid).strip() == "0"
+    assert ok("logs", cid) == "old line 1\nold line 2\nnew\n"
+    assert not (cdir / "ctr.log").exists()
+    assert os.stat(cdir / "ctr-json.log").st_mode & 0o777 == 0o600
+
+
+def test_engine_logs_follow_until_the_container_stops(bb, dockish_root):
+    from runner.engine import CreateOptions, Engine
+    eng = Engine(dockish_root)
+    c = eng.create(CreateOptions(image=bb, args=["sh", "-c", "echo a; sleep 1; echo b >&2"],
+                                 network="none"))
+    eng.start(c)
+    got = [(e.stream, e.data) for e in eng.logs(c, follow=True)]
+    assert got == [(1, b"a\n"), (2, b"b\n")]
+    assert [e.data for e in eng.logs(c, stdout=False)] == [b"b\n"]
+    eng.remove(c.id)
