@@ -302,7 +302,8 @@ def test_docker_pull_push_via_registry(service, tmp_path):
         assert "digest: sha256:" in out
         ok(service, "rmi", target)
         ok(service, "rmi", IMAGE)
-        assert IMAGE not in ok(service, "images", "--format", "{{.Repository}}:{{.Tag}}")
+        assert IMAGE not in ok(service, "images", "--format",
+                               "{{.Repository}}:{{.Tag}}").split()
         out = ok(service, "pull", target)
         assert "Downloaded newer image" in out or "Pull complete" in out
         assert ok(service, "run", "--rm", "--network", "none", target, "echo",
@@ -454,10 +455,14 @@ def processes_of(root: Path, besides: set[int]) -> list[str]:
 # ------------------------------------------------------------------ testcontainers, compose
 
 def test_testcontainers_exposed_port(service):
+    os.environ["DOCKER_HOST"] = service.host
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"    # no reaper image offline
+    # the test bed may itself run in a Docker container (/.dockerenv): then
+    # testcontainers guesses Docker-in-Docker and looks for a bridge gateway;
+    # dockish publishes on this host, as a plain machine would see it
+    os.environ["TESTCONTAINERS_CONNECTION_MODE"] = "docker_host"
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
-    os.environ["DOCKER_HOST"] = service.host
-    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
     try:
         page = "<h1>from a testcontainer</h1>"
         ctr = DockerContainer(IMAGE).with_exposed_ports(8080).with_command(
@@ -478,7 +483,8 @@ def test_testcontainers_exposed_port(service):
                     time.sleep(0.2)
             assert page in body
     finally:
-        os.environ.pop("DOCKER_HOST", None)
+        for k in ("DOCKER_HOST", "TESTCONTAINERS_RYUK_DISABLED", "TESTCONTAINERS_CONNECTION_MODE"):
+            os.environ.pop(k, None)
     assert leftovers() == []
 
 

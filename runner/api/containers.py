@@ -168,8 +168,11 @@ class ContainerApi:
             conf["Healthcheck"] = cfg.healthcheck
         net = data["NetworkSettings"]
         net["Networks"] = {_network_name(cfg.network): {
-            "IPAddress": net.get("IPAddress", ""), "Gateway": "", "MacAddress": "",
+            "IPAddress": net.get("IPAddress", ""), "MacAddress": "",
+            # the container's way to the host (slirp4netns' fixed one)
+            "Gateway": "10.0.2.2" if cfg.network == "slirp4netns" else "",
             "Aliases": None, "NetworkID": cfg.network, "EndpointID": ""}}
+        net["Gateway"] = net["Networks"][_network_name(cfg.network)]["Gateway"]
         net["Ports"] = net.get("Ports") or {}
         for key in conf.get("ExposedPorts") or {}:
             net["Ports"].setdefault(key, None)

@@ -323,9 +323,15 @@ class ImageApi:
             ref = refs.parse(name)
             emit({"status": f"Pulling from {ref.familiar_repository}",
                   "id": ref.tag or ref.digest or "latest"})
+            store = self.engine.image_store()
+            try:
+                before = store.find(name)[0].id
+            except Exception:                   # noqa: BLE001 - not stored (yet)
+                before = None
             res = self.engine.pull(name, options, platform, _Progress(emit))
             emit({"status": f"Digest: {res.digest}"})
-            state = "Downloaded newer image" if res.downloaded else "Image is up to date"
+            state = "Image is up to date" if before == res.record.id and not res.downloaded \
+                else "Downloaded newer image"
             emit({"status": f"Status: {state} for {ref.familiar}"})
         await stream_json(req, work)
 
