@@ -59,7 +59,17 @@ def info_data() -> dict:
         "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
         "MemTotal": _mem_total(), "ServerVersion": _version(),
         "Fusermount": shutil.which("fusermount3") or "",
+        "DockerHost": _docker_host(),
     }
+
+
+def _docker_host() -> str:
+    """The DOCKER_HOST line for `dockish system service`'s default socket."""
+    try:
+        from .api.service import default_socket
+        return f"unix://{default_socket()}"
+    except Exception:                       # noqa: BLE001 - no private runtime dir: none
+        return ""
 
 
 def _init_binary() -> str:
@@ -189,7 +199,8 @@ Server:
  Architecture: {data['Architecture']}
  CPUs: {data['NCPU']}
  Total Memory: {binary_size(data['MemTotal'])}
- Docker Root Dir: {data['DockerRootDir']}""")
+ Docker Root Dir: {data['DockerRootDir']}
+ Docker API: `dockish system service`, then DOCKER_HOST={data['DockerHost']}""")
 
 
 @click.command("info")

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pty
-import select
 import shutil
 import socket
 import stat
@@ -521,4 +520,3 @@ def test_events_is_a_valid_stream(service):
     status, hdrs, body = raw_request(service, "GET",
                                      f"/v1.50/events?until={int(time.time())}")
     assert status == 200 and body == b""
-    select.select([], [], [], 0)

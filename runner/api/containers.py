@@ -558,8 +558,11 @@ class ContainerApi:
         try:
             stream, extra = await req.conn.hijack(req)
 
+            sending = trio.Lock()          # stdout's and stderr's pumps share the stream
+
             async def send(data: bytes) -> None:
-                await stream.send_all(data)
+                async with sending:
+                    await stream.send_all(data)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reap)
                 in_fd = fds.master if rec.tty else fds.in_w

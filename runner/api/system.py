@@ -2,6 +2,7 @@
 ``/auth`` and the volume endpoints."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 
@@ -63,8 +64,7 @@ class SystemApi:
         return await blocking(self._info)
 
     def _info(self) -> dict:
-        from ..system_cli import info_data
-        data = dict(info_data())
+        data = self._basics()
         data.update({"ID": "dockish", "Name": platform.node(), "OSType": "linux",
                      "IndexServerAddress": "https://index.docker.io/v1/",
                      "Plugins": {"Volume": ["local"], "Network": data.get("Networks", []),
@@ -77,6 +77,41 @@ class SystemApi:
                      "SecurityOptions": ["name=rootless"], "ExperimentalBuild": False,
                      "Labels": [], "Warnings": None})
         return data
+
+    def _basics(self) -> dict:
+        """What ``dockish info`` says, in Docker's names (the engine has no
+        info call yet; the CLI's own is a click module)."""
+        import os
+        import shutil
+        from pathlib import Path
+
+        from .. import namespaces as ns
+        every = self.engine.containers.all()
+        running = [c for c in every if c.running]
+        paused = [c for c in running if c.paused]
+        try:
+            images = len(self.engine.image_store().records())
+        except Exception:                       # noqa: BLE001 - an unreadable store says 0
+            images = 0
+        mapping = ns.plan_mapping()
+        mem = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+        return {
+            "Containers": len(every), "ContainersRunning": len(running) - len(paused),
+            "ContainersPaused": len(paused), "ContainersStopped": len(every) - len(running),
+            "Images": images, "Driver": "dockish (FUSE union of OCI layers)",
+            "DockerRootDir": str(self.engine.root),
+            "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists()
+            else "1", "CgroupDriver": "none",
+            "KernelVersion": platform.release(), "OperatingSystem": platform.system(),
+            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem, "ServerVersion": package_version(),
+            "Networks": ["host", "none"] + [n for n in ("slirp4netns", "pasta")
+                                            if shutil.which(n if n != "pasta" else "pasta")],
+            "IdMapping": "subordinate ids" if mapping.full else "single id"}
 
     async def df(self, req: Request):
         return await blocking(self._df)
