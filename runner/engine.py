@@ -28,6 +28,7 @@ from . import format as fmt
 from . import namespaces as ns
 from .container import Container, Containers, container_refs
 from .errors import DockishError, NotFoundError, UsageError
+from .events import container_event
 from .logs import LogEntry
 from .monitor import Fds
 from .volumes import Volumes
@@ -225,8 +226,11 @@ class Engine:
         """Pull ``name`` into the store; the registry's ``PullResult``."""
         from registry.client import Options
         from registry.pull import pull
-        return pull(name, self.image_store(), options or Options.from_config(), platform,
-                    progress)
+        result = pull(name, self.image_store(), options or Options.from_config(), platform,
+                      progress)
+        ref = str(getattr(result, "reference", "") or name)
+        self.event("image", "pull", ref, {"name": ref})
+        return result
 
     def push(self, name: str, destination: str | None = None, options=None,
              progress: Progress | None = None):
@@ -246,6 +250,7 @@ class Engine:
         if ref.digest:
             raise UsageError(f"refusing to create a tag with a digest reference: {target}")
         store.tag(str(ref), rec.id)
+        self.event("image", "tag", rec.id, {"name": str(ref)})
 
     def images_in_use(self, store=None) -> dict[str, list[str]]:
         """Image ID -> what uses it: ``container NAME`` (any state) or ``mount
@@ -279,8 +284,10 @@ class Engine:
                 continue
             for n in names:
                 store.untag(n)
+                self.event("image", "untag", rec.id, {"name": n})
                 lines.append(f"untagged: {refs.parse(n).familiar}")
             store.remove_record(rec.id)
+            self.event("image", "delete", rec.id, {"name": rec.id})
             lines.append(f"deleted: {rec.id}")
         return PruneReport(lines, store.gc())
 
@@ -331,8 +338,10 @@ class Engine:
             # cannot take them (or the new init layer) away in between
             with images.writing():
                 if all(layers.tar_path(d).exists() for d in img.diff_ids):
-                    return createmod.make_container(
+                    c = createmod.make_container(
                         self.root, self._spec(opts, img, env_over, mounts, init_path))
+                    container_event(c, "create")
+                    return c
         raise DockishError(f"image {opts.image} was removed while the container was being "
                            "created")
 
@@ -436,6 +445,7 @@ class Engine:
             self._signal(c, signal.SIGKILL)
             self.await_stopped(c, 10)
         c.write_exit(137)         # only if nobody recorded a code
+        container_event(c, "stop")
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         c = self.get(ref)
@@ -444,6 +454,7 @@ class Engine:
             raise DockishError(f"cannot kill container: {ref}: container {c.id} is not "
                                "running")
         self._signal(c, signum)
+        container_event(c, "kill", signal=signum)
         if signum == signal.SIGKILL:
             self.await_stopped(c, 5)
 
@@ -471,27 +482,87 @@ class Engine:
         if c.paused:
             raise DockishError(f"Container {c.id} is already paused")
         self._freeze(c)
+        container_event(c, "pause")
 
     def unpause(self, ref: str) -> None:
         c = self.get(ref)
         if not c.paused:
             raise DockishError(f"Container {c.id} is not paused")
         self._thaw(c)
+        container_event(c, "unpause")
 
-    def wait(self, ref: str | Container) -> int:
-        """Block until it stops; its exit code."""
+    def wait(self, ref: str | Container, condition: str = "not-running",
+             timeout: float | None = None) -> int:
+        """Block until the container is not running (``not-running``, the
+        default: at once if it is not), has exited after this call
+        (``next-exit``: a stopped one must be started and stop again), or
+        is gone (``removed``); its exit code. ``timeout`` seconds: a
+        DockishError when it passes first."""
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise UsageError(f"invalid condition: \"{condition}\": use not-running, "
+                             "next-exit or removed")
         c = ref if isinstance(ref, Container) else self.get(ref)
-        while c.running:
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def tick() -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DockishError(f"timed out waiting for container {c.id}")
             time.sleep(0.05)
-        return exit_code(c)
+        if condition == "next-exit":
+            finished = c.finished_at()
+            while not c.running and c.finished_at() == finished and c.path.exists():
+                tick()
+        while c.running:
+            tick()
+        if condition == "removed":
+            while c.path.exists():
+                tick()
+        if c.exit_info() is not None:
+            return exit_code(c)
+        return self._last_exit(c.id)        # gone (--rm): its die event has the code
+
+    def _last_exit(self, cid: str) -> int:
+        from . import events as evmod
+        code = 0
+        for ev in evmod.read(self.root, filters={"container": [cid], "event": ["die"]}):
+            with contextlib.suppress(ValueError, TypeError):
+                code = int(ev["Actor"]["Attributes"].get("exitCode", code))
+        return code
 
     def rename(self, ref: str, new_name: str) -> None:
-        self.containers.rename(self.get(ref), new_name)
+        c = self.get(ref)
+        old = c.name
+        self.containers.rename(c, new_name)
+        container_event(c, "rename", oldName="/" + old)
+
+    def events(self, since: float | str | None = None, until: float | str | None = None,
+               filters: list[str] | dict[str, list[str]] | None = None,
+               follow: bool | None = None) -> Iterator[dict]:
+        """Docker's event records (Type, Action, Actor{ID, Attributes},
+        time, timeNano) of this store from ``since`` to ``until``
+        (seconds, RFC 3339 or a duration back from now); ``filters``:
+        ``KEY=VALUE`` strings or the API's {key: [values]} (type, event,
+        container, image, volume, label). Without ``until`` it follows
+        new events until the caller stops (``follow`` overrides)."""
+        from . import events as evmod
+        wanted = evmod.parse_filters(filters)
+        start, end = _log_time(since, "since"), _log_time(until, "until")
+        following = until is None if follow is None else follow
+        if start is None and following:
+            start = time.time_ns()          # as Docker: without --since, only new events
+        return evmod.read(self.root, start, end, wanted, follow=following)
+
+    def event(self, type_: str, action: str, actor: str,
+              attributes: dict[str, str] | None = None) -> dict:
+        """Record an event (front ends add their own, e.g. the API's attach)."""
+        from .events import record
+        return record(self.root, type_, action, actor, attributes)
 
     # -- containers: removal ---------------------------------------------------------------------
 
     def _remove_files(self, c: Container) -> None:
         createmod.remove_container(self.root, c)
+        container_event(c, "destroy")
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> Container:
         """Remove a container (``force``: kill it first; ``volumes``: its
@@ -707,7 +778,9 @@ class Engine:
     # -- volumes ---------------------------------------------------------------------------------
 
     def volume_create(self, name: str | None = None) -> str:
-        return self.volume_store.create(name)
+        made = self.volume_store.create(name)
+        self.event("volume", "create", made, {"driver": "local"})
+        return made
 
     def volumes(self) -> list[str]:
         return self.volume_store.names()
@@ -728,6 +801,7 @@ class Engine:
         if name in used and not force:
             raise DockishError(f"remove {name}: volume is in use - [{used[name]}]")
         createmod.remove_volume(self.root, name)
+        self.event("volume", "destroy", name, {"driver": "local"})
 
     def volume_prune(self, all_: bool = False) -> PruneReport:
         """Remove unused anonymous volumes (``all_``: every unused one)."""
@@ -738,6 +812,7 @@ class Engine:
             anonymous = vols.inspect(n).get("Labels", {}).get("anonymous")
             if n not in used and (all_ or anonymous):
                 createmod.remove_volume(self.root, n)
+                self.event("volume", "destroy", n, {"driver": "local"})
                 report.deleted.append(n)
         return report
 
@@ -848,6 +923,11 @@ class Engine:
                          {d: store.layer_size(d) for d in layer_users}, layer_users,
                          containers, volumes, cache)
 
+
+    def info(self) -> dict:
+        """What ``info`` reports (Docker's field names where they fit)."""
+        from .sysinfo import info
+        return info(self.root)
 
     def system_prune(self, all_: bool = False, volumes: bool = False) -> SystemPruneReport:
         """Stopped containers, (``volumes``) unused anonymous volumes, unused

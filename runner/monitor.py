@@ -18,6 +18,7 @@ from . import namespaces as ns
 from . import tty as ttymod
 from .container import Container
 from .errors import EXIT_DOCKISH, DockishError
+from .events import container_event
 from .launch import Launch, StartError, Stdio
 from .logs import LogWriter, open_log
 
@@ -63,6 +64,7 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
     log = _open_log(c)
     try:
         launch.spawn(stdio)
+        container_event(c, "start")
     except BaseException:
         os.close(log.fd)
         if c.config.auto_remove:      # a --rm container and its volumes: gone in every case
@@ -99,6 +101,7 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
             threading.Thread(target=ttymod.feed, args=(fds.stdin, in_w, ended),
                              daemon=True).start()
     code = launch.wait()
+    container_event(c, "die", exitCode=code)
     ended.set()
     if checks is not None:
         checks.set()
@@ -173,6 +176,7 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
             if c.config.auto_remove:
                 remove(c)
             return 0
+        container_event(c, "start")
         os.write(w, b"OK\n")
         os.close(w)
         from .health import start as start_health
@@ -190,7 +194,8 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
                 listener.close()
                 with contextlib.suppress(FileNotFoundError):
                     ttymod.socket_path(c.id).unlink()
-        launch.wait()
+        code = launch.wait()
+        container_event(c, "die", exitCode=code)
         ended.set()
         if relay is not None:
             relay.join()

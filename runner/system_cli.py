@@ -4,12 +4,10 @@ this installation is and can do, and one command to reclaim space.
 their prune commands)."""
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import platform
-import shutil
 import sys
-from pathlib import Path
 
 import click
 
@@ -18,49 +16,15 @@ from .format import size as human_size
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("dockish")
-    except PackageNotFoundError:
-        return "unknown"
+    from .sysinfo import version as installed
+    return installed()
 
 
 def info_data() -> dict:
-    """What ``info`` reports (Docker's field names where they fit)."""
-    from unionfs.layers import default_root
-
-    from . import namespaces as ns
-    from .container import Containers
-    root = default_root()
-    every = Containers(root).all()
-    running = [c for c in every if c.running]
-    paused = [c for c in running if c.paused]
-    try:
-        from registry.store import ImageStore
-        images = len(ImageStore(root).records())
-    except Exception:                       # noqa: BLE001 - an unreadable store says 0
-        images = 0
-    mapping = ns.plan_mapping()
-    uids = ", ".join(f"{i}-{i + n - 1}" for i, _, n in mapping.uids)
-    networks = ["host", "none"] + [n for n, tool in (("slirp4netns", "slirp4netns"),
-                                                     ("pasta", "pasta")) if shutil.which(tool)]
-    cgroup = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
-    return {
-        "Containers": len(every), "ContainersRunning": len(running) - len(paused),
-        "ContainersPaused": len(paused), "ContainersStopped": len(every) - len(running),
-        "Images": images, "Driver": "dockish (FUSE union of OCI layers)",
-        "DockerRootDir": str(root), "CgroupVersion": cgroup,
-        "CgroupDriver": "none (rootless: no resource limits)",
-        "SecurityOptions": ["name=rootless", "name=userns",
-                            f"subordinate ids: {uids}" if mapping.full else
-                            "single id mapping (no /etc/subuid range)"],
-        "Networks": networks, "InitBinary": _init_binary(),
-        "KernelVersion": platform.release(), "OperatingSystem": _os_name(),
-        "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
-        "MemTotal": _mem_total(), "ServerVersion": _version(),
-        "Fusermount": shutil.which("fusermount3") or "",
-        "DockerHost": _docker_host(),
-    }
+    """What ``info`` reports (Docker's field names where they fit): the
+    engine's record plus the API socket to point DOCKER_HOST at."""
+    from .containers_cli import engine
+    return {**engine().info(), "DockerHost": _docker_host()}
 
 
 def _docker_host() -> str:
@@ -70,31 +34,6 @@ def _docker_host() -> str:
         return f"unix://{default_socket()}"
     except Exception:                       # noqa: BLE001 - no private runtime dir: none
         return ""
-
-
-def _init_binary() -> str:
-    from .create import tini
-    return tini() or "dockish reaper"
-
-
-def _os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.system()
-
-
-def _mem_total() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _pct(part: int, whole: int) -> str:
@@ -211,6 +150,37 @@ def info(fmt: str | None) -> None:
     _render(fmt, info_data())
 
 
+@click.command("events")
+@click.option("--since", help="Show events since this time (seconds since the epoch, "
+              "RFC 3339, or a duration back from now like 10m).")
+@click.option("--until", help="Stream events until this time (as --since); without it, "
+              "follow new events until interrupted.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="type, event, container, image, volume or label=KEY[=VALUE].")
+@click.option("--format", "fmt", metavar="json|TEMPLATE", help="json: one JSON object a "
+              "line; or a Go-style template like '{{.Type}} {{.Action}}'.")
+def events(since: str | None, until: str | None, filters: tuple[str, ...],
+           fmt: str | None) -> None:
+    """Show what happened to containers, images and volumes (Docker's events)."""
+    from .containers_cli import engine
+    from .gotemplate import render
+    from .logs import rfc3339_nano
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        for ev in engine().events(since=since, until=until, filters=list(filters)):
+            if fmt and fmt.strip() in ("json", "{{json .}}"):
+                line = json.dumps(ev)
+            elif fmt:
+                line = render(fmt, ev)
+            else:
+                actor = ev.get("Actor") or {}
+                attrs = ", ".join(f"{k}={v}" for k, v in
+                                  sorted((actor.get("Attributes") or {}).items()))
+                line = (f"{rfc3339_nano(ev.get('timeNano') or 0)} {ev.get('Type')} "
+                        f"{ev.get('Action')} {actor.get('ID', '')}"
+                        + (f" ({attrs})" if attrs else ""))
+            click.echo(line)
+
+
 @click.command("version")
 @click.option("-f", "--format", "fmt", metavar="TEMPLATE")
 def version(fmt: str | None) -> None:
@@ -263,6 +233,7 @@ def _print_image_prune(lines: list[str], freed: int) -> None:
 def register(main: click.Group) -> None:
     main.add_command(info)
     main.add_command(version)
+    main.add_command(events)
     system = main.commands["system"]
     system.add_command(info, "info")
     system.add_command(system_prune, "prune")

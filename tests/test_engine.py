@@ -97,3 +97,94 @@ def test_engine_logs_follow_until_the_container_stops(bb, dockish_root):
     assert got == [(1, b"a\n"), (2, b"b\n")]
     assert [e.data for e in eng.logs(c, stdout=False)] == [b"b\n"]
     eng.remove(c.id)
+
+
+# -- events and wait -------------------------------------------------------------------------
+
+
+def test_events_tell_the_lifecycle_in_order(bb, busybox_image, dockish_root):
+    since = f"{time.time() - 1:.3f}"
+    ok("load", "-i", str(busybox_image.docker_archive))
+    cid = ok("create", "--name", "evt", "--network", "none", bb, "sh", "-c",
+             "sleep 30").strip()
+    ok("start", "evt")
+    ok("pause", "evt")
+    ok("unpause", "evt")
+    ok("rename", "evt", "evt2")
+    ok("stop", "-t", "1", "evt2")
+    ok("rm", "evt2")
+    ok("volume", "create", "evtvol")
+    ok("volume", "rm", "evtvol")
+    ok("tag", busybox_image.repo, "evt/img:1")
+    until = f"{time.time() + 1:.3f}"
+    lines = ok("events", "--since", since, "--until", until, "--format", "json").splitlines()
+    evs = [json.loads(line) for line in lines]
+    mine = [ev["Action"] for ev in evs if ev["Actor"]["ID"] == cid]
+    assert [a for a in mine if a != "kill"] == ["create", "start", "pause", "unpause",
+                                                "rename", "die", "stop", "destroy"]
+    die = next(ev for ev in evs if ev["Action"] == "die" and ev["Actor"]["ID"] == cid)
+    assert die["Type"] == "container" and die["Actor"]["Attributes"]["name"] == "evt2"
+    assert die["Actor"]["Attributes"]["exitCode"] in ("137", "143")
+    assert die["timeNano"] // 1_000_000_000 == die["time"]
+    assert [ev["Action"] for ev in evs if ev["Type"] == "volume"] == ["create", "destroy"]
+    assert any(ev["Type"] == "image" and ev["Action"] == "tag" for ev in evs)
+    # filters, Docker's default line and a template
+    only = ok("events", "--since", since, "--until", until, "--filter", "container=evt2",
+              "--filter", "event=die").splitlines()
+    assert len(only) == 1 and f" container die {cid} (" in only[0] and "name=evt2" in only[0]
+    assert ok("events", "--since", since, "--until", until, "--filter", "type=volume",
+              "--format", "{{.Type}} {{.Action}}").splitlines() == ["volume create",
+                                                                   "volume destroy"]
+    bad = dockish("events", "--filter", "colour=red", "--until", until)
+    assert bad.returncode == 125 and bad.stderr.startswith("dockish: error: invalid filter")
+    log = dockish_root / "events.log"
+    assert os.stat(log).st_mode & 0o777 == 0o600
+
+
+def test_events_follow_and_a_planted_symlink_is_not_written_through(bb, dockish_root,
+                                                                     tmp_path):
+    from .diffbase import dockish_exe
+    follower = subprocess.Popen([dockish_exe(), "events", "--filter", "event=die"],
+                                stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.5)                              # the follower is reading
+        assert dockish("run", "--rm", "--network", "none", bb, "sh", "-c",
+                       "exit 4").returncode == 4
+        line = follower.stdout.readline().decode()
+        assert " container die " in line and "exitCode=4" in line
+    finally:
+        follower.kill()
+        follower.wait()
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    log = dockish_root / "events.log"
+    log.unlink()
+    log.symlink_to(victim)
+    assert dockish("run", "--rm", "--network", "none", bb, "true").returncode == 0
+    assert victim.read_text() == "untouched\n"
+
+
+def test_engine_wait_conditions(bb, dockish_root):
+    import threading
+
+    from runner.engine import CreateOptions, Engine
+    eng = Engine(dockish_root)
+    c = eng.create(CreateOptions(image=bb, args=["sh", "-c", "exit 6"], network="none"))
+    eng.start(c)
+    assert eng.wait(c) == 6                         # not-running
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(eng.wait(c.id, "next-exit")))
+    waiter.start()
+    time.sleep(0.5)
+    assert waiter.is_alive()                        # a stopped one: waits for the next exit
+    eng.start(c)
+    waiter.join(30)
+    assert got == [6]
+    r = eng.create(CreateOptions(image=bb, args=["sh", "-c", "sleep 1; exit 5"],
+                                 network="none", auto_remove=True))
+    eng.start(r)
+    assert eng.wait(r.id, "removed") == 5 and not r.path.exists()
+    from runner.errors import UsageError
+    with pytest.raises(UsageError):
+        eng.wait(c.id, "whenever")
+    eng.remove(c.id)
