@@ -7,6 +7,12 @@ config.json``) and also reads Podman's and Docker's, so a user who logged in
 with either is logged in here. The same file holds Docker daemon.json's
 ``insecure-registries`` and ``registry-mirrors``.
 
+A file's ``credsStore``/``credHelpers`` (dockish's own, Docker's
+``config.json``, any of the files read) send the lookup for a registry to a
+Docker credential helper first (``credhelpers``); ``dockish login`` and
+``logout`` store and erase through the helper that the file login writes --
+or, without ``--authfile``, Docker's config.json -- names.
+
 Challenges: ``WWW-Authenticate: Basic`` sends the credentials; ``Bearer
 realm=...,service=...,scope=...`` fetches a token from the realm (with the
 credentials, if any) and reuses it for that scope until it expires.
@@ -22,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import credhelpers
 from .errors import DistributionError
 
 DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io",
@@ -74,10 +81,14 @@ def auth_files(authfile: str | None = None) -> list[Path]:
     if os.environ.get("XDG_RUNTIME_DIR"):
         paths.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
     paths.append(Path.home() / ".config" / "containers" / "auth.json")
-    docker = os.environ.get("DOCKER_CONFIG")
-    paths.append(Path(docker) / "config.json" if docker else
-                 Path.home() / ".docker" / "config.json")
+    paths.append(docker_config_path())
     return paths
+
+
+def docker_config_path() -> Path:
+    """Docker's client config: ``$DOCKER_CONFIG/config.json``, else ``~/.docker``'s."""
+    docker = os.environ.get("DOCKER_CONFIG")
+    return Path(docker) / "config.json" if docker else Path.home() / ".docker" / "config.json"
 
 
 def read_config(path: Path) -> dict:
@@ -149,10 +160,36 @@ def _lookup(auths: dict, host: str) -> tuple[str, str] | None:
     return None
 
 
+def helper_server(host: str) -> str:
+    """The server URL a credential helper files ``host`` under (Docker's)."""
+    return DOCKER_HUB_KEYS[0] if host in DOCKER_HUB_KEYS else host
+
+
+def _helper(path: Path, data: dict, host: str) -> str | None:
+    try:
+        return credhelpers.helper_for(data, _keys_for(host), str(path))
+    except credhelpers.HelperError as e:
+        raise AuthError(str(e)) from None
+
+
+def _helper_call(fn, *args):
+    try:
+        return fn(*args)
+    except credhelpers.HelperError as e:
+        raise AuthError(str(e)) from None
+
+
 def find_credentials(host: str, authfile: str | None = None) -> tuple[str, str] | None:
-    """(user, password) stored for registry ``host``, if any."""
+    """(user, password) for registry ``host``, if any: per file, its
+    credential helper first, then its ``auths``."""
     for path in auth_files(authfile):
-        auths = read_config(path).get("auths")
+        data = read_config(path)
+        helper = _helper(path, data, host)
+        if helper:
+            found = _helper_call(credhelpers.get, helper, helper_server(host))
+            if found:
+                return found
+        auths = data.get("auths")
         if isinstance(auths, dict):
             found = _lookup(auths, host)
             if found:
@@ -160,7 +197,25 @@ def find_credentials(host: str, authfile: str | None = None) -> tuple[str, str] 
     return None
 
 
-def store_credentials(host: str, user: str, password: str, authfile: str | None = None) -> Path:
+def login_helper(host: str, authfile: str | None = None) -> str | None:
+    """The credential helper ``login``/``logout`` use for ``host``: the one
+    the file login writes names, else (no ``--authfile``) Docker's."""
+    paths = [Path(authfile)] if authfile else [config_path(), docker_config_path()]
+    for path in paths:
+        helper = _helper(path, read_config(path), host)
+        if helper:
+            return helper
+    return None
+
+
+def store_credentials(host: str, user: str, password: str,
+                      authfile: str | None = None) -> Path | str:
+    """Store through the configured credential helper, else in the ``auths``
+    of the file (dockish's config or ``authfile``); says where."""
+    helper = login_helper(host, authfile)
+    if helper:
+        _helper_call(credhelpers.store, helper, helper_server(host), user, password)
+        return credhelpers.PREFIX + helper
     path = Path(authfile) if authfile else config_path()
     data = read_config(path)
     auths = data.setdefault("auths", {})
@@ -173,6 +228,10 @@ def store_credentials(host: str, user: str, password: str, authfile: str | None 
 
 
 def remove_credentials(host: str, authfile: str | None = None) -> bool:
+    """Erase through the configured credential helper and from the file's
+    ``auths``; True when either held something."""
+    helper = login_helper(host, authfile)
+    erased = bool(helper) and _helper_call(credhelpers.erase, helper, helper_server(host))
     path = Path(authfile) if authfile else config_path()
     data = read_config(path)
     auths = data.get("auths") or {}
@@ -183,7 +242,7 @@ def remove_credentials(host: str, authfile: str | None = None) -> bool:
         del auths[k]
     if gone:
         write_config(path, data)
-    return bool(gone)
+    return bool(gone) or erased
 
 
 # -- tokens -------------------------------------------------------------------------
@@ -212,5 +271,6 @@ def basic_header(user: str, password: str) -> str:
 
 
 __all__ = ["AuthError", "Challenge", "parse_challenges", "config_path", "auth_files",
+           "docker_config_path", "helper_server", "login_helper",
            "config_list", "read_config", "write_config", "find_credentials", "store_credentials",
            "remove_credentials", "TokenCache", "basic_header"]

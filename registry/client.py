@@ -7,9 +7,12 @@ retries with exponential backoff on connection errors, 5xx and 429 (honouring
 token, reused until it expires). Blob downloads resume where a dropped
 connection left them, with an HTTP ``Range`` request.
 
-A registry with its own CA is trusted through ``certs.d/HOST/ca.crt`` in
-dockish's config directory (or Podman's ``~/.config/containers``), as Docker
-and Podman do. Plain HTTP is used only for localhost, 127.0.0.1 and ::1, registries listed in
+Trust (``trust``): the system trust store, ``$REQUESTS_CA_BUNDLE`` and the
+registry's ``certs.d/HOST/`` (dockish's, Podman's, ``/etc/containers``',
+``/etc/docker``'s: CAs and a client certificate), as Docker and Podman do.
+Where a name is pulled from (``endpoints``): registries.conf mirrors and
+locations, then the origin; dockish's ``registry-mirrors`` and daemon.json's
+for docker.io. Plain HTTP is used only for localhost, 127.0.0.1 and ::1, registries listed in
 the config's ``insecure-registries``, and ``--tls-verify=false``: those try
 HTTPS (unverified) first and fall back to HTTP, as Docker does.
 """
@@ -20,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 import requests
@@ -29,8 +31,11 @@ from requests.exceptions import ContentDecodingError, SSLError, Timeout
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import auth
+from . import reference as refs
+from . import registries as regconf
 from .errors import DistributionError
 from .reference import registry_host
+from .trust import TrustAdapter, context_for
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -59,21 +64,21 @@ class Options:
     retries: int = 5
     backoff: float = 0.25
     credentials: tuple[str, str] | None = None   # overrides the auth files (login)
+    registries: regconf.Conf = field(default_factory=regconf.Conf)
 
     @classmethod
     def from_config(cls, tls_verify: bool | None = None, authfile: str | None = None,
                     **kw) -> Options:
+        """dockish's config, registries.conf and daemon.json together."""
         data = auth.read_config(auth.config_path())
-        insecure = tuple(auth.config_list(data, "insecure-registries"))
-        mirrors = tuple(auth.config_list(data, "registry-mirrors"))
+        conf = regconf.load()
+        insecure = (*auth.config_list(data, "insecure-registries"), *conf.insecure_hosts())
+        mirrors = (*auth.config_list(data, "registry-mirrors"), *conf.daemon_mirrors)
         return cls(tls_verify=tls_verify, authfile=authfile, insecure=insecure,
-                   mirrors=mirrors, **kw)
+                   mirrors=mirrors, registries=conf, **kw)
 
 
-def _host_only(host: str) -> str:
-    if host.startswith("["):
-        return host[:host.index("]") + 1]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
 
 
 @dataclass
@@ -91,8 +96,11 @@ class Client:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8)
-        self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        if not self.insecure:       # verified: the system store and certs.d, not certifi
+            adapter = TrustAdapter(context_for(self.host), pool_connections=4,
+                                   pool_maxsize=8)
+        self.session.mount("https://", adapter)
         self._tokens = auth.TokenCache()
         self._auth_header: dict[tuple, str] = {}
         self._lock = threading.Lock()
@@ -106,21 +114,14 @@ class Client:
             return True
         if self.options.tls_verify is True:
             return False
-        return (_host_only(self.host) in LOCAL_HOSTS or self.host in self.options.insecure
-                or _host_only(self.host) in self.options.insecure)
+        return (refs.split_host(self.host) in LOCAL_HOSTS or self.host in self.options.insecure
+                or refs.split_host(self.host) in self.options.insecure)
 
     @property
-    def verify(self) -> bool | str:
-        """False for an insecure registry; else a CA file of the registry's
-        ``certs.d/HOST/ca.crt`` (dockish's config dir, then Podman's), else
-        True (the system's CAs)."""
-        if self.insecure:
-            return False
-        for base in (auth.config_path().parent, Path.home() / ".config" / "containers"):
-            ca = base / "certs.d" / self.host / "ca.crt"
-            if ca.is_file():
-                return str(ca)
-        return True
+    def verify(self) -> bool:
+        """False for an insecure registry; else True: the session's
+        ``TrustAdapter`` holds what is trusted (``trust.context_for``)."""
+        return not self.insecure
 
     def _timeout(self) -> tuple[float, float]:
         return self.options.connect_timeout, self.options.read_timeout
@@ -200,7 +201,7 @@ class Client:
 
     def _realm_verify(self, realm: str) -> bool:
         host = realm.split("://", 1)[-1].split("/", 1)[0]
-        return not (self.insecure and (host == self.host or _host_only(host) in LOCAL_HOSTS))
+        return not (self.insecure and (host == self.host or refs.split_host(host) in LOCAL_HOSTS))
 
     # -- requests ----------------------------------------------------------------
 
@@ -225,9 +226,11 @@ class Client:
                                          timeout=self._timeout(), verify=self.verify,
                                          allow_redirects=True)
             except SSLError as e:
-                raise RegistryError(f"{self.host}: TLS failed ({_reason(e)}); for a registry "
-                                    f"without a valid certificate use --tls-verify=false or "
-                                    f"list it in insecure-registries") from None
+                raise RegistryError(f"{self.host}: TLS failed ({_reason(e)}); put the "
+                                    f"registry's CA in certs.d/{self.host}/ca.crt, or for a "
+                                    f"registry without a valid certificate use "
+                                    f"--tls-verify=false or list it in insecure-registries"
+                                    ) from None
             except (RequestsConnectionError, Timeout) as e:
                 if attempt >= self.options.retries:
                     raise RegistryError(f"{self.host}: cannot reach the registry "
@@ -384,13 +387,37 @@ def client_for(domain: str, options: Options) -> Client:
     return Client(registry_host(domain), options)
 
 
-def mirror_clients(domain: str, options: Options) -> list[Client]:
-    """Clients to try in order for a pull: the mirrors (docker.io only), then the origin."""
-    clients = []
-    if domain == "docker.io":
-        clients = [Client(m, options) for m in options.mirrors]
-    return [*clients, client_for(domain, options)]
+def _client_at(location: str, options: Options) -> tuple[Client, str]:
+    """(client, repository path) for a rewritten ``host[:port]/path``."""
+    host, _, path = location.partition("/")
+    return client_for(host, options), path
+
+
+def endpoints(ref: refs.Reference, options: Options) -> list[tuple[Client, str]]:
+    """Where to pull ``ref`` from, in order, each with the repository path
+    it has there: for docker.io the config's and daemon.json's
+    ``registry-mirrors``; the registries.conf mirrors of its ``[[registry]]``
+    (unless ``mirror-by-digest-only`` and no digest); then its location (the
+    origin when no table matches). A ``blocked`` registry raises."""
+    try:
+        entry = regconf.check_blocked(options.registries, ref)
+    except regconf.ConfError as e:
+        raise RegistryError(str(e)) from None
+    out: list[tuple[Client, str]] = []
+    if ref.domain == refs.DEFAULT_DOMAIN:
+        out += [(Client(m, options), ref.path) for m in options.mirrors]
+    if entry is None:
+        return [*out, (client_for(ref.domain, options), ref.path)]
+    if ref.digest or not entry.mirror_by_digest_only:
+        out += [_client_at(entry.rewrite(m.location, ref.repository), options)
+                for m in entry.mirrors]
+    return [*out, _client_at(entry.rewrite(entry.location, ref.repository), options)]
+
+
+def origin(ref: refs.Reference, options: Options) -> tuple[Client, str]:
+    """Where ``ref`` itself lives (pushes, tag lists): its location, never a mirror."""
+    return endpoints(ref, options)[-1]
 
 
 __all__ = ["Client", "Options", "RegistryError", "NotFound", "BlobReader", "client_for",
-           "mirror_clients", "json_object"]
+           "endpoints", "origin", "json_object"]

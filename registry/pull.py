@@ -20,8 +20,9 @@ from unionfs.tarindex import LayerError
 
 from . import manifest as mf
 from . import reference as refs
+from . import registries as regconf
 from .archive import MAX_JSON, CorruptImageError, FormatError
-from .client import Client, NotFound, Options, RegistryError, json_object, mirror_clients
+from .client import Client, NotFound, Options, RegistryError, endpoints, json_object, origin
 from .store import ImageRecord, ImageStore
 
 PARALLEL_LAYERS = 3
@@ -141,16 +142,40 @@ def _config_diff_ids(config: bytes, n_layers: int, what: str) -> list[str]:
     return ids
 
 
-def _first_manifest(ref: refs.Reference, options: Options,
-                    scopes: tuple[str, ...]) -> tuple[Client, tuple]:
-    """Mirrors first (docker.io), then the origin."""
-    clients = mirror_clients(ref.domain, options)
-    for n, client in enumerate(clients):
+def _first_manifest(ref: refs.Reference, options: Options) -> tuple[Client, str, tuple]:
+    """(client, repository path there, manifest) from the first endpoint
+    that answers: mirrors first, then the location (``client.endpoints``)."""
+    places = endpoints(ref, options)
+    for n, (client, path) in enumerate(places):
         try:
-            return client, fetch_manifest(client, ref.path, ref.reference, scopes)
+            return client, path, fetch_manifest(client, path, ref.reference,
+                                                (f"repository:{path}:pull",))
         except RegistryError:
-            if n == len(clients) - 1:
+            if n == len(places) - 1:
                 raise
+    raise AssertionError("unreachable")
+
+
+def _resolve(text: str, options: Options) -> tuple[refs.Reference, Client, str, tuple]:
+    """The first of the names ``text`` may mean (registries.conf aliases and
+    unqualified-search-registries for a short name, else Docker's docker.io)
+    whose manifest a registry serves."""
+    try:
+        names = regconf.short_name_candidates(text, options.registries) or [text]
+    except regconf.ConfError as e:
+        raise RegistryError(str(e)) from None
+    tried: list[str] = []
+    for n, name in enumerate(names):
+        ref = refs.parse(name)
+        try:
+            return (ref, *_first_manifest(ref, options))
+        except RegistryError as e:
+            if len(names) == 1:
+                raise
+            tried.append(f"{ref.domain}: {e}")
+            if n == len(names) - 1:
+                raise RegistryError(f"{text}: no unqualified-search registry has it "
+                                    f"({'; '.join(tried)})"[:2000]) from None
     raise AssertionError("unreachable")
 
 
@@ -158,31 +183,30 @@ def pull(text: str, store: ImageStore, options: Options, platform: str | None = 
          progress: Progress | None = None) -> PullResult:
     """Pull ``text`` into the store and tag it; layers already stored are not fetched."""
     progress = progress or (lambda *a: None)
-    ref = refs.parse(text)
     want = mf.parse_platform(platform)
-    scopes = (f"repository:{ref.path}:pull",)
-    client, (data, kind, obj, top_digest) = _first_manifest(ref, options, scopes)
+    ref, client, path, (data, kind, obj, top_digest) = _resolve(text, options)
+    scopes = (f"repository:{path}:pull",)
     for _ in range(4):
         if kind in mf.MANIFEST_TYPES:
             break
         desc = mf.choose(obj, want, f"{ref.familiar}")
-        data, kind, obj, _ = fetch_manifest(client, ref.path, desc["digest"], scopes)
+        data, kind, obj, _ = fetch_manifest(client, path, desc["digest"], scopes)
     else:
         raise FormatError(f"{ref.familiar}: indexes nested too deeply")
     config_desc, layers = obj["config"], obj["layers"]
-    config = fetch_blob(client, ref.path, config_desc, scopes, f"the config of {ref.familiar}")
+    config = fetch_blob(client, path, config_desc, scopes, f"the config of {ref.familiar}")
     diff_ids = _config_diff_ids(config, len(layers), f"the config of {ref.familiar}")
     progress("start", ref.tag or ref.digest or "", 0, len(layers))
     before = {d for d in diff_ids if store.layers.has(d)}
     try:
-        return _store_image(store, client, ref, scopes, layers, diff_ids, config, data, kind,
-                            top_digest, progress)
+        return _store_image(store, client, ref, path, scopes, layers, diff_ids, config, data,
+                            kind, top_digest, progress)
     except BaseException:
         store.discard_layers([d for d in diff_ids if d not in before])
         raise
 
 
-def _store_image(store: ImageStore, client: Client, ref: refs.Reference,
+def _store_image(store: ImageStore, client: Client, ref: refs.Reference, path: str,
                  scopes: tuple[str, ...], layers: list[dict], diff_ids: list[str],
                  config: bytes, data: bytes, kind: str, top_digest: str,
                  progress: Progress) -> PullResult:
@@ -197,7 +221,7 @@ def _store_image(store: ImageStore, client: Client, ref: refs.Reference,
         abort = threading.Event()
         if todo:
             with ThreadPoolExecutor(max_workers=min(PARALLEL_LAYERS, len(todo))) as pool:
-                futures = [pool.submit(_download_layer, client, ref.path, desc, diff_id,
+                futures = [pool.submit(_download_layer, client, path, desc, diff_id,
                                        store, scopes, progress, abort, len(layers), i)
                            for i, desc, diff_id in todo]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -222,10 +246,10 @@ def _store_image(store: ImageStore, client: Client, ref: refs.Reference,
 
 def list_tags(ref: refs.Reference, options: Options) -> list[str]:
     """Every tag of a repository (``GET /v2/NAME/tags/list``, following ``Link``)."""
-    client = mirror_clients(ref.domain, options)[-1]
-    scopes = (f"repository:{ref.path}:pull",)
+    client, path = origin(ref, options)
+    scopes = (f"repository:{path}:pull",)
     tags: list[str] = []
-    url: str | None = f"/v2/{ref.path}/tags/list?n=1000"
+    url: str | None = f"/v2/{path}/tags/list?n=1000"
     for _ in range(1000):
         if url is None:
             break

@@ -25,7 +25,7 @@ from unionfs.layers import LayerStoreError
 
 from . import manifest as mf
 from . import reference as refs
-from .client import Client, NotFound, Options, RegistryError, client_for
+from .client import Client, NotFound, Options, RegistryError, origin
 from .pull import Progress
 from .store import ImageRecord, ImageStore
 
@@ -202,7 +202,9 @@ def push(text: str, store: ImageStore, options: Options, source: str | None = No
     ref = refs.parse(text)
     with store.writing():                     # no GC of its layers while they are read
         rec, _ = store.find(source or text)
-        return _push(ref, rec, store, client_for(ref.domain, options), progress)
+        client, path = origin(ref, options)        # registries.conf: blocked, location
+        remote = ref if path == ref.path else refs.Reference(ref.domain, path, ref.tag)
+        return _push(remote, rec, store, client, progress)
 
 
 def _push(ref: refs.Reference, rec: ImageRecord, store: ImageStore, client: Client,

@@ -137,10 +137,36 @@ def split_domain(name: str, text: str | None = None) -> tuple[str, str]:
     return domain, path
 
 
+def split_suffix(text: str) -> tuple[str, str]:
+    """(name, ``:tag`` / ``@digest`` / both / empty) of a reference as typed."""
+    name, at, digest = text.partition("@")
+    slash, colon = name.rfind("/"), name.rfind(":")
+    suffix = at + digest
+    if colon > slash:
+        name, suffix = name[:colon], name[colon:] + suffix
+    return name, suffix
+
+
+def is_short_name(text: str) -> bool:
+    """Whether ``text`` names no registry (``busybox``, ``library/busybox:1``),
+    so Docker would put it on docker.io and Podman asks registries.conf."""
+    first, sep, _ = split_suffix(text)[0].partition("/")
+    return not (sep and ("." in first or ":" in first or first == "localhost"
+                         or first.lower() != first))
+
+
+def split_host(domain: str) -> str:
+    """``domain`` without its port (``[::1]:5000`` -> ``[::1]``)."""
+    if domain.startswith("["):
+        return domain[:domain.index("]") + 1] if "]" in domain else domain
+    return domain.rsplit(":", 1)[0] if domain.count(":") == 1 else domain
+
+
 def registry_host(domain: str) -> str:
     """Where the registry API of ``domain`` lives (Docker Hub's is elsewhere)."""
     return "registry-1.docker.io" if domain == DEFAULT_DOMAIN else domain
 
 
 __all__ = ["Reference", "ReferenceError", "parse", "split_domain", "is_image_id",
+           "split_suffix", "is_short_name", "split_host",
            "registry_host", "DEFAULT_DOMAIN", "DEFAULT_TAG"]

@@ -273,6 +273,9 @@ class ImageStore:
         name = str(ref)
         if name in tags:
             return self.record(tags[name]), name
+        for full in _short_name_targets(text):      # what a pull of it stored
+            if full in tags:
+                return self.record(tags[full]), full
         if is_hex:
             return self._by_prefix(hexish, text), None
         raise NoSuchImage(f"No such image: {text}")
@@ -381,6 +384,19 @@ class ImageStore:
             return 0
         shutil.rmtree(gone, ignore_errors=True)
         return size
+
+
+def _short_name_targets(text: str) -> list[str]:
+    """The full names registries.conf makes of a short name (aliases,
+    unqualified-search-registries), so ``run NAME`` finds what ``pull NAME``
+    stored; none when it configures nothing (or cannot be read: the pull
+    reports that)."""
+    from . import registries as regconf
+    try:
+        names = regconf.short_name_candidates(text, regconf.load()) or []
+        return [str(refs.parse(n)) for n in names]
+    except (regconf.ConfError, refs.ReferenceError):
+        return []
 
 
 def default_store() -> ImageStore:

@@ -158,6 +158,7 @@ def _pull_one(name: str, quiet: bool, platform: str | None, options,
     progress = Progress(quiet)
     result = eng.pull(name, options, platform, progress)
     progress.finish()
+    ref = result.reference          # a short name may have resolved elsewhere
     if not quiet:
         click.echo(f"Digest: {result.digest}")
         if result.downloaded == 0 and before == result.record.id:

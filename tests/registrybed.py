@@ -27,7 +27,8 @@ def free_port() -> int:
 class Registry:
     """A running ``docker-registry``; ``host`` is ``127.0.0.1:PORT``."""
 
-    def __init__(self, work: Path, auth: dict | None = None, tls: bool = False) -> None:
+    def __init__(self, work: Path, auth: dict | None = None, tls: bool = False,
+                 client_ca: Path | None = None) -> None:
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -49,6 +50,8 @@ class Registry:
                             "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                            check=True, capture_output=True)
             config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
+            if client_ca:       # mutual TLS: a client certificate signed by it is required
+                config["http"]["tls"]["clientcas"] = [str(client_ca)]
             self.cert = cert
         cfg = self.work / "config.yml"
         cfg.write_text(json.dumps(config))        # YAML is a superset of JSON
@@ -237,6 +240,14 @@ def dockish(*args: str | os.PathLike, check: bool = True, input: bytes | None = 
         raise AssertionError(f"dockish {' '.join(map(str, args))} exited {p.returncode}:\n"
                              f"{p.stdout}\n{p.stderr}")
     return p
+
+
+def one_error(p: subprocess.CompletedProcess) -> str:
+    """The single ``dockish: error:`` line of a command that failed with 125."""
+    assert p.returncode == 125, p.stdout + p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dockish: error: "), p.stderr
+    return lines[0]
 
 
 # -- oracles --------------------------------------------------------------------------

@@ -111,7 +111,12 @@ class TokenIssuer:
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory, busybox_image):
-    work = tmp_path_factory.mktemp("token")
+    yield from token_registry_in(tmp_path_factory.mktemp("token"), busybox_image)
+
+
+def token_registry_in(work: Path, busybox_image):
+    """A registry with token auth (``.issuer``) holding ``.busybox``; a
+    generator for fixtures (the credential helper tests use it too)."""
     issuer = TokenIssuer(work)
     r = Registry(work / "reg", auth={"token": {
         "realm": issuer.realm, "service": "dockish-test-registry",
