@@ -217,7 +217,9 @@ def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str] | None, *,
     more_fds()
     out = Extracted()
     dirs = _Dirs(root_fd, keep_owners)
-    old_umask = os.umask(0)          # every mode below is the archive's, exactly
+    # modes are set with fchmod/chmod after each creation, never through the
+    # umask: the umask is the whole process's, and the API server extracts
+    # in one thread while others create private files
     try:
         for ti in tf:
             parts = _parts(ti.name, prefix)
@@ -233,7 +235,6 @@ def extract(tf: tarfile.TarFile, root_fd: int, prefix: list[str] | None, *,
             _member(tf, ti, pfd, parts, prefix, root_fd, out, keep_owners, keep_special)
         dirs.leave_to(0)
     finally:
-        os.umask(old_umask)
         for fd in dirs.fds:
             os.close(fd)
     return out
@@ -285,6 +286,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, parts: list[str]
         os.symlink(ti.linkname, leaf, dir_fd=pfd)
     elif ti.isfifo():
         os.mkfifo(leaf, mode, dir_fd=pfd)
+        os.chmod(leaf, mode, dir_fd=pfd)      # just made by us in our own directory
     elif ti.ischr() or ti.isblk():
         kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK
         try:
@@ -292,6 +294,7 @@ def _member(tf: tarfile.TarFile, ti: tarfile.TarInfo, pfd: int, parts: list[str]
         except PermissionError:
             out.devices += 1
             return
+        os.chmod(leaf, mode, dir_fd=pfd)
     else:
         return                         # sockets and unknown types: as tar, left out
     if keep_owners:

@@ -35,12 +35,23 @@ def output_file(path: str) -> Iterator[BinaryIO]:
     directory, base = os.path.split(real)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
     try:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)              # as a plain open() would create it
+        os.fchmod(fd, 0o666 & ~current_umask())    # as a plain open() would create it
         with os.fdopen(fd, "wb") as f:
             yield f
         os.rename(tmp, real)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without setting it (setting and restoring
+    it races with other threads creating files, as in the API server)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022

@@ -520,3 +520,52 @@ def test_events_is_a_valid_stream(service):
     status, hdrs, body = raw_request(service, "GET",
                                      f"/v1.50/events?until={int(time.time())}")
     assert status == 200 and body == b""
+
+
+# ------------------------------------------------------------------ hostile input
+
+def _context_tar(members: list[tuple[str, str, str]]) -> bytes:
+    """A build context tar: (name, "file"|"symlink"|"hardlink", data or target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, kind, data in members:
+            ti = tarfile.TarInfo(name)
+            if kind == "file":
+                raw = data.encode()
+                ti.size = len(raw)
+                tf.addfile(ti, io.BytesIO(raw))
+            else:
+                ti.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                ti.linkname = data
+                tf.addfile(ti)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name", ["symlink-then-write", "dotdot", "absolute", "hardlink-out"])
+def test_a_hostile_build_context_tar_reaches_nothing_of_the_host(service, tmp_path, name):
+    """A context tar is anyone's (a CI job building a pull request through
+    the socket): a symlink out followed by a member below it, '..' and
+    absolute names, a hardlink to a host file — none writes or links
+    outside the service's private scratch; the build fails or builds only
+    what is inside."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("host\n")
+    dockerfile = ("Dockerfile", "file", "FROM busybox:latest\nCOPY . /ctx\n")
+    members = {
+        "symlink-then-write": [("out", "symlink", str(victim)), ("out/pwned", "file", "x\n")],
+        "dotdot": [(f"../../../../../../..{victim}/pwned", "file", "x\n")],
+        "absolute": [(f"{victim}/pwned", "file", "x\n")],
+        "hardlink-out": [("keep-link", "hardlink", str(victim / "keep"))],
+    }[name]
+    status, _, body = raw_request(service, "POST", "/v1.50/build?t=hostile:1",
+                                  _context_tar([dockerfile, *members]),
+                                  {"Content-Type": "application/x-tar"})
+    assert sorted(os.listdir(victim)) == ["keep"], body[-500:]
+    assert (victim / "keep").read_text() == "host\n"
+    assert os.stat(victim / "keep").st_nlink == 1            # no link was made to it
+    if status == 200 and b'"errorDetail"' not in body:
+        # built: whatever the image holds came from the tar, not the host
+        out = ok(service, "run", "--rm", "--network", "none", "hostile:1", "sh", "-c",
+                 "ls -la /ctx; cat /ctx/keep-link 2>/dev/null; true")
+        assert "host" not in out
