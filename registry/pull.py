@@ -146,12 +146,17 @@ def _first_manifest(ref: refs.Reference, options: Options) -> tuple[Client, str,
     """(client, repository path there, manifest) from the first endpoint
     that answers: mirrors first, then the location (``client.endpoints``)."""
     places = endpoints(ref, options)
+    failed: list[str] = []
     for n, (client, path) in enumerate(places):
         try:
             return client, path, fetch_manifest(client, path, ref.reference,
                                                 (f"repository:{path}:pull",))
-        except RegistryError:
-            if n == len(places) - 1:
+        except RegistryError as e:
+            if n < len(places) - 1:
+                failed.append(str(e))
+            elif failed:          # say why the mirrors did not serve it either
+                raise type(e)(f"{e} (mirrors: {'; '.join(failed)})"[:2000]) from None
+            else:
                 raise
     raise AssertionError("unreachable")
 

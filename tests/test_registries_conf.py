@@ -156,3 +156,29 @@ def test_bad_files_are_one_line_and_a_fifo_does_not_hang(mirror, etc, dockish_ro
     start = time.monotonic()
     err = one_error(dockish("pull", "busybox", check=False, timeout=60))
     assert str(conf) in err and time.monotonic() - start < 30
+
+
+def test_insecure_registry_and_mirror(busybox_image, etc, tmp_path, dockish_root):
+    """``127.1`` is 127.0.0.1 under a name that is not localhost, so TLS is
+    verified by default and the self-signed registry is refused until its
+    table (or the mirror's) says ``insecure = true``."""
+    tls = Registry(tmp_path / "tls", tls=True)
+    try:
+        skopeo_push(tls, busybox_image.oci, "app/busybox:1")
+        name = f"127.1:{tls.port}/app/busybox:1"
+        assert "certificate_verify_failed" in one_error(dockish("pull", name, check=False))
+        conf = etc / "containers" / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "127.1:{tls.port}"\ninsecure = true\n')
+        dockish("pull", name)
+        # a mirror marked insecure serves a verified registry's name
+        main = _dead_host()
+        conf.write_text(f'[[registry]]\nlocation = "{main}"\n'
+                        f'[[registry.mirror]]\nlocation = "127.1:{tls.port}"\n')
+        assert "certificate_verify_failed" in one_error(
+            dockish("pull", f"{main}/app/busybox:1", check=False))
+        conf.write_text(f'[[registry]]\nlocation = "{main}"\n'
+                        f'[[registry.mirror]]\nlocation = "127.1:{tls.port}"\n'
+                        f'insecure = true\n')
+        dockish("pull", f"{main}/app/busybox:1")
+    finally:
+        tls.stop()
