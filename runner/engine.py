@@ -733,7 +733,34 @@ class Engine:
 
     def copy_out(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
         from .transfer import copy_out
-        copy_out(self.get(ref), self._launch, src, dest, archive=archive)
+        copy_out(self.get(ref), self._launch, src, dest, archive=archive, notify=self.notify)
+
+    def archive_stat(self, ref: str | Container, path: str) -> dict | None:
+        """Docker's ContainerPathStat of ``path`` in the container (name,
+        size, mode as Go's FileMode, mtime, linkTarget); None: no such path."""
+        from .transfer import path_stat
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        return path_stat(c, self._launch, path)
+
+    def archive_get(self, ref: str | Container, path: str):
+        """``GET /containers/{id}/archive``: (the path's stat record, a tar
+        stream of it: ``read(n)``, iterate for chunks, ``close()`` raises
+        TransferError if the copy failed). NotFoundError when no such path."""
+        from .transfer import archive_reader
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        st = self.archive_stat(c, path)
+        if st is None:
+            raise NotFoundError(f"Could not find the file {path} in container {c.name}")
+        return st, archive_reader(c, self._launch, path)
+
+    def archive_put(self, ref: str | Container, path: str, tar) -> None:
+        """``PUT /containers/{id}/archive``: extract the tar read from
+        ``tar`` (a file object) into the directory ``path`` inside the
+        container, made inside it with cp's safe rules; notes (what was
+        left out) to ``notify``."""
+        from .transfer import archive_writer
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        archive_writer(c, self._launch, path, tar, notify=self.notify)
 
     def copy_in(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
         from .transfer import copy_in

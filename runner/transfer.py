@@ -35,20 +35,58 @@ def _no_names() -> None:
     tarfile.grp = None       # type: ignore[attr-defined]
 
 
-def extract_all(tf: tarfile.TarFile, dest: str) -> None:
+Notify = Callable[[str], None]
+
+
+def _quiet(_note: str) -> None:
+    pass
+
+
+def extract_all(tf: tarfile.TarFile, dest: str, notify: Notify = _quiet) -> None:
     """Extract ``tf`` into the directory ``dest`` with the same rules as cp
     out (nothing followed, hardlinks only within the archive; as root no
     device nodes or set-id bits): its content may be an image's."""
     fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _say(extract(tf, fd, None, keep_owners=False, keep_special=os.geteuid() != 0).note())
+        _say(notify, extract(tf, fd, None, keep_owners=False,
+                             keep_special=os.geteuid() != 0).note())
     finally:
         os.close(fd)
 
 
-def inside(c: Container, launch_factory: Callable, body: Callable[[], None]) -> int:
+def inside(c: Container, launch_factory: Callable, body: Callable[[], None],
+           errors: list[str] | None = None) -> int:
     """Run ``body()`` in a forked child whose ``/`` is the container's root;
-    return its exit code (0: done)."""
+    return its exit code (0: done). The child's error lines go to our
+    stderr, or with ``errors`` into that list (for a caller with no
+    terminal: the engine's, the API's)."""
+    if errors is None:
+        return _inside(c, launch_factory, body)
+    import threading
+    r, w = os.pipe2(os.O_CLOEXEC)
+    got: list[bytes] = []
+
+    def collect() -> None:
+        while chunk := os.read(r, 65536):
+            got.append(chunk)
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+
+    def redirected() -> None:
+        os.dup2(w, 2)                 # the child's own stderr: what it says comes to us
+        body()
+    try:
+        code = _inside(c, launch_factory, redirected)
+    finally:
+        os.close(w)
+        reader.join()
+        os.close(r)
+    text = b"".join(got).decode(errors="replace")
+    errors += [line.removeprefix("dockish: error: ") for line in text.splitlines() if line]
+    return code
+
+
+def _inside(c: Container, launch_factory: Callable, body: Callable[[], None]) -> int:
     pid = c.pid
     if pid is not None:
         child = os.fork()
@@ -228,7 +266,7 @@ def write_tree(path: str, arcname: str, out_fd: int, *, one_fs: bool,
                 os.close(fd)
 
 
-def _open_dir(path: str, *, no_magic: bool) -> int:
+def open_dir(path: str, *, no_magic: bool) -> int:
     """Open the directory ``path``; with ``no_magic`` no /proc magic link on
     the way is followed (inside a container they could lead to the host)."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -245,12 +283,12 @@ def _dest(dest: str, src_name: str, *, no_magic: bool) -> tuple[int, list[str]]:
     """Docker's cp rule: into DEST when it is a directory, else as DEST.
     Returns (fd of the directory to extract into, the copy's path in it)."""
     try:
-        return _open_dir(dest, no_magic=no_magic), [] if src_name == "." else [src_name]
+        return open_dir(dest, no_magic=no_magic), [] if src_name == "." else [src_name]
     except (FileNotFoundError, NotADirectoryError):
         pass
     parent = os.path.dirname(dest.rstrip("/")) or "/"
     try:
-        fd = _open_dir(parent, no_magic=no_magic)
+        fd = open_dir(parent, no_magic=no_magic)
     except OSError:
         raise TransferError(f"no such directory: {parent}") from None
     return fd, [os.path.basename(dest.rstrip("/"))]
@@ -261,28 +299,42 @@ def _extract(in_fd: int, dest: str, src_name: str, *, archive: bool,
     with os.fdopen(in_fd, "rb") as inp:      # closed on any failure: the writer stops
         into, prefix = _dest(dest, src_name, no_magic=in_container)
         try:
-            return _extract_into(inp, into, prefix, archive=archive,
-                                 in_container=in_container)
+            return extract_into(inp, into, prefix, archive=archive,
+                                in_container=in_container, notify=_to_stderr)
         finally:
             os.close(into)
 
 
-def _extract_into(inp, into: int, prefix: list[str], *, archive: bool,
-                  in_container: bool) -> Extracted:
+def extract_into(inp, into: int, prefix: list[str] | None, *, archive: bool,
+                 in_container: bool, notify: Notify = _quiet) -> Extracted:
+    """Extract the tar stream ``inp`` below the directory fd ``into`` with
+    the rules of cp (``hostfs.extract``: nothing followed, hardlinks only
+    within the stream); its note (what was left out) to ``notify``."""
     try:
         with tarfile.open(fileobj=inp, mode="r|") as tf:
             # on the host as root, device nodes and set-id bits only with -a
             special = in_container or archive or os.geteuid() != 0
             done = extract(tf, into, prefix, keep_owners=archive, keep_special=special)
-            _say(done.note())
+            _say(notify, done.note())
             return done
     except UnsafeTree as e:
         raise TransferError(str(e)) from None
 
 
-def _say(note: str | None) -> None:
+def _say(notify: Notify, note: str | None) -> None:
     if note:
-        os.write(2, f"dockish: note: {note}\n".encode())
+        notify(f"dockish: note: {note}")
+
+
+def _to_stderr(note: str) -> None:
+    """A forked helper's note: to its stderr, which the caller reads
+    (``inside``'s ``errors``) or shares with the user."""
+    os.write(2, f"{note}\n".encode())
+
+
+# the names runner/api used before they were public
+_open_dir = open_dir
+_extract_into = extract_into
 
 
 def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
@@ -316,41 +368,23 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
 
 
 def copy_out(c: Container, launch_factory, ctr_src: str, host_dest: str, *,
-             archive: bool = False) -> None:
+             archive: bool = False, notify: Notify = _quiet) -> None:
     """``cp CTR:PATH HOST``: files become the user's on the host (with
     ``archive``, they keep the container's numeric owners). DEST is checked
     before the container is asked for anything."""
     name = os.path.basename(ctr_src.rstrip("/")) or "."
     into, prefix = _dest(os.path.abspath(host_dest), name, no_magic=False)
     try:
-        r, w = os.pipe()
-
-        def body() -> None:
-            ns.close_fds_except({w})
-            if not os.path.lexists(ctr_src):
-                raise TransferError(f"Could not find the file {ctr_src} in container "
-                                    f"{c.name}")
-            try:
-                write_tree(ctr_src, name, w, one_fs=False)
-            except BrokenPipeError:
-                os._exit(1)           # the host side stopped reading: it says why
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            os._exit(inside(c, launch_factory, body))
-        os.close(w)
-        broken = False
+        stream = archive_reader(c, launch_factory, ctr_src)
         try:
-            with os.fdopen(r, "rb") as inp:
-                _extract_into(inp, into, prefix, archive=archive, in_container=False)
+            extract_into(stream, into, prefix, archive=archive, in_container=False,
+                         notify=notify)
         except (tarfile.ReadError, EOFError):
-            broken = True             # the helper failed and said why
+            pass                      # the helper failed: close() says why
         finally:
-            _, status = os.waitpid(pid, 0)
+            stream.close()
     finally:
         os.close(into)
-    if os.waitstatus_to_exitcode(status) != 0 or broken:
-        raise TransferError("")
 
 
 def export(c: Container, launch_factory, out_fd: int) -> None:
@@ -364,3 +398,181 @@ def export(c: Container, launch_factory, out_fd: int) -> None:
         write_tree("/", "", out_fd, one_fs=True, skip=skip)
     if inside(c, launch_factory, body) != 0:
         raise TransferError("")
+
+
+# -- Docker's archive endpoints: stat, a tar of a path out, a tar into a directory ----------
+
+
+def go_mode(st: os.stat_result) -> int:
+    """A mode as Go's os.FileMode says it (Docker's clients read it so)."""
+    mode = stat.S_IMODE(st.st_mode) & 0o777
+    mode |= {stat.S_IFDIR: 1 << 31, stat.S_IFLNK: 1 << 27, stat.S_IFIFO: 1 << 25,
+             stat.S_IFSOCK: 1 << 24, stat.S_IFBLK: 1 << 26,
+             stat.S_IFCHR: (1 << 26) | (1 << 21)}.get(stat.S_IFMT(st.st_mode), 0)
+    for bit, go in ((stat.S_ISUID, 1 << 23), (stat.S_ISGID, 1 << 22), (stat.S_ISVTX, 1 << 20)):
+        if st.st_mode & bit:
+            mode |= go
+    return mode
+
+
+def path_stat(c: Container, launch_factory, path: str) -> dict | None:
+    """Docker's ContainerPathStat (name, size, mode, mtime, linkTarget) of
+    ``path`` as the container sees it; None when there is no such path."""
+    import json
+    import time
+    r, w = os.pipe2(os.O_CLOEXEC)
+
+    def body() -> None:
+        ns.close_fds_except({w})
+        try:
+            st = os.lstat(path)
+        except OSError:
+            os.write(w, b"null")
+            return
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        os.write(w, json.dumps({
+            "name": os.path.basename(path.rstrip("/")) or "/", "size": st.st_size,
+            "mode": go_mode(st),
+            "mtime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(st.st_mtime))
+            + f".{st.st_mtime_ns % 1_000_000_000:09d}Z", "linkTarget": link}).encode())
+    errors: list[str] = []
+    try:
+        code = inside(c, launch_factory, body, errors)
+        os.close(w)
+        w = -1
+        data = b""
+        while chunk := os.read(r, 65536):
+            data += chunk
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    if code != 0 or not data:
+        raise TransferError(errors[-1] if errors else f"cannot look at {path} in container "
+                            f"{c.name}")
+    return json.loads(data)
+
+
+class TarStream:
+    """A tar read from a helper in the container: ``read(n)``, iteration
+    by chunks, ``close()`` (which waits for the helper and raises
+    ``TransferError`` with what it said if it failed). Never buffers more
+    than a pipe holds."""
+
+    def __init__(self, fd: int, pid: int, errors_fd: int) -> None:
+        self._f = os.fdopen(fd, "rb")
+        self._pid, self._errors_fd = pid, errors_fd
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self._f.read(65536):
+            yield chunk
+        self.close()
+
+    def __enter__(self) -> TarStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._f.close()            # a helper still writing gets EPIPE and stops
+        _, status = os.waitpid(self._pid, 0)
+        with os.fdopen(self._errors_fd, "rb") as e:
+            said = e.read().decode(errors="replace").strip().splitlines()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise TransferError((said[-1] if said else "the copy failed")
+                                .removeprefix("dockish: error: "))
+
+
+def archive_reader(c: Container, launch_factory, path: str) -> TarStream:
+    """A tar of ``path`` inside ``c`` (named by its last component; ``/.``
+    at the end: the directory's content), made inside the container."""
+    name = os.path.basename(path.rstrip("/")) or "."
+    if path.endswith("/."):
+        name = "."
+    r, w = os.pipe2(os.O_CLOEXEC)
+    er, ew = os.pipe2(os.O_CLOEXEC)
+
+    def body() -> None:
+        ns.close_fds_except({w})
+        if not os.path.lexists(path):
+            raise TransferError(f"Could not find the file {path} in container {c.name}")
+        try:
+            write_tree(path, "" if name == "." else name, w, one_fs=False)
+        except BrokenPipeError:
+            os._exit(1)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.close(er)
+            os.dup2(ew, 2)
+            code = _inside(c, launch_factory, body)
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.close(ew)
+    return TarStream(r, pid, er)
+
+
+def archive_writer(c: Container, launch_factory, path: str, source,
+                   notify: Notify = _quiet) -> None:
+    """Extract the tar read from ``source`` (a file object with ``read``)
+    into the directory ``path`` inside ``c``, from inside the container,
+    with cp's rules (hostfs.extract: no member leads out through a
+    symlink, hardlinks only within the archive). A missing directory is
+    an error, as Docker's."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+
+    def body() -> None:
+        ns.close_fds_except({r})
+        try:
+            into = open_dir(path, no_magic=True)
+        except (FileNotFoundError, NotADirectoryError):
+            raise TransferError(f"Could not find the directory {path} in container "
+                                f"{c.name}") from None
+        try:
+            with os.fdopen(r, "rb") as inp:
+                extract_into(inp, into, None, archive=False, in_container=True,
+                             notify=_to_stderr)
+        finally:
+            os.close(into)
+    er, ew = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(w)
+            os.close(er)
+            os.dup2(ew, 2)
+            code = _inside(c, launch_factory, body)
+        finally:
+            os._exit(code)
+    os.close(r)                       # only the helper reads: its end is EOF/EPIPE for us
+    os.close(ew)
+    try:
+        with os.fdopen(w, "wb") as out:
+            while chunk := source.read(65536):
+                out.write(chunk)
+    except BrokenPipeError:
+        pass                          # the helper stopped reading: it says why
+    finally:
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(er, "rb") as e:
+            said = e.read().decode(errors="replace").splitlines()
+    for line in said:
+        if line.startswith("dockish: note: "):
+            notify(line)
+    failed = [line.removeprefix("dockish: error: ") for line in said
+              if line and not line.startswith("dockish: note: ")]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise TransferError(failed[-1] if failed else f"could not extract into {path} in "
+                            f"container {c.name}")

@@ -19,6 +19,14 @@ from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
+@pytest.fixture
+def quiet(capfd):
+    """Fails the test if the engine wrote anything to fds 1 or 2."""
+    yield
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     """``dockish`` with its output as text that keeps any byte (surrogateescape)."""
     from .diffbase import dockish_exe
@@ -188,3 +196,62 @@ def test_engine_wait_conditions(bb, dockish_root):
     with pytest.raises(UsageError):
         eng.wait(c.id, "whenever")
     eng.remove(c.id)
+
+
+# -- cp as tar streams -------------------------------------------------------------------------
+
+
+def _tar(members: list[tuple[str, bytes | None, str]]) -> bytes:
+    """A tar of (name, data or None, symlink target or "")."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data, link in members:
+            ti = tarfile.TarInfo(name)
+            if link:
+                ti.type, ti.linkname = tarfile.SYMTYPE, link
+                tf.addfile(ti)
+            else:
+                ti.size = len(data or b"")
+                tf.addfile(ti, io.BytesIO(data or b""))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_engine_archive_put_and_get_and_a_hostile_tar(bb, dockish_root, tmp_path, quiet,
+                                                      running):
+    import io
+    import tarfile
+
+    from runner.engine import CreateOptions, Engine
+    from runner.errors import DockishError, NotFoundError
+    notes: list[str] = []
+    eng = Engine(dockish_root, notify=notes.append)
+    c = eng.create(CreateOptions(image=bb, args=["sleep", "30"], network="none"))
+    if running:
+        eng.start(c)
+    eng.archive_put(c, "/tmp", io.BytesIO(_tar([("d/a.txt", b"hello\n", "")])))
+    st, stream = eng.archive_get(c, "/tmp/d")
+    assert st["name"] == "d" and st["mode"] & (1 << 31)          # a directory, Go's way
+    data = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        assert sorted(tf.getnames()) == ["d", "d/a.txt"]
+        assert tf.extractfile("d/a.txt").read() == b"hello\n"
+    with pytest.raises(NotFoundError):
+        eng.archive_get(c, "/no/such")
+    assert eng.archive_stat(c, "/no/such") is None
+    # an attacker's tar: a symlink to the host's view of a directory, then a file through it
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    # (the symlink is replaced inside the container, never followed; ".." is refused)
+    eng.archive_put(c, "/tmp", io.BytesIO(_tar([("up", None, str(victim)),
+                                                ("up/owned", b"x", "")])))
+    assert not (victim / "owned").exists()
+    with pytest.raises(DockishError, match="parent directory"):
+        eng.archive_put(c, "/tmp", io.BytesIO(_tar([("../../../../" + str(victim) + "/owned",
+                                                     b"x", "")])))
+    assert not (victim / "owned").exists()
+    with pytest.raises(DockishError, match="Could not find the directory"):
+        eng.archive_put(c, "/no/such/dir", io.BytesIO(_tar([("f", b"", "")])))
+    eng.remove(c.id, force=True)
