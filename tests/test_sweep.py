@@ -38,6 +38,9 @@ INSIDE = ("runs after pivot_root/chroot into the container's root, as the contai
 LAYOUT = ("an image archive or layout the user handed over: member names are normalized "
           "(no '..', no absolute paths), data is read as streams and verified by digest, "
           "nothing is extracted on the host; blobs must be regular files")
+ADMIN = ("configuration the administrator or the user keeps (registries.conf, certs.d, "
+         "daemon.json): read as regular files only (no FIFO waits); the directory part is the "
+         "registry host the user named")
 FIXED = "a fixed device or the process's own stdio (/dev/null, /dev/ptmx)"
 NOT_PATH = "not a host path (a method of the same name on a tar member, string or stream)"
 
@@ -52,6 +55,7 @@ HOSTP = "tests/test_hostpaths.py::"
 PRIV = "tests/test_private_state.py::"
 BAD = "tests/test_badinput.py::"
 API = "tests/test_api.py::"
+TRUST = "tests/test_trust.py::"
 
 SWEEP: dict[str, str] = {
     # registry/: image archives, the store, auth
@@ -69,6 +73,11 @@ SWEEP: dict[str, str] = {
     "registry/auth.py:read_config": T(BAD + "test_config_file_that_is_a_fifo_does_not_hang_pull",
                                       BAD + "test_config_file_of_the_wrong_shape_is_one_line"),
     "registry/push.py:_send_layer": OWN,
+    "registry/registries.py:_read": ADMIN + "; " + T(TRUST + "test_planted_fifo_and_garbage_are_refused_not_waited_on"),
+    "registry/registries.py:conf_paths": ADMIN,
+    "registry/trust.py:_load_client": ADMIN + "; " + T(TRUST + "test_client_certificate_for_mutual_tls"),
+    "registry/trust.py:_read": ADMIN + "; " + T(TRUST + "test_planted_fifo_and_garbage_are_refused_not_waited_on"),
+    "registry/trust.py:host_certs": ADMIN + "; " + T(TRUST + "test_ca_in_the_system_certs_d"),
     "registry/push.py:compress_layer": OWN,
     "registry/store.py:ImageStore._drop_layer": OWN,
     "registry/store.py:ImageStore._ensure": T(PRIV + "test_store_is_private_from_other_users",
