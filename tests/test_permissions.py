@@ -327,3 +327,40 @@ def test_another_real_user_gets_posix_permissions_on_a_users_allow_other_mount(
     finally:
         ok("umount", str(mnt))
         shutil.rmtree(base)
+
+
+def test_another_real_user_is_still_checked_on_a_read_only_allow_other_mount(
+        tmp_path_factory, other_user):
+    """A read-only view lets the kernel open without asking only where no
+    open needs the daemon's check: on a user's read-only ``-o allow_other``
+    mount the daemon checks the others, so after the owner has opened and
+    listed everything, the second user still cannot read a file without read
+    bits or list a 0700 directory it does not own."""
+    image = umoci_image(tmp_path_factory.mktemp("perms-ro"),
+                        _layers_owned_by(other_user.uid), unpack=False)[0]
+    base = Path(tempfile.mkdtemp(prefix="dockish-perms-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    mnt = base / "m"
+    mnt.mkdir()
+    ok("mount", "-o", "allow_other", image, str(mnt))
+    try:
+        assert (mnt / "wo").read_text() == "write only"      # the owner reads everything
+        assert os.listdir(mnt / "secret") == ["f"]
+        probe = textwrap.dedent('''
+            import os, sys
+            m = sys.argv[1]
+            for what, f in (("read wo", lambda: open(m + "/wo").read()),
+                            ("list secret", lambda: os.listdir(m + "/secret")),
+                            ("read r", lambda: open(m + "/r").read())):
+                try:
+                    print(what, repr(f()))
+                except OSError as e:
+                    print(what, e.strerror)
+        ''')
+        res = other_user.run(["/usr/bin/python3", "-c", probe, str(mnt)], timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.splitlines() == ["read wo Permission denied",
+                                           "list secret Permission denied", "read r 'r'"]
+    finally:
+        ok("umount", str(mnt))
+        shutil.rmtree(base)

@@ -2,6 +2,7 @@
 SIGKILL in the middle of writes loses nothing that was fsync'ed."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -303,5 +304,43 @@ def test_symlink_targets_cached_and_never_stale(image, tmp_path):
     _mount(image, upper, mnt)
     try:
         assert os.readlink(mnt / "ln") == "c/h"
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+def test_read_only_view_rereads_without_requests(image, tmp_path):
+    """A read-only view lets the kernel open files and directories without
+    asking (ENOSYS from OPEN/OPENDIR, the patched pyfuse3 naming the inode
+    in READ/READDIRPLUS): a second walk and read of the whole tree sends no
+    request at all, and reads the same bytes, at any offset."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = dict(os.environ, DOCKISH_FUSE_STATS="1")
+    subprocess.run([dockish_exe(), "mount", image, str(mnt)], check=True, env=env)
+
+    def walk() -> dict[str, bytes]:
+        seen = {}
+        for d, _, files in os.walk(mnt):
+            for f in files:
+                p = os.path.join(d, f)
+                if not os.path.islink(p):
+                    seen[os.path.relpath(p, mnt)] = Path(p).read_bytes()
+        return seen
+    try:
+        first = walk()
+        assert first["a/f1"] == b"one, changed\n" and first["a/f2"] == b"two\n" * 1000
+        assert sorted(os.listdir(mnt / "opq")) == ["new"]
+        before = _request_counts(mnt)
+        assert walk() == first
+        with open(mnt / "big", "rb") as f:
+            f.seek(1000)
+            assert f.read(4) == bytes(range(232, 236))
+        after = _request_counts(mnt)
+        grown = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        for kind in ("open", "release", "opendir", "releasedir", "read", "readdir"):
+            assert grown.get(kind, 0) == 0, grown
+        with pytest.raises(OSError) as e:
+            open(mnt / "a" / "f1", "r+b")
+        assert e.value.errno == errno.EROFS
     finally:
         assert _umount(mnt).returncode == 0

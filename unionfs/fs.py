@@ -99,14 +99,33 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         # seconds the kernel keeps entries; 0 where others' path walks must
         # reach the daemon's checks (``access``: set by whoever mounts)
         self.entry_timeout = TIMEOUT
+        # the kernel opens files and directories without asking (set by
+        # ``mount_options``); listings of such directories, made once
+        self.no_open = False
+        self._listings: dict[int, list[tuple[bytes, Node]]] = {}
 
     def mount_options(self, options: set[str]) -> set[str]:
         """``options`` plus what this view's permission model needs (see
         ``access``): ``default_permissions`` where the kernel checks; where
         the daemon checks other users, no cached entries (a path walk over
-        cached entries never asks the daemon about search permission)."""
-        if "allow_other" in options and not self.policy.kernel_checks:
+        cached entries never asks the daemon about search permission).
+
+        A read-only view answers OPEN and OPENDIR with ENOSYS where no open
+        needs the daemon's check (the kernel checks, or nobody but the
+        mounting user, who reads everything, gets in): the kernel then opens
+        every file and directory itself, keeps pages and listings (nothing
+        in the view can change) and sends no OPEN/RELEASE/OPENDIR/RELEASEDIR
+        again, so a warm re-read costs no request at all. Not on a writable
+        view: the kernel's no-open is for every open, and a write-open must
+        copy up at open (a full disk fails the open, not a later write-back)
+        and a listing being changed needs its per-handle snapshot. Needs the
+        patched pyfuse3 (reads name the inode: scripts/patch-pyfuse3)."""
+        others = bool(options & {"allow_other", "allow_root"})
+        if others and not self.policy.kernel_checks:
             self.entry_timeout = 0
+        self.no_open = (self.readonly and getattr(pyfuse3, "DOCKISH_INODE_READS", False)
+                        and (self.policy.kernel_checks
+                             or not others and self.policy.owner_uid != 0))
         return options | self.policy.mount_options
 
     # -- helpers -------------------------------------------------------------------
@@ -469,6 +488,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return pyfuse3.FileInfo(fh=self._fh, keep_cache=True)
 
     async def open(self, inode, flags, ctx) -> pyfuse3.FileInfo:
+        if self.no_open:
+            raise _err(errno.ENOSYS)        # the kernel opens by itself from now on
         node = self._node(inode)
         if flags & _WRITE_FLAGS and self.readonly:
             raise _err(errno.EROFS)
@@ -489,7 +510,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return self._open_handle(node)
 
     async def read(self, fh, off, size) -> bytes:
-        node = self._files[fh]
+        # without opens, the patched pyfuse3 passes the inode
+        node = self._node(fh) if self.no_open else self._files[fh]
         if node.layer is None:
             fd = self._data_fd(node)
         else:
@@ -555,15 +577,21 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     # -- directories ---------------------------------------------------------------
 
     async def opendir(self, inode, ctx) -> int:
+        if self.no_open:
+            raise _err(errno.ENOSYS)
         node = self._dir(inode)
         self.policy.check(ctx, node, R)
         self._fh += 1
-        parent = node.links[0][0] if node.links else node
-        self._dirs[self._fh] = [(b".", node), (b"..", parent), *node.children.items()]
+        self._dirs[self._fh] = _entries(node)
         return self._fh
 
     async def readdir(self, fh, start_id, token) -> None:
-        entries = self._dirs[fh]
+        if self.no_open:                     # fh is the inode; the view never changes
+            entries = self._listings.get(fh)
+            if entries is None:
+                entries = self._listings[fh] = _entries(self._dir(fh))
+        else:
+            entries = self._dirs[fh]
         nodes = self.tree.nodes
         for i in range(start_id, len(entries)):
             name, node = entries[i]
@@ -636,6 +664,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             raise _err(errno.EROFS)
         return self.policy.allowed(self.policy.creds(ctx), node.mode, node.uid, node.gid,
                                    mode & 7)
+
+
+def _entries(d: Node) -> list[tuple[bytes, Node]]:
+    """A directory's listing as readdir hands it out, with . and .."""
+    parent = d.links[0][0] if d.links else d
+    return [(b".", d), (b"..", parent), *d.children.items()]
 
 
 def _is_ancestor(node: Node, d: Node) -> bool:
