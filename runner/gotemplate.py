@@ -936,9 +936,21 @@ def _join(items: list, sep: str) -> str:
     return sep.join(items)
 
 
+def _go_separator(c: str) -> bool:
+    """strings.Title's word boundary: ASCII other than letters, digits and
+    ``_``; beyond ASCII, spaces."""
+    if c < "\x80":
+        return not (c.isalnum() or c == "_")
+    return c.isspace()
+
+
 def _title(s: str) -> str:
-    """strings.Title: the first letter of each word upper-cased."""
-    return re.sub(r"(?:^|(?<=[^\w']))(\w)", lambda m: m.group(1).upper(), s)
+    """strings.Title: each letter after a word boundary upper-cased."""
+    out, prev = [], " "
+    for c in s:
+        out.append(c.upper() if _go_separator(prev) else c)
+        prev = c
+    return "".join(out)
 
 
 def _pad(s: str, prefix: int, suffix: int) -> str:
@@ -1372,9 +1384,9 @@ class Template:
             raise TemplateError(str(e)) from None
         except (_Break, _Continue):
             pass
-        except RecursionError:
-            raise TemplateError(f"template: {self.name}: exceeded maximum template "
-                                f"depth ({MAX_DEPTH})") from None
+        except RecursionError:      # templates calling templates, or deep data
+            raise TemplateError(f"template: {self.name}: nested too deeply "
+                                f"to run or print") from None
         return "".join(state.out)
 
 

@@ -5,6 +5,8 @@ markers, printf verbs, map printing), Docker's table layout, and every bad
 template as one ``TemplateError`` line (exit 125), never echoed back."""
 import pytest
 
+from .runbed import dockish, one_error_line
+
 from runner.errors import DockishError
 from runner.gofmt import format_float, sprintf, tabwrite, to_json
 from runner.gotemplate import TemplateError, parse, render, render_table
@@ -52,6 +54,7 @@ DOCS = [
     ("{{lower .State.Status}} {{upper .State.Status}}", INSPECT, "running RUNNING"),
     ("{{split .LogPath \"/\"}}", INSPECT, "[ var lib x.log]"),
     ("{{title .Config.Image}}", INSPECT, "Busybox"),
+    ("{{title \"it's a_b x-y éa\"}}", {}, "It'S A_b X-Y Éa"),
     ("{{range .Config.Env}}{{println .}}{{end}}", INSPECT, "PATH=/bin\nA=1\n"),
     ("{{pad .Config.Image 1 2}}|", INSPECT, " busybox  |"),
     ("{{truncate .Id 4}}", INSPECT, "4fa6"),
@@ -250,3 +253,22 @@ def test_values_are_never_template_text():
     assert render("{{.Name}}", hostile) == "{{.Secret}}\\n%s"
     assert render("{{printf .Name}}", hostile) == "{{.Secret}}\\n%!s(MISSING)"
     assert render("{{json .Name}}", hostile) == '"{{.Secret}}\\\\n%s"'
+
+
+def test_dockish_reports_a_bad_template_as_one_line_exit_125():
+    # through the installed CLI: never the template echoed back, never exit 0
+    for args, words in [(("version", "--format", "{{foo .Client}}"), ['function "foo" not defined']),
+                        (("version", "--format", "{{.Client"), ["unclosed action"]),
+                        (("info", "--format", "{{index .Images 0}}"), ["error calling index"]),
+                        (("version", "--format", "{{.Client.Rootless.X}}"),
+                         ["can't evaluate field X in type bool"])]:
+        res = dockish(*args)
+        one_error_line(res, 125, "template parsing error: template: ", *words)
+        assert res.stdout == ""
+    res = dockish("version", "--format", "{{with .Client}}{{if .Rootless}}rootless{{end}}{{end}}")
+    assert (res.returncode, res.stdout) == (0, "rootless\n")
+
+
+def test_deep_recursion_is_one_error():
+    with pytest.raises(TemplateError, match="nested too deeply"):
+        render('{{define "r"}}{{template "r" .}}{{end}}{{template "r" .}}', {})
