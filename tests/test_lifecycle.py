@@ -68,9 +68,12 @@ def store_problems(root: Path, *, orphans: bool = True) -> list[str]:
 
 
 def fuse_mounts() -> list[str]:
-    """The host's FUSE mounts that dockish made."""
+    """The host's FUSE mounts that dockish made for this user (another
+    user's runs on the same machine are theirs)."""
+    mine = f"user_id={os.getuid()},"
     with open("/proc/self/mountinfo") as f:
-        return [line for line in f if " - fuse" in line and "dockish" in line]
+        return [line for line in f if " - fuse" in line and "dockish" in line
+                and mine in line]
 
 
 # ------------------------------------------------------------------ load
