@@ -4,7 +4,7 @@ into the engine):
 
 - ``start``: a start from a long-lived, multi-threaded server. The monitor
   must not be the server's child (nobody would reap it, and it must outlive
-  the server), so an intermediate child starts it and exits at once; a
+  the server), so a fresh process starts it and exits at once; a
   ``--rm`` container's code is written to the service's private exit
   records before its files go, so ``wait?condition=removed`` can answer;
 - ``set_labels``: labels given at create (compose finds its containers by them);
@@ -81,42 +81,45 @@ def forget_old_exits(age: float = 3600) -> None:
 
 def start(engine: Engine, c: Container) -> None:
     """Start ``c`` under a monitor that is not our child; StartError with
-    the container's code when its command cannot run."""
-    from ..monitor import start_detached
+    the container's code when its command cannot run.
+
+    The start runs in a fresh interpreter (``python -m runner.api.runtime``),
+    not a fork of this process: the server is multi-threaded, and a fork
+    copies whatever locks its other threads held at that instant (the
+    import lock, a logging or allocator lock), which the monitor and the
+    view daemon forked below it could then wait on forever or die of."""
+    import subprocess
+    import sys
     if c.running:
         return
-    launch = engine._launch(c)
-
-    def remove(ctr: Container) -> None:
-        record_exit(ctr)
-        engine._remove_files(ctr)
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:                                   # the intermediate: starts, tells, goes
-        try:
-            os.close(r)
-            try:
-                start_detached(c, launch, remove)
-                os.write(w, b"OK\n")
-            except DockishError as e:
-                os.write(w, f"{e.exit_code} {e}\n".encode())
-            except BaseException as e:      # noqa: BLE001 - told to the parent
-                os.write(w, f"{EXIT_DOCKISH} {type(e).__name__}: {e}\n".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
-    try:
-        while not data.endswith(b"\n") and (chunk := os.read(r, 4096)):
-            data += chunk
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    data = data.strip()
+    p = subprocess.run([sys.executable, "-m", "runner.api.runtime", str(engine.root), c.id],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, close_fds=True, check=False)
+    data = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else b""
     if data != b"OK":
         code, _, msg = data.decode(errors="replace").partition(" ")
         raise StartError(msg or "the container's monitor died while starting",
                          int(code) if code.isdigit() else EXIT_DOCKISH)
+
+
+def _start_main(root: str, cid: str) -> None:
+    """The fresh process of ``start``: start the container, say OK or
+    ``CODE message`` on stdout, and go (the monitor is not our child)."""
+    from ..monitor import start_detached
+    engine = Engine(Path(root))
+    try:
+        c = engine.get(cid)
+
+        def remove(ctr: Container) -> None:
+            record_exit(ctr)
+            engine._remove_files(ctr)
+        start_detached(c, engine._launch(c), remove)
+        out = "OK"
+    except DockishError as e:
+        out = f"{e.exit_code} {e}"
+    except BaseException as e:      # noqa: BLE001 - told to the server
+        out = f"{EXIT_DOCKISH} {type(e).__name__}: {e}"
+    os.write(1, (out.replace("\n", " ") + "\n").encode())
 
 
 def set_labels(c: Container, labels: dict[str, str]) -> None:
@@ -360,3 +363,8 @@ def pid_of(c: Container) -> int:
 __all__ = ["ExecRecord", "ExecFds", "StartError", "archive_in", "archive_out", "exec_spawn",
            "open_log_for_attach", "path_stat", "record_exit", "recorded_exit", "resize_tty",
            "set_labels", "start", "stat_header"]
+
+
+if __name__ == "__main__":
+    import sys
+    _start_main(sys.argv[1], sys.argv[2])
