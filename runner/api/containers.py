@@ -426,7 +426,7 @@ class ContainerApi:
     async def _stat(self, c: Container, path: str) -> dict:
         if not path.startswith("/"):
             raise ApiError(400, f"the path must be absolute: {path}")
-        st = await blocking(runtime.path_stat, self.engine, c, path)
+        st = await blocking(self.engine.archive_stat, c, path)
         if st is None:
             raise ApiError(404, f"Could not find the file {path} in container {c.name}")
         return st

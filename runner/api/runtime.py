@@ -19,7 +19,6 @@ import base64
 import contextlib
 import json
 import os
-import stat as statmod
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -254,58 +253,6 @@ def exec_spawn(engine: Engine, rec: ExecRecord, detach: bool) -> tuple[int, Exec
 
 # -- archive -------------------------------------------------------------------------------------
 
-def _go_mode(st: os.stat_result) -> int:
-    """A mode as Go's os.FileMode says it (the docker CLI reads it so)."""
-    mode = statmod.S_IMODE(st.st_mode) & 0o777
-    kind = statmod.S_IFMT(st.st_mode)
-    mode |= {statmod.S_IFDIR: 1 << 31, statmod.S_IFLNK: 1 << 27, statmod.S_IFIFO: 1 << 25,
-             statmod.S_IFSOCK: 1 << 24, statmod.S_IFBLK: 1 << 26,
-             statmod.S_IFCHR: (1 << 26) | (1 << 21)}.get(kind, 0)
-    if st.st_mode & statmod.S_ISUID:
-        mode |= 1 << 23
-    if st.st_mode & statmod.S_ISGID:
-        mode |= 1 << 22
-    if st.st_mode & statmod.S_ISVTX:
-        mode |= 1 << 20
-    return mode
-
-
-def path_stat(engine: Engine, c: Container, path: str) -> dict | None:
-    """Docker's ContainerPathStat of ``path`` inside ``c`` (None: no such
-    path), looked at from inside the container."""
-    from ..transfer import inside
-    r, w = os.pipe2(os.O_CLOEXEC)
-
-    def body() -> None:
-        ns.close_fds_except({w})
-        try:
-            st = os.lstat(path)
-        except OSError:
-            os.write(w, b"null")
-            return
-        link = os.readlink(path) if statmod.S_ISLNK(st.st_mode) else ""
-        name = os.path.basename(path.rstrip("/")) or "/"
-        os.write(w, json.dumps({
-            "name": name, "size": st.st_size, "mode": _go_mode(st),
-            "mtime": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(st.st_mtime))
-            + f".{int(st.st_mtime_ns % 1_000_000_000):09d}Z",
-            "linkTarget": link}).encode())
-    try:
-        code = inside(c, engine._launch, body)
-        os.close(w)
-        w = -1
-        data = b""
-        while chunk := os.read(r, 65536):
-            data += chunk
-    finally:
-        os.close(r)
-        if w >= 0:
-            os.close(w)
-    if code != 0 or not data:
-        raise DockishError(f"cannot look at {path} in container {c.name}")
-    return json.loads(data)
-
-
 def stat_header(st: dict) -> str:
     return base64.b64encode(json.dumps(st).encode()).decode()
 
@@ -361,7 +308,7 @@ def pid_of(c: Container) -> int:
 
 
 __all__ = ["ExecRecord", "ExecFds", "StartError", "archive_in", "archive_out", "exec_spawn",
-           "open_log_for_attach", "path_stat", "record_exit", "recorded_exit", "resize_tty",
+           "open_log_for_attach", "record_exit", "recorded_exit", "resize_tty",
            "set_labels", "start", "stat_header"]
 
 
