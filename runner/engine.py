@@ -170,7 +170,11 @@ class Engine:
     def mapping(self) -> ns.IdMapping:
         """The id mapping; without subordinate ranges, said once per store."""
         m = ns.plan_mapping()
-        if not m.full:
+        helper = ns.helper_problem()
+        if not m.full and helper:
+            self.say_once(".single-mapping-noted", f"{helper}: containers get a single "
+                          "mapping (only root exists inside; `dockish check` names the fix)")
+        elif not m.full:
             self.say_once(".single-mapping-noted", "no /etc/subuid and /etc/subgid ranges for "
                           "this user: containers get a single mapping (only root exists "
                           "inside; ask an admin for ranges, e.g. `usermod --add-subuids`)")

@@ -19,6 +19,8 @@ import ctypes.util
 import os
 import platform
 import pwd
+import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,17 +220,49 @@ def _read(path: str) -> str:
         return ""
 
 
+ID_HELPERS = ("newuidmap", "newgidmap")
+
+
+def privileged(path: str) -> bool:
+    """Whether a helper can act beyond the user: setuid root, or file
+    capabilities (Fedora ships newuidmap that way)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if st.st_mode & stat.S_ISUID and st.st_uid == 0:
+        return True
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
+def helper_problem() -> str | None:
+    """Why ``newuidmap``/``newgidmap`` cannot map subordinate ids (not on
+    PATH, or neither setuid root nor with file capabilities), or None."""
+    for tool in ID_HELPERS:
+        path = shutil.which(tool)
+        if path is None:
+            return f"{tool} not found"
+        if not privileged(path):
+            return f"{path} is not setuid root"
+    return None
+
+
 def plan_mapping(uid: int | None = None, gid: int | None = None,
                  subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> IdMapping:
     """The mapping for this user: root inside is the user, then the subordinate
-    ranges from 1 up (like rootless Podman); just the user without ranges."""
+    ranges from 1 up (like rootless Podman); just the user without ranges,
+    or when the helpers that map them are missing or not privileged (a
+    start would otherwise fail)."""
     uid = os.getuid() if uid is None else uid
     gid = os.getgid() if gid is None else gid
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
         name = str(uid)
-    if os.environ.get("DOCKISH_USERNS") == "single":    # as if there were no ranges
+    if os.environ.get("DOCKISH_USERNS") == "single" or helper_problem():    # no ranges
         ur, gr = [], []
     else:
         ur, gr = subid_ranges(name, uid, _read(subuid)), subid_ranges(name, uid, _read(subgid))

@@ -146,8 +146,13 @@ Server:
 @click.option("-f", "--format", "fmt", metavar="TEMPLATE", help="json, or a Go-style "
               "template like '{{.Images}}'.")
 def info(fmt: str | None) -> None:
-    """Show what this installation is and can do."""
+    """Show what this installation is and can do; problems last, with their
+    fixes, as Docker's WARNING lines (`dockish check` has them all)."""
     _render(fmt, info_data())
+    if not fmt:
+        from .preflight import problems
+        for p in problems():
+            click.echo(f"WARNING: {p['name']}: {p['detail']}\n  fix: {p['fix']}", err=True)
 
 
 @click.command("events")
