@@ -15,9 +15,22 @@ from .engine import CreateOptions, Engine, ExecOptions
 from .errors import DockishError, known_errors
 from .format import size, table
 from .gotemplate import render
+from .listing import print_inspect, print_rows
 
 RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
 CliError = DockishError          # the older name
+
+PS_TABLE = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
+            "{{.Ports}}\t{{.Names}}")
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
+              "Ports": "PORTS", "Names": "NAMES", "State": "STATE", "Size": "SIZE",
+              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES"}
+VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
+VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE",
+                  "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS",
+                  "Size": "SIZE"}
 
 
 def engine() -> Engine:
@@ -210,7 +223,8 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @click.option("-q", "--quiet", is_flag=True, help="Only ids.")
 @click.option("--no-trunc", is_flag=True)
-@click.option("--format", "fmt", help="json, or a Go-style template like {{.Names}}.")
+@click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
+              "like {{.Names}}.")
 def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containers."""
     rows = engine().list_containers(all_, no_trunc)
@@ -218,20 +232,9 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
         for r in rows:
             click.echo(r["ID"])
         return
-    if fmt == "json":
-        for r in rows:
-            click.echo(json.dumps(r))
-        return
-    if fmt:
-        for r in rows:
-            click.echo(render(fmt.removeprefix("table "), r))
-        return
-    cols = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"),
-            ("CREATED", "CreatedAt"), ("STATUS", "Status"), ("PORTS", "Ports"),
-            ("NAMES", "Names")]
-    for line in table([[h for h, _ in cols]] + [[r[k] for _, k in cols]
-                                                     for r in rows]):
-        click.echo(line)
+    for r in rows:
+        r.setdefault("RunningFor", r.get("CreatedAt", ""))
+    print_rows(fmt, rows, PS_TABLE, PS_HEADERS)
 
 
 @click.command()
@@ -284,6 +287,16 @@ def wait(containers: tuple[str, ...]) -> None:
         click.echo(str(eng.wait(ref)))
 
 
+def _typed(obj: dict) -> dict:
+    """What Docker's typed inspect struct has even where its JSON omits it
+    (``omitempty``): ``{{json .State.Health}}`` is ``null`` there, not a
+    missing-key error."""
+    state = obj.get("State")
+    if isinstance(state, dict) and "Health" not in state:
+        obj = {**obj, "State": {**state, "Health": None}}
+    return obj
+
+
 @click.command()
 @click.option("-f", "--format", "fmt", help="A Go-style template like {{.State.Status}}.")
 @click.option("--type", "type_", default="container")
@@ -300,10 +313,8 @@ def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
             click.echo(f"Error: No such object: {ref}", err=True)
             failed = True
     if fmt:
-        for o in out:
-            click.echo(render(fmt, o))
-    else:
-        click.echo(json.dumps(out, indent=4))
+        out = [_typed(o) for o in out]
+    print_inspect(fmt, out)
     if failed:
         sys.exit(1)
 
@@ -452,15 +463,17 @@ def volume_create(name: str | None) -> None:
 
 @volume_group.command("ls")
 @click.option("-q", "--quiet", is_flag=True)
-def volume_ls(quiet: bool) -> None:
+@click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
+              "like {{.Name}}.")
+def volume_ls(quiet: bool, fmt: str | None) -> None:
     names = engine().volumes()
     if quiet:
         for n in names:
             click.echo(n)
         return
-    click.echo("DRIVER    VOLUME NAME")
-    for n in names:
-        click.echo(f"local     {n}")
+    rows = [{"Driver": "local", "Name": n, "Scope": "local", "Labels": "", "Links": "N/A",
+             "Size": "N/A", "Mountpoint": ""} for n in names]
+    print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS)
 
 
 @volume_group.command("inspect")

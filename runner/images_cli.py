@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from . import gotemplate
+from .listing import print_inspect, print_rows
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
@@ -239,6 +239,15 @@ def _has_label(config: dict, want: str) -> bool:
     return key in have and (not eq or have[key] == value)
 
 
+IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+IMAGES_DIGEST_TABLE = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t"
+                       "{{.CreatedSince}}\t{{.Size}}")
+IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                  "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                  "Size": "SIZE", "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE",
+                  "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE"}
+
+
 @click.command("images")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (same as the "
               "default: dockish keeps no intermediate images).")
@@ -248,7 +257,7 @@ def _has_label(config: dict, want: str) -> bool:
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE, "
                    "label=KEY[=VALUE].")
-@click.option("--format", "fmt", metavar="table|json|TEMPLATE", default="table",
+@click.option("--format", "fmt", metavar="table|json|TEMPLATE", default="",
               help="json: one JSON object per line; or a Go-style template like "
                    "'{{.Repository}}:{{.Tag}}'.")
 @click.argument("repository", required=False)
@@ -294,25 +303,12 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
         for ident in seen:
             click.echo(ident)
         return
-    if fmt != "table":
-        for r in rows:
-            data = {
-                "Containers": "N/A", "CreatedAt": _iso(r["Created"]),
-                "CreatedSince": human_ago(r["Created"]), "Digest": r["Digest"],
-                "ID": r["rec"].id if no_trunc else r["ID"], "Repository": r["Repository"],
-                "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
-                "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])}
-            click.echo(json.dumps(data) if fmt in ("json", "{{json .}}")
-                       else gotemplate.render(fmt.removeprefix("table "), data))
-        return
-    head = ["REPOSITORY", "TAG"] + (["DIGEST"] if digests else []) + \
-        ["IMAGE ID", "CREATED", "SIZE"]
-    table = [head]
-    for r in rows:
-        table.append([r["Repository"], r["Tag"]] + ([r["Digest"]] if digests else []) +
-                     [r["rec"].id if no_trunc else r["ID"], human_ago(r["Created"]),
-                      human_size(r["Size"])])
-    _table(table)
+    data = [{"Containers": "N/A", "CreatedAt": _iso(r["Created"]),
+             "CreatedSince": human_ago(r["Created"]), "Digest": r["Digest"],
+             "ID": r["rec"].id if no_trunc else r["ID"], "Repository": r["Repository"],
+             "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
+             "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])} for r in rows]
+    print_rows(fmt, data, IMAGES_DIGEST_TABLE if digests else IMAGES_TABLE, IMAGES_HEADERS)
 
 
 @click.command()
@@ -410,11 +406,7 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
             failed = True
             continue
         out.append(inspect_image(store, rec))
-    if fmt:
-        for obj in out:
-            click.echo(gotemplate.render(fmt, obj))
-    else:
-        click.echo(json.dumps(out, indent=4))
+    print_inspect(fmt, out)
     if failed:
         sys.exit(EXIT_NO_SUCH)
 

@@ -1,0 +1,132 @@
+"""Scripts written for Docker read dockish's output as they read Docker's:
+``--format 'table ...'`` headers and alignment (Go's tabwriter: columns at
+least 10 wide, 3 apart), ``json`` as Go's compact JSON, ``inspect -f`` that
+fails on a misspelt field, and bad templates as one line with exit 125."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+def one_line(res, code: int, *lines: str, prefix: str = "") -> None:
+    """``res`` failed with ``code`` and printed exactly ``lines`` on stderr
+    (the first may be checked by its start only: ``prefix``), nothing on
+    stdout."""
+    got = res.stderr.rstrip("\n").split("\n")
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    assert res.stdout == "", res.stdout
+    if prefix:
+        assert len(got) == 1 and got[0].startswith(prefix), res.stderr
+    else:
+        assert got == list(lines), res.stderr
+
+
+# ------------------------------------------------------------------ tables, no rows
+
+@pytest.mark.parametrize(("args", "header"), [
+    (("ps",), "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES"),
+    (("ps", "-a", "--format", "table"),
+     "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES"),
+    (("ps", "--format", "table {{.ID}}\t{{.Names}}"), "CONTAINER ID   NAMES"),
+    (("ps", "--format", "table {{.Names}}\t{{.RunningFor}}\t{{.State}}"),
+     "NAMES     CREATED   STATE"),
+    (("images",), "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE"),
+    (("images", "--format", "table {{.Repository}}:{{.Tag}}\t{{.ID}}"),
+     "REPOSITORY:TAG   IMAGE ID"),
+    (("volume", "ls"), "DRIVER    VOLUME NAME"),
+    (("volume", "ls", "--format", "table {{.Name}}"), "VOLUME NAME"),
+])
+def test_table_header_without_rows(args, header):
+    assert ok(*args) == header + "\n"
+
+
+@pytest.mark.parametrize("args", [("ps", "--format", "{{.Names}}"),
+                                  ("ps", "--format", "json"),
+                                  ("images", "--format", "{{json .}}"),
+                                  ("volume", "ls", "--format", "{{.Name}}")])
+def test_template_without_rows_prints_nothing(args):
+    assert ok(*args) == ""
+
+
+# ------------------------------------------------------------------ tables with rows
+
+def test_ps_table_rows_align_under_headers(bb):
+    ok("create", "--name", "a-rather-long-container-name", "--network", "none", bb, "true")
+    ok("create", "--name", "b", "--network", "none", bb, "true")
+    out = ok("ps", "-a", "--format", "table {{.Names}}\t{{.State}}\t{{.Image}}").splitlines()
+    assert out[0].split("   ")[0].rstrip() == "NAMES"
+    state_col = out[0].index("STATE")
+    assert state_col == len("a-rather-long-container-name") + 3
+    rows = {line.split()[0]: line for line in out[1:]}
+    assert set(rows) == {"a-rather-long-container-name", "b"}
+    for line in rows.values():
+        assert line[state_col:].split()[0] == "created"
+        assert line.index(bb, state_col) == out[0].index("IMAGE")   # STATE: min width 10
+    default = ok("ps", "-a").splitlines()
+    assert default[0].startswith("CONTAINER ID   IMAGE")
+    names_col = default[0].index("NAMES")
+    assert sorted(line[names_col:] for line in default[1:]) == \
+        ["a-rather-long-container-name", "b"]
+
+
+def test_json_is_gos_compact_json(bb):
+    ok("create", "--name", "j", "--network", "none", bb, "true")
+    for fmt in ("json", "{{json .}}"):
+        line = ok("ps", "-a", "--format", fmt).rstrip("\n")
+        assert "\n" not in line and ", " not in line.replace('", "', "")
+        row = json.loads(line)
+        assert row["Names"] == "j" and row["State"] == "created"
+        assert list(row) == sorted(row), "Go's json writes a map's keys sorted"
+    ok("volume", "create", "v1")
+    assert json.loads(ok("volume", "ls", "--format", "json"))["Name"] == "v1"
+    assert ok("volume", "ls").splitlines() == ["DRIVER    VOLUME NAME", "local     v1"]
+
+
+def test_images_table_and_json(busybox_image):
+    ok("load", "-q", "-i", str(busybox_image.docker_archive))
+    out = ok("images", "--format", "table {{.ID}}\t{{.Size}}").splitlines()
+    assert out[0] == "IMAGE ID       SIZE"
+    assert len(out) == 2 and out[1][15:] and out[1][:15].rstrip() == out[1].split()[0]
+    row = json.loads(ok("images", "--format", "json"))
+    assert row["ID"] == out[1].split()[0]
+    repo, tag = busybox_image.repo.rsplit(":", 1)
+    default = ok("images").splitlines()
+    assert default[0].split("   ")[:1] == ["REPOSITORY"] and "TAG" in default[0]
+    assert default[0].index("TAG") == max(len("REPOSITORY"), len(default[1].split()[0])) + 3
+    assert default[1].split()[:3] == [repo.removeprefix("docker.io/"), tag, row["ID"]]
+    assert default[1].index(row["ID"]) == default[0].index("IMAGE ID")
+
+
+# ------------------------------------------------------------------ inspect -f, bad templates
+
+def test_inspect_format_errors_on_missing_key(bb):
+    ok("create", "--name", "k", "--network", "none", bb, "true")
+    assert ok("inspect", "-f", "{{.State.Status}}", "k") == "created\n"
+    assert ok("container", "inspect", "-f", "{{.Name}}", "k") == "/k\n"
+    assert ok("inspect", "-f", "{{json .State.Health}}", "k") == "null\n"
+    assert "Health" not in ok("inspect", "k")
+    res = dockish("inspect", "-f", "{{.State.Nope}}", "k")
+    one_line(res, 125, prefix="dockish: error: template parsing error: template: :1:")
+    assert res.stderr.endswith(' executing "" at <.State.Nope>: map has no entry for key '
+                               '"Nope"\n'), res.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("ps", "--format", "{{.ID"),
+    ("ps", "--format", "table {{.ID}}\t{{.Nope | nosuchfunc}}"),
+    ("images", "--format", "{{if}}"),
+    ("volume", "ls", "--format", "table {{end}}"),
+])
+def test_bad_template_is_one_line_125(args):
+    one_line(dockish(*args), 125, prefix="dockish: error: template parsing error: template: ")
+
+
+def test_bad_template_with_rows_prints_no_partial_output(bb):
+    ok("create", "--name", "p", "--network", "none", bb, "true")
+    one_line(dockish("ps", "-a", "--format", "{{.Names}}{{index .Names 5}}"), 125,
+             prefix="dockish: error: template parsing error: template: ")
