@@ -50,6 +50,9 @@ def version_tuple(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+HEAD_ALONE = 0.05     # seconds between a hijack's head and its first stream bytes
+
+
 @dataclass
 class Request:
     """One request as a handler sees it: the path without its ``/vX.Y``
@@ -238,6 +241,13 @@ class Connection:
                 f"Content-Type: {content_type}\r\n\r\n"
             await self.stream.send_all(head.encode())
             extra = b""
+        # docker-py parses the response head through a buffered reader, then
+        # reads the raw socket: stream bytes that reach it in the same read
+        # as the head are lost to it (an exec whose output is already waiting
+        # came back empty, one time in five). Docker's daemon starts the
+        # process only after this head; we start it before (to answer a
+        # command that cannot run with an HTTP error), so the head goes alone
+        await trio.sleep(HEAD_ALONE)
         return self.stream, bytes(extra)
 
     # -- the request loop -----------------------------------------------------------------------
