@@ -522,6 +522,22 @@ def test_events_is_a_valid_stream(service):
     assert status == 200 and body == b""
 
 
+def test_docker_events_tell_a_containers_life(service):
+    """`docker events` over the socket: what a container went through, in
+    order, filtered by its name, with a Go template."""
+    t0 = int(time.time()) - 1
+    ok(service, "run", "--rm", "--network", "none", "--name", "evt", IMAGE, "true")
+    time.sleep(0.3)
+    out = ok(service, "events", "--since", str(t0), "--until", str(int(time.time()) + 1),
+             "--filter", "container=evt", "--format", "{{.Type}} {{.Action}}")
+    actions = [line.split()[1] for line in out.splitlines() if line.startswith("container ")]
+    for a, b in zip(["create", "start", "die", "destroy"],
+                    ["start", "die", "destroy", None], strict=True):
+        assert a in actions, out
+        if b is not None:
+            assert actions.index(a) < actions.index(b), out
+
+
 # ------------------------------------------------------------------ hostile input
 
 def _context_tar(members: list[tuple[str, str, str]]) -> bytes:

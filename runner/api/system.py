@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import time
 
@@ -156,20 +157,34 @@ class SystemApi:
                                 "LastUsedAt": None}] if cache["count"] else []}
 
     async def events(self, req: Request):
-        """A valid stream with no events (dockish has no event bus yet):
-        it ends at ``until``, or when the client goes."""
-        until = req.arg("until")
+        """The store's events (runner/events.py) from ``since``, as Docker
+        streams them: then new ones as they come, until ``until`` or until
+        the client goes. Followed by polling the journal from the trio side,
+        so no worker thread is left waiting on a client that went away."""
+        since, until = req.arg("since") or None, req.arg("until") or None
+        filters = _event_filters(req.arg("filters"))
+        try:
+            end = None if until is None else float(until)
+            start = time.time() if since is None else float(since)
+        except ValueError:
+            raise ApiError(400, f"invalid since/until: {since!r} {until!r}") from None
         await req.conn.start_stream()
-        if until:
-            try:
-                end = float(until)
-            except ValueError:
-                raise ApiError(400, f"invalid until: {until}") from None
-            delay = end - time.time()
-            if delay > 0:
-                await trio.sleep(delay)
-            return
-        await trio.sleep_forever()
+        if end is not None and end < start:
+            return                            # a window that closed before it opened
+        seen: set[tuple] = set()
+        while True:
+            batch = await blocking(lambda: list(self.engine.events(
+                since=start, until=end if end is not None else time.time(),
+                filters=filters, follow=False)))
+            for ev in batch:
+                key = (ev.get("timeNano"), ev.get("Action"), (ev.get("Actor") or {}).get("ID"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                await req.conn.write_json(ev)
+            if end is not None and time.time() >= end:
+                return
+            await trio.sleep(0.25)
 
     async def auth(self, req: Request):
         body = await req.json()
@@ -270,3 +285,24 @@ class SystemApi:
                 raise ApiError(400, f"volume prune filter {k} is not supported by dockish")
         report = await blocking(self.engine.volume_prune, all_)
         return {"VolumesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
+
+
+def _event_filters(raw: str | None) -> dict[str, list[str]]:
+    """Docker's ``filters`` JSON ({key: [values]} or {key: {value: true}})."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid filters: {raw}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"invalid filters: {raw}")
+    out: dict[str, list[str]] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out[str(k)] = [str(x) for x, on in v.items() if on]
+        elif isinstance(v, list):
+            out[str(k)] = [str(x) for x in v]
+        else:
+            raise ApiError(400, f"invalid filters: {raw}")
+    return out
