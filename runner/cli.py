@@ -29,12 +29,120 @@ class DockishGroup(click.Group):
             return super().invoke(ctx)
         except known_errors() as e:
             text = message(e) if not isinstance(e, DockishError) or str(e) else ""
+            not_found = daemon_not_found(text)
+            if not_found:
+                click.echo(not_found, err=True)
+                sys.exit(1)
             if text:
                 click.echo(f"dockish: error: {text}", err=True)
             sys.exit(exit_code(e))
 
 
-@click.group(cls=DockishGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def daemon_not_found(text: str) -> str | None:
+    """Docker's line for an unknown container or image: the daemon's 404,
+    ``Error response from daemon: No such container: X`` (an image named
+    with its tag, ``nope:latest``), exit 1 in every command; None for any
+    other error."""
+    for kind in ("container", "image"):
+        prefix = f"No such {kind}: "
+        if text.startswith(prefix):
+            name = text[len(prefix):]
+            if kind == "image" and "@" not in name and ":" not in name.rpartition("/")[2] \
+                    and not name.startswith("sha256:"):
+                name += ":latest"
+            return f"Error response from daemon: {prefix}{name}"
+    return None
+
+
+class DockishUsage(click.Group):
+    """Usage errors as Docker's, for every command and sub-group from one
+    place (``main``): ``dockish: unknown flag: --x`` then ``See 'dockish
+    run --help'.``, an unknown command, a missing or extra argument with
+    the usage line; exit 125 (1 for an unknown command, as Docker). Click's
+    own three-line "Usage/Try/Error" would break scripts that match
+    Docker's words."""
+
+    def main(self, args=None, prog_name=None, **extra):   # noqa: ANN001 - click's signature
+        extra.pop("standalone_mode", None)
+        try:
+            rv = super().main(args, prog_name or "dockish", standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help() if e.ctx else "")
+            sys.exit(0)
+        except click.UsageError as e:
+            code, lines = usage_error(e, self._path(sys.argv[1:] if args is None else args))
+            for line in lines:
+                click.echo(line, err=True)
+            sys.exit(code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as e:          # a file option's error, say
+            click.echo(f"dockish: error: {e.format_message()}", err=True)
+            sys.exit(125)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def _path(self, args: list[str]) -> str:
+        """The command path the user typed (``dockish container ls``), for
+        errors click raises without a context."""
+        path, cmd = ["dockish"], self
+        for a in args:
+            if a.startswith("-") or not isinstance(cmd, click.Group):
+                break
+            sub = cmd.get_command(click.Context(cmd), a)
+            if sub is None:
+                break
+            path.append(a)
+            cmd = sub
+        return " ".join(path)
+
+
+def _arg_counts(cmd: click.Command) -> tuple[int, bool]:
+    """(how many arguments ``cmd`` needs, whether it takes more)."""
+    need, more = 0, False
+    for p in cmd.params:
+        if isinstance(p, click.Argument):
+            if p.required:
+                need += max(p.nargs, 1)
+            more = more or p.nargs == -1 or not p.required
+    return need, more
+
+
+def usage_error(e: click.UsageError, typed: str) -> tuple[int, list[str]]:
+    """Docker's words and exit code for a click usage error (``typed``: the
+    command path as typed, for errors without a context)."""
+    ctx = e.ctx
+    path = ctx.command_path if ctx else typed
+    see = f"See '{path} --help'."
+    msg = e.format_message()
+    if isinstance(e, click.BadOptionUsage) and msg.endswith("requires an argument."):
+        name = e.option_name
+        shown = name if name.startswith("--") else f"{name[1:]!r} in {name}"
+        return 125, [f"dockish: flag needs an argument: {shown}", see]
+    if isinstance(e, click.NoSuchOption):
+        name = e.option_name
+        if name.startswith("--") or len(name) < 2:
+            return 125, [f"dockish: unknown flag: {name}", see]
+        return 125, [f"dockish: unknown shorthand flag: {name[1]!r} in {name}", see]
+    if ctx is not None and isinstance(ctx.command, click.Group) and \
+            msg.startswith("No such command"):
+        name = msg.split("'")[1] if "'" in msg else msg
+        return 1, [f"dockish: {name!r} is not a {path} command.", f"See '{path} --help'"]
+    arg_missing = isinstance(e, click.MissingParameter) and isinstance(e.param, click.Argument)
+    if ctx is not None and (arg_missing or msg.startswith("Got unexpected extra argument")):
+        need, more = _arg_counts(ctx.command)
+        how = "at least" if more else "exactly"
+        usage = ctx.get_usage().replace("Usage: ", "Usage:  ", 1)
+        return 125, [f'"{path}" requires {how} {need} argument{"s" if need != 1 else ""}.',
+                     see, "", usage, "", ctx.command.get_short_help_str(limit=80)]
+    return 125, [f"dockish: {msg}", see]
+
+
+class DockishCli(DockishUsage, DockishGroup):
+    """The top ``dockish`` group: Docker's usage errors and error lines."""
+
+
+@click.group(cls=DockishCli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dockish")
 def main() -> None:
     """Docker-style containers for people without root."""

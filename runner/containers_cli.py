@@ -54,6 +54,15 @@ def _each(refs: tuple[str, ...], action: Callable[[str], object]) -> None:
         sys.exit(1)
 
 
+def check_tty(attach_stdin: bool, tty: bool) -> None:
+    """Docker's client-side check, before anything is made: ``-it`` with
+    stdin that is no terminal (a script, a pipe, cron) cannot work, so it
+    is ``the input device is not a TTY`` and exit 1, not a container."""
+    if attach_stdin and tty and not sys.stdin.isatty():
+        click.echo("the input device is not a TTY", err=True)
+        sys.exit(1)
+
+
 def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptions:
     """The run/create flags as the engine's record."""
     return CreateOptions(
@@ -143,6 +152,7 @@ def print_diff(changes: list[tuple[str, str]]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(detach: bool, image: str, args: tuple[str, ...], **opts) -> None:
     """Run a command in a new container."""
+    check_tty(opts["interactive"] and not detach, opts["tty"])
     eng = engine()
     c = eng.create(create_options(image, args, opts))
     if detach:
@@ -273,6 +283,7 @@ def exec_(interactive: bool, tty: bool, detach: bool, user: str | None,
           workdir: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
           container: str, command: tuple[str, ...]) -> None:
     """Run a command in a running container."""
+    check_tty(interactive and not detach, tty)
     sys.exit(engine().exec(container, ExecOptions(
         list(command), interactive, tty, detach, user, workdir, list(env),
         list(env_file))))
@@ -287,7 +298,7 @@ def wait(containers: tuple[str, ...]) -> None:
         click.echo(str(eng.wait(ref)))
 
 
-def _typed(obj: dict) -> dict:
+def typed_inspect(obj: dict) -> dict:
     """What Docker's typed inspect struct has even where its JSON omits it
     (``omitempty``): ``{{json .State.Health}}`` is ``null`` there, not a
     missing-key error."""
@@ -303,18 +314,17 @@ def _typed(obj: dict) -> dict:
 @click.argument("names", nargs=-1, required=True)
 def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
     """Show containers' details as JSON."""
+    from .container import ContainerError
     eng = engine()
-    out = []
-    failed = False
+    out, failed = [], []
     for ref in names:
         try:
             out.append(eng.inspect_container(ref))
-        except known_errors():
-            click.echo(f"Error: No such object: {ref}", err=True)
-            failed = True
-    if fmt:
-        out = [_typed(o) for o in out]
-    print_inspect(fmt, out)
+        except ContainerError as e:
+            failed.append(f"Error: {e}")
+    print_inspect(fmt, [typed_inspect(o) for o in out] if fmt else out)
+    for line in failed:           # after the output, as Docker's
+        click.echo(line, err=True)
     if failed:
         sys.exit(1)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 
-from .listing import print_inspect, print_rows
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
@@ -26,6 +25,7 @@ from .format import parse_time as _parse_time
 from .format import size as human_size
 from .format import table
 from .images import config_or_empty, inspect_image
+from .listing import print_inspect, print_rows
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 
@@ -318,6 +318,7 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
 @click.argument("names", nargs=-1, required=True)
 def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
     """Remove one or more images (by name, ID or ID prefix)."""
+    from .cli import daemon_not_found
     from registry import reference as refs
     from registry.store import NoSuchImage
     store = _store()
@@ -327,7 +328,7 @@ def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
         try:
             rec, by_name = store.find(text)
         except NoSuchImage as e:
-            click.echo(f"dockish: error: {e}", err=True)
+            click.echo(daemon_not_found(str(e)) or f"dockish: error: {e}", err=True)
             failed = True
             continue
         used = _engine().images_in_use(store).get(rec.id)
@@ -397,16 +398,18 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
     """Show low-level information on images, as JSON."""
     from registry.store import NoSuchImage
     store = _store()
-    out, failed = [], False
+    out: list[dict] = []
+    failed: list[str] = []
     for n in names:
         try:
             rec, _ = store.find(n)
         except NoSuchImage:
-            click.echo(f"dockish: error: No such image: {n}", err=True)
-            failed = True
+            failed.append(n)
             continue
         out.append(inspect_image(store, rec))
     print_inspect(fmt, out)
+    for n in failed:
+        click.echo(f"Error: No such image: {n}", err=True)
     if failed:
         sys.exit(EXIT_NO_SUCH)
 
@@ -588,33 +591,31 @@ def _inspect_any(container_inspect: click.Command) -> click.Command:
     @click.pass_context
     def inspect_any(ctx, fmt: str | None, kind: str | None, names: tuple[str, ...]):
         """Show low-level information on containers or images, as JSON."""
-        from .container import ContainerError, Containers
+        from registry.store import NoSuchImage
+
+        from .container import ContainerError
+        from .containers_cli import engine, typed_inspect
         if kind == "image":
             return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
         if kind == "container":
             return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names)
-        containers = Containers(_store().root)
-        is_container = []
-        for n in names:
+        eng, store = engine(), _store()
+        out, missing = [], []
+        for n in names:                  # a container first, as Docker's
             try:
-                containers.get(n)
-                is_container.append(True)
+                out.append(eng.inspect_container(n))
+                continue
             except ContainerError:
-                is_container.append(False)
-        if all(is_container):
-            return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names)
-        if not any(is_container):
-            return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
-        code = 0
-        for want, cmd, extra in ((True, container_inspect, {"type_": "container"}),
-                                 (False, inspect, {"kind": "image"})):
-            chosen = tuple(n for n, c in zip(names, is_container, strict=True) if c == want)
+                pass
             try:
-                ctx.invoke(cmd, fmt=fmt, names=chosen, **extra)
-            except SystemExit as e:
-                code = code or (e.code or 0)
-        if code:
-            sys.exit(code)
+                out.append(inspect_image(store, store.find(n)[0]))
+            except NoSuchImage:
+                missing.append(n)
+        print_inspect(fmt, [typed_inspect(o) for o in out] if fmt else out)
+        for n in missing:
+            click.echo(f"Error: No such object: {n}", err=True)
+        if missing:
+            sys.exit(EXIT_NO_SUCH)
     return inspect_any
 
 

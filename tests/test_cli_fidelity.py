@@ -5,9 +5,11 @@ fails on a misspelt field, and bad templates as one line with exit 125."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
+from .diffbase import dockish_exe
 from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
@@ -130,3 +132,106 @@ def test_bad_template_with_rows_prints_no_partial_output(bb):
     ok("create", "--name", "p", "--network", "none", bb, "true")
     one_line(dockish("ps", "-a", "--format", "{{.Names}}{{index .Names 5}}"), 125,
              prefix="dockish: error: template parsing error: template: ")
+
+
+# ------------------------------------------------------------------ usage errors
+
+def _rm_usage() -> list[str]:
+    return ['"dockish rm" requires at least 1 argument.', "See 'dockish rm --help'.", "",
+            "Usage:  dockish rm [OPTIONS] CONTAINERS...", "", "Remove containers."]
+
+
+@pytest.mark.parametrize(("args", "code", "lines"), [
+    (("run", "--x", "img"), 125, ["dockish: unknown flag: --x", "See 'dockish run --help'."]),
+    (("run", "-z", "img"), 125,
+     ["dockish: unknown shorthand flag: 'z' in -z", "See 'dockish run --help'."]),
+    (("container", "ls", "--nope"), 125,
+     ["dockish: unknown flag: --nope", "See 'dockish container ls --help'."]),
+    (("ps", "--format"), 125,
+     ["dockish: flag needs an argument: --format", "See 'dockish ps --help'."]),
+    (("images", "-f"), 125,
+     ["dockish: flag needs an argument: 'f' in -f", "See 'dockish images --help'."]),
+    (("foo",), 1, ["dockish: 'foo' is not a dockish command.", "See 'dockish --help'"]),
+    (("volume", "foo"), 1,
+     ["dockish: 'foo' is not a dockish volume command.", "See 'dockish volume --help'"]),
+    (("rm",), 125, _rm_usage()),
+    (("logs", "a", "b"), 125,
+     ['"dockish logs" requires exactly 1 argument.', "See 'dockish logs --help'.", "",
+      "Usage:  dockish logs [OPTIONS] CONTAINER", "",
+      "Show a container's output (its stderr on stderr, as Docker does)."]),
+])
+def test_usage_errors_as_docker(args, code, lines):
+    one_line(dockish(*args), code, *lines)
+
+
+def test_bad_flag_value_names_the_command():
+    res = dockish("stop", "-t", "soon", "x")
+    assert res.returncode == 125 and res.stdout == ""
+    assert res.stderr.splitlines()[1:] == ["See 'dockish stop --help'."], res.stderr
+    assert res.stderr.startswith("dockish: ") and "soon" in res.stderr.splitlines()[0]
+
+
+def test_no_arguments_is_help_exit_0():
+    res = dockish()
+    assert res.returncode == 0 and "Usage:" in res.stdout and res.stderr == ""
+
+
+# ------------------------------------------------------------------ no such container / image
+
+NO_CTR = "Error response from daemon: No such container: nope"
+
+
+@pytest.mark.parametrize("args", [
+    ("logs", "nope"), ("exec", "nope", "true"), ("start", "nope"), ("stop", "nope"),
+    ("restart", "nope"), ("kill", "nope"), ("rm", "nope"), ("wait", "nope"), ("top", "nope"),
+    ("port", "nope"), ("pause", "nope"), ("unpause", "nope"), ("rename", "nope", "x"),
+    ("diff", "nope"), ("export", "nope"), ("commit", "nope", "x:1"), ("attach", "nope"),
+    ("cp", "nope:/etc/passwd", "-"), ("container", "logs", "nope"),
+])
+def test_no_such_container_is_the_daemons_404(args):
+    one_line(dockish(*args), 1, NO_CTR)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("rmi", "nope"), "Error response from daemon: No such image: nope:latest"),
+    (("history", "nope"), "Error response from daemon: No such image: nope:latest"),
+    (("history", "nope:1.0"), "Error response from daemon: No such image: nope:1.0"),
+])
+def test_no_such_image_names_the_tag(args, line):
+    one_line(dockish(*args), 1, line)
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("inspect", "nope"), "Error: No such object: nope"),
+    (("container", "inspect", "nope"), "Error: No such container: nope"),
+    (("image", "inspect", "nope"), "Error: No such image: nope"),
+])
+def test_inspect_of_nothing_prints_an_empty_list_then_the_error(args, line):
+    res = dockish(*args)
+    assert (res.returncode, res.stdout, res.stderr) == (1, "[]\n", line + "\n")
+    res = dockish(args[0], "-f", "{{.Id}}", *args[1:]) if len(args) == 2 else \
+        dockish(*args[:2], "-f", "{{.Id}}", args[2])
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", line + "\n")
+
+
+def test_inspect_found_and_missing_keeps_order_and_fails(bb):
+    ok("create", "--name", "here", "--network", "none", bb, "true")
+    res = dockish("inspect", "-f", "{{.Name}}", "nope", "here")
+    assert (res.returncode, res.stdout, res.stderr) == \
+        (1, "/here\n", "Error: No such object: nope\n")
+
+
+@pytest.mark.parametrize("args", [("run", "-it", "--network", "none", "IMG", "sh"),
+                                  ("run", "-i", "-t", "--rm", "IMG"),
+                                  ("exec", "-it", "nope", "sh")])
+def test_it_without_a_terminal_is_refused_before_anything(args, bb, dockish_root):
+    res = subprocess.run([dockish_exe(), *[bb if a == "IMG" else a for a in args]],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    one_line(res, 1, "the input device is not a TTY")
+    assert ok("ps", "-a", "-q") == ""
+
+
+def test_detached_it_needs_no_terminal(bb):
+    cid = ok("run", "-dit", "--name", "bg", "--network", "none", bb, "sh").strip()
+    assert ok("inspect", "-f", "{{.Config.Tty}} {{.State.Running}}", "bg") == "true true\n"
+    ok("rm", "-f", cid)

@@ -158,7 +158,9 @@ def test_commit_of_a_running_container_pauses_it_and_it_goes_on(bb, dockish_root
 def test_commit_errors_are_one_line_and_make_nothing(bb, dockish_root):
     ok("run", "--name", "c3", "--network", "none", bb, "touch", "/x")
     before = ok("images", "-q", "-a")
-    one_error_line(dockish("commit", "nope", "x:1"), 125, "No such container: nope")
+    res = dockish("commit", "nope", "x:1")
+    assert (res.returncode, res.stderr) == \
+        (1, "Error response from daemon: No such container: nope\n"), res.stderr
     one_error_line(dockish("commit", "-c", "RUN echo hi", "c3", "x:1"), 125,
                    "RUN is not a valid change command")
     one_error_line(dockish("commit", "-c", "EXPOSE notaport", "c3", "x:1"), 125,

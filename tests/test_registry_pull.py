@@ -201,7 +201,7 @@ def test_images_tag_rmi_inspect_history(reg, dockish_root):
     p = dockish("rmi", short[:5])
     assert f"Deleted: {info[0]['Id']}" in p.stdout
     p = dockish("inspect", "mybox:1.0", check=False)
-    assert p.returncode == 1 and p.stderr.strip() == "dockish: error: No such image: mybox:1.0"
+    assert p.returncode == 1 and p.stderr.strip() == "Error: No such object: mybox:1.0"
     # the busybox layer is still there: the layered image uses it
     with mounted(reg.names["oci"], dockish_root.parent / "mnt") as mnt:
         assert (mnt / "bin" / "busybox").is_file()
