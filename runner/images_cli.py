@@ -23,7 +23,6 @@ from .format import ago as human_ago
 from .format import go_time as _iso
 from .format import parse_time as _parse_time
 from .format import size as human_size
-from .format import table
 from .images import config_or_empty, inspect_image
 from .listing import print_inspect, print_rows
 
@@ -57,11 +56,6 @@ def registry_options(fn):
                       metavar="BOOL", help="Require HTTPS with a valid certificate "
                       "(default: except for localhost and insecure-registries).")(fn)
     return fn
-
-
-def _table(rows: list[list[str]]) -> None:
-    for line in table(rows):
-        click.echo(line)
 
 
 # -- progress ------------------------------------------------------------------------
@@ -248,6 +242,11 @@ IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
                   "UniqueSize": "UNIQUE SIZE", "VirtualSize": "VIRTUAL SIZE"}
 
 
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                   "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+
+
 @click.command("images")
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (same as the "
               "default: dockish keeps no intermediate images).")
@@ -419,8 +418,10 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("-H", "--human", type=click.BOOL, default=True, metavar="BOOL",
               help="Sizes and dates in human-readable form.")
+@click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
+              "like {{.CreatedBy}}.")
 @click.argument("name")
-def history(no_trunc: bool, quiet: bool, human: bool, name: str):
+def history(no_trunc: bool, quiet: bool, human: bool, fmt: str | None, name: str):
     """Show the history of an image."""
     store = _store()
     rec, _ = store.find(name)
@@ -442,16 +443,18 @@ def history(no_trunc: bool, quiet: bool, human: bool, name: str):
         for _ in rows[1:]:
             click.echo("<missing>")
         return
-    table = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
+    data = []
     for i, (h, size) in enumerate(rows):
         ident = (rec.id if no_trunc else rec.short_id) if i == 0 else "<missing>"
         by = h.get("created_by", "") or ""
         if not no_trunc and len(by) > 45:
             by = by[:44] + "…"
         created = _parse_time(h.get("created"))
-        table.append([ident, human_ago(created) if human else (h.get("created") or ""), by,
-                      human_size(size) if human else str(size), h.get("comment", "") or ""])
-    _table(table)
+        data.append({"ID": ident, "CreatedAt": h.get("created") or "",
+                     "CreatedSince": human_ago(created) if human else (h.get("created") or ""),
+                     "CreatedBy": by, "Size": human_size(size) if human else str(size),
+                     "Comment": h.get("comment", "") or ""})
+    print_rows(fmt, data, HISTORY_TABLE, HISTORY_HEADERS)
 
 
 # -- save / load / import --------------------------------------------------------------------

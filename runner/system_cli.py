@@ -11,8 +11,10 @@ import sys
 
 import click
 
+from .errors import DockishError
 from .format import ago, binary_size, parse_time, table, truncate_command
 from .format import size as human_size
+from .listing import print_rows
 
 
 def _version() -> str:
@@ -45,9 +47,16 @@ def _table(rows: list[list[str]]) -> None:
         click.echo(line)
 
 
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+              "Reclaimable": "RECLAIMABLE"}
+
+
 @click.command("df")
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage.")
-def system_df(verbose: bool):
+@click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
+              "like {{.Type}}.")
+def system_df(verbose: bool, fmt: str | None):
     """Show disk usage: images, containers, volumes and build cache."""
     from registry import reference as refs
 
@@ -65,19 +74,24 @@ def system_df(verbose: bool):
     c_reclaim = c_size - sum(size for _, size in running)
     v_size = sum(size for _, size, _ in volumes)
     v_reclaim = sum(size for _, size, n in volumes if n == 0)
-    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
-            ["Images", str(len(recs)), str(sum(1 for r in recs if r.id in in_use)),
-             human_size(total), human_size(reclaim) + _pct(reclaim, total)],
-            ["Containers", str(len(containers)), str(len(running)), human_size(c_size),
-             human_size(c_reclaim) + _pct(c_reclaim, c_size)],
-            ["Local Volumes", str(len(volumes)), str(sum(1 for v in volumes if v[2])),
-             human_size(v_size), human_size(v_reclaim) + _pct(v_reclaim, v_size)],
-            ["Build Cache", str(du.build_cache["count"]), "0", human_size(du.build_cache["size"]),
-             human_size(du.build_cache["reclaimable"]) +
-             _pct(du.build_cache["reclaimable"], du.build_cache["size"])]]
+    rows = [{"Type": "Images", "TotalCount": str(len(recs)),
+             "Active": str(sum(1 for r in recs if r.id in in_use)), "Size": human_size(total),
+             "Reclaimable": human_size(reclaim) + _pct(reclaim, total)},
+            {"Type": "Containers", "TotalCount": str(len(containers)),
+             "Active": str(len(running)), "Size": human_size(c_size),
+             "Reclaimable": human_size(c_reclaim) + _pct(c_reclaim, c_size)},
+            {"Type": "Local Volumes", "TotalCount": str(len(volumes)),
+             "Active": str(sum(1 for v in volumes if v[2])), "Size": human_size(v_size),
+             "Reclaimable": human_size(v_reclaim) + _pct(v_reclaim, v_size)},
+            {"Type": "Build Cache", "TotalCount": str(du.build_cache["count"]), "Active": "0",
+             "Size": human_size(du.build_cache["size"]),
+             "Reclaimable": human_size(du.build_cache["reclaimable"]) +
+             _pct(du.build_cache["reclaimable"], du.build_cache["size"])}]
     if not verbose:
-        _table(rows)
+        print_rows(fmt, rows, DF_TABLE, DF_HEADERS)
         return
+    if fmt:
+        raise DockishError("--format with --verbose is not supported yet: use one of them")
     click.echo("Images space usage:\n")
     tags = store.tags()
     table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",

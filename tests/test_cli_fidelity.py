@@ -235,3 +235,34 @@ def test_detached_it_needs_no_terminal(bb):
     cid = ok("run", "-dit", "--name", "bg", "--network", "none", bb, "sh").strip()
     assert ok("inspect", "-f", "{{.Config.Tty}} {{.State.Running}}", "bg") == "true true\n"
     ok("rm", "-f", cid)
+
+
+# ------------------------------------------------------------------ history, system df
+
+def test_system_df_format():
+    out = ok("system", "df").splitlines()
+    assert out[0] == "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE"
+    assert [line[:16].rstrip() for line in out[1:]] == \
+        ["Images", "Containers", "Local Volumes", "Build Cache"]
+    assert ok("system", "df", "--format", "{{.Type}}={{.TotalCount}}").splitlines()[:3] == \
+        ["Images=0", "Containers=0", "Local Volumes=0"]
+    assert json.loads(ok("system", "df", "--format", "json").splitlines()[0]) == \
+        {"Active": "0", "Reclaimable": "0B", "Size": "0B", "TotalCount": "0", "Type": "Images"}
+    one_line(dockish("system", "df", "--format", "{{.Nope"), 125,
+             prefix="dockish: error: template parsing error: ")
+
+
+def test_history_format(busybox_image):
+    ok("load", "-q", "-i", str(busybox_image.docker_archive))
+    name = busybox_image.repo
+    out = ok("history", "--format", "table {{.ID}}\t{{.CreatedBy}}", name).splitlines()
+    assert out[0].startswith("IMAGE          CREATED BY")
+    assert len(out) >= 2 and out[1].split()[0] != "<missing>"
+    assert all(line.startswith("<missing>      ") for line in out[2:])
+    default = ok("history", name).splitlines()
+    assert default[0].startswith("IMAGE          CREATED ")
+    assert default[0].split()[:2] == ["IMAGE", "CREATED"] and "CREATED BY" in default[0]
+    assert default[1].split()[0] == out[1].split()[0]
+    row = json.loads(ok("history", "--format", "json", name).splitlines()[0])
+    assert set(row) == {"Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size"}
+    assert ok("history", "--format", "{{.Size}}", "--human=false", name).splitlines()[0].isdigit()
