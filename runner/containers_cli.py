@@ -14,8 +14,7 @@ import click
 from .engine import CreateOptions, Engine, ExecOptions
 from .errors import DockishError, known_errors
 from .format import size, table
-from .gotemplate import render
-from .listing import print_inspect, print_rows
+from .listing import format_rows, inspect_lines
 
 RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
 CliError = DockishError          # the older name
@@ -52,6 +51,19 @@ def _each(refs: tuple[str, ...], action: Callable[[str], object]) -> None:
         click.echo(ref)
     if failed:
         sys.exit(1)
+
+
+def print_rows(fmt: str | None, rows: list[dict], default: str,
+               headers: dict[str, str]) -> None:
+    """A list command's rows under ``--format`` (``runner.listing``)."""
+    for line in format_rows(fmt, rows, default, headers):
+        click.echo(line)
+
+
+def print_inspect(fmt: str | None, objects: list[dict]) -> None:
+    """``inspect``'s objects: JSON, or ``-f`` on each (``runner.listing``)."""
+    for line in inspect_lines(fmt, objects):
+        click.echo(line)
 
 
 def check_tty(attach_stdin: bool, tty: bool) -> None:

@@ -204,8 +204,9 @@ class Engine:
                 return resolve(text, store)
             except (ImageError, ValueError):
                 if pull == "never":
-                    raise NotFoundError(f"Unable to find image '{text}' locally") from None
-            self.notify(f"Unable to find image '{text}' locally")
+                    raise NotFoundError(f"Unable to find image '{_shown(text)}' locally") \
+                        from None
+            self.notify(f"Unable to find image '{_shown(text)}' locally")
         last: Exception | None = None
         for _ in range(3):          # a prune may take a just-pulled image: pull again
             self._pull_for_run(text, progress)
@@ -222,7 +223,7 @@ class Engine:
         except DockishError:
             raise
         except Exception as e:          # noqa: BLE001 - network errors of every kind
-            raise DockishError(f"Unable to find image '{text}' locally: pull failed: "
+            raise DockishError(f"pull of {_shown(text)} failed: "     # said once, by notify
                                f"{str(e) or type(e).__name__}") from None
 
     def pull(self, name: str, options=None, platform: str | None = None,
@@ -1078,6 +1079,16 @@ def _healthcheck(image_conf: dict, opts: CreateOptions) -> dict:
 def exit_code(c: Container) -> int:
     _status, code = c.status()
     return code if code is not None else 0
+
+
+def _shown(text: str) -> str:
+    """An image name as Docker's run says it: familiar, with its tag
+    (``nope`` -> ``nope:latest``); as typed if it does not parse."""
+    from registry import reference as refs
+    try:
+        return refs.parse(text).familiar
+    except ValueError:
+        return text
 
 
 def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import click
 
+from .containers_cli import print_inspect, print_rows
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
 from .format import parse_time as _parse_time
 from .format import size as human_size
 from .images import config_or_empty, inspect_image
-from .listing import print_inspect, print_rows
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 

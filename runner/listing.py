@@ -3,10 +3,10 @@ system df): empty or ``table`` is the command's default table, ``json`` is
 ``{{json .}}`` (Go's compact JSON, by the template engine), ``table TMPL``
 is a header line plus aligned rows (the header printed even with no rows),
 anything else one rendered line per row. One place, so every command reads
-a format as Docker does."""
+a format as Docker does. Pure: it returns lines, the CLI prints them."""
 from __future__ import annotations
 
-import click
+import json
 
 from .gotemplate import TABLE_PREFIX, is_table, parse, render_table
 
@@ -32,23 +32,13 @@ def format_rows(fmt: str | None, rows: list[dict], default: str,
     return [tmpl.execute(r) for r in rows]
 
 
-def print_rows(fmt: str | None, rows: list[dict], default: str,
-               headers: dict[str, str]) -> None:
-    """``format_rows``, printed."""
-    for line in format_rows(fmt, rows, default, headers):
-        click.echo(line)
-
-
-def print_inspect(fmt: str | None, objects: list[dict]) -> None:
-    """``inspect``'s output: the objects as an indented JSON list, or ``-f``
+def inspect_lines(fmt: str | None, objects: list[dict]) -> list[str]:
+    """``inspect``'s output lines: the objects as an indented JSON list, or ``-f``
     run on each as Docker's inspector runs it on the raw JSON, with Go's
     ``missingkey=error`` (a misspelt field is an error, not ``<no value>``
     that a script would take for data). All lines are made before any is
     printed."""
     if not fmt:
-        import json
-        click.echo(json.dumps(objects, indent=4))
-        return
+        return [json.dumps(objects, indent=4)]
     tmpl = parse(fmt)
-    for line in [tmpl.execute(o, missing_key_error=True) for o in objects]:
-        click.echo(line)
+    return [tmpl.execute(o, missing_key_error=True) for o in objects]

@@ -11,10 +11,10 @@ import sys
 
 import click
 
+from .containers_cli import print_rows
 from .errors import DockishError
 from .format import ago, binary_size, parse_time, table, truncate_command
 from .format import size as human_size
-from .listing import print_rows
 
 
 def _version() -> str:

@@ -266,3 +266,27 @@ def test_history_format(busybox_image):
     row = json.loads(ok("history", "--format", "json", name).splitlines()[0])
     assert set(row) == {"Comment", "CreatedAt", "CreatedBy", "CreatedSince", "ID", "Size"}
     assert ok("history", "--format", "{{.Size}}", "--human=false", name).splitlines()[0].isdigit()
+
+
+# ------------------------------------------------------------------ run of an absent image
+
+def test_unable_to_find_image_is_said_once_with_its_tag(tmp_path):
+    from .registrybed import Registry, env_without_proxy
+    reg = Registry(tmp_path / "registry")
+    try:
+        env = env_without_proxy()
+        for typed, shown in ((f"{reg.host}/lib/absent", f"{reg.host}/lib/absent:latest"),
+                             (f"{reg.host}/lib/absent:2", f"{reg.host}/lib/absent:2")):
+            res = subprocess.run([dockish_exe(), "run", "--rm", "--network", "none", typed,
+                                  "true"], capture_output=True, text=True, env=env, timeout=120)
+            assert res.returncode == 125, res.stderr
+            lines = res.stderr.splitlines()
+            assert lines[0] == f"Unable to find image '{shown}' locally", res.stderr
+            assert len(lines) == 2 and "Unable to find" not in lines[1], res.stderr
+            assert lines[1].startswith("dockish: error: ") and "absent" in lines[1]
+            res = subprocess.run([dockish_exe(), "run", "--pull", "never", typed, "true"],
+                                 capture_output=True, text=True, env=env, timeout=60)
+            assert (res.returncode, res.stderr) == \
+                (125, f"dockish: error: Unable to find image '{shown}' locally\n")
+    finally:
+        reg.stop()
