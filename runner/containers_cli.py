@@ -499,10 +499,11 @@ def volume_ls(quiet: bool, fmt: str | None) -> None:
 
 
 @volume_group.command("inspect")
+@click.option("-f", "--format", "fmt", help="A Go template like {{.Mountpoint}}.")
 @click.argument("names", nargs=-1, required=True)
-def volume_inspect(names: tuple[str, ...]) -> None:
+def volume_inspect(fmt: str | None, names: tuple[str, ...]) -> None:
     eng = engine()
-    click.echo(json.dumps([eng.volume_inspect(n) for n in names], indent=4))
+    print_inspect(fmt, [eng.volume_inspect(n) for n in names])
 
 
 @volume_group.command("rm")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .gotemplate import TABLE_PREFIX, is_table, parse, render_table
+from .gotemplate import TABLE_PREFIX, Template, is_table, parse, render_table
 
 JSON_TEMPLATE = "{{json .}}"
 
@@ -42,3 +42,11 @@ def inspect_lines(fmt: str | None, objects: list[dict]) -> list[str]:
         return [json.dumps(objects, indent=4)]
     tmpl = parse(fmt)
     return [tmpl.execute(o, missing_key_error=True) for o in objects]
+
+
+def one_template(fmt: str) -> Template:
+    """``--format`` of a one-object command (info, version, events' lines):
+    ``json`` is ``{{json .}}``, Go's compact JSON, not Python's ``", "``
+    separators; parsed before anything runs, so a bad template is one
+    error line before any output."""
+    return parse(JSON_TEMPLATE if fmt.strip() == "json" else fmt)

@@ -5,7 +5,6 @@ their prune commands)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import platform
 import sys
 
@@ -15,6 +14,7 @@ from .containers_cli import print_rows
 from .errors import DockishError
 from .format import ago, binary_size, parse_time, table, truncate_command
 from .format import size as human_size
+from .listing import one_template
 
 
 def _version() -> str:
@@ -126,10 +126,8 @@ def system_df(verbose: bool, fmt: str | None):
 
 
 def _render(fmt: str | None, data: dict) -> None:
-    from .gotemplate import render
     if fmt:
-        click.echo(json.dumps(data) if fmt.strip() in ("json", "{{json .}}")
-                   else render(fmt, data))
+        click.echo(one_template(fmt).execute(data))
         return
     click.echo(f"""Client:
  Version:    {data['ServerVersion']}
@@ -182,14 +180,12 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...],
            fmt: str | None) -> None:
     """Show what happened to containers, images and volumes (Docker's events)."""
     from .containers_cli import engine
-    from .gotemplate import render
     from .logs import rfc3339_nano
+    tmpl = one_template(fmt) if fmt else None
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
         for ev in engine().events(since=since, until=until, filters=list(filters)):
-            if fmt and fmt.strip() in ("json", "{{json .}}"):
-                line = json.dumps(ev)
-            elif fmt:
-                line = render(fmt, ev)
+            if tmpl is not None:
+                line = tmpl.execute(ev)
             else:
                 actor = ev.get("Actor") or {}
                 attrs = ", ".join(f"{k}={v}" for k, v in
@@ -207,9 +203,8 @@ def version(fmt: str | None) -> None:
     data = {"Version": _version(), "Python": platform.python_version(),
             "Os": sys.platform, "Arch": platform.machine(), "Rootless": True}
     if fmt:
-        from .gotemplate import render
-        click.echo(json.dumps(data) if fmt.strip() in ("json", "{{json .}}")
-                   else render(fmt, {"Client": data, **data}))
+        click.echo(one_template(fmt).execute(
+            data if fmt.strip() in ("json", "{{json .}}") else {"Client": data, **data}))
         return
     click.echo(f"Client: dockish\n Version:           {data['Version']}\n"
                f" Python version:    {data['Python']}\n"

@@ -290,3 +290,16 @@ def test_unable_to_find_image_is_said_once_with_its_tag(tmp_path):
                 (125, f"dockish: error: Unable to find image '{shown}' locally\n")
     finally:
         reg.stop()
+
+
+def test_one_object_formats_are_gos_json():
+    for args in (("version", "--format", "json"), ("info", "--format", "{{json .}}")):
+        out = ok(*args)
+        assert out.count("\n") == 1 and '", "' not in out and '": ' not in out, out
+        assert isinstance(json.loads(out), dict)
+    ok("volume", "create", "vv")
+    assert ok("volume", "inspect", "-f", "{{.Name}} {{.Driver}}", "vv") == "vv local\n"
+    one_line(dockish("volume", "inspect", "-f", "{{.Nope}}", "vv"), 125,
+             prefix="dockish: error: template parsing error: ")
+    one_line(dockish("events", "--since", "0", "--until", "1", "--format", "{{.X"), 125,
+             prefix="dockish: error: template parsing error: ")
