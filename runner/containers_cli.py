@@ -310,14 +310,33 @@ def wait(containers: tuple[str, ...]) -> None:
         click.echo(str(eng.wait(ref)))
 
 
+# Fields Docker's typed ``container.Config`` always has, as its zero values
+# print in a template (a nil map ``map[]``, a nil slice ``[]``, a nil
+# pointer ``<nil>``); the JSON leaves them out when empty.
+CONFIG_ZERO: dict = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+    "AttachStdout": False, "AttachStderr": False, "ExposedPorts": {}, "Tty": False,
+    "OpenStdin": False, "StdinOnce": False, "Env": [], "Cmd": [], "Healthcheck": None,
+    "Image": "", "Volumes": {}, "WorkingDir": "", "Entrypoint": [], "OnBuild": [],
+    "Labels": {}, "StopSignal": "", "Shell": []}
+
+
 def typed_inspect(obj: dict) -> dict:
-    """What Docker's typed inspect struct has even where its JSON omits it
-    (``omitempty``): ``{{json .State.Health}}`` is ``null`` there, not a
-    missing-key error."""
+    """``obj`` as Docker's typed inspect struct shows it to ``-f``, where its
+    JSON omits a field (``omitempty``): ``{{json .State.Health}}`` is
+    ``null`` and ``{{.Config.Labels}}`` ``map[]`` there, not a missing-key
+    error. Docker runs ``-f`` on the typed struct first, so only a field no
+    struct has is an error."""
+    out = dict(obj)
     state = obj.get("State")
     if isinstance(state, dict) and "Health" not in state:
-        obj = {**obj, "State": {**state, "Health": None}}
-    return obj
+        out["State"] = {**state, "Health": None}
+    config = obj.get("Config")
+    if isinstance(config, dict):
+        out["Config"] = {**CONFIG_ZERO, **config}
+    elif "Config" in obj and config is None:
+        out["Config"] = dict(CONFIG_ZERO)
+    return out
 
 
 @click.command()
@@ -327,13 +346,16 @@ def typed_inspect(obj: dict) -> dict:
 def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
     """Show containers' details as JSON."""
     from .container import ContainerError
+    ctx = click.get_current_context()
+    top_level = ctx.parent is not None and ctx.parent.parent is None   # `dockish inspect`
     eng = engine()
     out, failed = [], []
     for ref in names:
         try:
             out.append(eng.inspect_container(ref))
         except ContainerError as e:
-            failed.append(f"Error: {e}")
+            failed.append(f"Error: No such object: {ref}" if top_level and
+                          str(e).startswith("No such container") else f"Error: {e}")
     print_inspect(fmt, [typed_inspect(o) for o in out] if fmt else out)
     for line in failed:           # after the output, as Docker's
         click.echo(line, err=True)

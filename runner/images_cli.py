@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .containers_cli import print_inspect, print_rows
+from .containers_cli import print_inspect, print_rows, typed_inspect
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
@@ -406,7 +406,7 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
             failed.append(n)
             continue
         out.append(inspect_image(store, rec))
-    print_inspect(fmt, out)
+    print_inspect(fmt, [typed_inspect(o) for o in out] if fmt else out)
     for n in failed:
         click.echo(f"Error: No such image: {n}", err=True)
     if failed:
@@ -597,7 +597,7 @@ def _inspect_any(container_inspect: click.Command) -> click.Command:
         from registry.store import NoSuchImage
 
         from .container import ContainerError
-        from .containers_cli import engine, typed_inspect
+        from .containers_cli import engine
         if kind == "image":
             return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
         if kind == "container":

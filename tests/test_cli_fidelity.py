@@ -303,3 +303,15 @@ def test_one_object_formats_are_gos_json():
              prefix="dockish: error: template parsing error: ")
     one_line(dockish("events", "--since", "0", "--until", "1", "--format", "{{.X"), 125,
              prefix="dockish: error: template parsing error: ")
+
+
+def test_inspect_fields_docker_always_has_are_not_errors(bb, busybox_image):
+    """Docker runs -f on its typed struct: a field the JSON omits when empty
+    prints its zero value; only a field no struct has is an error."""
+    ok("create", "--name", "z", "--network", "none", bb, "true")
+    ok("load", "-q", "-i", str(busybox_image.docker_archive))
+    for ref in ("z", busybox_image.repo):
+        assert ok("inspect", "-f", "{{.Config.Labels}}|{{.Config.OnBuild}}|{{.Config.StopSignal}}"
+                  "|{{json .Config.Healthcheck}}", ref) == "map[]|[]||null\n"
+        one_line(dockish("inspect", "-f", "{{.Config.Nope}}", ref), 125,
+                 prefix="dockish: error: template parsing error: ")
