@@ -188,6 +188,9 @@ SWEEP: dict[str, str] = {
     "runner/network.py:_has_default_route": KERNEL,
     "runner/outfile.py:current_umask": KERNEL + " (/proc/self/status)",
     "runner/outfile.py:output_file": T(HOSTP + "test_output_files_are_all_or_nothing"),
+    "runner/preflight.py:_device": KERNEL + " (the host's /dev/fuse and /dev/net/tun, opened O_NONBLOCK); " + T("tests/test_preflight.py::test_dev_fuse_missing_unusable_or_not_a_device"),
+    "runner/preflight.py:_read_small": KERNEL + " (/proc/sys, cgroup files, /etc/subuid: regular files only)",
+    "runner/preflight.py:userns_probe": KERNEL + " (its own /proc/self/uid_map in a forked probe)",
     "runner/rootfs.py:_mkfile": INSIDE.replace("runs after", "runs in the container's mount "
                                                "namespace before its process starts; symlinks "
                                                "are resolved by hand and clamped at the root, "
