@@ -37,19 +37,23 @@ def engine() -> Engine:
     return Engine(notify=lambda note: click.echo(note, err=True))
 
 
-def _each(refs: tuple[str, ...], action: Callable[[str], object]) -> None:
+def _each(refs: tuple[str, ...], action: Callable[[str], object],
+          failed: list[str] | None = None) -> None:
     """Docker's multi-object commands: ``action(ref)`` for each, each name
-    echoed when done, errors one line each, exit 1 if any failed."""
-    failed = False
+    echoed when done, errors one line each, exit 1 if any failed (or, given
+    ``failed``, the refs that failed are added to it for the caller)."""
+    bad: list[str] = []
     for ref in refs:
         try:
             action(ref)
         except known_errors() as e:
             click.echo(f"Error response from daemon: {e}", err=True)
-            failed = True
+            bad.append(ref)
             continue
         click.echo(ref)
-    if failed:
+    if failed is not None:
+        failed.extend(bad)
+    elif bad:
         sys.exit(1)
 
 
@@ -191,12 +195,17 @@ def create(image: str, args: tuple[str, ...], **opts) -> None:
 def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
     eng = engine()
-    for ref in containers:
-        c = eng.get(ref)
-        if not c.running and (attach or interactive):
+    if attach or interactive:
+        if len(containers) > 1:
+            raise CliError("you cannot start and attach multiple containers at once")
+        c = eng.get(containers[0])
+        if not c.running:
             sys.exit(eng.run_attached(c, interactive, c.config.tty))
-        eng.start(c)
-        click.echo(ref)
+    failed: list[str] = []
+    _each(containers, lambda ref: eng.start(eng.get(ref)), failed)
+    if failed:                      # Docker's summary line after the per-container ones
+        click.echo(f"Error: failed to start containers: {', '.join(failed)}", err=True)
+        sys.exit(1)
 
 
 @click.command()
@@ -226,9 +235,7 @@ def kill(sig: str, containers: tuple[str, ...]) -> None:
 def restart(timeout: int, containers: tuple[str, ...]) -> None:
     """Stop then start containers."""
     eng = engine()
-    for ref in containers:
-        eng.restart(ref, timeout)
-        click.echo(ref)
+    _each(containers, lambda ref: eng.restart(ref, timeout))
 
 
 @click.command()

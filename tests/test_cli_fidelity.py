@@ -182,7 +182,7 @@ NO_CTR = "Error response from daemon: No such container: nope"
 
 
 @pytest.mark.parametrize("args", [
-    ("logs", "nope"), ("exec", "nope", "true"), ("start", "nope"), ("stop", "nope"),
+    ("logs", "nope"), ("exec", "nope", "true"), ("stop", "nope"),
     ("restart", "nope"), ("kill", "nope"), ("rm", "nope"), ("wait", "nope"), ("top", "nope"),
     ("port", "nope"), ("pause", "nope"), ("unpause", "nope"), ("rename", "nope", "x"),
     ("diff", "nope"), ("export", "nope"), ("commit", "nope", "x:1"), ("attach", "nope"),
@@ -315,3 +315,16 @@ def test_inspect_fields_docker_always_has_are_not_errors(bb, busybox_image):
                   "|{{json .Config.Healthcheck}}", ref) == "map[]|[]||null\n"
         one_line(dockish("inspect", "-f", "{{.Config.Nope}}", ref), 125,
                  prefix="dockish: error: template parsing error: ")
+
+
+def test_start_and_restart_go_on_past_a_missing_container(bb):
+    ok("create", "--name", "s1", "--network", "none", bb, "sleep", "30")
+    res = dockish("start", "nope", "s1")
+    assert (res.returncode, res.stdout) == (1, "s1\n"), res.stderr
+    assert res.stderr.splitlines() == [NO_CTR, "Error: failed to start containers: nope"]
+    assert ok("inspect", "-f", "{{.State.Running}}", "s1") == "true\n"
+    res = dockish("restart", "-t", "0", "s1", "nope")
+    assert (res.returncode, res.stdout, res.stderr) == (1, "s1\n", NO_CTR + "\n")
+    one_line(dockish("start", "-a", "s1", "s1"), 125,
+             "dockish: error: you cannot start and attach multiple containers at once")
+    ok("rm", "-f", "s1")
