@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -97,8 +96,10 @@ def register(main: click.Group) -> None:
         image_id = engine().build(
             context_dir, opts, dockerfile=file if file and file != "-" else None,
             dockerfile_text=sys.stdin.read() if file == "-" else None, out=sys.stdout)
-        if iidfile:
-            Path(iidfile).write_text(image_id)
+        if iidfile:                 # all or nothing, as every output file
+            from .outfile import output_file
+            with output_file(iidfile) as f:
+                f.write(image_id.encode())
         if quiet:
             click.echo(image_id)
             return
