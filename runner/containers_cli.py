@@ -261,8 +261,6 @@ def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
         for r in rows:
             click.echo(r["ID"])
         return
-    for r in rows:
-        r.setdefault("RunningFor", r.get("CreatedAt", ""))
     print_rows(fmt, rows, PS_TABLE, PS_HEADERS)
 
 

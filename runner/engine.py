@@ -1108,7 +1108,8 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
     ports = ", ".join(f"{ip}:{hp}->{cp}/{proto}" for ip, hp, cp, proto in cfg.ports)
     return {"ID": cfg.id if no_trunc else cfg.id[:12], "Image": cfg.image,
             "Command": fmt.truncate_command(" ".join(cfg.argv), no_trunc),
-            "CreatedAt": f"{fmt.duration_since(cfg.created)} ago",
+            "CreatedAt": fmt.go_time(cfg.created),     # Docker's: a time, not "ago"
+            "RunningFor": f"{fmt.duration_since(cfg.created)} ago",
             "Status": shown, "State": status, "Ports": ports, "Names": cfg.name,
             "ExitCode": code}
 

@@ -5,6 +5,7 @@ fails on a misspelt field, and bad templates as one line with exit 125."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -83,6 +84,8 @@ def test_json_is_gos_compact_json(bb):
         assert "\n" not in line and ", " not in line.replace('", "', "")
         row = json.loads(line)
         assert row["Names"] == "j" and row["State"] == "created"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", row["CreatedAt"])
+        assert row["RunningFor"].endswith(" ago"), row
         assert list(row) == sorted(row), "Go's json writes a map's keys sorted"
     ok("volume", "create", "v1")
     assert json.loads(ok("volume", "ls", "--format", "json"))["Name"] == "v1"
