@@ -4,7 +4,6 @@ flags, output shapes and exit codes: click parses, the engine
 ``register(main)`` adds them to the ``dockish`` click group."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
