@@ -19,8 +19,9 @@ import bisect
 import inspect
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from . import gofmt
 from .errors import DockishError

@@ -317,9 +317,10 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
 @click.argument("names", nargs=-1, required=True)
 def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
     """Remove one or more images (by name, ID or ID prefix)."""
-    from .cli import daemon_not_found
     from registry import reference as refs
     from registry.store import NoSuchImage
+
+    from .cli import daemon_not_found
     store = _store()
     failed = False
     removed_any = False

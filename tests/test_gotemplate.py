@@ -5,11 +5,11 @@ markers, printf verbs, map printing), Docker's table layout, and every bad
 template as one ``TemplateError`` line (exit 125), never echoed back."""
 import pytest
 
-from .runbed import dockish, one_error_line
-
 from runner.errors import DockishError
 from runner.gofmt import format_float, sprintf, tabwrite, to_json
 from runner.gotemplate import TemplateError, parse, render, render_table
+
+from .runbed import dockish, one_error_line
 
 DATA = {"Name": "web", "State": {"Running": True, "Pid": 42}, "Cmd": ["sh", "-c", "x"],
         "Labels": {"a": "b"}, "Out": "line1\nline2", "Empty": None}
@@ -88,7 +88,7 @@ GO = [
     ("{{range .L}}[{{.}}]{{else}}none{{end}}", {"L": []}, "none"),
     ("{{range .L}}[{{.}}]{{else}}none{{end}}", {}, "none"),
     ("{{range $i, $v := .L}}{{$i}}:{{$v}} {{end}}", {"L": ["a", "b"]}, "0:a 1:b "),
-    ("{{range $k, $v := .M}}{{$k}}={{$v}},{{end}}", {"M": {"b": 2, "a": 1, "c": 3}}, "a=1,b=2,c=3,"),
+    ("{{range $k, $v := .M}}{{$k}}={{$v}},{{end}}", {"M": {"b": 2, "a": 1, "c": 3}}, "a=1,b=2,c=3,"),  # noqa: E501
     ("{{range .M}}{{.}}{{end}}", {"M": {"b": 2, "a": 1}}, "12"),          # values in key order
     ("{{range .L}}{{if eq . 2}}{{continue}}{{end}}{{if eq . 4}}{{break}}{{end}}{{.}}{{end}}",
      {"L": [1, 2, 3, 4, 5]}, "13"),
@@ -128,7 +128,7 @@ GO = [
     ("{{index .M \"a\" \"b\"}}", {"M": {"a": {"b": "deep"}}}, "deep"),
     ("{{index .M \"zz\"}}", {"M": {"a": 1}}, "<no value>"),
     # Go's printing of values
-    ("{{.M}}", {"M": {"b": [1, 2], "a": {"y": None, "x": True}}}, "map[a:map[x:true y:<nil>] b:[1 2]]"),
+    ("{{.M}}", {"M": {"b": [1, 2], "a": {"y": None, "x": True}}}, "map[a:map[x:true y:<nil>] b:[1 2]]"),  # noqa: E501
     ("{{.L}} {{.E}} {{.F}}", {"L": [], "E": {}, "F": [[1], ["a b"]]}, "[] map[] [[1] [a b]]"),
     ("{{.A}} {{.B}} {{.C}} {{.D}} {{.E}}", {"A": 1000000.0, "B": 123456.0, "C": 1e-5, "D": 2.0,
                                             "E": 1234567.5}, "1e+06 123456 1e-05 2 1.2345675e+06"),
@@ -257,7 +257,7 @@ def test_values_are_never_template_text():
 
 def test_dockish_reports_a_bad_template_as_one_line_exit_125():
     # through the installed CLI: never the template echoed back, never exit 0
-    for args, words in [(("version", "--format", "{{foo .Client}}"), ['function "foo" not defined']),
+    for args, words in [(("version", "--format", "{{foo .Client}}"), ['function "foo" not defined']),  # noqa: E501
                         (("version", "--format", "{{.Client"), ["unclosed action"]),
                         (("info", "--format", "{{index .Images 0}}"), ["error calling index"]),
                         (("version", "--format", "{{.Client.Rootless.X}}"),
