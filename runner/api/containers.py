@@ -18,7 +18,16 @@ from ..errors import DockishError, NotFoundError
 from . import runtime
 from .errors import ApiError, not_found
 from .server import NO_CONTENT, Reply, Request, Routes, blocking
-from .streams import STDERR, STDOUT, LogRecords, close_quiet, copy_in, frame, pump_fd
+from .streams import (
+    STDERR,
+    STDOUT,
+    LogRecords,
+    close_quiet,
+    copy_in,
+    feed_body,
+    frame,
+    pump_fd,
+)
 
 _create_lock = threading.Lock()     # names are checked then taken: one create at a time
 
@@ -451,22 +460,9 @@ class ContainerApi:
         st = await self._stat(c, path)
         if not st["mode"] & (1 << 31):
             raise ApiError(400, f"extraction point is not a directory: {path}")
-        r, w = os.pipe2(os.O_CLOEXEC)
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                runtime.archive_in(self.engine, c, path, r)
-            except BaseException as e:          # noqa: BLE001
-                failure.append(e)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, run)
-            try:
-                await _body_to_fd(req, w)
-            finally:
-                os.close(w)
+        failure = await feed_body(req, lambda r: runtime.archive_in(self.engine, c, path, r))
         if failure:
-            raise failure[0]
+            raise failure
         return Reply(200, b"", "text/plain")
 
     # -- exec ----------------------------------------------------------------------------------
@@ -664,23 +660,6 @@ async def _send_all(sock, data: bytes) -> None:
     while view:
         n = await sock.send(view)
         view = view[n:]
-
-
-async def _body_to_fd(req: Request, fd: int) -> None:
-    os.set_blocking(fd, False)
-    async for data in req.chunks():
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(fd)
-                continue
-            except BrokenPipeError:
-                async for _ in req.chunks():        # the reader failed: it says why
-                    pass
-                return
-            view = view[n:]
 
 
 def _next_batch(entries) -> list:

@@ -19,7 +19,7 @@ import trio
 from ..engine import Engine
 from .errors import ApiError, not_found
 from .server import Reply, Request, Routes, blocking
-from .streams import pump_fd
+from .streams import feed_body, pump_fd
 
 Emit = Callable[[dict], None]
 _RESOLVE_BENEATH = 0x08            # openat2(2): no step out of the directory
@@ -508,10 +508,8 @@ async def _extract_context(req: Request, ctx: Path) -> None:
     """The request body (a tar, maybe gzip'd) extracted into ``ctx`` by a
     thread reading a pipe the body is written to."""
     from ..hostfs import extract
-    r, w = os.pipe2(os.O_CLOEXEC)
-    failure: list[BaseException] = []
 
-    def run() -> None:
+    def run(r: int) -> None:
         try:
             fd = os.open(ctx, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -520,20 +518,11 @@ async def _extract_context(req: Request, ctx: Path) -> None:
                     extract(tf, fd, None, keep_owners=False, keep_special=False)
             finally:
                 os.close(fd)
-        except BaseException as e:               # noqa: BLE001
-            failure.append(e)
         finally:
             os.close(r)
-    from .containers import _body_to_fd
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.to_thread.run_sync, run)
-        try:
-            await _body_to_fd(req, w)
-        finally:
-            os.close(w)
+    failure = await feed_body(req, run)
     if failure:
-        e = failure[0]
-        raise ApiError(400, f"unable to read the build context: {e}")
+        raise ApiError(400, f"unable to read the build context: {failure}")
 
 
 def _values(v) -> list[str]:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import struct
+from collections.abc import Callable
 
 import trio
 
@@ -111,3 +112,42 @@ def close_quiet(*fds: int | None) -> None:
         if fd is not None and fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+async def body_to_fd(req, fd: int) -> None:
+    """The request body written to ``fd`` (a pipe's write end) as it comes."""
+    os.set_blocking(fd, False)
+    async for data in req.chunks():
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+                continue
+            except BrokenPipeError:
+                async for _ in req.chunks():        # the reader failed: it says why
+                    pass
+                return
+            view = view[n:]
+
+
+async def feed_body(req, consume: Callable[[int], None]) -> BaseException | None:
+    """Stream the request body through a pipe into ``consume(read_end)``,
+    which runs in a worker thread and owns (closes) the read end: a tar
+    upload is never held whole. Returns what ``consume`` raised, if any."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            consume(r)
+        except BaseException as e:          # noqa: BLE001 - handed to the caller
+            failure.append(e)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, run)
+        try:
+            await body_to_fd(req, w)
+        finally:
+            os.close(w)
+    return failure[0] if failure else None
