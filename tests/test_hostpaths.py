@@ -394,16 +394,23 @@ def _slow_ok(*args: str) -> None:
 
 
 def test_a_3000_level_tree_round_trips_through_cp_and_export(bb, tmp_path):
-    _deep(tmp_path, "deep")
-    _box(bb, "deep")
-    _slow_ok("cp", str(tmp_path / "deep"), "deep:/tmp")
-    _slow_ok("cp", "deep:/tmp/deep", str(tmp_path / "back"))
-    assert _bottom(tmp_path / "back") == "bottom\n"
-    out = tmp_path / "e.tar"
-    _slow_ok("export", "-o", str(out), "deep")
-    with tarfile.open(out) as t:
-        f = t.extractfile("tmp/deep/" + "d/" * DEPTH + "f")
-        assert f is not None and f.read() == b"bottom\n"
-    from runner.volumes import remove_in  # and the removal walk
-    remove_in(tmp_path, "back")
-    assert not (tmp_path / "back").exists()
+    from runner.volumes import remove_in  # the removal walk, tested too
+    try:
+        _deep(tmp_path, "deep")
+        _box(bb, "deep")
+        _slow_ok("cp", str(tmp_path / "deep"), "deep:/tmp")
+        _slow_ok("cp", "deep:/tmp/deep", str(tmp_path / "back"))
+        assert _bottom(tmp_path / "back") == "bottom\n"
+        out = tmp_path / "e.tar"
+        _slow_ok("export", "-o", str(out), "deep")
+        with tarfile.open(out) as t:
+            f = t.extractfile("tmp/deep/" + "d/" * DEPTH + "f")
+            assert f is not None and f.read() == b"bottom\n"
+        remove_in(tmp_path, "back")
+        assert not (tmp_path / "back").exists()
+    finally:
+        # pytest's own clean-up of old temp dirs recurses: a 3,000-level
+        # tree left here would crash a later session at its end
+        for name in ("deep", "back"):
+            if (tmp_path / name).exists():
+                remove_in(tmp_path, name)
