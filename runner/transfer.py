@@ -508,19 +508,28 @@ def archive_reader(c: Container, launch_factory, path: str) -> TarStream:
             write_tree(path, "" if name == "." else name, w, one_fs=False)
         except BrokenPipeError:
             os._exit(1)
+    pid = _fork_helper(c, launch_factory, body, r, er, ew)
+    os.close(w)
+    return TarStream(r, pid, er)
+
+
+def _fork_helper(c: Container, launch_factory, body: Callable[[], None], ours: int,
+                 err_r: int, err_w: int) -> int:
+    """Fork the helper that runs ``body`` inside ``c`` with its stderr on
+    ``err_w`` (its error lines come back to us); ``ours`` (our end of the
+    data pipe) is closed in it. Returns its pid; ``err_w`` is closed here."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            os.close(r)
-            os.close(er)
-            os.dup2(ew, 2)
+            os.close(ours)
+            os.close(err_r)
+            os.dup2(err_w, 2)
             code = _inside(c, launch_factory, body)
         finally:
             os._exit(code)
-    os.close(w)
-    os.close(ew)
-    return TarStream(r, pid, er)
+    os.close(err_w)
+    return pid
 
 
 def archive_writer(c: Container, launch_factory, path: str, source,
@@ -546,18 +555,8 @@ def archive_writer(c: Container, launch_factory, path: str, source,
         finally:
             os.close(into)
     er, ew = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(w)
-            os.close(er)
-            os.dup2(ew, 2)
-            code = _inside(c, launch_factory, body)
-        finally:
-            os._exit(code)
+    pid = _fork_helper(c, launch_factory, body, w, er, ew)
     os.close(r)                       # only the helper reads: its end is EOF/EPIPE for us
-    os.close(ew)
     try:
         with os.fdopen(w, "wb") as out:
             while chunk := source.read(65536):

@@ -84,18 +84,8 @@ async def copy_in(stream: trio.abc.Stream, first: bytes, fd: int | None,
     try:
         data = first
         while True:
-            if data and fd is not None:
-                view = memoryview(data)
-                while view:
-                    try:
-                        n = os.write(fd, view)
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(fd)
-                        continue
-                    except OSError:
-                        fd = None            # the process stopped reading
-                        break
-                    view = view[n:]
+            if data and fd is not None and not await write_all(fd, data):
+                fd = None                    # the process stopped reading
             try:
                 data = await stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -118,18 +108,26 @@ async def body_to_fd(req, fd: int) -> None:
     """The request body written to ``fd`` (a pipe's write end) as it comes."""
     os.set_blocking(fd, False)
     async for data in req.chunks():
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(fd)
-                continue
-            except BrokenPipeError:
-                async for _ in req.chunks():        # the reader failed: it says why
-                    pass
-                return
-            view = view[n:]
+        if not await write_all(fd, data):
+            async for _ in req.chunks():        # the reader failed: it says why
+                pass
+            return
+
+
+async def write_all(fd: int, data: bytes) -> bool:
+    """``data`` written to the non-blocking ``fd``, waiting while it is full;
+    False when its reader has gone (the rest is dropped)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(fd)
+            continue
+        except OSError:
+            return False
+        view = view[n:]
+    return True
 
 
 async def feed_body(req, consume: Callable[[int], None]) -> BaseException | None:
