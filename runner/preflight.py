@@ -81,8 +81,9 @@ _USERNS_SYSCTLS = [
      "(and set it in /etc/sysctl.d/ to keep it)"),
     ("kernel/apparmor_restrict_unprivileged_userns", "1",
      "kernel.apparmor_restrict_unprivileged_userns=1 (AppArmor)",
-     "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
-     "(and set it in /etc/sysctl.d/ to keep it)"),
+     "sudo scripts/setup in dockish's checkout (loads scripts/apparmor/dockish, a profile "
+     "that lets only dockish's own interpreter make user namespaces, then rebuild .venv), "
+     "or for every program: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"),
 ]
 
 

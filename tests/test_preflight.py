@@ -127,7 +127,7 @@ def test_user_namespaces_really_blocked(private_runtime):
 
 @pytest.mark.parametrize("sysctl, value, fix", [
     ("kernel/apparmor_restrict_unprivileged_userns", "1",
-     "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"),
+     "sudo scripts/setup in dockish's checkout (loads scripts/apparmor/dockish"),
     ("kernel/unprivileged_userns_clone", "0", "sudo sysctl -w kernel.unprivileged_userns_clone=1"),
 ])
 def test_user_namespaces_blocked_diagnosis(tmp_path, private_runtime, sysctl, value, fix):
