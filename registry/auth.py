@@ -16,6 +16,14 @@ or, without ``--authfile``, Docker's config.json -- names.
 Challenges: ``WWW-Authenticate: Basic`` sends the credentials; ``Bearer
 realm=...,service=...,scope=...`` fetches a token from the realm (with the
 credentials, if any) and reuses it for that scope until it expires.
+
+Identity tokens: after an OAuth2 login (Docker Hub's, Azure's, a registry
+behind an identity provider) the credential is a refresh token, not a
+password. A helper says so with the user name ``<token>``; a config file
+with ``auths.HOST.identitytoken``. Both come back from the lookup as
+(``IDENTITY_USER``, token), and the Bearer exchange then posts
+``grant_type=refresh_token`` to the realm, as Docker does, instead of
+sending Basic credentials.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ from pathlib import Path
 from . import credhelpers
 from .errors import DistributionError
 
+IDENTITY_USER = "<token>"     # the user name that marks an identity token
 DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io",
                    "registry-1.docker.io")
 TOKEN_DEFAULT_LIFETIME = 60
@@ -152,6 +161,11 @@ def _lookup(auths: dict, host: str) -> tuple[str, str] | None:
                 raise AuthError(f"the credentials stored for {host} are not valid base64") \
                     from None
             return user, password
+        if entry.get("identitytoken"):
+            token = entry["identitytoken"]
+            if not isinstance(token, str):
+                raise AuthError(f"the identity token stored for {host} is not a string")
+            return IDENTITY_USER, token
         if entry.get("username"):
             user, password = entry["username"], entry.get("password", "")
             if not (isinstance(user, str) and isinstance(password, str)):

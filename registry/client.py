@@ -160,6 +160,9 @@ class Client:
                 self._auth_header[scopes] = "Bearer " + self._token(ch.params, scopes, creds)
                 return True
             if ch.scheme == "basic":
+                if creds is not None and creds[0] == auth.IDENTITY_USER:
+                    raise RegistryError(f"{self.host}: the registry asks for a password, "
+                                        f"but only an identity token is stored for it")
                 if creds is None:
                     raise RegistryError(f"{self.host}: authentication required: log in "
                                         f"with `dockish login {self.host}`")
@@ -181,11 +184,23 @@ class Client:
         if params.get("service"):
             query.append(("service", params["service"]))
         try:
-            r = self.session.get(params["realm"], params=query, timeout=self._timeout(),
-                                 auth=creds, verify=self._realm_verify(params["realm"]))
+            if creds is not None and creds[0] == auth.IDENTITY_USER:
+                # OAuth2: the identity (refresh) token traded for an access token
+                form = {"grant_type": "refresh_token", "refresh_token": creds[1],
+                        "client_id": "dockish", "scope": " ".join(wanted)}
+                if params.get("service"):
+                    form["service"] = params["service"]
+                r = self.session.post(params["realm"], data=form, timeout=self._timeout(),
+                                      verify=self._realm_verify(params["realm"]))
+            else:
+                r = self.session.get(params["realm"], params=query, timeout=self._timeout(),
+                                     auth=creds, verify=self._realm_verify(params["realm"]))
         except requests.RequestException as e:
             raise RegistryError(f"{self.host}: the token service {params['realm']} "
                                 f"cannot be reached ({_reason(e)})") from None
+        if r.status_code in (400, 401, 403) and creds and creds[0] == auth.IDENTITY_USER:
+            raise RegistryError(f"{self.host}: unauthorized: the identity token was refused "
+                                f"(log in again)")
         if r.status_code in (401, 403):
             why = "incorrect username or password" if creds else "authentication required"
             raise RegistryError(f"{self.host}: unauthorized: {why}")

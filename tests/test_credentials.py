@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .registrybed import dockish, one_error
-from .test_registry_auth import PASSWORD, USER, token_registry_in
+from .test_registry_auth import IDENTITY_TOKEN, PASSWORD, USER, token_registry_in
 
 HELPER = '''#!{python}
 import json, os, sys
@@ -103,6 +103,35 @@ def _no_secret_outside_pipes(helper: Helper) -> None:
     for run in helper.runs():
         assert PASSWORD not in " ".join(run["argv"])
         assert not any(PASSWORD in v for v in run["env"].values())
+
+
+@pytest.mark.parametrize("where", ["helper <token>", "auths identitytoken"])
+def test_pull_with_an_identity_token(token_registry, helper, tmp_path, dockish_root, where):
+    """After an OAuth2 login the stored credential is an identity (refresh)
+    token: from a helper as user ``<token>``, or ``auths.HOST.identitytoken``.
+    The pull trades it at the token service (a POST with
+    grant_type=refresh_token) and never sends it as a password; a revoked
+    token is one clear line."""
+    r = token_registry
+    config = tmp_path / "docker-config" / "config.json"
+    if where == "helper <token>":
+        _write(helper.store, {r.host: {"Username": "<token>", "Secret": IDENTITY_TOKEN}})
+        _write(config, {"credsStore": "testhelper"})
+    else:
+        _write(config, {"auths": {r.host: {"identitytoken": IDENTITY_TOKEN}}})
+    r.issuer.requests.clear()
+    dockish("pull", r.busybox)
+    assert r.issuer.requests and all(q["grant"] == "refresh_token" for q in r.issuer.requests)
+    assert {"scope": ["repository:tok/busybox:pull"], "grant": "refresh_token",
+            "client_id": "dockish", "user": USER} in r.issuer.requests
+    # revoked: the token service refuses it
+    if where == "helper <token>":
+        _write(helper.store, {r.host: {"Username": "<token>", "Secret": "revoked"}})
+    else:
+        _write(config, {"auths": {r.host: {"identitytoken": "revoked"}}})
+    dockish("rmi", r.busybox)
+    assert one_error(dockish("pull", r.busybox, check=False)) == (
+        f"dockish: error: {r.host}: unauthorized: the identity token was refused (log in again)")
 
 
 @pytest.mark.parametrize("where", ["docker credsStore", "dockish credHelpers"])

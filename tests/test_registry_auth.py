@@ -19,6 +19,9 @@ import pytest
 from .registrybed import Registry, b64, dockish, htpasswd_line, skopeo_push
 
 USER, PASSWORD = "tester", "s3cret pass"
+# what a credential helper or ``auths.HOST.identitytoken`` holds for USER
+# after an OAuth2 login: traded at the token service for access tokens
+IDENTITY_TOKEN = "refresh-4f1c0e"
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +78,23 @@ class TokenIssuer:
                 self._send(200, {"token": issuer.token(query.get("service", [""])[0],
                                                        query.get("scope", [])),
                                  "expires_in": 300})
+
+            def do_POST(self) -> None:
+                """OAuth2's token endpoint, as Docker Hub's: an identity
+                (refresh) token traded for an access token."""
+                length = int(self.headers.get("Content-Length", "0"))
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                scopes = " ".join(form.get("scope", [])).split()
+                grant = form.get("grant_type", [""])[0]
+                ok = grant == "refresh_token" and form.get("refresh_token") == [IDENTITY_TOKEN]
+                issuer.requests.append({"scope": scopes, "grant": grant,
+                                        "client_id": form.get("client_id", [""])[0],
+                                        "user": USER if ok else None})
+                if not ok:
+                    return self._send(401, {"error": "invalid_grant"})
+                self._send(200, {"access_token": issuer.token(form.get("service", [""])[0],
+                                                              scopes),
+                                 "expires_in": 300, "scope": " ".join(scopes)})
 
             def _send(self, status: int, body: dict) -> None:
                 data = json.dumps(body).encode()
