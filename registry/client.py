@@ -65,6 +65,8 @@ class Options:
     backoff: float = 0.25
     credentials: tuple[str, str] | None = None   # overrides the auth files (login)
     registries: regconf.Conf = field(default_factory=regconf.Conf)
+    # asks the user which registry a short name means (only with a terminal)
+    choose_short_name: Callable[[str, list[str]], str] | None = None
 
     @classmethod
     def from_config(cls, tls_verify: bool | None = None, authfile: str | None = None,

@@ -166,7 +166,8 @@ def _resolve(text: str, options: Options) -> tuple[refs.Reference, Client, str, 
     unqualified-search-registries for a short name, else Docker's docker.io)
     whose manifest a registry serves."""
     try:
-        names = regconf.short_name_candidates(text, options.registries) or [text]
+        names = regconf.short_name_candidates(text, options.registries,
+                                              options.choose_short_name) or [text]
     except regconf.ConfError as e:
         raise RegistryError(str(e)) from None
     tried: list[str] = []

@@ -15,10 +15,15 @@ What it changes (``client.endpoints``, ``pull``): a name matching a
 is pulled from its mirrors in order and then from its ``location`` (the
 prefix rewritten), ``insecure`` endpoints skip TLS verification, a
 ``blocked`` one is refused in one line. A short name (``busybox``, no
-registry in it) is looked up in ``[aliases]``, else tried in every
-``unqualified-search-registries`` entry in order (Podman's
-short-name-mode=permissive, without prompting); with no registries.conf
-saying otherwise it is ``docker.io``'s, as Docker normalizes it.
+registry in it) is looked up in ``[aliases]`` (then in the aliases recorded
+in ``${XDG_CACHE_HOME:-~/.cache}/containers/short-name-aliases.conf``), else
+resolved against the ``unqualified-search-registries`` as
+``short-name-mode`` says, with Podman's rules: ``disabled`` tries every
+registry in order; with more than one registry, ``permissive`` (the default)
+and ``enforcing`` let the user choose on a terminal (the choice is recorded
+as an alias, so it is asked once), and without a terminal ``permissive``
+tries them in order while ``enforcing`` refuses. With no registries.conf
+saying otherwise a short name is ``docker.io``'s, as Docker normalizes it.
 
 ``daemon.json`` (rootless Docker's ``~/.config/docker/daemon.json``, else
 ``/etc/docker/daemon.json``): ``registry-mirrors`` for docker.io and
@@ -30,8 +35,11 @@ on); a malformed one is a one-line error naming it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +47,8 @@ import tomllib
 
 from . import reference as refs
 from .errors import DistributionError
+
+SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
 
 
 class ConfError(DistributionError):
@@ -83,6 +93,8 @@ class Conf:
     sources: list[Path] = field(default_factory=list)
     daemon_mirrors: list[str] = field(default_factory=list)
     daemon_insecure: list[str] = field(default_factory=list)
+    short_name_mode: str = "permissive"
+    recorded: dict[str, str] = field(default_factory=dict)   # the aliases cache
 
     def find(self, name: str) -> Entry | None:
         """The ``[[registry]]`` whose prefix matches ``domain/path`` longest."""
@@ -219,21 +231,43 @@ def merge(conf: Conf, data: dict, path: Path) -> None:
     if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
         raise ConfError(f"{path}: [aliases] must map short names to image names")
     conf.aliases.update(aliases)
+    if "short-name-mode" in data:
+        mode = data["short-name-mode"]
+        if mode not in SHORT_NAME_MODES:
+            raise ConfError(f"{path}: invalid short-name-mode {mode!r} (want one of "
+                            f"{', '.join(SHORT_NAME_MODES)})")
+        conf.short_name_mode = mode
     conf.sources.append(path)
 
 
+def _toml(path: Path) -> dict | None:
+    raw = _read(path)
+    if raw is None:
+        return None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfError(f"{path}: invalid TOML: {e}") from None
+
+
+def aliases_cache() -> Path:
+    """Where Podman (and dockish) record the short names a user resolved."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(cache) / "containers" / "short-name-aliases.conf"
+
+
 def load() -> Conf:
-    """registries.conf, its drop-ins and daemon.json, merged."""
+    """registries.conf, its drop-ins, the aliases cache and daemon.json, merged."""
     conf = Conf()
     for path in conf_paths():
-        raw = _read(path)
-        if raw is None:
-            continue
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfError(f"{path}: invalid TOML: {e}") from None
-        merge(conf, data, path)
+        data = _toml(path)
+        if data is not None:
+            merge(conf, data, path)
+    cached = _toml(aliases_cache()) or {}
+    recorded = cached.get("aliases", {})
+    if isinstance(recorded, dict):
+        conf.recorded = {k: v for k, v in recorded.items()
+                         if isinstance(k, str) and isinstance(v, str)}
     for path in daemon_json_paths():
         raw = _read(path)
         if raw is None:
@@ -262,14 +296,18 @@ def check_blocked(conf: Conf, ref: refs.Reference) -> Entry | None:
     return entry
 
 
-def short_name_candidates(text: str, conf: Conf) -> list[str] | None:
+def short_name_candidates(text: str, conf: Conf,
+                          choose: Callable[[str, list[str]], str] | None = None
+                          ) -> list[str] | None:
     """The fully qualified names to try for a short name, in order; None when
     ``text`` names its registry or nothing configures short names (Docker's
-    docker.io then applies)."""
+    docker.io then applies). ``choose(short_name, registries)`` asks the user
+    (given only when there is a terminal to ask on) and returns one of the
+    registries."""
     if not refs.is_short_name(text):
         return None
     name, suffix = refs.split_suffix(text)
-    alias = conf.aliases.get(name)
+    alias = conf.aliases.get(name) or conf.recorded.get(name)
     if alias is not None:
         if refs.is_short_name(alias):
             raise ConfError(f"the alias {name} = {alias!r} in registries.conf "
@@ -281,8 +319,42 @@ def short_name_candidates(text: str, conf: Conf) -> list[str] | None:
     if not conf.search:
         raise ConfError(f"short name {text!r} did not resolve to an alias and no "
                         f"unqualified-search-registries are defined in registries.conf")
-    return [f"{r.rstrip('/')}/{name}{suffix}" for r in conf.search]
+    registries = [r.rstrip("/") for r in conf.search]
+    if len(registries) > 1 and conf.short_name_mode != "disabled":
+        if choose is not None:
+            chosen = choose(name, registries)
+            record_alias(name, f"{chosen}/{name}")
+            registries = [chosen]
+        elif conf.short_name_mode == "enforcing":
+            raise ConfError("short-name resolution enforced but cannot prompt without a TTY")
+    return [f"{r}/{name}{suffix}" for r in registries]
+
+
+def record_alias(name: str, value: str) -> None:
+    """Keep the user's choice in the aliases cache (Podman's file, so either
+    tool asks once); best effort: a cache that cannot be written only means
+    asking again."""
+    path = aliases_cache()
+    try:
+        recorded = dict((_toml(path) or {}).get("aliases", {}))
+    except ConfError:
+        recorded = {}
+    recorded[name] = value
+    body = "[aliases]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n"
+                                   for k, v in sorted(recorded.items()))
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".short-name-aliases.")
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 __all__ = ["Conf", "Entry", "Endpoint", "ConfError", "load", "merge", "conf_paths",
-           "daemon_json_paths", "check_blocked", "short_name_candidates"]
+           "daemon_json_paths", "check_blocked", "short_name_candidates", "record_alias",
+           "aliases_cache", "SHORT_NAME_MODES"]

@@ -45,7 +45,21 @@ def _options(tls_verify: bool | None, authfile: str | None):
     from registry.client import Options
     attempts = read_config(config_path()).get("max-download-attempts")
     extra = {"retries": int(attempts) - 1} if isinstance(attempts, int) and attempts > 0 else {}
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        extra["choose_short_name"] = choose_short_name
     return Options.from_config(tls_verify=tls_verify, authfile=authfile, **extra)
+
+
+def choose_short_name(name: str, registries: list[str]) -> str:
+    """Podman's prompt for a short name that more than one registry may
+    serve: the user picks one (recorded as an alias, so asked once)."""
+    click.echo("? Please select an image:", err=True)
+    for n, r in enumerate(registries, 1):
+        click.echo(f"  {n}) {r}/{name}", err=True)
+    answer = click.prompt("Choice", default="1", err=True, show_default=False).strip()
+    if not answer.isdigit() or not 1 <= int(answer) <= len(registries):
+        raise UserError(f"short-name resolution of {name!r}: no such choice {answer!r}")
+    return registries[int(answer) - 1]
 
 
 def registry_options(fn):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ def mirror(tmp_path_factory, busybox_image):
     try:
         for name in ("app/busybox:1", "library/busybox:latest"):
             skopeo_push(r, busybox_image.oci, name)
+        r.busybox_oci = busybox_image.oci
         yield r
     finally:
         r.stop()
@@ -119,6 +123,73 @@ def test_short_names_aliases_and_search(mirror, etc, tmp_path, dockish_root):
     (dropins / "10-search.conf").write_text("unqualified-search-registries = []\n")
     err = one_error(dockish("pull", "app/busybox:1", check=False))
     assert "no unqualified-search-registries" in err
+
+
+def _pull_on_a_terminal(name: str, answer: bytes) -> tuple[int, bytes]:
+    """``dockish pull NAME`` on a pseudo-terminal, answering its prompt."""
+    from .registrybed import BOOT
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-c", BOOT, "pull", name])
+    out = b""
+    deadline = time.monotonic() + 60
+    answered = False
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:         # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not answered and b"Choice" in out:
+                os.write(fd, answer + b"\r")
+                answered = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_short_name_mode(mirror, etc, tmp_path, monkeypatch, dockish_root):
+    """Podman's short-name-mode with two unqualified-search registries that
+    both serve the name: ``enforcing`` refuses without a terminal and asks
+    on one (the answer is recorded in the aliases cache, Podman's file, and
+    not asked again); ``disabled`` and ``permissive`` without a terminal try
+    them in order; a bad mode is one line naming the file."""
+    other = Registry(tmp_path / "other")
+    try:
+        skopeo_push(other, mirror.busybox_oci, "app/busybox:1")
+        conf = etc / "containers" / "registries.conf"
+        search = f'unqualified-search-registries = ["{mirror.host}", "{other.host}"]\n'
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        cache = tmp_path / "cache" / "containers" / "short-name-aliases.conf"
+
+        conf.write_text(search + 'short-name-mode = "enforcing"\n')
+        assert one_error(dockish("pull", "app/busybox:1", check=False)) == (
+            "dockish: error: short-name resolution enforced but cannot prompt without a TTY")
+        code, out = _pull_on_a_terminal("app/busybox:1", b"2")
+        assert code == 0, out
+        assert f"1) {mirror.host}/app/busybox".encode() in out
+        assert f"2) {other.host}/app/busybox".encode() in out
+        assert out.rstrip().endswith(f"{other.host}/app/busybox:1".encode()), out
+        assert f'"app/busybox" = "{other.host}/app/busybox"' in cache.read_text()
+        # recorded: no terminal needed any more, the chosen registry is used
+        p = dockish("pull", "app/busybox:1")
+        assert p.stdout.splitlines()[-1] == f"{other.host}/app/busybox:1"
+
+        cache.unlink()
+        for mode in ("disabled", "permissive"):
+            conf.write_text(search + f'short-name-mode = "{mode}"\n')
+            p = dockish("pull", "app/busybox:1")
+            assert p.stdout.splitlines()[-1] == f"{mirror.host}/app/busybox:1"
+        assert not cache.exists()
+
+        conf.write_text(search + 'short-name-mode = "strict"\n')
+        err = one_error(dockish("pull", "app/busybox:1", check=False))
+        assert str(conf) in err and "invalid short-name-mode 'strict'" in err
+    finally:
+        other.stop()
 
 
 def test_daemon_json_mirrors_for_docker_io(mirror, etc, tmp_path, dockish_root):
