@@ -78,6 +78,10 @@ class ContainerConfig:
     privileged: bool = False
     init_path: str = ""          # --init: where tini is bound (else a Python reaper)
     healthcheck: dict = field(default_factory=dict)   # Docker's HealthConfig; empty: none
+    restart_policy: dict = field(default_factory=dict)  # Docker's RestartPolicy; empty: no
+    stop_signal: str = ""        # --stop-signal (else the image's StopSignal, else SIGTERM)
+    stop_timeout: int | None = None    # --stop-timeout: stop's wait when no -t is given
+    process: dict = field(default_factory=dict)   # runner.procopts: ulimits, groups, devices...
 
     def capabilities(self) -> list[str]:
         """The capability names the container's processes may hold."""
@@ -234,14 +238,24 @@ class Container:
         st = self.state()
         return st.get("pid") if self.running else None
 
+    @property
+    def restarting(self) -> bool:
+        """Waiting to be restarted by its restart policy: its monitor lives
+        and said so (``runner.restart``)."""
+        st = self.state()
+        return bool(st.get("restarting")) and ns.alive(st.get("monitor_pid"),
+                                                       st.get("monitor_start"))
+
     def status(self) -> tuple[str, int | None]:
-        """("created"|"running"|"exited", exit code or None)."""
+        """("created"|"running"|"restarting"|"exited", exit code or None)."""
         if self.running:
             return "running", None
         st = self.state()
         if not st.get("started"):
             return "created", None
         info = self.exit_info()
+        if self.restarting:
+            return "restarting", (info or {}).get("code", 255)
         return "exited", (info or {}).get("code", 255)
 
     def finished_at(self) -> float | None:

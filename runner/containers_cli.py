@@ -11,7 +11,7 @@ from collections.abc import Callable
 import click
 
 from .engine import CreateOptions, Engine, ExecOptions
-from .errors import DockishError, known_errors
+from .errors import DockishError, UsageError, known_errors
 from .format import size, table
 from .listing import format_rows, inspect_lines
 
@@ -92,7 +92,18 @@ def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptio
         health_interval=opts["health_interval"], health_timeout=opts["health_timeout"],
         health_retries=opts["health_retries"],
         health_start_period=opts["health_start_period"],
-        no_healthcheck=opts["no_healthcheck"])
+        no_healthcheck=opts["no_healthcheck"], restart=opts["restart"],
+        stop_signal=opts["stop_signal"], stop_timeout=opts["stop_timeout"],
+        quiet=opts["quiet"], process=process_options(opts))
+
+
+def process_options(opts: dict) -> dict:
+    """The process flags (``runner.procopts``) as the engine's record."""
+    from .procopts import parse
+    return parse(userns=opts["userns"], group_add=list(opts["group_add"]),
+                 ulimits=list(opts["ulimit"]), shm_size=opts["shm_size"],
+                 devices=list(opts["device"]), security_opt=list(opts["security_opt"]),
+                 pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"])
 
 
 def run_options(fn):
@@ -130,6 +141,28 @@ def run_options(fn):
                      help="Failures in this time after start do not count."),
         click.option("--no-healthcheck", is_flag=True, help="Disable the image's "
                      "HEALTHCHECK."),
+        click.option("--restart", default="no", help="Restart policy to apply when a "
+                     "container exits: no, on-failure[:max-retries], always, unless-stopped."),
+        click.option("--stop-signal", help="Signal to stop the container."),
+        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a "
+                     "container."),
+        click.option("--cidfile", help="Write the container ID to the file."),
+        click.option("-a", "--attach", multiple=True, help="Attach to STDIN, STDOUT or "
+                     "STDERR."),
+        click.option("-q", "--quiet", is_flag=True, help="Suppress the pull output."),
+        click.option("--userns", default="", help="User namespace to use (keep-id: your "
+                     "uid and gid are the same inside)."),
+        click.option("--group-add", multiple=True, help="Add additional groups to join."),
+        click.option("--ulimit", multiple=True, help="Ulimit options (e.g. nofile=1024:2048)."),
+        click.option("--shm-size", help="Size of /dev/shm (e.g. 64m)."),
+        click.option("--device", multiple=True, help="Add a host device to the container "
+                     "(/dev/X[:/dev/Y][:rwm])."),
+        click.option("--security-opt", multiple=True, help="Security Options "
+                     "(no-new-privileges, seccomp=unconfined|FILE)."),
+        click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for "
+                     "unlimited)."),
+        click.option("-m", "--memory", help="Memory limit."),
+        click.option("--cpus", help="Number of CPUs."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -160,21 +193,73 @@ def print_diff(changes: list[tuple[str, str]]) -> None:
         click.echo(f"{kind} {path}")
 
 
+ATTACHABLE = ("stdin", "stdout", "stderr")
+
+
+def attach_streams(values: tuple[str, ...], detach: bool) -> set[str]:
+    """``-a``'s streams (Docker's checks and words); empty: all of them."""
+    streams = set()
+    for v in values:
+        if v.lower() not in ATTACHABLE:
+            raise UsageError(f'invalid argument "{v}" for "-a, --attach" flag: valid streams '
+                             "are STDIN, STDOUT and STDERR")
+        streams.add(v.lower())
+    if streams and detach:
+        raise UsageError("Conflicting options: -a and -d")
+    return streams
+
+
+def check_cidfile(path: str | None) -> None:
+    """Docker's check, before anything is made: an existing file may be
+    another container's."""
+    if path and os.path.lexists(path):
+        raise DockishError(f"container ID file found, make sure the other container isn't "
+                           f"running or delete {path}")
+
+
+def write_cidfile(path: str | None, cid: str) -> None:
+    """The new container's ID, all or nothing (mkstemp + rename)."""
+    if path:
+        from .outfile import output_file
+        with output_file(path) as f:
+            f.write(cid.encode())
+
+
+def make_container(eng: Engine, image: str, args: tuple[str, ...], opts: dict):
+    """create's and run's common part: the checks, the container, its cidfile
+    (a container whose file cannot be written is taken back)."""
+    check_cidfile(opts["cidfile"])
+    c = eng.create(create_options(image, args, opts))
+    try:
+        write_cidfile(opts["cidfile"], c.id)
+    except BaseException:
+        eng.remove(c.id, force=True)
+        raise
+    return c
+
+
 @click.command(context_settings=RUN_SETTINGS)
 @run_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id.")
+@click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              help="Proxy received signals to the process (--sig-proxy=false: don't).")
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(detach: bool, image: str, args: tuple[str, ...], **opts) -> None:
+def run(detach: bool, sig_proxy: bool, image: str, args: tuple[str, ...], **opts) -> None:
     """Run a command in a new container."""
-    check_tty(opts["interactive"] and not detach, opts["tty"])
+    from .monitor import Fds
+    streams = attach_streams(opts["attach"], detach)
+    stdin = "stdin" in streams if streams else opts["interactive"]
+    check_tty(stdin and not detach, opts["tty"])
     eng = engine()
-    c = eng.create(create_options(image, args, opts))
+    c = make_container(eng, image, args, opts)
     if detach:
         eng.start(c)
         click.echo(c.id)
         return
-    sys.exit(eng.run_attached(c, opts["interactive"], opts["tty"]))
+    fds = Fds(0, 1 if not streams or "stdout" in streams else -1,
+              2 if not streams or "stderr" in streams else -1)
+    sys.exit(eng.run_attached(c, stdin, opts["tty"], fds, sig_proxy=sig_proxy))
 
 
 @click.command(context_settings=RUN_SETTINGS)
@@ -183,7 +268,8 @@ def run(detach: bool, image: str, args: tuple[str, ...], **opts) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def create(image: str, args: tuple[str, ...], **opts) -> None:
     """Create a container without starting it; print its id."""
-    click.echo(engine().create(create_options(image, args, opts)).id)
+    attach_streams(opts["attach"], False)
+    click.echo(make_container(engine(), image, args, opts).id)
 
 
 @click.command()
@@ -208,13 +294,18 @@ def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10,
-              help="Seconds to wait before killing.")
+@click.option("-s", "--signal", "sig", help="Signal to send to the container.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int,
+              help="Seconds to wait before killing the container.")
 @click.argument("containers", nargs=-1, required=True)
-def stop(timeout: int, containers: tuple[str, ...]) -> None:
-    """Stop running containers: SIGTERM, then SIGKILL after --time."""
+def stop(sig: str | None, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Stop running containers: the stop signal (SIGTERM unless the container
+    or -s says otherwise), then SIGKILL after the timeout (its
+    --stop-timeout, else 10 s)."""
+    from .config import parse_signal
+    signum = parse_signal(sig) if sig else None
     eng = engine()
-    _each(containers, lambda ref: eng.stop(ref, timeout))
+    _each(containers, lambda ref: eng.stop(ref, timeout, signum))
 
 
 @click.command()
@@ -229,12 +320,16 @@ def kill(sig: str, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10)
+@click.option("-s", "--signal", "sig", help="Signal to send to the container.")
+@click.option("-t", "--timeout", "--time", "timeout", type=int,
+              help="Seconds to wait before killing the container.")
 @click.argument("containers", nargs=-1, required=True)
-def restart(timeout: int, containers: tuple[str, ...]) -> None:
+def restart(sig: str | None, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop then start containers."""
+    from .config import parse_signal
+    signum = parse_signal(sig) if sig else None
     eng = engine()
-    _each(containers, lambda ref: eng.restart(ref, timeout))
+    _each(containers, lambda ref: eng.restart(ref, timeout, signum))
 
 
 @click.command()
@@ -387,22 +482,40 @@ def port(container: str, private_port: str | None) -> None:
 
 @click.command()
 @click.option("-a", "--archive", is_flag=True,
-              help="Archive mode: keep uid/gid (and, as root, device nodes and "
-                   "set-id bits).")
+              help="Archive mode (copy all uid/gid information; as root, device nodes "
+                   "and set-id bits too).")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in "
+              "SRC_PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy "
+              "(there is none).")
 @click.argument("source")
 @click.argument("dest")
-def cp(archive: bool, source: str, dest: str) -> None:
+def cp(archive: bool, follow_link: bool, quiet: bool, source: str, dest: str) -> None:
     """Copy files between a container (running or stopped) and the host:
-    CONTAINER:PATH HOSTPATH or HOSTPATH CONTAINER:PATH."""
+    CONTAINER:PATH HOSTPATH|- or HOSTPATH|- CONTAINER:PATH ('-': a tar
+    archive on stdout, or read from stdin into a directory)."""
     src_ctr, src_path = _split_cp(source)
     dst_ctr, dst_path = _split_cp(dest)
     if (src_ctr is None) == (dst_ctr is None):
         raise DockishError("copying between containers or within the host is not "
                            "supported: one side must be CONTAINER:PATH")
-    if src_ctr is not None:
-        engine().copy_out(src_ctr, src_path, dst_path, archive=archive)
+    eng = engine()
+    if src_ctr is not None and dst_path == "-":
+        _st, stream = eng.archive_get(src_ctr, src_path, follow=follow_link)
+        try:
+            for chunk in stream:
+                _write(chunk)
+        finally:
+            stream.close()
+    elif src_ctr is not None:
+        eng.copy_out(src_ctr, src_path, dst_path, archive=archive, follow=follow_link)
+    elif src_path == "-":
+        st = eng.archive_stat(dst_ctr, dst_path)
+        if st is None or not st["mode"] & (1 << 31):
+            raise DockishError(f'destination "{dst_ctr}:{dst_path}" must be a directory')
+        eng.archive_put(dst_ctr, dst_path, sys.stdin.buffer, archive=archive)
     else:
-        engine().copy_in(dst_ctr, src_path, dst_path, archive=archive)
+        eng.copy_in(dst_ctr, src_path, dst_path, archive=archive, follow=follow_link)
 
 
 @click.command()

@@ -91,6 +91,10 @@ class ContainerSpec:
     privileged: bool = False
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    restart_policy: dict = field(default_factory=dict)
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    process: dict = field(default_factory=dict)
 
 
 def make_container(root: Path, spec: ContainerSpec) -> Container:
@@ -112,7 +116,8 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
             auto_remove=spec.auto_remove, image_config=spec.image_config,
             init_path=spec.init_path, healthcheck=spec.healthcheck, cap_add=spec.cap_add,
             cap_drop=spec.cap_drop, privileged=spec.privileged, entrypoint=spec.entrypoint,
-            cmd=spec.cmd)
+            cmd=spec.cmd, restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
+            stop_timeout=spec.stop_timeout, process=spec.process)
         return Containers(root).create(cfg)
     except BaseException:
         for name in made_volumes:

@@ -76,6 +76,11 @@ class CreateOptions:
     health_retries: int | None = None
     health_start_period: str | None = None
     no_healthcheck: bool = False
+    restart: str = ""                 # --restart: no, always, on-failure[:N], unless-stopped
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    quiet: bool = False               # -q: no pull notes
+    process: dict = field(default_factory=dict)   # runner.procopts.parse's record
 
 
 @dataclass
@@ -329,16 +334,27 @@ class Engine:
     def create(self, opts: CreateOptions, progress: Progress | None = None) -> Container:
         """Make the container (config, dirs, init layer) from ``opts``; bad
         options are refused before an image is looked up or pulled."""
+        from . import restart
         env_over = env_overrides(opts.env_files, opts.env)
+        policy = restart.parse(opts.restart)
+        if opts.auto_remove and not policy.none:
+            raise UsageError("Conflicting options: --restart and --rm")
+        if opts.stop_signal:
+            cfgmod.parse_signal(opts.stop_signal)
         mounts, init_path = _parse_mounts(opts)
+        from .procopts import cgroup_v2, limits_note
+        note = limits_note(opts.process, cgroup_v2())
+        if note:
+            self.notify(note)
         for p in opts.publish:
             cfgmod.parse_publish(p)
         self.live_containers()             # a dead --rm container must not hold its name
         images = self.image_store()
         layers = self.layers
+        resolver = Engine(self.root, _quiet) if opts.quiet else self
         for attempt in range(3):
-            img = self.resolve_image(opts.image, opts.pull if attempt == 0 else "missing",
-                                     progress)
+            img = resolver.resolve_image(opts.image, opts.pull if attempt == 0 else "missing",
+                                         progress)
             # held until the container names its layers, so a prune running now
             # cannot take them (or the new init layer) away in between
             with images.writing():
@@ -353,6 +369,7 @@ class Engine:
     def _spec(self, opts: CreateOptions, img, env_over: list[str], mounts: list,
               init_path: str) -> createmod.ContainerSpec:
         """Check every input against the image; the container's spec."""
+        from . import restart
         from .capabilities import resolve as resolve_caps
         conf = (img.config or {}).get("config") or {}
         env = cfgmod.merge_env(list(conf.get("Env") or []), env_over)
@@ -384,7 +401,10 @@ class Engine:
             privileged=opts.privileged,
             entrypoint=image_entry if opts.entrypoint is None
             else ([opts.entrypoint] if opts.entrypoint else []),
-            cmd=argv[len(image_entry):] if opts.entrypoint is None else list(opts.args))
+            cmd=argv[len(image_entry):] if opts.entrypoint is None else list(opts.args),
+            restart_policy=restart.parse(opts.restart).as_docker()
+            if opts.restart else {}, stop_signal=opts.stop_signal or "",
+            stop_timeout=opts.stop_timeout, process=dict(opts.process))
 
     def _ports(self, publish: list[str], net: str) -> list[list]:
         from .network import free_port
@@ -409,17 +429,39 @@ class Engine:
         """Start a created or stopped container under a monitor of its own;
         returns once its command runs (a running one is left as it is)."""
         from .monitor import start_detached
+        from .restart import clear_stop
         c = ref if isinstance(ref, Container) else self.get(ref)
+        if c.restarting:               # a manual start ends the wait, as Docker's
+            self._end_restarts(c)
         if not c.running:
+            clear_stop(c.path)
             start_detached(c, self._launch(c), self._remove_files)
         return c
 
     def run_attached(self, c: Container, interactive: bool, tty: bool,
-                     fds: Fds | None = None) -> int:
-        """Start ``c`` with its stdio relayed to ``fds`` until it ends; its code."""
-        from .monitor import run_attached
-        return run_attached(c, self._launch(c), interactive, tty, fds or Fds(),
-                            self._remove_files)
+                     fds: Fds | None = None, sig_proxy: bool = True) -> int:
+        """Start ``c`` with its stdio relayed to ``fds`` until it ends; its
+        code. A restart policy that asks for a restart hands the container
+        to a monitor of its own (as Docker's client returns at the first
+        exit while the daemon restarts it)."""
+        from . import restart
+        from .monitor import run_attached, start_detached
+        restart.clear_stop(c.path)
+        code = run_attached(c, self._launch(c), interactive, tty, fds or Fds(),
+                            self._remove_files, sig_proxy)
+        policy = restart.from_docker(c.config.restart_policy)
+        if restart.should_restart(policy, code, 0, restart.stop_requested(c.path)):
+            start_detached(c, self._launch(c), self._remove_files, after_exit=code)
+        return code
+
+    def _end_restarts(self, c: Container) -> None:
+        """No more restarts of ``c``: its monitor is told, and waited for
+        while it only waits (a restart under way runs and is stopped)."""
+        from .restart import request_stop
+        request_stop(c.path)
+        deadline = time.monotonic() + 5
+        while c.restarting and not c.running and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     # -- containers: signals and states ----------------------------------------------------------
 
@@ -438,12 +480,20 @@ class Engine:
             time.sleep(0.02)
         return True
 
-    def stop(self, ref: str | Container, timeout: int = 10) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    def stop(self, ref: str | Container, timeout: int | None = None,
+             sig: str | int | None = None) -> None:
+        """The stop signal (``sig``, else the container's ``--stop-signal``,
+        else the image's StopSignal, else SIGTERM), then SIGKILL after
+        ``timeout`` seconds (else its ``--stop-timeout``, else 10). No
+        restart policy restarts it after this."""
         c = ref if isinstance(ref, Container) else self.get(ref)
+        if c.restarting or c.config.restart_policy:
+            self._end_restarts(c)
         if not c.running:
             return
-        self._signal(c, signal.SIGTERM)
+        if timeout is None:
+            timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10
+        self._signal(c, stop_signal(c, sig))
         if c.paused:                   # stopped processes would not see SIGTERM
             self._thaw(c)
         if not self.await_stopped(c, timeout):
@@ -463,9 +513,10 @@ class Engine:
         if signum == signal.SIGKILL:
             self.await_stopped(c, 5)
 
-    def restart(self, ref: str, timeout: int = 10) -> None:
+    def restart(self, ref: str, timeout: int | None = None,
+                sig: str | int | None = None) -> None:
         c = self.get(ref)
-        self.stop(c, timeout)
+        self.stop(c, timeout, sig)
         self.start(c)
 
     def _freeze(self, c: Container) -> None:
@@ -573,7 +624,9 @@ class Engine:
         """Remove a container (``force``: kill it first; ``volumes``: its
         anonymous volumes too)."""
         c = self.get(ref)
-        if c.running:
+        if force and (c.restarting or c.config.restart_policy):
+            self._end_restarts(c)
+        if c.running or c.restarting:
             if not force:
                 raise DockishError(f"You cannot remove a running container {c.id}. Stop the "
                                    "container before attempting removal or force remove",
@@ -601,7 +654,7 @@ class Engine:
         """Remove every stopped container."""
         report = PruneReport()
         for c in self.live_containers():
-            if not c.running:
+            if not c.running and not c.restarting:
                 self._remove_files(c)
                 report.deleted.append(c.id)
         return report
@@ -613,7 +666,7 @@ class Engine:
         rows = []
         for c in self.live_containers():
             status, code = c.status()
-            if status != "running" and not all_:
+            if status not in ("running", "restarting") and not all_:
                 continue
             rows.append(ps_row(c, status, code, no_trunc))
         return rows
@@ -736,9 +789,11 @@ class Engine:
 
     # -- containers: files -----------------------------------------------------------------------
 
-    def copy_out(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
+    def copy_out(self, ref: str, src: str, dest: str, archive: bool = False,
+                 follow: bool = False) -> None:
         from .transfer import copy_out
-        copy_out(self.get(ref), self._launch, src, dest, archive=archive, notify=self.notify)
+        copy_out(self.get(ref), self._launch, src, dest, archive=archive, notify=self.notify,
+                 follow=follow)
 
     def archive_stat(self, ref: str | Container, path: str) -> dict | None:
         """Docker's ContainerPathStat of ``path`` in the container (name,
@@ -747,7 +802,7 @@ class Engine:
         c = ref if isinstance(ref, Container) else self.get(ref)
         return path_stat(c, self._launch, path)
 
-    def archive_get(self, ref: str | Container, path: str):
+    def archive_get(self, ref: str | Container, path: str, follow: bool = False):
         """``GET /containers/{id}/archive``: (the path's stat record, a tar
         stream of it: ``read(n)``, iterate for chunks, ``close()`` raises
         TransferError if the copy failed). NotFoundError when no such path."""
@@ -756,20 +811,21 @@ class Engine:
         st = self.archive_stat(c, path)
         if st is None:
             raise NotFoundError(f"Could not find the file {path} in container {c.name}")
-        return st, archive_reader(c, self._launch, path)
+        return st, archive_reader(c, self._launch, path, follow=follow)
 
-    def archive_put(self, ref: str | Container, path: str, tar) -> None:
+    def archive_put(self, ref: str | Container, path: str, tar, archive: bool = False) -> None:
         """``PUT /containers/{id}/archive``: extract the tar read from
         ``tar`` (a file object) into the directory ``path`` inside the
         container, made inside it with cp's safe rules; notes (what was
         left out) to ``notify``."""
         from .transfer import archive_writer
         c = ref if isinstance(ref, Container) else self.get(ref)
-        archive_writer(c, self._launch, path, tar, notify=self.notify)
+        archive_writer(c, self._launch, path, tar, notify=self.notify, archive=archive)
 
-    def copy_in(self, ref: str, src: str, dest: str, archive: bool = False) -> None:
+    def copy_in(self, ref: str, src: str, dest: str, archive: bool = False,
+                follow: bool = False) -> None:
         from .transfer import copy_in
-        copy_in(self.get(ref), self._launch, src, dest, archive=archive)
+        copy_in(self.get(ref), self._launch, src, dest, archive=archive, follow=follow)
 
     def export(self, ref: str, out_fd: int) -> None:
         """The container's filesystem as a tar written to ``out_fd`` (closed after)."""
@@ -1076,6 +1132,20 @@ def _healthcheck(image_conf: dict, opts: CreateOptions) -> dict:
     return merged(image_conf.get("Healthcheck"), flags)
 
 
+def stop_signal(c: Container, sig: str | int | None = None) -> int:
+    """The signal ``stop`` sends: asked for, else the container's, else its
+    image's StopSignal, else SIGTERM."""
+    text = sig or c.config.stop_signal or \
+        ((c.config.image_config or {}).get("config") or {}).get("StopSignal") or "SIGTERM"
+    return text if isinstance(text, int) else cfgmod.parse_signal(str(text))
+
+
+def procopts_inspect(process: dict) -> dict:
+    """The HostConfig fields of ``runner.procopts``'s record."""
+    from .procopts import inspect_fields
+    return inspect_fields(process)
+
+
 def exit_code(c: Container) -> int:
     _status, code = c.status()
     return code if code is not None else 0
@@ -1103,6 +1173,8 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
             shown += " (health: starting)" if health == "starting" else f" ({health})"
     elif status == "created":
         shown = "Created"
+    elif status == "restarting":
+        shown = f"Restarting ({code}) {fmt.duration_since(c.finished_at())} ago"
     else:
         shown = f"Exited ({code}) {fmt.duration_since(c.finished_at())} ago"
     ports = ", ".join(f"{ip}:{hp}->{cp}/{proto}" for ip, hp, cp, proto in cfg.ports)
@@ -1133,22 +1205,31 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
     return {
         "Id": cfg.id, "Created": fmt.iso(cfg.created), "Path": cfg.argv[0],
         "Args": cfg.argv[1:],
-        "State": {"Status": "paused" if c.paused else status, "Running": status == "running",
-                  "Paused": c.paused, "Restarting": False, "OOMKilled": False, "Dead": False,
+        "State": {"Status": "paused" if c.paused else status,
+                  "Running": status in ("running", "restarting"),    # Docker's, restarting too
+                  "Paused": c.paused, "Restarting": status == "restarting",
+                  "OOMKilled": False, "Dead": False,
                   "Pid": c.pid or 0, "ExitCode": code or 0,
                   **({"Health": st["health"]} if st.get("health") else {}),
                   "StartedAt": fmt.iso(st.get("started")),
                   "FinishedAt": fmt.iso(c.finished_at())},
         "Image": cfg.image_id, "Name": "/" + cfg.name, "LogPath": str(c.log),
+        "RestartCount": st.get("restart_count", 0),
         "HostConfig": {"NetworkMode": cfg.network, "AutoRemove": cfg.auto_remove,
                        "ReadonlyRootfs": cfg.read_only, "Init": cfg.init,
                        "PortBindings": ports, "CapAdd": cfg.cap_add or None,
-                       "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged},
+                       "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged,
+                       "RestartPolicy": cfg.restart_policy or {"Name": "no",
+                                                               "MaximumRetryCount": 0},
+                       **procopts_inspect(cfg.process)},
         "Mounts": mounts,
         "Config": {"Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty,
                    "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,
                    "Entrypoint": cfg.entrypoint or None, "Image": cfg.image,
-                   "WorkingDir": cfg.workdir, "Labels": cfg.labels},
+                   "WorkingDir": cfg.workdir, "Labels": cfg.labels,
+                   **({"StopSignal": cfg.stop_signal} if cfg.stop_signal else {}),
+                   **({"StopTimeout": cfg.stop_timeout}
+                      if cfg.stop_timeout is not None else {})},
         "NetworkSettings": {"Ports": ports,
                             "IPAddress": SLIRP_IP if cfg.network == "slirp4netns" else ""},
     }

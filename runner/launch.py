@@ -25,7 +25,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import capabilities, network, rootfs
+from . import capabilities, network, procopts, rootfs
 from . import config as cfgmod
 from . import namespaces as ns
 from .config import MountReq
@@ -482,20 +482,38 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     _wire_stdio(stdio)
     ns.close_fds_except({exec_w})        # before any chdir: see close_fds_except
     rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
-                      full_ids=launch.mapping.full, console=console)
+                      full_ids=launch.mapping.full, console=console,
+                      shm_size=cfg.process.get("shm_size") or procopts.DEFAULT_SHM,
+                      devices=[(d["PathOnHost"], d["PathInContainer"])
+                               for d in cfg.process.get("devices") or []])
     user = _container_user(cfg.user, launch.mapping)
     env = cfgmod.finish_env(cfg.env, hostname=cfg.hostname, home=user.home, tty=cfg.tty)
     workdir = cfg.workdir or "/"
     wd_fd = _open_workdir(workdir, make=True)
-    groups = [g for g in user.groups
+    try:
+        added = procopts.extra_groups(cfg.process, _read_view_file("/etc/group"))
+    except DockishError as e:
+        raise _ExecFailed(str(e), EXIT_CANNOT_RUN) from None
+    groups = [g for g in [*user.groups, *added]
               if any(i <= g < i + n for i, _, n in launch.mapping.gids)]
+    try:
+        procopts.apply_limits(cfg.process)
+    except (OSError, ValueError) as e:
+        raise _ExecFailed(f"cannot set the --ulimit: {_msg(e)}", EXIT_DOCKISH) from None
     capabilities.limit_bounding(cfg.capabilities())
+    if cfg.process.get("seccomp") not in (None, "", "unconfined"):
+        from . import seccomp
+        try:
+            seccomp.load(cfg.process["seccomp"], {f"CAP_{n}" for n in cfg.capabilities()})
+        except DockishError as e:
+            raise _ExecFailed(str(e), EXIT_DOCKISH) from None
     if launch.mapping.full:
         os.setgroups(groups)
     os.setresgid(user.gid, user.gid, user.gid)
     os.setresuid(user.uid, user.uid, user.uid)
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)     # a uid change clears it
     _enter_workdir(workdir, wd_fd)
+    procopts.apply_security(cfg.process)
     if cfg.init and cfg.init_path:
         _check_command(cfg.argv[0], env)      # one line of ours, not tini's
         _exec([cfg.init_path, "--", *cfg.argv], env)

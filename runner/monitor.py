@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,9 +42,12 @@ def _open_log(c: Container) -> LogWriter:
 
 
 def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds: Fds,
-                 remove: Remove) -> int:
+                 remove: Remove, sig_proxy: bool = True) -> int:
     """Run attached: the container's output is relayed to ``fds`` and kept
     in its log (a pty with -t, pipes without, as Docker does); its code.
+    An fd of -1 in ``fds``: that stream is not attached (``-a``), only
+    logged. ``sig_proxy`` False: signals are not passed on to the container
+    (they end this process as they would any other, the container goes on).
     A ``--rm`` container is removed (by ``remove``) in every case."""
     master = None
     pipes: list[int] = []
@@ -75,7 +79,8 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
             for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
                 if fd is not None:
                     os.close(fd)
-    handlers = {sig: signal.signal(sig, lambda s, _f: launch.forward(s)) for sig in FORWARDED}
+    handlers = {sig: signal.signal(sig, (lambda s, _f: launch.forward(s)) if sig_proxy
+                                   else signal.SIG_DFL) for sig in FORWARDED}
     from .health import start as start_health
     checks = start_health(c)
     relay = None
@@ -86,7 +91,8 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
         listener = ttymod.listen(c.id)      # a closed terminal: attach again later
         try:
             with ttymod.raw_mode(fds.stdin) if interactive else contextlib.nullcontext():
-                ttymod.proxy(master, fds.stdin if interactive else None, fds.stdout,
+                ttymod.proxy(master, fds.stdin if interactive else None,
+                             fds.stdout if fds.stdout >= 0 else None,
                              copy_to=log, listener=listener, accept_input=interactive)
         finally:
             listener.close()
@@ -115,10 +121,13 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
     return code
 
 
-def start_detached(c: Container, launch: Launch, remove: Remove) -> None:
+def start_detached(c: Container, launch: Launch, remove: Remove,
+                   after_exit: int | None = None) -> None:
     """Start with a monitor process of its own that outlives the caller;
     return once the container's command has been executed (a failure to
-    start raises ``StartError`` with the container's code)."""
+    start raises ``StartError`` with the container's code). ``after_exit``:
+    the container has just exited with this code in an attached ``run``;
+    the monitor takes over its restart policy from there (returns at once)."""
     import sys
     r, w = os.pipe()
     sys.stdout.flush()
@@ -126,7 +135,7 @@ def start_detached(c: Container, launch: Launch, remove: Remove) -> None:
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        os._exit(_monitor(c, launch, w, remove))
+        os._exit(_monitor(c, launch, w, remove, after_exit))
     os.close(w)
     data = b""
     while not data.endswith(b"\n") and (chunk := os.read(r, 4096)):
@@ -139,10 +148,14 @@ def start_detached(c: Container, launch: Launch, remove: Remove) -> None:
                          int(code) if code.isdigit() else EXIT_DOCKISH)
 
 
-def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
+def _monitor(c: Container, launch: Launch, w: int, remove: Remove,
+             after_exit: int | None = None) -> int:
     """The detached container's monitor (a child of the caller, in a
     session of its own): starts it, says ``OK`` (or the error) on ``w``,
-    relays a terminal, runs health checks, removes a ``--rm`` container."""
+    relays a terminal, runs health checks, restarts it as its restart
+    policy says (``runner.restart``), removes a ``--rm`` container."""
+    from . import restart
+    listener = None
     try:
         os.setsid()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -152,60 +165,119 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove) -> int:
             os.dup2(null, fd)
         os.close(null)
         ns.close_fds_except({w, log.fd})    # a `flock 9` or CI fd is not held for days
-        master = listener = None
-        pipes: list[int] = []
+        me = os.getpid()
+        c.write_state(monitor_pid=me, monitor_start=ns.proc_start_time(me), restarting=False,
+                      restart_count=0)
         if c.config.tty:
-            master, slave = os.openpty()
-            stdio = Stdio(None, 0, 0, pty_slave=slave)
             listener = ttymod.listen(c.id)       # ready before `run -d` returns
-        else:                 # pipes, so the log knows stdout from stderr
-            out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            pipes = [out_r, err_r]
-            stdio = Stdio(None, out_w, err_w)
-        try:
+        policy = restart.from_docker(c.config.restart_policy)
+        if after_exit is None:
+            began = time.monotonic()
             try:
-                launch.spawn(stdio)
-            finally:
-                if pipes:
-                    os.close(stdio.stdout)
-                    os.close(stdio.stderr)
-        except StartError as e:
-            os.write(w, f"{e.code} {e}\n".encode())
+                ended = _start_once(c, launch, log, listener)
+            except StartError as e:
+                os.write(w, f"{e.code} {e}\n".encode())
+                os.close(w)
+                if c.config.auto_remove:
+                    remove(c)
+                return 0
+            os.write(w, b"OK\n")
             os.close(w)
-            if c.config.auto_remove:
-                remove(c)
-            return 0
-        container_event(c, "start")
-        os.write(w, b"OK\n")
-        os.close(w)
-        from .health import start as start_health
-        checks = start_health(c)
-        ended = threading.Event()
-        relay = None
-        if pipes:
-            relay = threading.Thread(target=ttymod.relay, args=(
-                [(pipes[0], -1), (pipes[1], -1)], log, ended), daemon=True)
-            relay.start()
-        if master is not None and listener is not None:
+            code, ran_for = ended(), time.monotonic() - began
+        else:
+            os.write(w, b"OK\n")
+            os.close(w)
+            code, ran_for = after_exit, restart.RESET_AFTER
+        restarts, delay = 0, 0.0
+        while restart.should_restart(policy, code, restarts, restart.stop_requested(c.path)):
+            restarts += 1
+            delay = restart.next_delay(delay, ran_for)
+            c.write_state(restarting=True, restart_count=restarts)
+            if not _wait_unless_stopped(c, delay):
+                break
+            began = time.monotonic()
             try:
-                ttymod.proxy(master, None, None, log, listener, c.config.interactive)
+                ended = _start_once(c, launch, log, listener)
+            except StartError as e:      # as an exit with its code: the policy decides
+                c.write_exit(e.code)
+                code, ran_for = e.code, 0.0
+                continue
             finally:
-                listener.close()
-                with contextlib.suppress(FileNotFoundError):
-                    ttymod.socket_path(c.id).unlink()
-        code = launch.wait()
-        container_event(c, "die", exitCode=code)
-        ended.set()
-        if relay is not None:
-            relay.join()
-        if checks is not None:
-            checks.set()
+                c.write_state(restarting=False)
+            code, ran_for = ended(), time.monotonic() - began
+        c.write_state(restarting=False)
         if c.config.auto_remove:
             remove(c)
         return 0
     except BaseException:        # noqa: BLE001 - nobody to tell; the state says
         return 1
+    finally:
+        if listener is not None:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                ttymod.socket_path(c.id).unlink()
+
+
+def _wait_unless_stopped(c: Container, seconds: float) -> bool:
+    """Sleep before a restart; False as soon as a ``stop`` asks for none."""
+    from .restart import stop_requested
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if stop_requested(c.path):
+            return False
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return not stop_requested(c.path)
+
+
+def _start_once(c: Container, launch: Launch, log: LogWriter,
+                listener) -> Callable[[], int]:
+    """Start the container's command once (its output to the log, a pty
+    served to ``attach`` through ``listener``); raises ``StartError``.
+    Returns what waits for this run to end and gives its code."""
+    master = None
+    pipes: list[int] = []
+    if c.config.tty:
+        master, slave = os.openpty()
+        stdio = Stdio(None, 0, 0, pty_slave=slave)
+    else:                 # pipes, so the log knows stdout from stderr
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pipes = [out_r, err_r]
+        stdio = Stdio(None, out_w, err_w)
+    try:
+        try:
+            launch.spawn(stdio)
+        finally:
+            if pipes:
+                os.close(stdio.stdout)
+                os.close(stdio.stderr)
+    except BaseException:
+        for fd in pipes + ([master] if master is not None else []):
+            os.close(fd)
+        raise
+    container_event(c, "start")
+
+    def ended() -> int:
+        from .health import start as start_health
+        checks = start_health(c)
+        done = threading.Event()
+        relay = None
+        if pipes:
+            relay = threading.Thread(target=ttymod.relay, args=(
+                [(pipes[0], -1), (pipes[1], -1)], log, done), daemon=True)
+            relay.start()
+        if master is not None and listener is not None:
+            ttymod.proxy(master, None, None, log, listener, c.config.interactive)
+            os.close(master)
+        code = launch.wait()
+        container_event(c, "die", exitCode=code)
+        done.set()
+        if relay is not None:
+            relay.join()
+        if checks is not None:
+            checks.set()
+        return code
+    return ended
 
 
 @dataclass

@@ -296,7 +296,8 @@ def _mount_sys(target: str) -> None:
         _remount_read_only(target, strict=False)
 
 
-def _setup_dev(root: str, gid_tty: int | None, console: str | None) -> None:
+def _setup_dev(root: str, gid_tty: int | None, console: str | None,
+               shm_size: int = 64 << 20, devices: list[tuple[str, str]] | None = None) -> None:
     dev = _mkdirs(root, "/dev")
     ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_STRICTATIME, "mode=755,size=65536k")
     for name in DEV_NODES:
@@ -315,13 +316,17 @@ def _setup_dev(root: str, gid_tty: int | None, console: str | None) -> None:
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
     ns.mount("shm", shm, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC,
-             "mode=1777,size=65536k")
+             f"mode=1777,size={shm_size // 1024}k")
     mq = os.path.join(dev, "mqueue")
     os.mkdir(mq, 0o755)
     try:
         ns.mount("mqueue", mq, "mqueue", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
     except OSError:
         pass        # "where possible"
+    for host, inside in devices or []:       # --device: bound, as rootless Podman does
+        if not inside.startswith("/dev/"):
+            continue
+        ns.mount(host, _mkfile(root, inside), None, ns.MS_BIND)
     if console:
         c = os.path.join(dev, "console")
         os.close(os.open(c, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -329,7 +334,8 @@ def _setup_dev(root: str, gid_tty: int | None, console: str | None) -> None:
 
 
 def setup_root(root: str, mounts: list[tuple[MountReq, str]], *, read_only: bool,
-               full_ids: bool, console: str | None) -> None:
+               full_ids: bool, console: str | None, shm_size: int = 64 << 20,
+               devices: list[tuple[str, str]] | None = None) -> None:
     """Mount /proc, /dev, /sys and the user's mounts into the view at
     ``root``, then make it ``/`` (pivot_root; chroot if that is refused).
     ``mounts`` pairs each request with its host source (a directory for
@@ -338,7 +344,7 @@ def setup_root(root: str, mounts: list[tuple[MountReq, str]], *, read_only: bool
     proc = _mkdirs(root, "/proc")
     ns.mount("proc", proc, "proc", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
     _mask_proc(proc)
-    _setup_dev(root, 5 if full_ids else None, console)
+    _setup_dev(root, 5 if full_ids else None, console, shm_size, devices)
     sys_ = _mkdirs(root, "/sys")
     _mount_sys(sys_)
     for req, source in mounts:

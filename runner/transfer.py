@@ -338,14 +338,19 @@ _extract_into = extract_into
 
 
 def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
-            archive: bool = False) -> None:
+            archive: bool = False, follow: bool = False) -> None:
     """``cp HOST CTR:PATH``: files become root's inside (with ``archive``,
-    they keep the host's numeric owners), as Docker does."""
+    they keep the host's numeric owners), as Docker does. ``follow``
+    (``-L``): a symlink named as the source is copied as what it points to."""
     src = os.path.abspath(host_src)
     if not os.path.lexists(src):
         raise TransferError(f"could not find the file {host_src} in the host")
     r, w = os.pipe()
     name = os.path.basename(src.rstrip("/")) or "."
+    if follow:                # the user's own path, followed as they asked
+        src = os.path.realpath(src)
+        if not os.path.exists(src):
+            raise TransferError(f"could not find the file {host_src} in the host")
     writer = os.fork()
     if writer == 0:
         os.close(r)
@@ -368,14 +373,15 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
 
 
 def copy_out(c: Container, launch_factory, ctr_src: str, host_dest: str, *,
-             archive: bool = False, notify: Notify = _quiet) -> None:
+             archive: bool = False, notify: Notify = _quiet, follow: bool = False) -> None:
     """``cp CTR:PATH HOST``: files become the user's on the host (with
     ``archive``, they keep the container's numeric owners). DEST is checked
-    before the container is asked for anything."""
+    before the container is asked for anything. ``follow`` (``-L``): a
+    symlink named as the source is copied as what it points to."""
     name = os.path.basename(ctr_src.rstrip("/")) or "."
     into, prefix = _dest(os.path.abspath(host_dest), name, no_magic=False)
     try:
-        stream = archive_reader(c, launch_factory, ctr_src)
+        stream = archive_reader(c, launch_factory, ctr_src, follow=follow)
         try:
             extract_into(stream, into, prefix, archive=archive, in_container=False,
                          notify=notify)
@@ -491,9 +497,12 @@ class TarStream:
                                 .removeprefix("dockish: error: "))
 
 
-def archive_reader(c: Container, launch_factory, path: str) -> TarStream:
+def archive_reader(c: Container, launch_factory, path: str,
+                   follow: bool = False) -> TarStream:
     """A tar of ``path`` inside ``c`` (named by its last component; ``/.``
-    at the end: the directory's content), made inside the container."""
+    at the end: the directory's content), made inside the container;
+    ``follow``: a symlink at ``path`` is followed (inside the container's
+    root, no magic link), the tar holds what it points to under its name."""
     name = os.path.basename(path.rstrip("/")) or "."
     if path.endswith("/."):
         name = "."
@@ -504,13 +513,27 @@ def archive_reader(c: Container, launch_factory, path: str) -> TarStream:
         ns.close_fds_except({w})
         if not os.path.lexists(path):
             raise TransferError(f"Could not find the file {path} in container {c.name}")
+        source = path
+        if follow and os.path.islink(path.rstrip("/") or "/"):
+            source = _followed(path, c.name)
         try:
-            write_tree(path, "" if name == "." else name, w, one_fs=False)
+            write_tree(source, "" if name == "." else name, w, one_fs=False)
         except BrokenPipeError:
             os._exit(1)
     pid = _fork_helper(c, launch_factory, body, r, er, ew)
     os.close(w)
     return TarStream(r, pid, er)
+
+
+def _followed(path: str, name: str) -> str:
+    """Where the symlink ``path`` leads, resolved as strings inside the
+    container's root (the helper's ``/``: a link's text never leads out of
+    it). Runs in the helper."""
+    real = os.path.realpath(path)
+    if not os.path.lexists(real):
+        raise TransferError(f"Could not find the file {path} in container {name}: its link "
+                            "leads nowhere")
+    return real
 
 
 def _fork_helper(c: Container, launch_factory, body: Callable[[], None], ours: int,
@@ -533,7 +556,7 @@ def _fork_helper(c: Container, launch_factory, body: Callable[[], None], ours: i
 
 
 def archive_writer(c: Container, launch_factory, path: str, source,
-                   notify: Notify = _quiet) -> None:
+                   notify: Notify = _quiet, archive: bool = False) -> None:
     """Extract the tar read from ``source`` (a file object with ``read``)
     into the directory ``path`` inside ``c``, from inside the container,
     with cp's rules (hostfs.extract: no member leads out through a
@@ -550,7 +573,7 @@ def archive_writer(c: Container, launch_factory, path: str, source,
                                 f"{c.name}") from None
         try:
             with os.fdopen(r, "rb") as inp:
-                extract_into(inp, into, None, archive=False, in_container=True,
+                extract_into(inp, into, None, archive=archive, in_container=True,
                              notify=_to_stderr)
         finally:
             os.close(into)
