@@ -71,6 +71,10 @@ class ContainerConfig:
     created: float = 0.0
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    networks: dict = field(default_factory=dict)     # user networks: name -> {ip, aliases}
+    extra_hosts: list = field(default_factory=list)  # --add-host: [name, ip]
+    dns: list = field(default_factory=list)          # --dns (upstreams on a user network)
+    exposed: list = field(default_factory=list)      # --expose and the image's: "80/tcp"
     labels: dict = field(default_factory=dict)
     image_config: dict = field(default_factory=dict)   # the image's OCI config, for commit
     cap_add: list[str] = field(default_factory=list)
@@ -315,6 +319,11 @@ class Containers:
         name = name.removeprefix("/")
         self._check_name(name, [o for o in self.all() if o.id != c.id])
         c.config.name = name
+        _write_json(c.path / "config.json", asdict(c.config))
+
+    def save_config(self, c: Container) -> None:
+        """Rewrite a container's config after a change made to a live
+        record (``network connect``/``disconnect``)."""
         _write_json(c.path / "config.json", asdict(c.config))
 
     def create(self, cfg: ContainerConfig) -> Container:

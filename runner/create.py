@@ -41,6 +41,9 @@ def network_mode(requested: str | None, default: str | None, notify: Notify) -> 
             notify(note)
         return mode
     if requested not in NETWORKS:
+        from .netconf import is_user_network
+        if is_user_network(requested):
+            return requested        # a user network: runner.netplan finds it
         raise network.NetworkError(f"network {requested} not found: use host, none, "
                                    "slirp4netns or pasta")
     return requested
@@ -82,6 +85,7 @@ class ContainerSpec:
     interactive: bool = False
     read_only: bool = False
     ports: list[list] = field(default_factory=list)
+    net: object = None               # runner.netplan.NetPlan: user networks, hosts, DNS
     init: bool = False
     init_path: str = ""
     auto_remove: bool = False
@@ -105,8 +109,11 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
     layers = LayerStore(root)
     try:
         fixed = _make_mounts(root, spec.mounts, made_volumes)
+        plan = spec.net
         init_layer = make_init_layer(layers, spec.hostname, spec.network,
-                                     container_ip(spec.network))
+                                     plan.address() if plan else container_ip(spec.network),
+                                     plan.hosts_lines if plan else (),
+                                     plan.resolv if plan else None)
         cfg = ContainerConfig(
             id=spec.id, name=spec.name, image=spec.image, image_id=spec.image_id,
             diff_ids=list(spec.diff_ids), init_layer=init_layer, argv=spec.argv,
@@ -118,6 +125,8 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
             cap_drop=spec.cap_drop, privileged=spec.privileged, entrypoint=spec.entrypoint,
             cmd=spec.cmd, restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout, process=spec.process)
+        if plan:
+            plan.apply(cfg)
         return Containers(root).create(cfg)
     except BaseException:
         for name in made_volumes:

@@ -119,6 +119,9 @@ class Launch:
         self.mounts = resolved_mounts(c, volumes_root)
         self.holder = 0
         self.slirp: network.Slirp | network.Pasta | None = None
+        # user networks: the shared namespace holder this container joins
+        # (runner.netns explains why its user namespace is shared)
+        self.netholder: int | None = None
 
     def spawn(self, stdio: Stdio) -> None:
         """Fork the holder and see the container through to its exec; raises
@@ -128,6 +131,15 @@ class Launch:
         exec_r, exec_w = os.pipe2(os.O_CLOEXEC)   # init -> monitor: closed at exec
         exit_r, exit_w = os.pipe()       # held by the holder: slirp4netns exits with it
         self.c.clear_exit()
+        from .netconf import is_user_network
+        if is_user_network(self.c.config.network):
+            from . import netns
+            try:
+                self.netholder = netns.ensure(self.c.id)
+            except BaseException:
+                for fd in (sync_r, sync_w, go_r, go_w, exec_r, exec_w, exit_r, exit_w):
+                    os.close(fd)
+                raise
         pid = os.fork()
         if pid == 0:
             code = EXIT_DOCKISH
@@ -184,6 +196,8 @@ class Launch:
                 elif cfg.network == "pasta":
                     self.slirp = network.Pasta(self.holder, cfg.ports,
                                                self.c.path / "pasta.log")
+                elif self.netholder is not None:
+                    self._attach_networks()
                 _send(go_w, "G")
             elif line.startswith("P"):
                 init_pid, view_pid = (int(x) for x in line[1:].split())
@@ -193,6 +207,21 @@ class Launch:
                                    paused=False,
                                    slirp_pid=self.slirp.proc.pid if self.slirp else None)
                 return
+
+    def _attach_networks(self) -> None:
+        from . import netns
+        from .networks import Networks
+        root = self.c.path.parent.parent
+        try:
+            netns.attach(self.c.id, self.holder, Networks(root).netavark_inputs(self.c.config),
+                         self.c.config.ports)
+        except DockishError as e:
+            raise StartError(str(e)) from None
+
+    def _detach_networks(self) -> None:
+        if self.netholder is not None:
+            from . import netns
+            netns.detach(self.c.id)
 
     def _await_exec(self, exec_r: int) -> None:
         data = b""
@@ -224,6 +253,7 @@ class Launch:
         self.c.write_exit(code)
         if self.slirp is not None:
             self.slirp.stop()
+        self._detach_networks()
         info = self.c.exit_info() or {}
         return info.get("code", code)
 
@@ -240,6 +270,7 @@ class Launch:
         if self.slirp is not None:
             self.slirp.proc.kill()
             self.slirp.proc.wait()
+        self._detach_networks()
 
 
 # ------------------------------------------------------------------ holder side
@@ -248,10 +279,13 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
     cfg = launch.c.config
     os.setsid()                      # only the monitor gets the terminal's signals
     view = _fork_view(launch)
-    ns.unshare(ns.CLONE_NEWUSER)
-    _send(sync_w, "U")
-    if _line(go_r) != "M":
-        return EXIT_DOCKISH
+    if launch.netholder is not None:     # a user network: the shared user namespace
+        ns.join(launch.netholder, ["user"])
+    else:
+        ns.unshare(ns.CLONE_NEWUSER)
+        _send(sync_w, "U")
+        if _line(go_r) != "M":
+            return EXIT_DOCKISH
     ns.become_root(launch.mapping)
     flags = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC
     if network.needs_netns(cfg.network):

@@ -104,21 +104,28 @@ class Slirp:
                                f"{reply['error'].get('desc', reply['error'])}")
 
     def _call(self, req: dict) -> dict:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                    s.connect(str(self.api_socket))
-                    s.sendall(json.dumps(req).encode())
-                    s.shutdown(socket.SHUT_WR)
-                    data = b""
-                    while chunk := s.recv(4096):
-                        data += chunk
-                return json.loads(data or b"{}")
-            except (ConnectionRefusedError, FileNotFoundError):
-                if time.monotonic() > deadline:
-                    raise NetworkError("slirp4netns's API socket did not answer") from None
-                time.sleep(0.01)
+        return slirp_call(self.api_socket, req)
+
+
+def slirp_call(api_socket: Path, req: dict) -> dict:
+    """One request to slirp4netns' API socket (add_hostfwd, remove_hostfwd),
+    retried while the socket is not up yet; its JSON answer."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                s.connect(str(api_socket))
+                s.sendall(json.dumps(req).encode())
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+            return json.loads(data or b"{}")
+        except (ConnectionRefusedError, FileNotFoundError):
+            if time.monotonic() > deadline:
+                raise NetworkError("slirp4netns's API socket did not answer") from None
+            time.sleep(0.01)
 
 
 class Pasta:

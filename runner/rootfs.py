@@ -30,8 +30,10 @@ DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"]
 
 # ------------------------------------------------------------------ init layer
 
-def hosts_text(hostname: str, ip: str | None) -> str:
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+def hosts_text(hostname: str, ip: str | None, extra: list[str] | tuple = ()) -> str:
+    """Docker's /etc/hosts: localhost, ``--add-host`` lines, then the
+    container's own name."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", *extra]
     lines.append(f"{ip or '127.0.1.1'}\t{hostname}")
     return "\n".join(lines) + "\n"
 
@@ -54,12 +56,15 @@ INIT_PATHS = frozenset({b"etc/hosts", b"etc/resolv.conf", b"etc/hostname"})
 changes to them reach neither ``diff`` nor ``commit`` nor a build's layer."""
 
 
-def init_layer_tar(hostname: str, network: str, ip: str | None, host_resolv: str) -> bytes:
+def init_layer_tar(hostname: str, network: str, ip: str | None, host_resolv: str,
+                   extra_hosts: list[str] | tuple = (), resolv: str | None = None) -> bytes:
     """The init layer: /etc/hosts, /etc/resolv.conf, /etc/hostname. Only
-    files: a directory here would replace the image's own owner and mode."""
+    files: a directory here would replace the image's own owner and mode.
+    ``resolv``: the caller's resolv.conf (a user network's, ``--dns``)."""
     buf = io.BytesIO()
-    files = {"etc/hosts": hosts_text(hostname, ip),  # the names of INIT_PATHS
-             "etc/resolv.conf": resolv_text(network, host_resolv),
+    files = {"etc/hosts": hosts_text(hostname, ip, extra_hosts),  # the names of INIT_PATHS
+             "etc/resolv.conf": resolv if resolv is not None
+             else resolv_text(network, host_resolv),
              "etc/hostname": hostname + "\n"}
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
         for name, text in files.items():
@@ -70,12 +75,13 @@ def init_layer_tar(hostname: str, network: str, ip: str | None, host_resolv: str
     return buf.getvalue()
 
 
-def make_init_layer(store, hostname: str, network: str, ip: str | None = None) -> str:
+def make_init_layer(store, hostname: str, network: str, ip: str | None = None,
+                    extra_hosts: list[str] | tuple = (), resolv: str | None = None) -> str:
     try:
         host_resolv = Path("/etc/resolv.conf").read_text()
     except OSError:
         host_resolv = ""
-    data = init_layer_tar(hostname, network, ip, host_resolv)
+    data = init_layer_tar(hostname, network, ip, host_resolv, extra_hosts, resolv)
     return store.import_blob(io.BytesIO(data), compression="none")
 
 

@@ -1,0 +1,275 @@
+"""User-defined networks, the pure part: the network record, how a subnet
+and a container's address are chosen, what ``/etc/hosts`` and
+``/etc/resolv.conf`` say, the JSON netavark takes on its stdin and the
+shapes Docker shows (``network inspect``, a container's
+``NetworkSettings.Networks``). No I/O here: ``runner.networks`` stores the
+records, ``runner.netns`` runs netavark with what this module writes.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field
+
+from .errors import UsageError
+
+BUILTIN = ("host", "none", "slirp4netns", "pasta", "private", "bridge", "default")
+"""Names that are network modes, not user networks (``bridge`` and
+``default`` mean the default private network, as in Docker)."""
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+SLIRP_NET = ipaddress.ip_network("10.0.2.0/24")      # the holder's own egress net
+POOL = ipaddress.ip_network("10.89.0.0/16")          # Podman's pool for named networks
+IFACE_PREFIX = "dk"                                  # bridges: dk0, dk1, ...
+
+
+@dataclass
+class NetworkRecord:
+    """One user network as ``network create`` made it."""
+
+    name: str
+    id: str
+    subnet: str
+    gateway: str
+    interface: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: dict = field(default_factory=dict)
+    created: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkRecord:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def is_user_network(mode: str | None) -> bool:
+    """Whether ``mode`` names a user network rather than a network mode."""
+    return bool(mode) and mode not in BUILTIN and not mode.startswith("container:")
+
+
+def check_name(name: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise UsageError(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                         "are allowed")
+    if name in BUILTIN:
+        raise UsageError(f"{name} is a pre-defined network and cannot be created")
+
+
+def parse_labels(labels: list[str]) -> dict[str, str]:
+    out = {}
+    for item in labels:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid label '{item}': empty name")
+        out[key] = value
+    return out
+
+
+def _net(text: str, what: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise UsageError(f"invalid {what} {text}: not a CIDR (e.g. 10.90.0.0/24)") from None
+    if net.version != 4:
+        raise UsageError(f"invalid {what} {text}: only IPv4 subnets are supported")
+    if net.prefixlen > 30:
+        raise UsageError(f"invalid {what} {text}: too small (at most /30)")
+    return net
+
+
+def choose_subnet(subnet: str | None, gateway: str | None,
+                  used: list[str]) -> tuple[str, str]:
+    """(subnet, gateway): the user's, checked (no overlap with another
+    network nor with the holder's 10.0.2.0/24 egress net), else the first
+    free /24 of 10.89.0.0/16, with its first address as gateway (Podman's
+    choice)."""
+    taken = [ipaddress.ip_network(u) for u in used] + [SLIRP_NET]
+    if subnet:
+        net = _net(subnet, "subnet")
+        for other in taken:
+            if net.overlaps(other):
+                raise UsageError(f"invalid subnet {net}: it overlaps with {other} "
+                                 "(in use by another network)")
+    elif gateway:
+        raise UsageError("--gateway needs --subnet")
+    else:
+        net = next((n for n in POOL.subnets(new_prefix=24)
+                    if not any(n.overlaps(o) for o in taken)), None)
+        if net is None:
+            raise UsageError("no free subnet left in 10.89.0.0/16: remove a network or "
+                             "give --subnet")
+    gw = host_in(gateway, net, "gateway") if gateway else net.network_address + 1
+    return str(net), str(gw)
+
+
+def host_in(text: str, net: ipaddress.IPv4Network, what: str) -> ipaddress.IPv4Address:
+    """``text`` as a host address of ``net`` (not its network or broadcast
+    address), else a UsageError naming ``what`` it was."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise UsageError(f"invalid {what} {text}: not an IP address") from None
+    if ip not in net or ip in (net.network_address, net.broadcast_address):
+        raise UsageError(f"invalid {what} {text}: not a host address of {net}")
+    return ip
+
+
+def pick_ip(rec: NetworkRecord, used: set[str], wanted: str | None = None) -> str:
+    """A container's address on ``rec``: ``wanted`` (``--ip``), checked,
+    else the lowest host address that is neither the gateway nor used."""
+    net = ipaddress.ip_network(rec.subnet)
+    if wanted:
+        ip = host_in(wanted, net, "IP address")
+        if str(ip) == rec.gateway or str(ip) in used:
+            raise UsageError(f"Address already in use: {wanted} on network {rec.name}")
+        return str(ip)
+    for ip in net.hosts():
+        if str(ip) != rec.gateway and str(ip) not in used:
+            return str(ip)
+    raise UsageError(f"no free IP address left on network {rec.name} ({net})")
+
+
+def next_interface(used: list[str]) -> str:
+    """The first free bridge name dkN."""
+    n = 0
+    while f"{IFACE_PREFIX}{n}" in used:
+        n += 1
+    return f"{IFACE_PREFIX}{n}"
+
+
+# ------------------------------------------------------------------ a container's files
+
+def parse_add_host(spec: str) -> tuple[str, str]:
+    """``--add-host name:ip`` (Docker also takes ``name=ip``); ``ip`` may be
+    ``host-gateway``."""
+    sep = "=" if "=" in spec else ":"
+    name, _, ip = spec.partition(sep)
+    if not name or not ip:
+        raise UsageError(f"invalid argument \"{spec}\" for \"--add-host\" flag: bad format "
+                         f"for add-host: \"{spec}\"")
+    if ip != "host-gateway":
+        try:
+            ipaddress.ip_address(ip.strip("[]"))
+        except ValueError:
+            raise UsageError(f"invalid argument \"{spec}\" for \"--add-host\" flag: invalid "
+                             f"IP address in add-host: \"{ip}\"") from None
+    return name, ip.strip("[]")
+
+
+def extra_hosts_lines(hosts: list[list[str]] | list[tuple[str, str]],
+                      host_gateway: str) -> list[str]:
+    """``/etc/hosts`` lines of ``--add-host`` (``host-gateway`` resolved)."""
+    return [f"{host_gateway if ip == 'host-gateway' else ip}\t{name}" for name, ip in hosts]
+
+
+def resolv_conf(nameservers: list[str], search: list[str], options: list[str]) -> str:
+    lines = [f"nameserver {s}" for s in nameservers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def check_dns(servers: list[str]) -> None:
+    for s in servers:
+        try:
+            ipaddress.ip_address(s)
+        except ValueError:
+            raise UsageError(f"{s} is not an ip address") from None
+
+
+# ------------------------------------------------------------------ netavark
+
+def container_aliases(name: str, cid: str, aliases: list[str]) -> list[str]:
+    """The names a container answers to on a network: its name, its short
+    id and its ``--network-alias``es (Docker's embedded DNS resolves those)."""
+    out = []
+    for a in [name, cid[:12], *aliases]:
+        if a and a not in out:
+            out.append(a)
+    return out
+
+
+def netavark_input(cid: str, name: str, rec: NetworkRecord, ip: str, aliases: list[str],
+                   iface: str, ports: list[list], dns_servers: list[str]) -> dict:
+    """The network options netavark's ``setup``/``teardown`` read on stdin
+    (netavark's ``types::NetworkOptions``), for one container on one
+    network; ``ports`` are [host ip, host port, container port, proto]."""
+    return {
+        "container_id": cid,
+        "container_name": name,
+        "networks": {rec.name: {"interface_name": iface, "static_ips": [ip],
+                                "aliases": container_aliases(name, cid, aliases)}},
+        "network_info": {rec.name: network_info(rec)},
+        "port_mappings": [{"host_ip": "", "container_port": int(cp), "host_port": int(hp),
+                           "range": 1, "protocol": proto} for _ip, hp, cp, proto in ports],
+        "dns_servers": list(dns_servers) or None,
+    }
+
+
+def network_info(rec: NetworkRecord) -> dict:
+    """A network as netavark (and Podman's network config) describes it."""
+    return {"name": rec.name, "id": rec.id, "driver": rec.driver,
+            "network_interface": rec.interface,
+            "subnets": [{"subnet": rec.subnet, "gateway": rec.gateway}],
+            "ipv6_enabled": False, "internal": rec.internal, "dns_enabled": True,
+            # Docker's rule: a network's containers cannot reach another's
+            # (netavark's NETAVARK_ISOLATION chains)
+            "options": {"isolate": "true"},
+            "ipam_options": {"driver": "host-local"}}
+
+
+def setup_macs(output: dict) -> dict[str, str]:
+    """network name -> the container's MAC, from netavark setup's reply."""
+    out = {}
+    for net, status in (output or {}).items():
+        for iface in (status.get("interfaces") or {}).values():
+            out[net] = iface.get("mac_address", "")
+    return out
+
+
+# ------------------------------------------------------------------ Docker's shapes
+
+def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
+    """``docker network inspect``'s record; ``members`` are dicts with
+    id, name, ip, mac of the containers on it."""
+    from .format import rfc3339
+    prefix = ipaddress.ip_network(rec.subnet).prefixlen
+    return {
+        "Name": rec.name, "Id": rec.id, "Created": rfc3339(rec.created),
+        "Scope": "local", "Driver": rec.driver, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {},
+                 "Config": [{"Subnet": rec.subnet, "Gateway": rec.gateway}]},
+        "Internal": rec.internal, "Attachable": False, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Containers": {m["id"]: {"Name": m["name"], "EndpointID": "",
+                                 "MacAddress": m.get("mac", ""),
+                                 "IPv4Address": f"{m['ip']}/{prefix}", "IPv6Address": ""}
+                       for m in members},
+        "Options": {"com.docker.network.bridge.name": rec.interface},
+        "Labels": dict(rec.labels),
+    }
+
+
+def endpoint(rec: NetworkRecord, ip: str, aliases: list[str], mac: str = "") -> dict:
+    """One entry of a container's ``NetworkSettings.Networks``."""
+    return {"IPAMConfig": None, "Links": None, "Aliases": list(aliases) or None,
+            "MacAddress": mac, "NetworkID": rec.id, "EndpointID": "",
+            "Gateway": rec.gateway, "IPAddress": ip,
+            "IPPrefixLen": ipaddress.ip_network(rec.subnet).prefixlen,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "DriverOpts": None, "DNSNames": None}
+
+
+def ls_row(rec: NetworkRecord) -> dict:
+    """One ``network ls`` row with Docker's field names."""
+    from .format import go_time
+    return {"ID": rec.id[:12], "Name": rec.name, "Driver": rec.driver, "Scope": "local",
+            "IPv6": "false", "Internal": str(rec.internal).lower(),
+            "CreatedAt": go_time(rec.created),
+            "Labels": ",".join(f"{k}={v}" for k, v in rec.labels.items())}
