@@ -316,6 +316,8 @@ def _register_all() -> None:
     system_cli.register(main)
     from runner import service_cli
     service_cli.register(main)
+    from runner import network_cli
+    network_cli.register(main)
     from runner import check_cli
     check_cli.register(main)
 

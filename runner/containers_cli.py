@@ -86,6 +86,7 @@ def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptio
         env_files=list(opts["env_file"]), workdir=opts["workdir"], user=opts["user"],
         hostname=opts["hostname"], volumes=list(opts["volume"]), mounts=list(opts["mount"]),
         tmpfs=list(opts["tmpfs"]), network=opts["network"], publish=list(opts["publish"]),
+        **network_options(opts),
         entrypoint=opts["entrypoint"], init=opts["init"], read_only=opts["read_only"],
         pull=opts["pull"], cap_add=list(opts["cap_add"]), cap_drop=list(opts["cap_drop"]),
         privileged=opts["privileged"], health_cmd=opts["health_cmd"],
@@ -106,6 +107,14 @@ def process_options(opts: dict) -> dict:
                  pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"])
 
 
+def network_options(opts: dict) -> dict:
+    """The networking flags (``runner.netplan``) as CreateOptions fields."""
+    return {"publish_all": opts["publish_all"], "expose": list(opts["expose"]),
+            "network_aliases": list(opts["network_alias"]), "ip": opts["ip"],
+            "add_host": list(opts["add_host"]), "dns": list(opts["dns"]),
+            "dns_search": list(opts["dns_search"]), "dns_option": list(opts["dns_option"])}
+
+
 def run_options(fn):
     """The flags run and create share."""
     opts = [
@@ -121,8 +130,21 @@ def run_options(fn):
         click.option("-v", "--volume", multiple=True, help="HOST:CTR[:ro] or NAME:CTR."),
         click.option("--mount", multiple=True, help="type=bind|volume|tmpfs,..."),
         click.option("--tmpfs", multiple=True, help="Mount a tmpfs: PATH[:OPTIONS]."),
-        click.option("--network", "--net", "network", help="host, none, slirp4netns or pasta."),
+        click.option("--network", "--net", "network", help="A network made with `network "
+                     "create`, or host, none, slirp4netns, pasta."),
         click.option("-p", "--publish", multiple=True, help="[IP:]HOST:CTR[/tcp]"),
+        click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to "
+                     "random ports."),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("--network-alias", "--net-alias", "network_alias", multiple=True,
+                     help="Add network-scoped alias for the container."),
+        click.option("--ip", help="IPv4 address (e.g., 172.30.100.104)."),
+        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping "
+                     "(host:ip, ip may be host-gateway)."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", "--dns-opt", "dns_option", multiple=True,
+                     help="Set DNS options."),
         click.option("--entrypoint", help="Override the image's entrypoint."),
         click.option("--init", is_flag=True, help="Run a reaper as pid 1."),
         click.option("--read-only", is_flag=True, help="Read-only root filesystem."),

@@ -63,6 +63,14 @@ class CreateOptions:
     tmpfs: list[str] = field(default_factory=list)
     network: str | None = None
     publish: list[str] = field(default_factory=list)
+    publish_all: bool = False                              # -P
+    expose: list[str] = field(default_factory=list)
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str | None = None
+    add_host: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_option: list[str] = field(default_factory=list)
     entrypoint: str | None = None
     init: bool = False
     read_only: bool = False
@@ -379,6 +387,7 @@ class Engine:
         net = createmod.network_mode(
             opts.network, None, lambda note: self.say_once(".network-noted", note))
         ports = self._ports(opts.publish, net)
+        net_plan = self._net_plan(opts, net, conf, ports)
         workdir = opts.workdir or conf.get("WorkingDir") or "/"
         if not workdir.startswith("/"):
             raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be "
@@ -394,8 +403,8 @@ class Engine:
             id=spec_id, name=opts.name or "", image=opts.image, image_id=img.config_digest,
             diff_ids=list(img.diff_ids), argv=argv, env=env, workdir=workdir, user=user,
             hostname=hostname, network=net, mounts=mounts, tty=opts.tty,
-            interactive=opts.interactive, read_only=opts.read_only, ports=ports,
-            init=opts.init, init_path=init_path, auto_remove=opts.auto_remove,
+            interactive=opts.interactive, read_only=opts.read_only, ports=net_plan.ports,
+            net=net_plan, init=opts.init, init_path=init_path, auto_remove=opts.auto_remove,
             image_config=dict(img.config or {}), healthcheck=_healthcheck(conf, opts),
             cap_add=list(opts.cap_add), cap_drop=list(opts.cap_drop),
             privileged=opts.privileged,
@@ -409,7 +418,8 @@ class Engine:
     def _ports(self, publish: list[str], net: str) -> list[list]:
         from .network import free_port
         ports = [list(cfgmod.parse_publish(p)) for p in publish]
-        if ports and net not in ("slirp4netns", "pasta"):
+        from .netconf import is_user_network
+        if ports and net not in ("slirp4netns", "pasta") and not is_user_network(net):
             if net != "host":
                 raise UsageError(f"-p needs a private network (slirp4netns or pasta), not "
                                  f"--network {net}")
@@ -417,6 +427,52 @@ class Engine:
                         "ports are the host's")
             return []
         return [[ip, hp or free_port(), cp, proto] for ip, hp, cp, proto in ports]
+
+    def _net_plan(self, opts: CreateOptions, net: str, image_conf: dict, ports: list):
+        """User networks, -P, --expose, --add-host, --dns (runner.netplan)."""
+        from .netplan import plan, used_addresses
+        return plan(self.root, net, image_conf=image_conf, ports=ports,
+                    publish_all=opts.publish_all, expose=list(opts.expose),
+                    aliases=list(opts.network_aliases), ip=opts.ip,
+                    add_host=list(opts.add_host), dns=list(opts.dns),
+                    dns_search=list(opts.dns_search), dns_option=list(opts.dns_option),
+                    used_ips=used_addresses(self.containers.all()))
+
+    # -- networks (runner.netops) ------------------------------------------------------------------
+
+    def network_create(self, name: str, subnet: str | None = None, gateway: str | None = None,
+                       internal: bool = False, labels: dict | None = None,
+                       driver: str = "bridge"):
+        """``network create``: the new NetworkRecord."""
+        from . import netops
+        return netops.create(self.root, name, subnet, gateway, internal, labels or {}, driver)
+
+    def network_list(self, filters: dict | None = None) -> list:
+        """``network ls``: NetworkRecords (the three pre-defined ones too)."""
+        from . import netops
+        return netops.list_(self.root, filters)
+
+    def network_inspect(self, ref: str) -> dict:
+        from . import netops
+        return netops.inspect(self.root, ref)
+
+    def network_remove(self, ref: str):
+        from . import netops
+        return netops.remove(self.root, ref)
+
+    def network_prune(self, filters: dict | None = None) -> list[str]:
+        """Remove the user networks no container uses; their names."""
+        from . import netops
+        return netops.prune(self.root, filters)
+
+    def network_connect(self, net: str, ref: str, aliases: list[str] | None = None,
+                        ip: str | None = None) -> None:
+        from . import netops
+        netops.connect(self.root, net, self.get(ref), list(aliases or []), ip)
+
+    def network_disconnect(self, net: str, ref: str) -> None:
+        from . import netops
+        netops.disconnect(self.root, net, self.get(ref))
 
     def _launch(self, c: Container):
         from .launch import Launch
@@ -1188,7 +1244,7 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
 
 def inspect_container(c: Container, vols: Volumes) -> dict:
     """Docker's ``inspect`` of a container."""
-    from .network import SLIRP_IP
+    from .netops import network_settings
     cfg = c.config
     status, code = c.status()
     st = c.state()
@@ -1230,8 +1286,7 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
                    **({"StopSignal": cfg.stop_signal} if cfg.stop_signal else {}),
                    **({"StopTimeout": cfg.stop_timeout}
                       if cfg.stop_timeout is not None else {})},
-        "NetworkSettings": {"Ports": ports,
-                            "IPAddress": SLIRP_IP if cfg.network == "slirp4netns" else ""},
+        "NetworkSettings": network_settings(c, ports),
     }
 
 

@@ -1,0 +1,218 @@
+"""The engine's network operations (``network create/ls/inspect/rm/prune/
+connect/disconnect``) and what a container's inspect shows of its
+networks. ``Engine`` delegates here; records in, records out, typed errors,
+no printing. The store is ``runner.networks``, the runtime ``runner.netns``.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from . import netconf
+from .container import Container, Containers
+from .errors import ConflictError, DockishError, NotFoundError, UsageError
+from .filters import Filters
+from .netconf import NetworkRecord
+from .networks import Networks
+
+NETWORK_KEYS = ("name", "id", "label", "driver", "type", "dangling")
+# Docker's three pre-defined networks (here: the default private one, the
+# host's, none): listed and inspectable, never removed
+BUILTINS = {"bridge": "bridge", "host": "host", "none": "null"}
+
+
+def _builtin(name: str) -> NetworkRecord:
+    return NetworkRecord(name=name, id=hashlib.sha256(name.encode()).hexdigest(), subnet="",
+                         gateway="", interface="", driver=BUILTINS[name])
+
+
+def _not_found(ref: str) -> NotFoundError:
+    return NotFoundError(f"network {ref} not found", exit_code=1)
+
+
+def find(root: Path, ref: str) -> NetworkRecord:
+    if ref in BUILTINS:
+        return _builtin(ref)
+    try:
+        return Networks(root).find(ref)
+    except NotFoundError:
+        raise _not_found(ref) from None
+
+
+def members(root: Path, name: str) -> list[Container]:
+    """Containers (any state) that are on network ``name``."""
+    return [c for c in Containers(root).all() if name in (c.config.networks or {})]
+
+
+def create(root: Path, name: str, subnet: str | None, gateway: str | None, internal: bool,
+           labels: dict, driver: str) -> NetworkRecord:
+    if driver not in ("bridge", ""):
+        raise UsageError(f'plugin "{driver}" not found: only the bridge driver is supported')
+    if name in BUILTINS:
+        raise ConflictError(f"network with name {name} already exists")
+    from . import netns
+    netns.reconcile()
+    return Networks(root).create(name, subnet, gateway, internal, labels, "bridge")
+
+
+def _matches(rec: NetworkRecord, filters: Filters, root: Path) -> bool:
+    import re
+    for key, values in filters.items():
+        if key not in NETWORK_KEYS:
+            raise UsageError(f"invalid filter '{key}'")
+        if key == "name" and not any(re.search(v, rec.name) for v in values):
+            return False
+        if key == "id" and not any(rec.id.startswith(v) for v in values):
+            return False
+        if key == "driver" and rec.driver not in values:
+            return False
+        if key == "type":
+            kind = "builtin" if rec.name in BUILTINS else "custom"
+            if kind not in values:
+                return False
+        if key == "label":
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in rec.labels or (eq and rec.labels[k] != val):
+                    return False
+        if key == "dangling":
+            unused = rec.name not in BUILTINS and not members(root, rec.name)
+            if (values[0].lower() in ("true", "1")) != unused:
+                return False
+    return True
+
+
+def list_(root: Path, filters: Filters | None = None) -> list[NetworkRecord]:
+    from . import netns
+    netns.reconcile()
+    recs = [_builtin(n) for n in BUILTINS] + Networks(root).all()
+    recs.sort(key=lambda r: r.name)
+    return [r for r in recs if _matches(r, filters or {}, root)]
+
+
+def inspect(root: Path, ref: str) -> dict:
+    rec = find(root, ref)
+    from . import netns
+    live = netns.attached()
+    out = []
+    for c in members(root, rec.name):
+        ep = c.config.networks[rec.name]
+        mac = ((live.get(c.id) or {}).get("macs") or {}).get(rec.name, "")
+        if c.running:
+            out.append({"id": c.id, "name": c.name, "ip": ep["ip"], "mac": mac})
+    return netconf.inspect_network(rec, out) if rec.name not in BUILTINS else \
+        {**netconf.inspect_network(rec, []), "IPAM": {"Driver": "default", "Options": None,
+                                                       "Config": []}}
+
+
+def remove(root: Path, ref: str) -> NetworkRecord:
+    if ref in BUILTINS:
+        raise ConflictError(f"{ref} is a pre-defined network and cannot be removed")
+    rec = find(root, ref)
+    users = [c for c in members(root, rec.name) if c.running]
+    if users:
+        raise ConflictError(f"error while removing network: network {rec.name} id {rec.id} "
+                            "has active endpoints")
+    for c in members(root, rec.name):      # stopped ones forget it, as in Docker
+        c.config.networks.pop(rec.name, None)
+        Containers(root).save_config(c)
+    Networks(root).remove(rec)
+    return rec
+
+
+def prune(root: Path, filters: Filters | None = None) -> list[str]:
+    from . import netns
+    netns.reconcile()
+    gone = []
+    for rec in Networks(root).all():
+        if _matches(rec, filters or {}, root) and not members(root, rec.name):
+            Networks(root).remove(rec)
+            gone.append(rec.name)
+    return gone
+
+
+def connect(root: Path, ref: str, ctr: Container, aliases: list[str],
+            ip: str | None) -> None:
+    """Put a container on one more network; a running one at once."""
+    from . import netns
+    from .netplan import used_addresses
+    rec = find(root, ref)
+    if rec.name in BUILTINS:
+        raise UsageError(f"container cannot be connected to network {rec.name}: only "
+                         "user-defined networks can be connected")
+    cfg = ctr.config
+    if rec.name in cfg.networks:
+        raise ConflictError(f"endpoint with name {ctr.name} already exists in network "
+                            f"{rec.name}")
+    if not netconf.is_user_network(cfg.network):
+        raise UsageError(f"container {ctr.name} is not on a user-defined network: its "
+                         f"--network {cfg.network} cannot be joined with others")
+    used = used_addresses(Containers(root).all()).get(rec.name, set())
+    cfg.networks[rec.name] = {"ip": netconf.pick_ip(rec, used, ip), "aliases": list(aliases)}
+    if ctr.running:
+        names = list(cfg.networks)
+        opts = netconf.netavark_input(cfg.id, cfg.name, rec, cfg.networks[rec.name]["ip"],
+                                      aliases, f"eth{names.index(rec.name)}", [], cfg.dns)
+        netns.connect(cfg.id, rec.name, opts)
+    Containers(root).save_config(ctr)
+
+
+def disconnect(root: Path, ref: str, ctr: Container) -> None:
+    from . import netns
+    rec = find(root, ref)
+    cfg = ctr.config
+    if rec.name not in cfg.networks:
+        raise DockishError(f"container {ctr.id} is not connected to network {rec.name}",
+                           exit_code=1)
+    if rec.name == cfg.network and len(cfg.networks) == 1:
+        raise UsageError(f"container {ctr.name} would have no network left: stop it, or "
+                         "connect it to another network first")
+    if ctr.running:
+        netns.disconnect(cfg.id, rec.name)
+    del cfg.networks[rec.name]
+    if cfg.network == rec.name:
+        cfg.network = next(iter(cfg.networks))
+    Containers(root).save_config(ctr)
+
+
+def network_settings(c: Container, ports: dict) -> dict:
+    """A container's ``NetworkSettings`` as Docker's inspect shows it."""
+    from .network import SLIRP_IP
+    cfg = c.config
+    ports = dict(ports)          # HostConfig.PortBindings keeps the caller's
+    nets: dict = {}
+    ip = gateway = ""
+    prefix = 0
+    if cfg.networks:
+        root = c.path.parent.parent
+        for name, ep in cfg.networks.items():
+            try:
+                rec = Networks(root).find(name)
+            except NotFoundError:
+                continue
+            aliases = netconf.container_aliases(cfg.name, cfg.id, ep.get("aliases", []))
+            nets[name] = netconf.endpoint(rec, ep["ip"] if c.running else "", aliases)
+        first = next(iter(nets.values()), None)
+        if first and c.running:
+            ip, gateway, prefix = first["IPAddress"], first["Gateway"], first["IPPrefixLen"]
+    elif cfg.network == "slirp4netns":
+        ip, gateway, prefix = SLIRP_IP, "10.0.2.2", 24
+        nets["bridge"] = {"IPAddress": ip, "Gateway": gateway,
+                          "IPPrefixLen": prefix, "MacAddress": "", "Aliases": None}
+    else:
+        nets[cfg.network if cfg.network in BUILTINS else "bridge"] = {
+            "IPAddress": "", "Gateway": "", "IPPrefixLen": 0, "MacAddress": "",
+            "Aliases": None}
+    for key in cfg.exposed or []:
+        ports.setdefault(key, None)
+    return {"Ports": ports, "IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix,
+            "MacAddress": "", "Networks": nets}
+
+
+def network_names(c: Container) -> str:
+    """``ps``'s NETWORKS column."""
+    cfg = c.config
+    if cfg.networks:
+        return ",".join(cfg.networks)
+    return "bridge" if cfg.network in ("slirp4netns", "pasta") else cfg.network
+

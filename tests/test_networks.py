@@ -1,0 +1,280 @@
+"""User-defined networks, as a user sees them: ``network create``, containers
+that reach each other by name, alias, short id and IP through a real
+bridge in the user's shared network namespace (netavark + aardvark-dns),
+isolation between networks, ``--internal``, ``-P``/``port``,
+``--add-host``, and nothing left behind (holder, slirp4netns, aardvark-dns)
+after the last container goes or when the holder is killed."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.netplan import host_address
+
+from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def _state() -> Path:
+    from unionfs.mounts import runtime_dir
+    return runtime_dir() / "net"
+
+
+def _holder() -> dict:
+    try:
+        return json.loads((_state() / "holder.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _alive(pid: int | None) -> bool:
+    return bool(pid) and Path(f"/proc/{pid}").exists() and \
+        b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1][:3]
+
+
+def _aardvark_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if d.stat().st_uid == os.getuid() and \
+                        b"aardvark-dns" in (d / "cmdline").read_bytes() and _alive(int(d.name)):
+                    out.append(int(d.name))
+    return out
+
+
+def _gone(pids: list[int], seconds: float = 10) -> bool:
+    end = time.monotonic() + seconds
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _fetch(net: str, host: str, bb: str, timeout: int = 5, port: int = 80):
+    """An HTTP GET from a new container on ``net`` (busybox ``nc``: the
+    image's static wget crashes in glibc's service lookup); the body, or
+    a failed process."""
+    res = dockish("run", "--rm", "--network", net, bb, "sh", "-c",
+                  f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w {timeout} {host} {port}",
+                  timeout=120)
+    head, _, body = res.stdout.partition("\n\n")      # text mode: \r\n read as \n
+    ok_ = res.returncode == 0 and head.startswith("HTTP/1.") and " 200 " in head.split("\n")[0]
+    res.returncode = 0 if ok_ else (res.returncode or 1)
+    res.stdout = body
+    return res
+
+
+@pytest.fixture
+def nets(dockish_root):
+    made: list[str] = []
+
+    def make(*args: str) -> str:
+        out = ok("network", "create", *args).strip()
+        made.append(args[-1])
+        return out
+    yield make
+    ids = dockish("ps", "-a", "-q", "--no-trunc").stdout.split()
+    if ids:
+        dockish("rm", "-f", *ids)
+    for n in made:
+        dockish("network", "rm", n)
+
+
+def test_containers_on_a_network_reach_each_other_by_name_alias_id_and_ip(bb, nets):
+    netid = nets("front")
+    assert len(netid) == 64 and int(netid, 16) >= 0
+    nets("back")
+    cid = ok("run", "-d", "--name", "web", "--network", "front", "--network-alias", "www",
+             bb, "sh", "-c", HTTPD).strip()
+    ip = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "front").IPAddress}}',
+            "web").strip()
+    assert ip.startswith("10.89."), ip
+    holder = _holder()
+    assert _alive(holder["holder_pid"]) and _alive(holder["slirp_pid"])
+    for host in ("web", "www", cid[:12], ip):
+        res = _fetch("front", host, bb)
+        assert res.returncode == 0 and res.stdout.strip() == f"hello-{cid[:12]}", (host, res)
+    # another network neither resolves it nor routes to it
+    res = _fetch("back", "web", bb, timeout=2)
+    assert res.returncode != 0 and "hello" not in res.stdout
+    res = _fetch("back", ip, bb, timeout=2)
+    assert res.returncode != 0 and "hello" not in res.stdout
+    # inspect and network inspect show it as Docker does
+    rec = json.loads(ok("network", "inspect", "front"))[0]
+    assert rec["Name"] == "front" and rec["Driver"] == "bridge"
+    assert rec["Containers"][cid]["Name"] == "web"
+    assert rec["Containers"][cid]["IPv4Address"] == f"{ip}/24"
+    assert "front" in ok("network", "ls", "--format", "{{.Name}}").split()
+    res = dockish("network", "rm", "front")
+    assert res.returncode == 1 and "has active endpoints" in res.stderr
+    aardvark = _aardvark_pids()
+    assert aardvark, "aardvark-dns should serve the network"
+    ok("rm", "-f", "web")
+    # the last container is gone: so are the holder, slirp4netns, aardvark-dns
+    assert _gone([holder["holder_pid"], holder["slirp_pid"], *aardvark])
+    assert not (_state() / "holder.json").exists()
+    assert not list((_state() / "attach").iterdir())
+
+
+def test_internal_network_has_no_way_out(bb, nets):
+    nets("outside")
+    nets("--internal", "inside")
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):        # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"from-host")
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer((host_address(), 0), Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    addr, port = srv.server_address[:2]
+    try:
+        res = _fetch("outside", addr, bb, port=port)
+        assert res.returncode == 0 and res.stdout == "from-host", res
+        res = _fetch("inside", addr, bb, timeout=2, port=port)
+        assert res.returncode != 0 and "from-host" not in res.stdout
+        routes = ok("run", "--rm", "--network", "inside", bb, "ip", "route")
+        assert "default" not in routes and "10.89." in routes
+    finally:
+        srv.shutdown()
+
+
+def test_publish_all_publishes_exposed_port_and_port_reports_it(bb, nets):
+    nets("pubnet")
+    ok("create", "--name", "base", "--network", "none", bb, "true")
+    ok("commit", "--change", "EXPOSE 80", "base", "web-exposed:1")
+    ok("run", "-d", "--name", "pub", "--network", "pubnet", "-P", "web-exposed:1",
+       "sh", "-c", HTTPD)
+    line = ok("port", "pub").strip()
+    assert line.startswith("80/tcp -> 0.0.0.0:"), line
+    port = int(line.rsplit(":", 1)[1])
+    assert f"0.0.0.0:{port}->80/tcp" in ok("ps", "--format", "{{.Ports}}")
+    import urllib.request
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                assert r.read().decode().startswith("hello-")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    exposed = json.loads(ok("inspect", "pub"))[0]["NetworkSettings"]["Ports"]
+    assert exposed["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
+
+
+def test_add_host_and_dns_flags_land_in_the_container_files(bb, nets):
+    out = ok("run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3",
+             "--add-host", "gw:host-gateway", bb, "cat", "/etc/hosts")
+    assert "10.1.2.3\tdb" in out.splitlines()
+    assert any(line.endswith("\tgw") for line in out.splitlines())
+    nets("dnsnet")
+    out = ok("run", "--rm", "--network", "dnsnet", "--dns-search", "example.test",
+             "--dns-option", "ndots:2", bb, "cat", "/etc/resolv.conf")
+    gw = json.loads(ok("network", "inspect", "dnsnet"))[0]["IPAM"]["Config"][0]["Gateway"]
+    assert out.splitlines() == [f"nameserver {gw}", "search example.test", "options ndots:2"]
+    res = dockish("run", "--rm", "--add-host", "bad", bb, "true")
+    assert res.returncode == 125 and "bad format for add-host" in res.stderr
+
+
+def test_a_killed_holder_is_cleaned_up_by_the_next_command(bb, nets):
+    nets("killnet")
+    ok("run", "-d", "--name", "k1", "--network", "killnet", bb, "sleep", "300")
+    holder = _holder()
+    aardvark = _aardvark_pids()
+    assert _alive(holder["holder_pid"]) and aardvark
+    os.kill(holder["holder_pid"], signal.SIGKILL)
+    ok("network", "ls")
+    assert _gone([holder["holder_pid"], holder["slirp_pid"], *aardvark])
+    assert not (_state() / "holder.json").exists()
+    ok("rm", "-f", "k1")
+    # and a new container gets a new holder that works
+    ok("run", "-d", "--name", "k2", "--network", "killnet", bb, "sh", "-c", HTTPD)
+    res = _fetch("killnet", "k2", bb)
+    assert res.returncode == 0 and res.stdout.startswith("hello-"), res
+
+
+def test_network_commands_refuse_bad_input_with_one_line(nets):
+    res = dockish("network", "create", "--subnet", "nope", "x1")
+    assert res.returncode == 125 and res.stderr.count("\n") == 1 and "invalid subnet" in \
+        res.stderr
+    nets("--subnet", "10.99.0.0/24", "dup")
+    res = dockish("network", "create", "dup")
+    assert res.returncode == 1 and "already exists" in res.stderr
+    res = dockish("network", "create", "--subnet", "10.99.0.0/16", "overlap")
+    assert res.returncode == 125 and "overlaps" in res.stderr
+    res = dockish("network", "inspect", "nosuch")
+    assert res.returncode == 1 and "network nosuch not found" in res.stderr
+    assert "overlap" not in ok("network", "ls", "-q", "--format", "{{.Name}}")
+
+
+# -- the pure rules (runner.netconf), no namespaces ------------------------------------------
+
+def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
+    from runner.errors import UsageError
+    from runner.netconf import NetworkRecord, choose_subnet, pick_ip
+    assert choose_subnet(None, None, []) == ("10.89.0.0/24", "10.89.0.1")
+    assert choose_subnet(None, None, ["10.89.0.0/24", "10.89.1.0/24"])[0] == "10.89.2.0/24"
+    assert choose_subnet("192.168.7.0/24", "192.168.7.254", []) == ("192.168.7.0/24",
+                                                                     "192.168.7.254")
+    for bad in (("10.0.2.0/25", None), ("10.89.0.0/16", None), ("10.7.0.0/24", "10.8.0.1"),
+                (None, "10.89.0.1"), ("fd00::/64", None)):
+        with pytest.raises(UsageError):
+            choose_subnet(bad[0], bad[1], ["10.89.3.0/24"])
+    rec = NetworkRecord(name="n", id="0" * 64, subnet="10.89.5.0/24", gateway="10.89.5.1",
+                        interface="dk0")
+    assert pick_ip(rec, set()) == "10.89.5.2"
+    assert pick_ip(rec, {"10.89.5.2", "10.89.5.3"}) == "10.89.5.4"
+    assert pick_ip(rec, set(), "10.89.5.77") == "10.89.5.77"
+    for wanted in ("10.89.5.1", "10.89.6.2", "10.89.5.255", "x"):
+        with pytest.raises(UsageError):
+            pick_ip(rec, set(), wanted)
+
+
+def test_netavark_input_names_the_container_by_name_short_id_and_aliases():
+    from runner.netconf import NetworkRecord, netavark_input
+    rec = NetworkRecord(name="n", id="a" * 64, subnet="10.89.5.0/24", gateway="10.89.5.1",
+                        interface="dk3", internal=True)
+    cid = "b" * 64
+    opts = netavark_input(cid, "web", rec, "10.89.5.2", ["www", "web"], "eth0",
+                          [["0.0.0.0", 8080, 80, "tcp"]], [])
+    assert opts["networks"] == {"n": {"interface_name": "eth0", "static_ips": ["10.89.5.2"],
+                                      "aliases": ["web", "b" * 12, "www"]}}
+    info = opts["network_info"]["n"]
+    assert info["network_interface"] == "dk3" and info["internal"] is True
+    assert info["subnets"] == [{"subnet": "10.89.5.0/24", "gateway": "10.89.5.1"}]
+    assert info["options"] == {"isolate": "true"} and info["dns_enabled"] is True
+    assert opts["port_mappings"] == [{"host_ip": "", "container_port": 80, "host_port": 8080,
+                                      "range": 1, "protocol": "tcp"}]
+    assert opts["dns_servers"] is None
+
+
+def test_add_host_and_resolv_conf_lines():
+    from runner.errors import UsageError
+    from runner.netconf import extra_hosts_lines, parse_add_host, resolv_conf
+    assert parse_add_host("db:10.1.2.3") == ("db", "10.1.2.3")
+    assert parse_add_host("v6=[::1]") == ("v6", "::1")
+    assert extra_hosts_lines([("gw", "host-gateway"), ("db", "10.1.2.3")], "192.0.2.9") == \
+        ["192.0.2.9\tgw", "10.1.2.3\tdb"]
+    for bad in ("nocolon", "db:", "db:999.1.1.1"):
+        with pytest.raises(UsageError):
+            parse_add_host(bad)
+    assert resolv_conf(["10.89.0.1"], ["a.test"], ["ndots:2"]) == \
+        "nameserver 10.89.0.1\nsearch a.test\noptions ndots:2\n"
