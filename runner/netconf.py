@@ -59,6 +59,19 @@ def check_name(name: str) -> None:
         raise UsageError(f"{name} is a pre-defined network and cannot be created")
 
 
+def parse_filters(items: list[str] | tuple[str, ...]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` flags: key -> values (one key's values are
+    alternatives, as in Docker)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f'invalid argument "{item}" for "-f, --filter" flag: bad format '
+                             "of filter (expected name=value)")
+        out.setdefault(key.strip().lower(), []).append(value.strip())
+    return out
+
+
 def parse_labels(labels: list[str]) -> dict[str, str]:
     out = {}
     for item in labels:

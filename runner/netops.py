@@ -10,12 +10,17 @@ from pathlib import Path
 
 from . import netconf
 from .container import Container, Containers
-from .errors import ConflictError, DockishError, NotFoundError, UsageError
-from .filters import Filters
+from .errors import DockishError, NotFoundError, UsageError
 from .netconf import NetworkRecord
 from .networks import Networks
 
 NETWORK_KEYS = ("name", "id", "label", "driver", "type", "dangling")
+Filters = dict[str, list[str]]
+
+
+def _conflict(msg: str) -> DockishError:
+    """Docker's 409 from the daemon: exit 1."""
+    return DockishError(msg, exit_code=1)
 # Docker's three pre-defined networks (here: the default private one, the
 # host's, none): listed and inspectable, never removed
 BUILTINS = {"bridge": "bridge", "host": "host", "none": "null"}
@@ -49,7 +54,7 @@ def create(root: Path, name: str, subnet: str | None, gateway: str | None, inter
     if driver not in ("bridge", ""):
         raise UsageError(f'plugin "{driver}" not found: only the bridge driver is supported')
     if name in BUILTINS:
-        raise ConflictError(f"network with name {name} already exists")
+        raise _conflict(f"network with name {name} already exists")
     from . import netns
     netns.reconcile()
     return Networks(root).create(name, subnet, gateway, internal, labels, "bridge")
@@ -107,11 +112,11 @@ def inspect(root: Path, ref: str) -> dict:
 
 def remove(root: Path, ref: str) -> NetworkRecord:
     if ref in BUILTINS:
-        raise ConflictError(f"{ref} is a pre-defined network and cannot be removed")
+        raise _conflict(f"{ref} is a pre-defined network and cannot be removed")
     rec = find(root, ref)
     users = [c for c in members(root, rec.name) if c.running]
     if users:
-        raise ConflictError(f"error while removing network: network {rec.name} id {rec.id} "
+        raise _conflict(f"error while removing network: network {rec.name} id {rec.id} "
                             "has active endpoints")
     for c in members(root, rec.name):      # stopped ones forget it, as in Docker
         c.config.networks.pop(rec.name, None)
@@ -142,7 +147,7 @@ def connect(root: Path, ref: str, ctr: Container, aliases: list[str],
                          "user-defined networks can be connected")
     cfg = ctr.config
     if rec.name in cfg.networks:
-        raise ConflictError(f"endpoint with name {ctr.name} already exists in network "
+        raise _conflict(f"endpoint with name {ctr.name} already exists in network "
                             f"{rec.name}")
     if not netconf.is_user_network(cfg.network):
         raise UsageError(f"container {ctr.name} is not on a user-defined network: its "

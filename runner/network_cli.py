@@ -45,9 +45,8 @@ def network_create(driver: str, subnet: str | None, gateway: str | None, interna
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
 def network_ls(filters: tuple[str, ...], fmt: str | None, quiet: bool, no_trunc: bool) -> None:
     """List networks."""
-    from .filters import parse_cli
-    from .netconf import ls_row
-    recs = engine().network_list(parse_cli(filters))
+    from .netconf import ls_row, parse_filters
+    recs = engine().network_list(parse_filters(filters))
     rows = []
     for r in recs:
         row = ls_row(r)
@@ -89,8 +88,8 @@ def network_rm(force: bool, names: tuple[str, ...]) -> None:
               help="Provide filter values (e.g. 'label=KEY[=VALUE]').")
 def network_prune(force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
-    from .filters import parse_cli
-    gone = engine().network_prune(parse_cli(filters))
+    from .netconf import parse_filters
+    gone = engine().network_prune(parse_filters(filters))
     if gone:
         click.echo("Deleted Networks:")
         for n in gone:
