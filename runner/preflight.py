@@ -10,7 +10,7 @@ the others cost a feature (subordinate ids, networking, reflinks, limits).
 The checks read the kernel's state through paths that environment variables
 can move — for tests only, since an unprivileged test bed cannot change
 sysctls or device nodes: ``DOCKISH_PREFLIGHT_PROC`` (default ``/proc``),
-``DOCKISH_PREFLIGHT_DEV`` (``/dev``), ``DOCKISH_PREFLIGHT_CGROUP``
+``DOCKISH_PREFLIGHT_DEV`` (``/dev``), ``DOCKISH_PREFLIGHT_ETC`` (``/etc``), ``DOCKISH_PREFLIGHT_CGROUP``
 (``/sys/fs/cgroup``); ``/etc/subuid`` follows ``DOCKISH_SYSTEM_CONFIG_ROOT``
 like the other ``/etc`` files; helpers are looked up on ``PATH``. The user
 namespace probe is always real (a forked child really unshares)."""
@@ -223,6 +223,13 @@ def check_fusermount() -> dict:
         return _record("fusermount3", False, f"{exe} is not setuid root: images cannot "
                        "be mounted", f"sudo chown root {exe} && sudo chmod u+s {exe}",
                        required=True)
+    mtab = _root("DOCKISH_PREFLIGHT_ETC", "/etc") / "mtab"
+    if not os.path.exists(mtab):
+        # fusermount3 (libfuse 3.14) reads it to check that a user unmounts
+        # only their own mounts; minimal images and containers lack it
+        return _record("fusermount3", False, f"{mtab} is missing: fusermount3 mounts "
+                       "images but cannot unmount them (`dockish umount`)",
+                       f"sudo ln -s ../proc/self/mounts {mtab}", required=True)
     return _record("fusermount3", True, f"{exe} is setuid root", required=True)
 
 

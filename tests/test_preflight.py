@@ -195,6 +195,23 @@ def test_newgidmap_not_setuid_falls_back(tmp_path, bb):
     assert len(res.stdout.splitlines()) == 1
 
 
+def test_no_etc_mtab(tmp_path):
+    """A minimal Debian (mmdebstrap, a container image) has no /etc/mtab:
+    fusermount3 then mounts but cannot unmount a user's mount. Found on a
+    fresh machine; check names the fix."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    code, recs = check_json(env_with(DOCKISH_PREFLIGHT_ETC=str(etc)))
+    rec = recs["fusermount3"]
+    assert code == 1 and rec["status"] == "FAIL"
+    assert rec["detail"] == (f"{etc}/mtab is missing: fusermount3 mounts images but "
+                             "cannot unmount them (`dockish umount`)")
+    assert rec["fix"] == f"sudo ln -s ../proc/self/mounts {etc}/mtab"
+    (etc / "mtab").symlink_to("/proc/self/mounts")
+    code, recs = check_json(env_with(DOCKISH_PREFLIGHT_ETC=str(etc)))
+    assert recs["fusermount3"]["status"] == "OK"
+
+
 def test_fusermount3_missing_or_not_setuid(tmp_path):
     (tmp_path / "a").mkdir()
     code, recs = check_json(env_with(PATH=path_without(tmp_path / "a", "fusermount3")))
