@@ -264,7 +264,7 @@ def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
                                  "MacAddress": m.get("mac", ""),
                                  "IPv4Address": f"{m['ip']}/{prefix}", "IPv6Address": ""}
                        for m in members},
-        "Options": {"com.docker.network.bridge.name": rec.interface},
+        "Options": {},            # as Docker's for a network made without options
         "Labels": dict(rec.labels),
     }
 

@@ -202,12 +202,13 @@ def network_settings(c: Container, ports: dict) -> dict:
             ip, gateway, prefix = first["IPAddress"], first["Gateway"], first["IPPrefixLen"]
     elif cfg.network == "slirp4netns":
         ip, gateway, prefix = SLIRP_IP, "10.0.2.2", 24
-        nets["bridge"] = {"IPAddress": ip, "Gateway": gateway,
-                          "IPPrefixLen": prefix, "MacAddress": "", "Aliases": None}
+        nets["bridge"] = {"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix,
+                          "MacAddress": "", "Aliases": None, "NetworkID": cfg.network,
+                          "EndpointID": ""}
     else:
         nets[cfg.network if cfg.network in BUILTINS else "bridge"] = {
             "IPAddress": "", "Gateway": "", "IPPrefixLen": 0, "MacAddress": "",
-            "Aliases": None}
+            "Aliases": None, "NetworkID": cfg.network, "EndpointID": ""}
     for key in cfg.exposed or []:
         ports.setdefault(key, None)
     return {"Ports": ports, "IPAddress": ip, "Gateway": gateway, "IPPrefixLen": prefix,

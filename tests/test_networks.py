@@ -278,3 +278,125 @@ def test_add_host_and_resolv_conf_lines():
             parse_add_host(bad)
     assert resolv_conf(["10.89.0.1"], ["a.test"], ["ndots:2"]) == \
         "nameserver 10.89.0.1\nsearch a.test\noptions ndots:2\n"
+
+
+# -- docker-compose (v1) through the API socket ---------------------------------------------
+
+COMPOSE = """version: "2.4"
+services:
+  web:
+    image: busybox:latest
+    command:
+      - sh
+      - -c
+      - mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www
+    ports: ["80"]
+    healthcheck:
+      test:
+        - CMD-SHELL
+        - printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 80 | grep -q 200
+      interval: 1s
+      retries: 30
+  client:
+    image: busybox:latest
+    depends_on:
+      web:
+        condition: service_healthy
+    command: ["sh", "-c", "printf 'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc -w 5 web 80; sleep 300"]
+  store:
+    image: busybox:latest
+    volumes: ["data:/data"]
+    command: ["sh", "-c", "echo kept > /data/f; sleep 300"]
+volumes:
+  data: {}
+"""
+
+
+def test_compose_three_services_talk_by_service_name_and_down_leaves_nothing(
+        tmp_path, dockish_root, busybox_image):
+    import shutil
+    import subprocess
+    import urllib.request
+
+    from .diffbase import dockish_exe
+    from .test_api import IMAGE, Service
+    compose = shutil.which("docker-compose")
+    assert compose, "docker-compose (v1) is missing: run scripts/setup as root"
+    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
+                   check=True, capture_output=True)
+    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
+                   capture_output=True)
+    home = tmp_path / "svc"
+    home.mkdir()
+    svc = Service(home / "docker.sock", home)
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "docker-compose.yml").write_text(COMPOSE)
+    env = svc.env(COMPOSE_PROJECT_NAME="nettest")
+
+    def run(*args: str) -> str:
+        res = subprocess.run([compose, *args], cwd=proj, capture_output=True, text=True,
+                             env=env, timeout=240)
+        assert res.returncode == 0, (args, res.stdout, res.stderr, svc.logs())
+        return res.stdout + res.stderr
+    try:
+        run("up", "-d")
+        end = time.monotonic() + 60
+        while "hello-from-web" not in run("logs", "client"):
+            assert time.monotonic() < end, run("logs")
+            time.sleep(0.5)
+        ps = run("ps")
+        assert ps.count(" Up ") + ps.count("Up (") >= 3, ps
+        assert "nettest_default" in ok("network", "ls", "--format", "{{.Name}}").split()
+        assert run("exec", "-T", "store", "cat", "/data/f").strip() == "kept"
+        port = run("port", "web", "80").strip().rsplit(":", 1)[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.read() == b"hello-from-web\n"
+        holder = _holder()
+        aardvark = _aardvark_pids()
+        run("down", "-v")
+        assert ok("ps", "-a", "-q") == ""
+        assert ok("network", "ls", "--filter", "type=custom", "-q") == ""
+        assert ok("volume", "ls", "-q") == ""
+        assert _gone([holder["holder_pid"], holder["slirp_pid"], *aardvark])
+        assert not (_state() / "holder.json").exists()
+    finally:
+        svc.stop()
+
+
+def test_testcontainers_network_two_containers_talk_by_alias(tmp_path, dockish_root,
+                                                             busybox_image, monkeypatch):
+    import subprocess
+
+    from .diffbase import dockish_exe
+    from .test_api import IMAGE, Service
+    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
+                   check=True, capture_output=True)
+    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
+                   capture_output=True)
+    home = tmp_path / "svc"
+    home.mkdir()
+    svc = Service(home / "docker.sock", home)
+    monkeypatch.setenv("DOCKER_HOST", svc.host)
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")     # no reaper image offline
+    monkeypatch.setenv("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.network import Network
+    from testcontainers.core.waiting_utils import wait_for_logs
+    try:
+        with Network() as net:
+            server = DockerContainer(IMAGE).with_network(net).with_network_aliases("srv") \
+                .with_command(["sh", "-c", HTTPD.replace("exec", "echo serving && exec")])
+            client = DockerContainer(IMAGE).with_network(net).with_command(
+                ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 srv 80; "
+                 "echo; echo fetched; sleep 300"])
+            with server:
+                wait_for_logs(server, "serving", timeout=60)
+                with client:
+                    wait_for_logs(client, "fetched", timeout=60)
+                    out, _ = client.get_logs()
+                    assert b"hello-" in out, out
+        assert ok("ps", "-a", "-q") == ""
+        assert ok("network", "ls", "--filter", "type=custom", "-q") == ""
+    finally:
+        svc.stop()

@@ -17,6 +17,7 @@ from ..engine import CreateOptions, Engine, exit_code, inspect_container
 from ..errors import DockishError, NotFoundError
 from . import runtime
 from .errors import ApiError, not_found
+from .networks import create_fields
 from .server import NO_CONTENT, Reply, Request, Routes, blocking
 from .streams import (
     STDERR,
@@ -176,12 +177,6 @@ class ContainerApi:
         if cfg.healthcheck:
             conf["Healthcheck"] = cfg.healthcheck
         net = data["NetworkSettings"]
-        net["Networks"] = {_network_name(cfg.network): {
-            "IPAddress": net.get("IPAddress", ""), "MacAddress": "",
-            # the container's way to the host (slirp4netns' fixed one)
-            "Gateway": "10.0.2.2" if cfg.network == "slirp4netns" else "",
-            "Aliases": None, "NetworkID": cfg.network, "EndpointID": ""}}
-        net["Gateway"] = net["Networks"][_network_name(cfg.network)]["Gateway"]
         net["Ports"] = net.get("Ports") or {}
         for key in conf.get("ExposedPorts") or {}:
             net["Ports"].setdefault(key, None)
@@ -801,14 +796,14 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
                     ("StopSignal", ("", None, "SIGTERM", "TERM", "15"))):
         if key in body and body[key] not in ok:
             bad.append(key)
-    for key in ("Links", "VolumesFrom", "ExtraHosts", "Dns", "DnsOptions", "DnsSearch",
-                "SecurityOpt", "MaskedPaths", "ReadonlyPaths", "GroupAdd", "Annotations"):
+    for key in ("Links", "VolumesFrom", "SecurityOpt",
+                "MaskedPaths", "ReadonlyPaths", "GroupAdd", "Annotations"):
         if not _is_default(hc.get(key)):
             bad.append(f"HostConfig.{key}")
     for key, ok in (("Isolation", ("", "default")), ("CgroupnsMode", ("", "private", "host")),
                     ("IpcMode", ("", "private", "shareable")), ("PidMode", ("",)),
                     ("UTSMode", ("",)), ("UsernsMode", ("", "host")), ("Runtime", ("", "runc")),
-                    ("PublishAllPorts", (False, None)), ("OomKillDisable", (False, None)),
+                    ("OomKillDisable", (False, None)),
                     ("ShmSize", (0, None, 67108864))):
         if key in hc and hc[key] not in ok:
             bad.append(f"HostConfig.{key}")
@@ -888,5 +883,5 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
         health_timeout=_duration(hc_test.get("Timeout")),
         health_retries=hc_test.get("Retries") or None,
         health_start_period=_duration(hc_test.get("StartPeriod")),
-        no_healthcheck=no_health)
+        no_healthcheck=no_health, **create_fields(body, hc, network))
     return opts, labels

@@ -13,6 +13,7 @@ import trio
 from ..engine import Engine
 from .containers import ContainerApi
 from .images import ImageApi
+from .networks import NetworkApi
 from .server import Routes, Server
 from .system import SystemApi, package_version
 
@@ -41,6 +42,7 @@ def routes(engine: Engine) -> Routes:
     SystemApi(engine).register(r)
     ContainerApi(engine).register(r)
     ImageApi(engine).register(r)
+    NetworkApi(engine).register(r)
     return r
 
 

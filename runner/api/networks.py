@@ -1,0 +1,122 @@
+"""``/networks/...``: Docker's network endpoints over the engine's network
+operations (list, inspect, create, delete, prune, connect, disconnect), and
+the networking fields of a container create request (``NetworkingConfig``,
+``ExtraHosts``, ``Dns*``, ``PublishAllPorts``, ``ExposedPorts``) as
+``CreateOptions`` fields, so docker-compose's project networks work."""
+from __future__ import annotations
+
+from ..engine import Engine
+from ..errors import DockishError
+from .errors import ApiError
+from .server import NO_CONTENT, Reply, Request, Routes, blocking
+
+
+def _filters(raw: dict) -> dict[str, list[str]]:
+    """The API's filters in either of Docker's shapes ({k: [v]} or
+    {k: {v: true}}) as key -> values."""
+    out: dict[str, list[str]] = {}
+    for key, values in (raw or {}).items():
+        if isinstance(values, dict):
+            values = [v for v, on in values.items() if on]
+        elif isinstance(values, str):
+            values = [values]
+        out[key] = [str(v) for v in values]
+    return out
+
+
+class NetworkApi:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(self, r: Routes) -> None:
+        a = r.add
+        a("GET", "/networks", self.list)
+        a("POST", "/networks/create", self.create)
+        a("POST", "/networks/prune", self.prune)
+        a("GET", "/networks/{id}", self.inspect)
+        a("DELETE", "/networks/{id}", self.delete)
+        a("POST", "/networks/{id}/connect", self.connect)
+        a("POST", "/networks/{id}/disconnect", self.disconnect)
+
+    async def list(self, req: Request):
+        filters = _filters(req.json_arg("filters"))
+
+        def run() -> list[dict]:
+            return [self.engine.network_inspect(r.id if r.subnet else r.name)
+                    for r in self.engine.network_list(filters)]
+        return Reply(200, await blocking(run))
+
+    async def inspect(self, req: Request):
+        return Reply(200, await blocking(self.engine.network_inspect, req.params["id"]))
+
+    async def create(self, req: Request):
+        body = await req.json()
+        name = body.get("Name")
+        if not name or not isinstance(name, str):
+            raise ApiError(400, "Name is required")
+        if body.get("EnableIPv6"):
+            raise ApiError(400, "not supported by dockish: EnableIPv6")
+        configs = ((body.get("IPAM") or {}).get("Config") or [{}])
+        if len(configs) > 1:
+            raise ApiError(400, "not supported by dockish: more than one IPAM config")
+        cfg = configs[0] or {}
+        labels = body.get("Labels") or {}
+        if not isinstance(labels, dict):
+            raise ApiError(400, "Labels must be an object of strings")
+        rec = await blocking(self.engine.network_create, name, cfg.get("Subnet") or None,
+                             cfg.get("Gateway") or None, bool(body.get("Internal")),
+                             {str(k): str(v) for k, v in labels.items()},
+                             body.get("Driver") or "bridge")
+        return Reply(201, {"Id": rec.id, "Warning": ""})
+
+    async def delete(self, req: Request):
+        await blocking(self.engine.network_remove, req.params["id"])
+        return NO_CONTENT
+
+    async def prune(self, req: Request):
+        gone = await blocking(self.engine.network_prune, _filters(req.json_arg("filters")))
+        return Reply(200, {"NetworksDeleted": gone})
+
+    async def connect(self, req: Request):
+        body = await req.json()
+        ep = body.get("EndpointConfig") or {}
+        ip = (ep.get("IPAMConfig") or {}).get("IPv4Address") or None
+        ctr = body.get("Container") or ""
+        net = await blocking(self.engine.network_inspect, req.params["id"])
+        try:
+            await blocking(self.engine.network_connect, net["Name"], ctr,
+                           list(ep.get("Aliases") or []), ip)
+        except DockishError as e:
+            if "already exists in network" in str(e):
+                raise ApiError(403, str(e)) from None
+            raise
+        return Reply(200, b"")
+
+    async def disconnect(self, req: Request):
+        body = await req.json()
+        net = await blocking(self.engine.network_inspect, req.params["id"])
+        await blocking(self.engine.network_disconnect, net["Name"], body.get("Container") or "")
+        return Reply(200, b"")
+
+
+def create_fields(body: dict, hc: dict, network: str | None) -> dict:
+    """A create request's networking fields as CreateOptions keywords: the
+    primary network's aliases and address (``NetworkingConfig``),
+    ``ExtraHosts``, ``Dns``, ``DnsSearch``, ``DnsOptions``,
+    ``PublishAllPorts`` and ``ExposedPorts``."""
+    from ..netconf import is_user_network
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not is_user_network(network):
+        endpoints = {}          # the default network: Docker's aliases mean nothing there
+    if len(endpoints) > 1:
+        raise ApiError(400, "Container cannot be connected to network endpoints: "
+                       + ", ".join(endpoints) + " (connect the others after create)")
+    ep = endpoints.get(network or "", {}) or (next(iter(endpoints.values())) if endpoints
+                                              else {}) or {}
+    expose = [k for k in (body.get("ExposedPorts") or {})]
+    return {"network_aliases": list(ep.get("Aliases") or []),
+            "ip": (ep.get("IPAMConfig") or {}).get("IPv4Address") or None,
+            "add_host": list(hc.get("ExtraHosts") or []), "dns": list(hc.get("Dns") or []),
+            "dns_search": list(hc.get("DnsSearch") or []),
+            "dns_option": list(hc.get("DnsOptions") or []),
+            "publish_all": bool(hc.get("PublishAllPorts")), "expose": expose}
