@@ -225,6 +225,26 @@ def test_network_commands_refuse_bad_input_with_one_line(nets):
     assert "overlap" not in ok("network", "ls", "-q", "--format", "{{.Name}}")
 
 
+def test_connect_and_disconnect_a_running_container(bb, nets):
+    nets("conn-a")
+    nets("conn-b")
+    ok("run", "-d", "--name", "srv", "--network", "conn-b", bb, "sh", "-c", HTTPD)
+    ok("run", "-d", "--name", "cli", "--network", "conn-a", bb, "sleep", "300")
+    get = ("sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 srv 80")
+    assert "hello-" not in dockish("exec", "cli", *get).stdout
+    ok("network", "connect", "--alias", "c2", "conn-b", "cli")
+    nets_ = json.loads(ok("inspect", "cli"))[0]["NetworkSettings"]["Networks"]
+    assert set(nets_) == {"conn-a", "conn-b"} and "c2" in nets_["conn-b"]["Aliases"]
+    assert nets_["conn-b"]["IPAddress"].startswith("10.89.")
+    assert "hello-" in ok("exec", "cli", *get)
+    res = dockish("network", "connect", "conn-b", "cli")
+    assert res.returncode == 1 and "already exists in network" in res.stderr
+    ok("network", "disconnect", "conn-b", "cli")
+    assert "hello-" not in dockish("exec", "cli", *get).stdout
+    assert set(json.loads(ok("inspect", "cli"))[0]["NetworkSettings"]["Networks"]) == \
+        {"conn-a"}
+
+
 # -- the pure rules (runner.netconf), no namespaces ------------------------------------------
 
 def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
