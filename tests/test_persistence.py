@@ -344,3 +344,56 @@ def test_read_only_view_rereads_without_requests(image, tmp_path):
         assert e.value.errno == errno.EROFS
     finally:
         assert _umount(mnt).returncode == 0
+
+
+def test_writable_view_opens_without_the_daemon(image, tmp_path):
+    """A writable view lets the kernel open files without asking too (ENOSYS
+    from OPEN): a lower file is copied up by its first write, O_TRUNC comes
+    as a truncate, new files need no handle. Every kind of write lands and
+    survives a remount with its times, and reading the files again (lower
+    ones and written ones) sends no OPEN, RELEASE, READ or GETATTR."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
+    big = bytearray(bytes(range(256)) * 4096)
+    big[4096:4098] = b"XY"
+    expect = {"a/f1": b"t\n", "a/f2": b"two\n" * 1000 + b"more\n", "big": bytes(big),
+              "new": b"again\n", "c/h": b"aitch"}
+    try:
+        (mnt / "new").write_bytes(b"fresh\n")
+        with open(mnt / "a" / "f2", "ab") as f:         # append: copy-up by the write
+            f.write(b"more\n")
+        with open(mnt / "big", "r+b") as f:             # in place, in the middle
+            f.seek(4096)
+            f.write(b"XY")
+        (mnt / "a" / "f1").write_bytes(b"t\n")          # O_TRUNC of a lower file
+        with open(mnt / "new", "wb"):                    # O_TRUNC of a written one
+            pass
+        assert os.stat(mnt / "new").st_size == 0
+        with open(mnt / "new", "ab") as f:
+            f.write(b"again\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+        def seen() -> dict[str, bytes]:
+            got = {p: (mnt / p).read_bytes() for p in expect}
+            assert {p: os.stat(mnt / p).st_size for p in expect} == \
+                {p: len(v) for p, v in expect.items()}
+            return got
+        assert seen() == expect
+        times = {p: os.stat(mnt / p).st_mtime_ns for p in expect}
+        before = _request_counts(mnt)
+        for _ in range(3):
+            assert seen() == expect
+        after = _request_counts(mnt)
+        grown = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        for kind in ("open", "release", "read", "getattr"):
+            assert grown.get(kind, 0) == 0, grown
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert {p: (mnt / p).read_bytes() for p in expect} == expect
+        assert {p: os.stat(mnt / p).st_mtime_ns for p in expect} == times
+    finally:
+        assert _umount(mnt).returncode == 0

@@ -27,6 +27,7 @@ import pyfuse3
 import trio
 
 from .access import R, W, X, make_policy, open_want
+from .fdcache import FdCache
 from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Tree
 from .upper import Upper
 from .whiteout import is_whiteout
@@ -76,6 +77,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     """Lower layers (read-only tar files) plus an optional writable layer."""
 
     enable_writeback_cache = True
+    # O_TRUNC in OPEN (libfuse's default); off where the kernel opens without
+    # asking, so that it truncates with a SETATTR the daemon sees
+    atomic_o_trunc = True
 
     def __init__(self, tree: Tree, layer_fds: list[int], upper: Upper | None,
                  total_size: int = 0) -> None:
@@ -91,7 +95,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._fh = 0
         self._files: dict[int, Node] = {}
         self._dirs: dict[int, list[tuple[bytes, Node]]] = {}
-        self._fds: dict[int, int] = {}          # node ino -> open data fd
+        self._fds = FdCache()                   # node ino -> open data fd
+        self._dirty: set[Node] = set()          # written since their last record
         self._copy_locks: dict[int, trio.Lock] = {}
         self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
         self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
@@ -99,9 +104,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         # seconds the kernel keeps entries; 0 where others' path walks must
         # reach the daemon's checks (``access``: set by whoever mounts)
         self.entry_timeout = TIMEOUT
-        # the kernel opens files and directories without asking (set by
+        # the kernel opens files (and directories) without asking (set by
         # ``mount_options``); listings of such directories, made once
         self.no_open = False
+        self.no_opendir = False
         self._listings: dict[int, list[tuple[bytes, Node]]] = {}
 
     def mount_options(self, options: set[str]) -> set[str]:
@@ -110,22 +116,30 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         the daemon checks other users, no cached entries (a path walk over
         cached entries never asks the daemon about search permission).
 
-        A read-only view answers OPEN and OPENDIR with ENOSYS where no open
-        needs the daemon's check (the kernel checks, or nobody but the
-        mounting user, who reads everything, gets in): the kernel then opens
-        every file and directory itself, keeps pages and listings (nothing
-        in the view can change) and sends no OPEN/RELEASE/OPENDIR/RELEASEDIR
-        again, so a warm re-read costs no request at all. Not on a writable
-        view: the kernel's no-open is for every open, and a write-open must
-        copy up at open (a full disk fails the open, not a later write-back)
-        and a listing being changed needs its per-handle snapshot. Needs the
-        patched pyfuse3 (reads name the inode: scripts/patch-pyfuse3)."""
+        A view answers OPEN (and a read-only one OPENDIR) with ENOSYS where
+        no open needs the daemon's check (the kernel checks, or nobody but
+        the mounting user, who reads everything, gets in): the kernel then
+        opens every file (and directory) itself, keeps pages (and listings)
+        and sends no OPEN/RELEASE (OPENDIR/RELEASEDIR) again, so a warm
+        re-read costs no request at all. Nothing in the daemon is per open
+        file then: data fds are per inode (``FdCache``), a lower file is
+        copied up by its first write or truncate, O_TRUNC comes as a SETATTR
+        (``atomic_o_trunc`` off), written times are journaled with the next
+        change, fsync or forget. A writable view keeps OPENDIR: a listing
+        being changed needs its per-handle snapshot. Needs the patched
+        pyfuse3 (reads, writes and fsyncs name the inode:
+        scripts/patch-pyfuse3)."""
         others = bool(options & {"allow_other", "allow_root"})
         if others and not self.policy.kernel_checks:
             self.entry_timeout = 0
-        self.no_open = (self.readonly and getattr(pyfuse3, "DOCKISH_INODE_READS", False)
+        marker = "DOCKISH_INODE_READS" if self.readonly else "DOCKISH_INODE_WRITES"
+        self.no_open = (getattr(pyfuse3, marker, False)
                         and (self.policy.kernel_checks
                              or not others and self.policy.owner_uid != 0))
+        self.no_opendir = self.no_open and self.readonly
+        if self.no_open and not self.readonly:
+            self.atomic_o_trunc = False
+            self.enable_writeback_cache = False
         return options | self.policy.mount_options
 
     # -- helpers -------------------------------------------------------------------
@@ -169,6 +183,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             raise _err(errno.EROFS)
 
     def _flush_journal(self, *, freeing: bool = False) -> None:
+        self._record_dirty()
         records = self.tree.take_pending()
         try:
             self.upper.append(records)
@@ -180,6 +195,18 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             raise
         if self.upper.needs_compaction() and self._may_compact():
             self.upper.compact(self.tree)
+
+    def _record_dirty(self) -> None:
+        """Journal the times of files written since their last record: with
+        every change (where the kernel opens by itself no RELEASE comes to
+        do it), so they cost no journal write of their own; a kill -9 loses
+        at most the times of writes nobody fsync'ed (sizes come from the
+        data files, see ``Upper._sync_sizes``)."""
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for node in dirty:
+                if node.dirty and node.links:
+                    self.tree.record(node)
 
     def _may_compact(self) -> bool:
         """Compaction swaps the journal's fd: not while a copy-up or a
@@ -204,9 +231,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     def _drop(self, node: Node) -> None:
         """Release what a node that just lost its last reference still holds."""
         if self.tree.maybe_forget(node) and node.layer is None and stat.S_ISREG(node.mode):
-            fd = self._fds.pop(node.ino, None)
-            if fd is not None:
-                os.close(fd)
+            self._fds.close(node.ino)
+            self._dirty.discard(node)
             if node.uino is not None:
                 self._doomed.append(node.uino)
 
@@ -234,7 +260,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         fd = self._fds.get(node.ino)
         if fd is None:
             fd = self.upper.open_data(node.uino)
-            self._fds[node.ino] = fd
+            self._fds.put(node.ino, fd)
         return fd
 
     async def _copy_up(self, node: Node, keep: int | None = None) -> None:
@@ -260,7 +286,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 os.close(fd)
                 self.upper.remove_data(node.uino)
                 raise
-            self._fds[node.ino] = fd
+            self._fds.put(node.ino, fd)
             node.layer = None
             node.size = size
             self.tree.record(node)
@@ -295,6 +321,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 node.lookups = max(0, node.lookups - count)
                 if not node.links:
                     self._drop(node)
+                elif not node.lookups and not node.opens:
+                    self._fds.close(ino)     # nobody can reach its data until a lookup
+                    if node.dirty:
+                        self.tree.record(node)
+        if self.tree.pending and self.upper is not None:
+            self._flush_journal()
         await self._reap()
 
     async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
@@ -351,7 +383,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if stat.S_ISREG(mode):
             fd = self.upper.open_data(node.uino, create=True, truncate=True)
             if keep_open:
-                self._fds[node.ino] = fd
+                self._fds.put(node.ino, fd)
             else:
                 os.close(fd)
         self._touch_dir(parent, now)
@@ -375,6 +407,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     async def create(self, parent_inode, name, mode, flags, ctx):
         parent = self._dir(parent_inode)
         node = self._make(parent, name, stat.S_IFREG | stat.S_IMODE(mode), ctx, keep_open=True)
+        if self.no_open:        # handle 0: reads and writes name the inode, as for opens
+            return pyfuse3.FileInfo(fh=0, keep_cache=True), self.attrs(node)
         return self._open_handle(node), self.attrs(node)
 
     async def link(self, inode, new_parent_inode, new_name, ctx) -> pyfuse3.EntryAttributes:
@@ -509,9 +543,13 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             await self._copy_up(node)
         return self._open_handle(node)
 
+    def _handle_node(self, fh: int) -> Node:
+        """The node a READ, WRITE or FSYNC is for: without opens, the patched
+        pyfuse3 passes the inode in place of the handle."""
+        return self._node(fh) if self.no_open else self._files[fh]
+
     async def read(self, fh, off, size) -> bytes:
-        # without opens, the patched pyfuse3 passes the inode
-        node = self._node(fh) if self.no_open else self._files[fh]
+        node = self._handle_node(fh)
         if node.layer is None:
             fd = self._data_fd(node)
         else:
@@ -521,16 +559,18 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             fd = self.layer_fds[node.layer]
             off += node.offset
         if size > _BIG:
-            return await trio.to_thread.run_sync(os.pread, fd, size, off)
+            with self._fds.busy(node.ino):
+                return await trio.to_thread.run_sync(os.pread, fd, size, off)
         return os.pread(fd, size, off)
 
     async def write(self, fh, off, buf) -> int:
-        node = self._files[fh]
+        node = self._handle_node(fh)
         if node.layer is not None:
             await self._copy_up(node)
         fd = self._data_fd(node)
         if len(buf) > _BIG:
-            n = await trio.to_thread.run_sync(os.pwrite, fd, buf, off)
+            with self._fds.busy(node.ino):
+                n = await trio.to_thread.run_sync(os.pwrite, fd, buf, off)
         else:
             n = os.pwrite(fd, buf, off)
         if off + n > node.size:
@@ -538,38 +578,40 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         node.mtime = node.ctime = time.time_ns()
         node.attr = None
         node.dirty = True
+        self._dirty.add(node)
         return n
 
     async def fsync(self, fh, datasync) -> None:
         # fdatasync even for a full fsync: a data file's own metadata (times,
         # mode) is never read back, the journal holds the file's; its size,
         # which fdatasync flushes, is all that counts
-        node = self._files[fh]
+        node = self._handle_node(fh)
         if node.dirty and node.links:
             self.tree.record(node)
             self._flush_journal()
-        fd = self._fds.get(node.ino)
-        if fd is None:
-            await self._sync_journal()
+        if node.layer is not None or not stat.S_ISREG(node.mode):
+            await self._sync_journal()      # no data of its own in the layer
             return
+        fd = self._data_fd(node)            # written through an fd since closed, maybe
         # both at once: the backing filesystem commits them together
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._sync_journal)
-            await trio.to_thread.run_sync(os.fdatasync, fd)
+        with self._fds.busy(node.ino):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sync_journal)
+                await trio.to_thread.run_sync(os.fdatasync, fd)
 
     # No flush handler: pyfuse3 answers ENOSYS, so the kernel stops sending a
     # FLUSH on every close (one round trip less per file); release journals.
 
     async def release(self, fh) -> None:
-        node = self._files.pop(fh)
+        node = self._files.pop(fh, None)
+        if node is None:
+            return          # handle 0: the open the kernel made without asking
         if node.dirty and node.links:
             self.tree.record(node)
             self._flush_journal()
         node.opens -= 1
         if node.opens == 0:
-            fd = self._fds.pop(node.ino, None)
-            if fd is not None:
-                os.close(fd)
+            self._fds.close(node.ino)
             if not node.links:
                 self._drop(node)
                 await self._reap()
@@ -577,7 +619,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     # -- directories ---------------------------------------------------------------
 
     async def opendir(self, inode, ctx) -> int:
-        if self.no_open:
+        if self.no_opendir:
             raise _err(errno.ENOSYS)
         node = self._dir(inode)
         self.policy.check(ctx, node, R)
@@ -586,7 +628,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return self._fh
 
     async def readdir(self, fh, start_id, token) -> None:
-        if self.no_open:                     # fh is the inode; the view never changes
+        if self.no_opendir:                  # fh is the inode; the view never changes
             entries = self._listings.get(fh)
             if entries is None:
                 entries = self._listings[fh] = _entries(self._dir(fh))
