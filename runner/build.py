@@ -137,6 +137,9 @@ def new_config(base: BaseImage | None) -> dict:
     cfg = copy.deepcopy(base.config)
     cfg.setdefault("config", {})
     cfg.setdefault("history", [])
+    env = cfg["config"].get("Env") or []
+    if not any(e.startswith("PATH=") for e in env):    # Docker's builder adds it at FROM
+        cfg["config"]["Env"] = [*env, DEFAULT_PATH]
     cfg["rootfs"] = {"type": "layers", "diff_ids": list(base.diff_ids)}
     cfg["config"].pop("OnBuild", None)       # triggers run once, in the child
     return cfg
@@ -238,7 +241,15 @@ class Builder:
             st.stamp = base.config["created"]
         if last and self.opts.labels:          # --label: part of the image from its FROM on
             st.conf["Labels"] = {**(st.conf.get("Labels") or {}), **self.opts.labels}
-        self._done(st)
+        # Docker shows the base's own ID after FROM (none for scratch)
+        st.config["created"] = st.stamp
+        if prior is not None and prior.index < stage.index and prior.index in self.built:
+            shown = image_id(self.built[prior.index].config)[7:19]
+        elif base is None:
+            shown = ""
+        else:
+            shown = (base.image_id or image_id(base.config))[7:19]
+        self.say(f" ---> {shown}")
         triggers = list((base.config.get("config") or {}).get("OnBuild") or []) if base else []
         if triggers:
             self.say(f"# Executing {len(triggers)} build trigger"
@@ -280,7 +291,14 @@ class Builder:
         st.config["history"].append(entry)
 
     def _config_step(self, st: StageState, ins: dfm.Instruction, text: str) -> None:
+        """A step that changes only the config. It is recorded in the build
+        cache too (with no layer), so a rebuild says "Using cache" for it as
+        Docker does for every step it finds."""
         st.key = state_key(st.key, text)
+        if not self.opts.no_cache and self.cache.get(st.key) is not None:
+            self.say(" ---> Using cache")
+        else:
+            self.cache.put(st.key, None, text)
         self._history(st, text, True)
 
     def _do_arg(self, st, ins: dfm.Arg, where, used) -> None:

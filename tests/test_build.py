@@ -152,14 +152,15 @@ def test_cache_hits_misses_and_reproducible(ctx, dockish_root):
     first = dockish("build", "-q", str(ctx), env=env).stdout.strip()
     assert first.startswith("sha256:")
     again = dockish("build", str(ctx), env=env).stdout
-    assert again.count(" ---> Using cache") == 6
+    assert again.count(" ---> Using cache") == 18       # every step after FROM, as Docker
     assert f"Successfully built {first[7:19]}" in again
     # a changed file misses from its COPY on; an ignored file changes nothing
     (ctx / "secret.key").write_text("still ignored\n")
     assert dockish("build", "-q", str(ctx), env=env).stdout.strip() == first
     (ctx / "app" / "main.sh").write_text("echo changed\n")
     out = dockish("build", str(ctx), env=env).stdout
-    assert out.count(" ---> Using cache") == 1          # only WORKDIR's mkdir
+    # the steps before COPY app: ARG, ENV, ENV, LABEL, WORKDIR's mkdir
+    assert out.count(" ---> Using cache") == 5
     # reproducible: --no-cache gives the same layers (and image) again
     second = dockish("build", "-q", "--no-cache", str(ctx), env=env).stdout.strip()
     third = dockish("build", "-q", "--no-cache", str(ctx), env=env).stdout.strip()
@@ -172,6 +173,41 @@ def test_cache_hits_misses_and_reproducible(ctx, dockish_root):
     assert "Total reclaimed space" in p.stdout
     out = dockish("build", str(ctx), env=env).stdout
     assert " ---> Using cache" not in out
+
+
+def test_build_output_and_config_as_docker(tmp_path, dockish_root):
+    """What a Docker user reads: after FROM the base image's own ID (and
+    nothing for scratch); on a rebuild every step, config-only ones too, says
+    "Using cache"; a base without PATH gets Docker's default PATH."""
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    busybox = "/bin/busybox"
+    (rootfs / "bin" / "busybox").write_bytes(Path(busybox).read_bytes())
+    (rootfs / "bin" / "busybox").chmod(0o755)
+    (rootfs / "bin" / "sh").symlink_to("busybox")
+    tar = tmp_path / "rootfs.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(rootfs, ".")
+    dockish("import", str(tar), "nopath:1")
+    base_id = dockish("images", "-q", "nopath:1").stdout.strip()
+    assert dockish("inspect", "-f", "{{.Config.Env}}", "nopath:1").stdout.strip() in ("[]", "<nil>")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM nopath:1\nENV A=1\nLABEL x=y\nRUN echo hi > /f\n"
+                                    "CMD [\"sh\"]\n")
+    first = dockish("build", "-t", "out:1", str(ctx)).stdout.splitlines()
+    assert first[:2] == ["Step 1/5 : FROM nopath:1", f" ---> {base_id}"]
+    assert " ---> Using cache" not in first
+    again = dockish("build", "-t", "out:1", str(ctx)).stdout.splitlines()
+    assert again[1] == f" ---> {base_id}"
+    for n, step in enumerate(("ENV A=1", "LABEL x=y", "RUN echo hi > /f", 'CMD ["sh"]'), 2):
+        at = again.index(f"Step {n}/5 : {step}")
+        assert again[at + 1] == " ---> Using cache", again
+    assert dockish("inspect", "-f", "{{json .Config.Env}}", "out:1").stdout.strip() == (
+        '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","A=1"]')
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /\n")
+    out = dockish("build", str(ctx)).stdout.splitlines()
+    assert out[:2] == ["Step 1/2 : FROM scratch", " ---> "]
 
 
 def test_multistage_copy_from_and_onbuild(ctx, dockish_root, busybox_image, tmp_path):
