@@ -142,8 +142,19 @@ class DockishCli(DockishUsage, DockishGroup):
     """The top ``dockish`` group: Docker's usage errors and error lines."""
 
 
+def _set_root(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Podman's global ``--root``: where images, containers and volumes live
+    for this command (``$DOCKISH_ROOT`` says the same for every command)."""
+    if value:
+        os.environ["DOCKISH_ROOT"] = os.path.abspath(value)
+
+
 @click.group(cls=DockishCli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dockish")
+@click.version_option(None, "-v", "--version", package_name="dockish",
+                      message="dockish version %(version)s")
+@click.option("--root", metavar="DIR", callback=_set_root, expose_value=False, is_eager=True,
+              help="Where images, containers and volumes are stored (default: "
+                   "$DOCKISH_ROOT, else ~/.local/share/dockish).")
 def main() -> None:
     """Docker-style containers for people without root."""
 
@@ -320,6 +331,8 @@ def _register_all() -> None:
     network_cli.register(main)
     from runner import check_cli
     check_cli.register(main)
+    from runner import completion_cli
+    completion_cli.register(main)
 
 
 _register_all()
