@@ -75,6 +75,7 @@ class BuildOptions:
     timestamp: int | None = None       # SOURCE_DATE_EPOCH / --timestamp, seconds
     squash: bool = False
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)   # --secret id -> how
+    pull: bool = False                 # --pull: FROM images are pulled even when stored
 
 
 @dataclass

@@ -65,11 +65,19 @@ def register(main: click.Group) -> None:
     @click.option("--secret", "secrets", multiple=True, metavar="id=ID[,src=PATH|,env=VAR]",
                   help="A secret for RUN --mount=type=secret (never stored in the image).")
     @click.option("--platform", help="Only the host's platform is built.")
-    @click.option("--pull", is_flag=True, hidden=True)
+    @click.option("--pull", is_flag=True, help="Always attempt to pull all referenced images.")
     @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
+    @click.option("--progress", default="auto", metavar="MODE",
+                  help="auto (the classic output), plain or tty (BuildKit's lines with step "
+                       "timings, on stderr), quiet (the image ID only), rawjson.")
+    @click.option("-o", "--output", "output", metavar="PATH|type=TYPE[,dest=DEST]",
+                  help="Output destination: type=local,dest=DIR | type=tar,dest=FILE | - "
+                       "(a tar on stdout) | type=docker|oci,dest=FILE.")
+    @click.option("--load", is_flag=True, help="Keep the image in the store (always done).")
     @click.argument("context_dir", metavar="CONTEXT")
     def build(tags, file, build_args, target, no_cache, quiet, iidfile, labels, network,
-              timestamp, squash, secrets, platform, pull, rm, context_dir) -> None:
+              timestamp, squash, secrets, platform, pull, rm, progress, output, load,
+              context_dir) -> None:
         """Build an image from a Dockerfile and the CONTEXT directory."""
         from registry import reference as refs
         from registry.archive import host_platform
@@ -92,20 +100,49 @@ def register(main: click.Group) -> None:
         opts = BuildOptions(tags=list(tags), build_args=_build_args(build_args),
                             target=target, no_cache=no_cache, quiet=quiet,
                             labels=_labels(labels), network=network, timestamp=timestamp,
-                            squash=squash, secrets=_secrets(secrets))
-        image_id = engine().build(
-            context_dir, opts, dockerfile=file if file and file != "-" else None,
-            dockerfile_text=sys.stdin.read() if file == "-" else None, out=sys.stdout)
+                            squash=squash, secrets=_secrets(secrets), pull=pull)
+        from . import buildoutput, buildprogress
+        mode = buildprogress.check_mode(progress)
+        out_to = buildoutput.parse(output) if output else None
+        if out_to is not None and out_to.dest == "-" and mode == "auto":
+            mode = "plain"              # stdout carries the output: the steps go to stderr
+        if mode == "quiet":
+            opts.quiet = quiet = True
+        printer = buildprogress.printer(mode, lambda line: click.echo(line, err=True))
+        try:
+            image_id = engine().build(
+                context_dir, opts, dockerfile=file if file and file != "-" else None,
+                dockerfile_text=sys.stdin.read() if file == "-" else None,
+                out=None if printer else sys.stdout,
+                progress=printer.feed if printer else None)
+        except DockishError as e:
+            if printer:
+                printer.fail(str(e))
+            raise
+        if printer:
+            printer.finish(image_id, [refs.parse(t).familiar for t in tags])
+        if out_to is not None:
+            buildoutput.write(engine(), image_id, out_to)
         if iidfile:                 # all or nothing, as every output file
             from .outfile import output_file
             with output_file(iidfile) as f:
                 f.write(image_id.encode())
+        if out_to is not None and out_to.dest == "-":
+            return                  # stdout is the output's
         if quiet:
             click.echo(image_id)
             return
+        if printer:
+            return                  # BuildKit says no more
         click.echo(f"Successfully built {image_id[7:19]}")
         for t in tags:
             click.echo(f"Successfully tagged {refs.parse(t).familiar}")
+
+    @main.group(context_settings={"help_option_names": ["-h", "--help"]})
+    def buildx() -> None:
+        """Docker Buildx's commands: ``buildx build`` is ``build``."""
+
+    buildx.add_command(build, "build")
 
     @main.group(context_settings={"help_option_names": ["-h", "--help"]})
     def builder() -> None:

@@ -12,6 +12,7 @@ should see (a missing image being pulled, a network note) go to
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -260,6 +261,21 @@ class Engine:
         return push(destination or name, store, options or Options.from_config(),
                     source=name if destination else None, progress=progress)
 
+    def repository_tags(self, name: str) -> list[str]:
+        """``push -a``: every stored name of ``name``'s repository, sorted
+        (Docker's errors: a tag in ``name``, a repository with none)."""
+        from registry import reference as refs
+        ref = refs.parse(name)
+        if ":" in name.rsplit("/", 1)[-1] or "@" in name:      # as typed: parse adds latest
+            raise UsageError("tag can't be used with --all-tags/-a")
+        names = sorted(n for n in self.image_store().tags()
+                       if refs.parse(n).repository == ref.repository)
+        if not names:
+            raise NotFoundError(f"An image does not exist locally with the tag: "
+                                f"{refs.Reference(ref.domain, ref.path).familiar}",
+                                exit_code=1)
+        return names
+
     def tag(self, source: str, target: str) -> None:
         from registry import reference as refs
         store = self.image_store()
@@ -393,6 +409,11 @@ class Engine:
             raise UsageError(f"the working directory '{workdir}' is invalid, it needs to be "
                              "an absolute path")
         user = opts.user if opts.user is not None else (conf.get("User") or "")
+        if opts.process.get("userns") == "keep-id":
+            from .procopts import keep_id
+            keep_id(self.mapping(), os.getuid(), os.getgid())    # refused without ranges
+            if opts.user is None:                 # Podman's: the user's own ids inside
+                user = f"{os.getuid()}:{os.getgid()}"
         for what, values in (("command", argv), ("environment variable", env),
                              ("working directory", [workdir]), ("user", [user]),
                              ("hostname", [hostname]), ("container name", [opts.name or ""])):
@@ -478,8 +499,12 @@ class Engine:
         from .launch import Launch
         layers = self.layers
         ids = list(c.config.diff_ids) + [c.config.init_layer]
+        mapping = self.mapping()
+        if c.config.process.get("userns") == "keep-id":
+            from .procopts import keep_id
+            mapping = keep_id(mapping, os.getuid(), os.getgid())
         return Launch(c, [(layers.tar_path(d), layers.load_index(d)) for d in ids], ids,
-                      self.mapping(), self.root / "volumes")
+                      mapping, self.root / "volumes")
 
     def start(self, ref: str | Container) -> Container:
         """Start a created or stopped container under a monitor of its own;
@@ -564,6 +589,11 @@ class Engine:
         if not c.running:
             raise DockishError(f"cannot kill container: {ref}: container {c.id} is not "
                                "running")
+        from .restart import ends_restarts, request_stop
+        configured = c.config.stop_signal or \
+            ((c.config.image_config or {}).get("config") or {}).get("StopSignal") or ""
+        if c.config.restart_policy and ends_restarts(signum, configured):
+            request_stop(c.path)
         self._signal(c, signum)
         container_event(c, "kill", signal=signum)
         if signum == signal.SIGKILL:
@@ -985,7 +1015,9 @@ class Engine:
             df = dfm.parse_text(dockerfile_text, "Dockerfile") if dockerfile_text is not None \
                 else dfm.parse_file(dockerfile, label=label) if dockerfile \
                 else dfm.parse_file("Dockerfile", label=label, context=ctx)
-            builder = Builder(self.root, ctx, df, opts, resolve=self._build_base,
+            builder = Builder(self.root, ctx, df, opts,
+                              resolve=functools.partial(self._build_base,
+                                                        pull=getattr(opts, "pull", False)),
                               run_step=container_runner(self.root, opts.timestamp),
                               out=sink or out or _NullOut())
             _image_id, config = builder.build()
@@ -999,13 +1031,16 @@ class Engine:
             if sink is not None:
                 sink.close()
 
-    def _build_base(self, text: str):
-        """FROM/--from images: archives, the store, else a pull (as Docker does)."""
+    def _build_base(self, text: str, pull: bool = False):
+        """FROM/--from images: archives, the store, else a pull (as Docker does);
+        ``pull`` (``build --pull``): a name is pulled first even when stored."""
         from registry.archive import ImageError
         from registry.resolve import is_archive_source, resolve
 
         from .build import BaseImage, BuildError
         try:
+            if pull and not is_archive_source(text):
+                raise ImageError("pulled first (--pull)")
             img = resolve(text, self.layers)
         except ImageError as first:
             if is_archive_source(text):

@@ -178,23 +178,34 @@ def _pull_one(name: str, quiet: bool, platform: str | None, options,
 
 
 @click.command()
+@click.option("-a", "--all-tags", is_flag=True, help="Push all tags of the repository.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @registry_options
 @click.argument("name")
 @click.argument("destination", required=False)
-def push(quiet: bool, tls_verify, authfile, name: str, destination: str | None):
+def push(all_tags: bool, quiet: bool, tls_verify, authfile, name: str,
+         destination: str | None):
     """Push an image to a registry (NAME, or the image NAME as DESTINATION)."""
     from registry import reference as refs
     ref = refs.parse(destination or name)
     eng = _engine()
-    eng.image_store().find(name)
+    names = [name]
+    if all_tags:
+        if destination:
+            raise UserError("-a/--all-tags pushes the repository's own tags: no DESTINATION")
+        names = eng.repository_tags(name)
+    else:
+        eng.image_store().find(name)
     if not quiet:
         click.echo(f"The push refers to repository [{ref.repository}]")
-    progress = Progress(quiet, "Push")
-    result = eng.push(name, destination, _options(tls_verify, authfile), progress=progress)
-    progress.finish()
-    if not quiet:
-        click.echo(f"{ref.tag or 'latest'}: digest: {result.digest} size: {result.size}")
+    for each in names:
+        progress = Progress(quiet, "Push")
+        result = eng.push(each, destination, _options(tls_verify, authfile),
+                          progress=progress)
+        progress.finish()
+        if not quiet:
+            shown = refs.parse(destination or each)
+            click.echo(f"{shown.tag or 'latest'}: digest: {result.digest} size: {result.size}")
 
 
 # -- tag / images / rmi / prune --------------------------------------------------------------

@@ -287,6 +287,7 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
         if _line(go_r) != "M":
             return EXIT_DOCKISH
     ns.become_root(launch.mapping)
+    procopts.stay_reachable(cfg.process)
     flags = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC
     if network.needs_netns(cfg.network):
         flags |= ns.CLONE_NEWNET
@@ -332,6 +333,7 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         code = 128 - code
+    procopts.own_files_as_user(cfg.process)
     launch.c.write_exit(code)
     if daemon:       # --rm: the writable layer is about to go, no need to save it
         os.kill(daemon, signal.SIGKILL if cfg.auto_remove else signal.SIGTERM)
@@ -367,6 +369,7 @@ def _fork_view(launch: Launch) -> tuple[int, int, int]:
                 os._exit(0)
             os.close(go_r)
             ns.join(os.getppid(), ["user", "mnt"])
+            procopts.own_files_as_user(launch.c.config.process)
             rootfs.serve_view(launch.layers, launch.layer_ids, launch.c.upper,
                               str(launch.c.rootfs), ready=lambda: os.write(w, b"\0"))
         except BaseException as e:          # noqa: BLE001 - reported to the holder

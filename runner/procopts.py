@@ -221,3 +221,62 @@ def apply_security(process: dict) -> None:
 
 
 PR_SET_NO_NEW_PRIVS = 38
+
+
+# -- --userns=keep-id ---------------------------------------------------------------------------
+
+def keep_id(mapping, uid: int, gid: int):
+    """Podman's ``--userns=keep-id``: the user's own uid and gid are the
+    same numbers inside (so a bind-mounted file of theirs is theirs inside
+    too); the subordinate ranges give every other id from 0 up, skipping
+    those. Needs the ranges (a single mapping has no room for a root)."""
+    from .namespaces import IdMapping
+    if not mapping.full:
+        raise UsageError("--userns=keep-id needs subordinate ids: this user has no "
+                         "/etc/subuid and /etc/subgid ranges (or no newuidmap)")
+
+    def remap(ranges: list[tuple[int, int, int]], own: int) -> list[tuple[int, int, int]]:
+        out = [(own, own, 1)]
+        nxt = 0
+        for inside, outside, count in ranges:
+            if inside == 0:
+                continue                 # the user itself: mapped to its own number above
+            while count:
+                if nxt == own:
+                    nxt += 1
+                take = count if nxt > own else min(count, own - nxt)
+                out.append((nxt, outside, take))
+                nxt, outside, count = nxt + take, outside + take, count - take
+        return sorted(out)
+    return IdMapping(remap(mapping.uids, uid), remap(mapping.gids, gid))
+
+
+def own_files_as_user(process: dict) -> None:
+    """In a keep-id container's namespace, root is a subordinate id: the
+    processes that write dockish's own files (the view daemon's writable
+    layer, the holder's exit code) write them as the user (fsuid/fsgid,
+    which keeps their capabilities), so the user can still read them."""
+    if process.get("userns") != "keep-id":
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.setfsgid(_HOST_IDS[1])
+    libc.setfsuid(_HOST_IDS[0])
+
+
+def stay_reachable(process: dict) -> None:
+    """The holder of a keep-id container, once root of its namespace: root
+    there is a subordinate id, and that change of uid made the holder
+    undumpable, so the user's own processes (its view daemon joining its
+    namespaces, ``exec``, ``cp``) could no longer open its /proc files.
+    Dumpable again, the namespace's owner (the user) may, as with the
+    usual mapping."""
+    if process.get("userns") == "keep-id":
+        from . import namespaces as ns
+        ns.prctl(PR_SET_DUMPABLE, 1)
+
+
+PR_SET_DUMPABLE = 4
+# the user's ids, taken at import (before any namespace is entered): keep-id
+# maps them to the same numbers inside
+_HOST_IDS = (os.getuid(), os.getgid())

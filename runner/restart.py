@@ -4,9 +4,10 @@ wait), the container's monitor (``runner.monitor``) acts on them.
 
 Docker's rules: ``no`` never restarts; ``on-failure[:N]`` restarts after a
 non-zero exit, at most N times (0: no limit); ``always`` and
-``unless-stopped`` restart after every exit. A ``stop`` (or ``rm -f``,
-``kill`` through ``stop``) ends it for good: there is no daemon here that
-comes back, so ``always`` and ``unless-stopped`` only differ in name. The
+``unless-stopped`` restart after every exit. A ``stop``, ``rm -f`` or a
+``kill`` (with SIGKILL or the stop signal) ends it for good: there is no
+daemon here that comes back, so ``always`` and ``unless-stopped`` only
+differ in name. The
 wait before a restart starts at 100 ms and doubles each time, up to a
 minute; a run of 10 seconds or more starts it at 100 ms again.
 """
@@ -87,6 +88,16 @@ def next_delay(previous: float, ran_for: float) -> float:
     if ran_for >= RESET_AFTER or previous <= 0:
         return FIRST_DELAY
     return min(previous * 2, MAX_DELAY)
+
+
+def ends_restarts(signum: int, stop_signal: str) -> bool:
+    """Whether ``kill`` with ``signum`` ends the restarts, as Docker's: a
+    SIGKILL, or any signal when the container has no ``--stop-signal``, or
+    that signal (other signals leave the policy to act on the exit)."""
+    import signal
+
+    from .config import parse_signal
+    return signum == signal.SIGKILL or not stop_signal or signum == parse_signal(stop_signal)
 
 
 def stop_requested(container_dir: Path) -> bool:

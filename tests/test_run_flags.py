@@ -7,9 +7,11 @@ process flags (``--ulimit``, ``--group-add``, ``--shm-size``,
 ``cp -L``. Real containers, run unprivileged."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import tarfile
@@ -74,7 +76,9 @@ def test_on_failure_gives_up_after_its_retries(bb, tmp_path):
 def test_always_shows_restarting_and_stop_ends_it_for_good(bb, tmp_path):
     ok("run", "-d", "--name", "loop", "--network", "none", "--restart", "always",
        "-v", f"{tmp_path}:/state", bb, "sh", "-c", _counting_script(99, code=3))
-    # the waits double (0.1, 0.2, 0.4 ... s): ps soon catches one
+    # the waits double (0.1, 0.2, 0.4 ... s): after five runs they last seconds
+    _wait_for(lambda: (tmp_path / "n").exists() and
+              int((tmp_path / "n").read_text()) >= 5, what="five runs")
     _wait_for(lambda: ok("ps", "--format", "{{.Status}}").startswith("Restarting (3) "),
               what="Restarting in ps")
     info = _inspect("loop")
@@ -92,6 +96,24 @@ def test_always_shows_restarting_and_stop_ends_it_for_good(bb, tmp_path):
     _wait_for(lambda: (tmp_path / "n").read_text() != runs, what="a run after start")
     ok("rm", "-f", "loop")
     assert ok("ps", "-a", "-q") == ""
+
+
+def test_kill_ends_the_restarts_a_signal_for_the_process_does_not(bb, tmp_path):
+    ok("run", "-d", "--name", "killed", "--network", "none", "--restart", "always",
+       "--stop-signal", "TERM", "-v", f"{tmp_path}:/state", bb, "sh", "-c",
+       "n=$(cat /state/n 2>/dev/null || echo 0); echo $((n+1)) > /state/n; "
+       "trap 'exit 9' USR1; while :; do sleep 0.1; done")
+    _wait_for(lambda: (tmp_path / "n").exists(), what="the first run")
+    time.sleep(0.3)
+    # not the stop signal: the process ends, the policy restarts it (Docker's rule)
+    ok("kill", "-s", "USR1", "killed")
+    _wait_for(lambda: (tmp_path / "n").read_text().strip() == "2", what="a restart")
+    _wait_for(lambda: _inspect("killed")["State"]["Status"] == "running", what="running")
+    ok("kill", "killed")                        # SIGKILL: for good, as Docker's
+    time.sleep(1.5)
+    info = _inspect("killed")
+    assert (info["State"]["Status"], info["State"]["ExitCode"]) == ("exited", 137)
+    assert (tmp_path / "n").read_text().strip() == "2"
 
 
 def test_attached_run_returns_the_first_exit_and_the_policy_goes_on(bb, tmp_path):
@@ -292,3 +314,226 @@ def test_cp_follow_link_copies_what_the_link_points_to(bb, tmp_path):
     members = _tar_of(subprocess.run([dockish_exe(), "cp", "links:/copied", "-"],
                                      capture_output=True, timeout=60).stdout)
     assert members["copied"].isfile()
+
+
+# ------------------------------------------------------------------ process flags
+
+def _out(bb: str, *flags_and_cmd: str) -> subprocess.CompletedProcess:
+    return dockish("run", "--rm", "--network", "none", *flags_and_cmd[:-1], bb, "sh", "-c",
+                   flags_and_cmd[-1])
+
+
+def test_ulimit_group_add_shm_size_and_no_new_privileges(bb):
+    res = _out(bb, "--ulimit", "nofile=100:200", "--ulimit", "nproc=500",
+               "grep -E 'open files|processes' /proc/self/limits")
+    assert res.returncode == 0, res.stderr
+    # /proc/PID/limits: fixed columns (name 25, soft 20, hard 20)
+    limits = {line[:25].strip(): [line[26:46].strip(), line[47:67].strip()]
+              for line in res.stdout.splitlines()}
+    assert limits["Max open files"] == ["100", "200"]
+    assert limits["Max processes"] == ["500", "500"]
+    res = _out(bb, "--group-add", "nogroup", "--group-add", "4242", "-u", "1000:1000", "id -G")
+    assert (res.returncode, sorted(res.stdout.split(), key=int)) == \
+        (0, ["1000", "4242", "65534"])     # -u with a group: no /etc/group lookup of its own
+    one_error_line(_out(bb, "--group-add", "nosuchgroup", "true"), 126, "nosuchgroup")
+    res = _out(bb, "--shm-size", "2m", "df -k /dev/shm | tail -1")
+    assert res.stdout.split()[1] == "2048", res.stdout
+    assert _out(bb, "df -k /dev/shm | tail -1").stdout.split()[1] == "65536"   # Docker's 64m
+    nnp = _out(bb, "--security-opt", "no-new-privileges", "grep NoNewPrivs /proc/self/status")
+    assert nnp.stdout.split() == ["NoNewPrivs:", "1"]
+    assert _out(bb, "grep NoNewPrivs /proc/self/status").stdout.split() == ["NoNewPrivs:", "0"]
+    one_error_line(_out(bb, "--ulimit", "nofile=9:1", "true"), 125,
+                   "soft limit must be less than or equal to hard limit")
+    one_error_line(_out(bb, "--ulimit", "bogus=1", "true"), 125, "invalid ulimit type: bogus")
+    one_error_line(_out(bb, "--shm-size", "lots", "true"), 125, "invalid size")
+    assert ok("ps", "-a", "-q") == ""
+
+
+def test_device_is_bound_into_the_container(bb):
+    res = _out(bb, "--device", "/dev/null:/dev/mynull:rw",
+               "ls -l /dev/mynull; echo gone > /dev/mynull && echo wrote")
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.splitlines()
+    assert first.startswith("c") and "1,   3" in first and second == "wrote"
+    assert _out(bb, "--device", "/dev/zero", "head -c 3 /dev/zero | wc -c").stdout.strip() \
+        == "3"
+    one_error_line(_out(bb, "--device", "/dev/no-such-device", "true"), 125,
+                   'error gathering device information while adding custom device '
+                   '"/dev/no-such-device": no such file or directory')
+
+
+def test_seccomp_profile_is_applied_and_a_bad_one_is_one_line(bb, tmp_path):
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    res = _out(bb, "--security-opt", f"seccomp={profile}", "mkdir /made; echo $?; touch /f && "
+               "echo touched")
+    assert res.returncode == 0, res.stderr
+    assert "Operation not permitted" in res.stderr
+    assert res.stdout.split() == ["1", "touched"]
+    res = _out(bb, "--security-opt", "seccomp=unconfined", "mkdir /made && echo made")
+    assert res.stdout == "made\n"
+    (tmp_path / "bad.json").write_text("{not json")
+    one_error_line(_out(bb, "--security-opt", f"seccomp={tmp_path / 'bad.json'}", "true"), 125,
+                   "decoding seccomp profile failed")
+    one_error_line(_out(bb, "--security-opt", f"seccomp={tmp_path / 'none.json'}", "true"),
+                   125, "opening seccomp profile")
+    one_error_line(_out(bb, "--security-opt", "wishful=thinking", "true"), 125,
+                   "invalid --security-opt")
+    assert ok("ps", "-a", "-q") == ""
+
+
+def test_resource_limits_say_once_why_they_are_not_applied(bb):
+    res = _out(bb, "--pids-limit", "50", "-m", "64m", "--cpus", "1.5", "echo ran")
+    assert (res.returncode, res.stdout) == (0, "ran\n")
+    assert res.stderr.splitlines() == [
+        "WARNING: Resource limits are not supported and ignored on cgroups V1 rootless "
+        "systems"]
+    cid = ok("create", "--pids-limit", "50", "-m", "64m", "--cpus", "1.5", bb, "true").strip()
+    host = _inspect(cid)["HostConfig"]
+    assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (50, 64 << 20, 1500000000)
+    assert _out(bb, "echo quiet").stderr == ""          # no limits, no line
+
+
+def test_userns_keep_id_makes_the_users_files_theirs_inside(bb, tmp_path):
+    (tmp_path / "mine").write_text("x")
+    script = "id -u; id -g; stat -c %u /data/mine; stat -c %u /etc/passwd; echo hi > /data/made"
+    res = _out(bb, "--userns=keep-id", "-v", f"{tmp_path}:/data", script)
+    assert res.returncode == 0, res.stderr
+    me, group = str(os.getuid()), str(os.getgid())
+    assert res.stdout.split() == [me, group, me, "0"]     # the image's root stays root
+    made = (tmp_path / "made").stat()
+    assert (made.st_uid, made.st_gid) == (os.getuid(), os.getgid())
+    # without it, the user is root inside, as rootless Podman's default
+    res = _out(bb, "-v", f"{tmp_path}:/data", "id -u; stat -c %u /data/mine")
+    assert res.stdout.split() == ["0", "0"]
+    # a keep-id container's files stay the user's to inspect and remove
+    ok("run", "--name", "kept", "--userns=keep-id", "--network", "none", bb, "sh", "-c",
+       "echo data > /tmp/file")
+    assert "A /tmp/file" in ok("diff", "kept")
+    assert _inspect("kept")["HostConfig"]["UsernsMode"] == "keep-id"
+    ok("rm", "kept")
+    one_error_line(_out(bb, "--userns=private-ish", "true"), 125, "--userns")
+
+
+# ------------------------------------------------------------------ build flags, push -a
+
+@pytest.fixture
+def build_ctx(tmp_path, bb):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("copied\n")
+    (ctx / "Dockerfile").write_text(f"FROM {bb}\nRUN echo building && echo made > /made\n"
+                                    "COPY f /f\n")
+    return ctx
+
+
+def _build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([dockish_exe(), "build", *args], capture_output=True, timeout=240)
+
+
+def test_build_progress_plain_prints_buildkit_steps_with_timings(build_ctx):
+    res = _build("--progress=plain", "-t", "steps:1", str(build_ctx))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == b""                      # BuildKit's progress is on stderr
+    text = res.stderr.decode()
+    lines = text.splitlines()
+    assert lines[:2] == ["#1 [internal] load build definition from Dockerfile", "#1 DONE 0.0s"]
+    assert re.search(r"^#2 \[1/3\] FROM .*\n#2 DONE \d+\.\ds$", text, re.M), text
+    assert re.search(r"^#3 \[2/3\] RUN echo building && echo made > /made\n"
+                     r"#3 \d+\.\d{3} building\n#3 DONE \d+\.\ds$", text, re.M), text
+    assert re.search(r"^#4 \[3/3\] COPY f /f\n#4 DONE \d+\.\ds$", text, re.M), text
+    assert re.search(r"^#5 exporting to image\n#5 writing image sha256:[0-9a-f]{64} done\n"
+                     r"#5 naming to steps:1 done\n#5 DONE \d+\.\ds$", text, re.M), text
+    again = _build("--progress", "plain", str(build_ctx)).stderr.decode()
+    assert re.search(r"^#3 \[2/3\] RUN .*\n#3 CACHED$", again, re.M), again
+    # rawjson: BuildKit's status objects, one a line
+    raw = _build("--progress=rawjson", "--no-cache", str(build_ctx))
+    events = [json.loads(line) for line in raw.stderr.decode().splitlines()]
+    names = [v["name"] for e in events for v in e.get("vertexes", []) if "completed" in v]
+    assert names[1:4] == [n.split(" ", 1)[1] for n in lines if re.match(r"#[234] \[", n)]
+    logs = [base64.b64decode(lg["data"]) for e in events for lg in e.get("logs", [])]
+    assert b"building\n" in logs
+    quiet = _build("--progress=quiet", str(build_ctx))
+    assert (quiet.returncode, quiet.stderr) == (0, b"")
+    assert re.fullmatch(rb"sha256:[0-9a-f]{64}\n", quiet.stdout)
+    bad = _build("--progress=fancy", str(build_ctx))
+    assert bad.returncode == 125 and b'"--progress" flag' in bad.stderr
+
+
+def test_build_output_local_tar_and_stdout(build_ctx, tmp_path):
+    out = tmp_path / "out"
+    res = _build("--output", f"type=local,dest={out}", str(build_ctx))
+    assert res.returncode == 0, res.stderr
+    assert (out / "made").read_text() == "made\n" and (out / "f").read_text() == "copied\n"
+    assert (out / "bin" / "busybox").is_file()
+    assert (out / "made").stat().st_uid == os.getuid()
+    assert not (out / "proc").exists() or not any((out / "proc").iterdir())
+    res = _build("-o", f"type=tar,dest={tmp_path / 'fs.tar'}", str(build_ctx))
+    assert res.returncode == 0, res.stderr
+    with tarfile.open(tmp_path / "fs.tar") as tf:
+        assert tf.extractfile("made").read() == b"made\n"
+    res = _build("-o", "-", str(build_ctx))
+    assert res.returncode == 0, res.stderr
+    assert b"#3 [2/3] RUN" in res.stderr            # the steps went to stderr
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tf:
+        assert tf.extractfile("f").read() == b"copied\n"
+    res = _build("-o", "type=registry", str(build_ctx))
+    assert res.returncode == 125 and len(res.stderr.splitlines()) == 1
+
+
+def test_buildx_build_with_load_is_build(build_ctx):
+    res = subprocess.run([dockish_exe(), "buildx", "build", "--load", "-t", "viabuildx:1",
+                          str(build_ctx)], capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert "Successfully tagged viabuildx:1" in res.stdout
+    run = dockish("run", "--rm", "--network", "none", "viabuildx:1", "cat", "/made", "/f")
+    assert run.stdout == "made\ncopied\n"
+
+
+def test_build_pull_takes_the_registrys_newer_base(bb, layered, tmp_path):
+    from .registrybed import Registry, skopeo_push
+    reg = Registry(tmp_path / "reg")
+    try:
+        base = skopeo_push(reg, bb, "base/img:1")
+        ctx = tmp_path / "pullctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM {base}\nRUN ls /data >/dev/null 2>&1 && "
+                                        "echo layered || echo plain\n")
+        first = _build("--progress=plain", str(ctx))
+        assert first.returncode == 0, first.stderr
+        assert b" plain\n" in first.stderr
+        skopeo_push(reg, layered, "base/img:1")       # the tag moves on in the registry
+        stale = _build("--progress=plain", str(ctx))
+        assert b"#3 CACHED" in stale.stderr             # the stored base, as Docker's
+        fresh = _build("--progress=plain", "--pull", str(ctx))
+        assert fresh.returncode == 0, fresh.stderr
+        assert b" layered\n" in fresh.stderr
+    finally:
+        reg.stop()
+
+
+def test_push_all_tags_pushes_every_tag_of_the_repository(bb, tmp_path):
+    from .registrybed import Registry
+    reg = Registry(tmp_path / "reg")
+    try:
+        repo = f"{reg.host}/many/tags"
+        cid = ok("create", "--network", "none", bb, "true").strip()
+        ok("commit", cid, f"{repo}:1")
+        ok("tag", f"{repo}:1", f"{repo}:2")
+        res = dockish("push", "-a", repo)
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert lines[0] == f"The push refers to repository [{repo}]"
+        assert [ln.split(":")[0] for ln in lines if ": digest: sha256:" in ln] == ["1", "2"]
+        for tag in ("1", "2"):
+            got = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
+                                  f"docker://{repo}:{tag}"], capture_output=True, text=True)
+            assert got.returncode == 0, got.stderr
+        one_error_line(dockish("push", "-a", f"{repo}:1"), 125,
+                       "tag can't be used with --all-tags/-a")
+        one_error_line(dockish("push", "-a", f"{reg.host}/none/here"), 1,
+                       "An image does not exist locally with the tag")
+    finally:
+        reg.stop()

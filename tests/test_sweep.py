@@ -156,6 +156,8 @@ SWEEP: dict[str, str] = {
     "runner/engine.py:Engine.say_once": OWN,
     "runner/containers_cli.py:rename": NOT_PATH,
     "runner/containers_cli.py:write_cidfile": USER + " (--cidfile, written with mkstemp and rename); " + T("tests/test_run_flags.py::test_cidfile_is_written_and_an_existing_one_refused"),
+    "runner/buildoutput.py:write": USER + " (build --output dest=FILE: mkstemp and rename)",
+    "runner/buildoutput.py:_into_directory": USER + " (build --output type=local,dest=DIR: the image's files extracted with cp's rules, nothing followed); " + T("tests/test_run_flags.py::test_build_output_local_tar_and_stdout"),
     "runner/procopts.py:_seccomp_profile": USER + " (--security-opt seccomp=FILE: a regular file only)",
     "runner/restart.py:clear_stop": OWN,
     "runner/restart.py:request_stop": OWN,
