@@ -75,6 +75,9 @@ SWEEP: dict[str, str] = {
     "registry/push.py:_send_layer": OWN,
     "registry/registries.py:_read": ADMIN + "; " + T(TRUST + "test_planted_fifo_and_garbage_are_refused_not_waited_on"),
     "registry/registries.py:conf_paths": ADMIN,
+    "registry/registries.py:record_alias": (
+        "the user's own cache file (~/.cache/containers/short-name-aliases.conf), written "
+        "with mkstemp and rename; " + T("tests/test_registries_conf.py::test_short_name_mode")),
     "registry/trust.py:_load_client": ADMIN + "; " + T(TRUST + "test_client_certificate_for_mutual_tls"),
     "registry/trust.py:_read": ADMIN + "; " + T(TRUST + "test_planted_fifo_and_garbage_are_refused_not_waited_on"),
     "registry/trust.py:host_certs": ADMIN + "; " + T(TRUST + "test_ca_in_the_system_certs_d"),
