@@ -76,6 +76,7 @@ class BuildOptions:
     squash: bool = False
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)   # --secret id -> how
     pull: bool = False                 # --pull: FROM images are pulled even when stored
+    add_hosts: list[str] = field(default_factory=list)   # --add-host: RUN steps' /etc/hosts
 
 
 @dataclass
@@ -763,10 +764,23 @@ class _Limited:
 
 # -- RUN through the container runner ---------------------------------------------------------
 
-def container_runner(root: Path, timestamp: int | None) -> StepRunner:
+def build_hosts(net: str, add_hosts: list[str]):
+    """``build --add-host``: the hosts lines of RUN steps' containers (a
+    network plan with nothing else in it)."""
+    from . import netconf
+    from .netplan import NetPlan, host_address
+    hosts = [list(netconf.parse_add_host(h)) for h in add_hosts]
+    gateway = "127.0.0.1" if net == "host" else host_address()
+    return NetPlan(mode=net, extra_hosts=hosts,
+                   hosts_lines=netconf.extra_hosts_lines(hosts, gateway))
+
+
+def container_runner(root: Path, timestamp: int | None,
+                     add_hosts: list[str] | None = None) -> StepRunner:
     """A StepRunner over ``runner.launch``: a throwaway container over the
     stage's layers (plus an init layer for /etc/hosts and friends, which
-    never reaches the image); its writable layer becomes the step's tar."""
+    never reaches the image: ``add_hosts`` are ``--add-host`` lines there);
+    its writable layer becomes the step's tar."""
     root = Path(root)
 
     def run(diff_ids: list[str], argv: list[str], env: list[str], workdir: str, user: str,
@@ -785,6 +799,8 @@ def container_runner(root: Path, timestamp: int | None) -> StepRunner:
             image="(build)", image_id="", diff_ids=list(diff_ids), argv=argv, env=env,
             workdir=workdir or "/", user=user, hostname="", network=net,
             mounts=[MountReq(**m) for m in mounts])
+        if add_hosts:
+            spec.net = build_hosts(net, add_hosts)
         spec.hostname = spec.id[:12]
         spec.name = f"build-{spec.id[:12]}"
         c = createmod.make_container(root, spec)

@@ -74,10 +74,12 @@ def register(main: click.Group) -> None:
                   help="Output destination: type=local,dest=DIR | type=tar,dest=FILE | - "
                        "(a tar on stdout) | type=docker|oci,dest=FILE.")
     @click.option("--load", is_flag=True, help="Keep the image in the store (always done).")
+    @click.option("--add-host", "add_hosts", multiple=True, metavar="HOST:IP",
+                  help="Add a custom host-to-IP mapping (RUN steps' /etc/hosts).")
     @click.argument("context_dir", metavar="CONTEXT")
     def build(tags, file, build_args, target, no_cache, quiet, iidfile, labels, network,
               timestamp, squash, secrets, platform, pull, rm, progress, output, load,
-              context_dir) -> None:
+              add_hosts, context_dir) -> None:
         """Build an image from a Dockerfile and the CONTEXT directory."""
         from registry import reference as refs
         from registry.archive import host_platform
@@ -100,7 +102,10 @@ def register(main: click.Group) -> None:
         opts = BuildOptions(tags=list(tags), build_args=_build_args(build_args),
                             target=target, no_cache=no_cache, quiet=quiet,
                             labels=_labels(labels), network=network, timestamp=timestamp,
-                            squash=squash, secrets=_secrets(secrets), pull=pull)
+                            squash=squash, secrets=_secrets(secrets), pull=pull,
+                            add_hosts=list(add_hosts))
+        from .build import build_hosts
+        build_hosts("host", opts.add_hosts)        # a bad one is refused before building
         from . import buildoutput, buildprogress
         mode = buildprogress.check_mode(progress)
         out_to = buildoutput.parse(output) if output else None

@@ -1018,7 +1018,8 @@ class Engine:
             builder = Builder(self.root, ctx, df, opts,
                               resolve=functools.partial(self._build_base,
                                                         pull=getattr(opts, "pull", False)),
-                              run_step=container_runner(self.root, opts.timestamp),
+                              run_step=container_runner(self.root, opts.timestamp,
+                                                        getattr(opts, "add_hosts", None)),
                               out=sink or out or _NullOut())
             _image_id, config = builder.build()
             return save(self.root, config, list(opts.tags))

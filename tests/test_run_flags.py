@@ -492,6 +492,21 @@ def test_buildx_build_with_load_is_build(build_ctx):
     assert run.stdout == "made\ncopied\n"
 
 
+def test_build_add_host_reaches_run_steps_not_the_image(bb, tmp_path):
+    ctx = tmp_path / "hostsctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {bb}\nRUN grep -w myhost /etc/hosts\n")
+    res = _build("--progress=plain", "--add-host", "myhost:10.1.2.3", "-t", "hosts:1",
+                 str(ctx))
+    assert res.returncode == 0, res.stderr
+    assert re.search(rb"^#3 \d+\.\d{3} 10\.1\.2\.3\s+myhost$", res.stderr, re.M), res.stderr
+    run = dockish("run", "--rm", "--network", "none", "hosts:1", "grep", "-c", "myhost",
+                  "/etc/hosts")
+    assert run.stdout == "0\n"                   # the image keeps no /etc/hosts of the build
+    bad = _build("--add-host", "nocolon", str(ctx))
+    assert bad.returncode == 125 and b'"--add-host" flag' in bad.stderr
+
+
 def test_build_pull_takes_the_registrys_newer_base(bb, layered, tmp_path):
     from .registrybed import Registry, skopeo_push
     reg = Registry(tmp_path / "reg")
