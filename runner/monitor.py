@@ -79,8 +79,15 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
             for fd in (stdio.stdin, stdio.stdout, stdio.stderr):
                 if fd is not None:
                     os.close(fd)
+    def let_go(signum: int, _frame) -> None:
+        """--sig-proxy=false: the signal ends this client, as Docker's, and
+        a process of its own goes on keeping the container's output."""
+        if pipes and os.fork() == 0:
+            _carry_on(c, pipes, log, remove)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     handlers = {sig: signal.signal(sig, (lambda s, _f: launch.forward(s)) if sig_proxy
-                                   else signal.SIG_DFL) for sig in FORWARDED}
+                                   else let_go) for sig in FORWARDED}
     from .health import start as start_health
     checks = start_health(c)
     relay = None
@@ -119,6 +126,33 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
     if c.config.auto_remove:
         remove(c)
     return code
+
+
+def _carry_on(c: Container, pipes: list[int], log: LogWriter, remove: Remove) -> None:
+    """The rest of an attached run whose client was ended by a signal it
+    does not pass on (``--sig-proxy=false``): in a session of its own, with
+    no terminal, the container's output goes on to its log until it ends;
+    then its ``die`` event, and a ``--rm`` container is removed. Exits."""
+    code = 1
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        ns.close_fds_except({*pipes, log.fd})
+        for sig in FORWARDED:
+            signal.signal(sig, signal.SIG_IGN)
+        ttymod.relay([(pipes[0], -1), (pipes[1], -1)], log, threading.Event())
+        while c.running:
+            time.sleep(0.1)
+        info = c.exit_info() or {}
+        container_event(c, "die", exitCode=info.get("code", 255))
+        if c.config.auto_remove:
+            remove(c)
+        code = 0
+    finally:
+        os._exit(code)
 
 
 def start_detached(c: Container, launch: Launch, remove: Remove,

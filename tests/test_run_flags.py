@@ -242,12 +242,15 @@ def test_sig_proxy_passes_signals_on_unless_false(bb):
     out, _ = proc.communicate(timeout=30)
     assert (proc.returncode, out) == (5, "got TERM\n")
     proc = _started(["run", "--name", "unproxied", "--sig-proxy=false", "--network", "none",
-                     bb, "sh", "-c", script])
+                     bb, "sh", "-c", script.replace("while :;", "for i in $(seq 20);")
+                     + "; echo still here"])
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM        # the client ended, as Docker's
     assert _inspect("unproxied")["State"]["Running"] is True    # the container did not
-    ok("rm", "-f", "unproxied")
+    _wait_for(lambda: _inspect("unproxied")["State"]["Status"] == "exited", what="its end")
+    assert ok("logs", "unproxied") == "still here\n"           # its output was still kept
+    assert _inspect("unproxied")["State"]["ExitCode"] == 0
 
 
 # ------------------------------------------------------------------ cp -, -a, -L
