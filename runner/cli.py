@@ -29,6 +29,9 @@ class DockishGroup(click.Group):
             return super().invoke(ctx)
         except known_errors() as e:
             text = message(e) if not isinstance(e, DockishError) or str(e) else ""
+            if getattr(e, "from_daemon", False) and text:   # Docker's daemon refuses it
+                click.echo(f"Error response from daemon: {text}", err=True)
+                sys.exit(exit_code(e))
             not_found = daemon_not_found(text)
             if not_found:
                 click.echo(not_found, err=True)

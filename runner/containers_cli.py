@@ -13,6 +13,7 @@ import click
 from .engine import CreateOptions, Engine, ExecOptions
 from .errors import DockishError, UsageError, known_errors
 from .format import size, table
+from .labels import parse as parse_labels
 from .listing import format_rows, inspect_lines
 
 RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -69,6 +70,27 @@ def print_inspect(fmt: str | None, objects: list[dict]) -> None:
         click.echo(line)
 
 
+def filters_flag(ctx: click.Context, _param: click.Parameter,
+                 value: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` flags parsed as Docker's CLI parses them
+    (``runner.filters``); a malformed one is a flag error (exit 125)."""
+    from .filters import parse_cli
+    try:
+        return parse_cli(value)
+    except UsageError as e:
+        raise click.UsageError(str(e), ctx) from None
+
+
+def labels_flag(ctx: click.Context, _param: click.Parameter,
+                value: tuple[str, ...]) -> dict[str, str]:
+    """``--label KEY[=VALUE]`` flags as a map (``runner.labels``); a bad
+    one is a flag error (exit 125)."""
+    try:
+        return parse_labels(value)
+    except UsageError as e:
+        raise click.UsageError(str(e), ctx) from None
+
+
 def check_tty(attach_stdin: bool, tty: bool) -> None:
     """Docker's client-side check, before anything is made: ``-it`` with
     stdin that is no terminal (a script, a pipe, cron) cannot work, so it
@@ -95,7 +117,8 @@ def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptio
         health_start_period=opts["health_start_period"],
         no_healthcheck=opts["no_healthcheck"], restart=opts["restart"],
         stop_signal=opts["stop_signal"], stop_timeout=opts["stop_timeout"],
-        quiet=opts["quiet"], process=process_options(opts))
+        quiet=opts["quiet"], process=process_options(opts),
+        labels=dict(opts["label"]), label_files=list(opts["label_file"]))
 
 
 def process_options(opts: dict) -> dict:
@@ -163,6 +186,10 @@ def run_options(fn):
                      help="Failures in this time after start do not count."),
         click.option("--no-healthcheck", is_flag=True, help="Disable the image's "
                      "HEALTHCHECK."),
+        click.option("-l", "--label", multiple=True, metavar="KEY[=VALUE]",
+                     callback=labels_flag, help="Set meta data on a container."),
+        click.option("--label-file", multiple=True, metavar="FILE",
+                     help="Read in a line delimited file of labels."),
         click.option("--restart", default="no", help="Restart policy to apply when a "
                      "container exits: no, on-failure[:max-retries], always, unless-stopped."),
         click.option("--stop-signal", help="Signal to stop the container."),
@@ -365,19 +392,46 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
-@click.option("-q", "--quiet", is_flag=True, help="Only ids.")
-@click.option("--no-trunc", is_flag=True)
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all containers (default shows just running).")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Filter output based on conditions provided: label, status, name, id, "
+                   "ancestor, exited, before, since, volume, network, health, publish, "
+                   "expose.")
+@click.option("-n", "--last", type=int, default=-1,
+              help="Show n last created containers (includes all states).")
+@click.option("-l", "--latest", is_flag=True,
+              help="Show the latest created container (includes all states).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
               "like {{.Names}}.")
-def ps(all_: bool, quiet: bool, no_trunc: bool, fmt: str | None) -> None:
+def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet: bool,
+       size: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containers."""
-    rows = engine().list_containers(all_, no_trunc)
+    from .listing import ps_row
+    if fmt and quiet:
+        click.echo("WARNING: Ignoring custom format, because both --format and --quiet are "
+                   "set.", err=True)
+    if fmt and not quiet and not size and ps_uses_size(fmt):
+        size = True                     # Docker computes sizes a template asks for
+    summaries = engine().container_summaries(filters, all_,
+                                             1 if latest and last == -1 else last, size)
+    rows = [ps_row(s, not no_trunc) for s in summaries]
     if quiet:
         for r in rows:
             click.echo(r["ID"])
         return
-    print_rows(fmt, rows, PS_TABLE, PS_HEADERS)
+    print_rows(fmt, rows, PS_TABLE + ("\t{{.Size}}" if size else ""), PS_HEADERS)
+
+
+def ps_uses_size(fmt: str) -> bool:
+    """Whether ``fmt`` shows ``.Size`` (``{{json .}}`` does), so ``ps`` must
+    measure: Docker's CLI runs the template on an empty row to see. The
+    word ``json`` is read as a template there, so it measures nothing."""
+    return fmt.strip() != "json" and ("json ." in fmt or ".Size" in fmt)
 
 
 @click.command()
@@ -620,10 +674,14 @@ def container_group() -> None:
 
 
 @container_group.command("prune")
-@click.option("-f", "--force", is_flag=True)
-def container_prune(force: bool) -> None:
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Provide filter values (e.g. 'until=<timestamp>', 'label=KEY[=VALUE]', "
+                   "'label!=KEY[=VALUE]').")
+def container_prune(force: bool, filters: dict[str, list[str]]) -> None:
     """Remove all stopped containers."""
-    print_prune("Containers", engine().container_prune().deleted)
+    print_prune("Containers", engine().container_prune(filters).deleted)
 
 
 @container_group.command("diff")
@@ -639,23 +697,37 @@ def volume_group() -> None:
 
 
 @volume_group.command("create")
+@click.option("-d", "--driver", default="local", help="Specify volume driver name "
+              "(local: the only one).")
+@click.option("--label", "labels", multiple=True, metavar="KEY[=VALUE]",
+              callback=labels_flag, help="Set metadata for a volume.")
+@click.option("-o", "--opt", "options", multiple=True, metavar="KEY=VALUE",
+              help="Set driver specific options (none: a rootless volume is a plain "
+                   "directory).")
 @click.argument("name", required=False)
-def volume_create(name: str | None) -> None:
-    click.echo(engine().volume_create(name))
+def volume_create(driver: str, labels: tuple[str, ...], options: tuple[str, ...],
+                  name: str | None) -> None:
+    """Create a volume; print its name."""
+    opts = dict(o.partition("=")[::2] for o in options)
+    click.echo(engine().volume_create(name, dict(labels), driver, opts))
 
 
 @volume_group.command("ls")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Provide filter values (e.g. 'dangling=true', 'driver=local', "
+                   "'label=KEY[=VALUE]', 'name=REGEX').")
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
 @click.option("--format", "fmt", help="table, json, 'table TEMPLATE' or a Go template "
               "like {{.Name}}.")
-def volume_ls(quiet: bool, fmt: str | None) -> None:
-    names = engine().volumes()
+def volume_ls(filters: dict[str, list[str]], quiet: bool, fmt: str | None) -> None:
+    """List volumes."""
+    from .listing import volume_row
+    rows = [volume_row(v) for v in engine().volume_list(filters)]
     if quiet:
-        for n in names:
-            click.echo(n)
+        for r in rows:
+            click.echo(r["Name"])
         return
-    rows = [{"Driver": "local", "Name": n, "Scope": "local", "Labels": "", "Links": "N/A",
-             "Size": "N/A", "Mountpoint": ""} for n in names]
     print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS)
 
 
@@ -676,10 +748,15 @@ def volume_rm(force: bool, names: tuple[str, ...]) -> None:
 
 
 @volume_group.command("prune")
-@click.option("-f", "--force", is_flag=True)
-@click.option("-a", "--all", "all_", is_flag=True)
-def volume_prune(force: bool, all_: bool) -> None:
-    print_prune("Volumes", engine().volume_prune(all_).deleted)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not "
+              "just anonymous ones.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Provide filter values (e.g. 'label=KEY[=VALUE]', 'label!=KEY').")
+def volume_prune(force: bool, all_: bool, filters: dict[str, list[str]]) -> None:
+    """Remove unused local volumes (anonymous ones unless -a)."""
+    print_prune("Volumes", engine().volume_prune(all_, filters).deleted)
 
 
 def register(main: click.Group) -> None:

@@ -23,7 +23,7 @@ from . import network
 from .container import Container, ContainerConfig, Containers, new_id
 from .errors import DockishError
 from .rootfs import make_init_layer, remove_init_layer
-from .volumes import Volumes, remove_in
+from .volumes import ANONYMOUS, Volumes, remove_in
 
 NETWORKS = ("host", "none", "slirp4netns", "pasta")
 Notify = Callable[[str], None]
@@ -95,6 +95,7 @@ class ContainerSpec:
     privileged: bool = False
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
     restart_policy: dict = field(default_factory=dict)
     stop_signal: str = ""
     stop_timeout: int | None = None
@@ -123,7 +124,8 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
             auto_remove=spec.auto_remove, image_config=spec.image_config,
             init_path=spec.init_path, healthcheck=spec.healthcheck, cap_add=spec.cap_add,
             cap_drop=spec.cap_drop, privileged=spec.privileged, entrypoint=spec.entrypoint,
-            cmd=spec.cmd, restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
+            cmd=spec.cmd, labels=spec.labels,
+            restart_policy=spec.restart_policy, stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout, process=spec.process)
         if plan:
             plan.apply(cfg)
@@ -152,7 +154,7 @@ def _make_mounts(root: Path, mounts: list[cfgmod.MountReq],
             m = cfgmod.MountReq("bind", src, m.target, m.readonly, m.options)
         elif m.kind == "volume":
             existed = bool(m.source) and vols.exists(m.source)
-            name = vols.create(m.source or None, {"anonymous": "1"} if not m.source else None)
+            name = vols.create(m.source or None, {ANONYMOUS: ""} if not m.source else None)
             if not existed:
                 made_volumes.append(name)
             m = cfgmod.MountReq("volume", name, m.target, m.readonly, m.options)
@@ -178,7 +180,7 @@ def remove_anonymous_volumes(root: Path, c: Container) -> list[str]:
     gone = []
     for m in c.config.mounts:
         if m["kind"] == "volume" and vols.exists(m["source"]) and \
-                vols.inspect(m["source"]).get("Labels", {}).get("anonymous"):
+                vols.anonymous(m["source"]):
             remove_volume(root, m["source"])
             gone.append(m["source"])
     return gone

@@ -26,13 +26,14 @@ from unionfs.layers import LayerStore, default_root
 from . import config as cfgmod
 from . import create as createmod
 from . import format as fmt
+from . import labels as labelsmod
 from . import namespaces as ns
 from .container import Container, Containers, container_refs
 from .errors import DockishError, NotFoundError, UsageError
 from .events import container_event
 from .logs import LogEntry
 from .monitor import Fds
-from .volumes import Volumes
+from .volumes import ANONYMOUS, Volumes
 
 Notify = Callable[[str], None]
 # a pull's progress: (event, short layer id, bytes done, bytes total); events are
@@ -90,6 +91,8 @@ class CreateOptions:
     stop_timeout: int | None = None
     quiet: bool = False               # -q: no pull notes
     process: dict = field(default_factory=dict)   # runner.procopts.parse's record
+    labels: dict[str, str] = field(default_factory=dict)     # --label (over the files')
+    label_files: list[str] = field(default_factory=list)     # --label-file
 
 
 @dataclass
@@ -304,10 +307,19 @@ class Engine:
             out.setdefault(img.id, []).append(f"mount at {rec.mountpoint}")
         return out
 
-    def image_prune(self, all_: bool = False) -> PruneReport:
-        """Remove unused images (untagged ones; with ``all_``, every image
-        nothing uses); ``deleted`` lists Docker's ``untagged:``/``deleted:`` lines."""
+    def image_prune(self, all_: bool = False,
+                    filters: dict[str, list[str]] | None = None) -> PruneReport:
+        """Remove unused images (untagged ones; with ``all_`` or
+        ``dangling=false``, every image nothing uses), as Docker's
+        ``filters`` (``until``, ``label``, ``label!``) allow;
+        ``deleted`` lists Docker's ``untagged:``/``deleted:`` lines."""
         from registry import reference as refs
+
+        from . import filters as flt
+        f = dict(filters or {})
+        flt.validate(f, flt.IMAGE_PRUNE_KEYS)
+        all_ = all_ or not flt.get_bool(f, "dangling", True)
+        limit = flt.until(f)
         store = self.image_store()
         lines = []
         in_use = self.images_in_use(store)
@@ -316,6 +328,11 @@ class Engine:
             names = store.names_of(rec.id, tags)
             if rec.id in in_use or (names and not all_):
                 continue
+            if f:
+                conf = store.config(rec) or {}
+                if not flt.prune_picks(f, fmt.parse_time(conf.get("created")),
+                                       (conf.get("config") or {}).get("Labels"), limit):
+                    continue
             for n in names:
                 store.untag(n)
                 self.event("image", "untag", rec.id, {"name": n})
@@ -360,6 +377,8 @@ class Engine:
         options are refused before an image is looked up or pulled."""
         from . import restart
         env_over = env_overrides(opts.env_files, opts.env)
+        own_labels = {**labelsmod.parse([], labelsmod.read_files(opts.label_files)),
+                      **opts.labels}
         policy = restart.parse(opts.restart)
         if opts.auto_remove and not policy.none:
             raise UsageError("Conflicting options: --restart and --rm")
@@ -383,8 +402,10 @@ class Engine:
             # cannot take them (or the new init layer) away in between
             with images.writing():
                 if all(layers.tar_path(d).exists() for d in img.diff_ids):
-                    c = createmod.make_container(
-                        self.root, self._spec(opts, img, env_over, mounts, init_path))
+                    spec = self._spec(opts, img, env_over, mounts, init_path)
+                    spec.labels = labelsmod.merged(
+                        ((img.config or {}).get("config") or {}).get("Labels"), own_labels)
+                    c = createmod.make_container(self.root, spec)
                     container_event(c, "create")
                     return c
         raise DockishError(f"image {opts.image} was removed while the container was being "
@@ -736,11 +757,17 @@ class Engine:
                 out.append(c)
         return out
 
-    def container_prune(self) -> PruneReport:
-        """Remove every stopped container."""
+    def container_prune(self, filters: dict[str, list[str]] | None = None) -> PruneReport:
+        """Remove every stopped container that Docker's prune ``filters``
+        (``until``, ``label``, ``label!``) allow."""
+        from . import filters as flt
+        f = dict(filters or {})
+        flt.validate(f, flt.CONTAINER_PRUNE_KEYS)
+        limit = flt.until(f)
         report = PruneReport()
         for c in self.live_containers():
-            if not c.running and not c.restarting:
+            if not c.running and not c.restarting and \
+                    flt.prune_picks(f, c.config.created, c.config.labels, limit):
                 self._remove_files(c)
                 report.deleted.append(c.id)
         return report
@@ -756,6 +783,56 @@ class Engine:
                 continue
             rows.append(ps_row(c, status, code, no_trunc))
         return rows
+
+    def container_summaries(self, filters: dict[str, list[str]] | None = None,
+                            all_: bool = False, limit: int = -1,
+                            size: bool = False) -> list[dict]:
+        """Docker's container list (``ps``, ``GET /containers/json``):
+        ``Summary`` records, newest first, picked by Docker's filter rules
+        (``runner.filters``); ``size``: with ``SizeRw``/``SizeRootFs``."""
+        from . import filters as flt
+        from . import summary as sm
+        f = dict(filters or {})
+        flt.check_container_filters(f)
+        query = flt.ContainerQuery(f, all_, limit, self._ancestor_ids(f["ancestor"])
+                                   if "ancestor" in f else None)
+        out = []
+        for fact in flt.select_containers([sm.facts(c) for c in self.live_containers()],
+                                          query):
+            c = fact.ref
+            status, code = c.status()
+            shown = ps_row(c, "running" if status == "paused" else status, code, True)
+            out.append(sm.summary(c, shown["Status"], self.volume_store.path,
+                                  self._container_sizes(c) if size else None))
+        return out
+
+    def _ancestor_ids(self, values: list[str]) -> set[str]:
+        """``ancestor=``'s images: each one named (a name, tag, ID or ID
+        prefix; one not found names nothing, as Docker's) and its
+        descendants: the images built on it (``filters.built_on``)."""
+        from registry.errors import DistributionError
+
+        from . import filters as flt
+        store = self.image_store()
+        records = store.records()
+        out: set[str] = set()
+        for v in values:
+            try:
+                rec, _ = store.find(v)
+            except (DistributionError, ValueError):
+                continue
+            out.add(rec.id)
+            base = (list(rec.diff_ids), (store.config(rec) or {}).get("history") or [])
+            out |= {r.id for r in records if r.id != rec.id and flt.built_on(
+                (list(r.diff_ids), (store.config(r) or {}).get("history") or []), base)}
+        return out
+
+    def _container_sizes(self, c: Container) -> tuple[int, int]:
+        """(its writable layer, that plus its image's layers), as ``ps -s``."""
+        from .hostfs import disk_usage
+        store = self.image_store()
+        rw = disk_usage(c.upper)
+        return rw, rw + sum(store.layer_size(d) for d in c.config.diff_ids)
 
     def inspect_container(self, ref: str) -> dict:
         return inspect_container(self.get(ref), self.volume_store)
@@ -951,8 +1028,14 @@ class Engine:
 
     # -- volumes ---------------------------------------------------------------------------------
 
-    def volume_create(self, name: str | None = None) -> str:
-        made = self.volume_store.create(name)
+    def volume_create(self, name: str | None = None, labels: dict[str, str] | None = None,
+                      driver: str = "local", options: dict[str, str] | None = None) -> str:
+        """Make a volume (an existing one is kept as it is, as Docker's
+        ``local`` driver does); only the local driver and no mount options:
+        a rootless volume is a plain directory."""
+        from .volumes import check_request
+        check_request(name, driver, options or {})
+        made = self.volume_store.create(name, labels or None)
         self.event("volume", "create", made, {"driver": "local"})
         return made
 
@@ -977,14 +1060,36 @@ class Engine:
         createmod.remove_volume(self.root, name)
         self.event("volume", "destroy", name, {"driver": "local"})
 
-    def volume_prune(self, all_: bool = False) -> PruneReport:
-        """Remove unused anonymous volumes (``all_``: every unused one)."""
+    def volume_list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        """``volume ls`` / ``GET /volumes``: Docker's volume records, by
+        name, through Docker's volume filters (``dangling``, ``driver``,
+        ``label``, ``name``)."""
+        from . import filters as flt
+        f = dict(filters or {})
+        flt.validate(f, flt.VOLUME_KEYS)
+        used = self.volumes_in_use() if "dangling" in f else {}
+        facts = []
+        for n in self.volumes():
+            v = self.volume_inspect(n)
+            facts.append(flt.VolumeFacts(n, v.get("Driver", "local"), v.get("Labels") or {},
+                                         n in used, v))
+        return [fact.ref for fact in flt.select_volumes(facts, f)]
+
+    def volume_prune(self, all_: bool = False,
+                     filters: dict[str, list[str]] | None = None) -> PruneReport:
+        """Remove unused anonymous volumes (``all_`` or ``all=true``: every
+        unused one) that ``label``/``label!`` allow."""
+        from . import filters as flt
+        f = dict(filters or {})
+        flt.validate(f, flt.VOLUME_PRUNE_KEYS)
+        all_ = all_ or flt.volume_prune_all(f)
         used = self.volumes_in_use()
         vols = self.volume_store
         report = PruneReport()
         for n in vols.names():
-            anonymous = vols.inspect(n).get("Labels", {}).get("anonymous")
-            if n not in used and (all_ or anonymous):
+            labels = vols.inspect(n).get("Labels") or {}
+            if n not in used and (all_ or ANONYMOUS in labels) and \
+                    flt.labels_match(f, labels):
                 createmod.remove_volume(self.root, n)
                 self.event("volume", "destroy", n, {"driver": "local"})
                 report.deleted.append(n)
@@ -1109,13 +1214,26 @@ class Engine:
         from .sysinfo import info
         return info(self.root)
 
-    def system_prune(self, all_: bool = False, volumes: bool = False) -> SystemPruneReport:
+    def system_prune(self, all_: bool = False, volumes: bool = False,
+                     filters: dict[str, list[str]] | None = None) -> SystemPruneReport:
         """Stopped containers, (``volumes``) unused anonymous volumes, unused
-        images (dangling, or all with ``all_``) and the build cache."""
-        containers = self.container_prune()
-        vols = self.volume_prune() if volumes else None
-        images = self.image_prune(all_)
-        return SystemPruneReport(containers, vols, images, self.build_cache_prune())
+        images (dangling, or all with ``all_``) and the build cache, each
+        through ``filters`` (``until``, ``label``, ``label!``) as Docker's."""
+        from . import filters as flt
+        f = dict(filters or {})
+        flt.validate(f, flt.CONTAINER_PRUNE_KEYS)
+        if volumes and "until" in f:
+            raise UsageError('ERROR: The "until" filter is not supported with "--volumes"')
+        limit = flt.until(f)               # a bad time is refused before anything goes
+        containers = self.container_prune(f)
+        vols = self.volume_prune(filters={k: v for k, v in f.items() if k != "until"}) \
+            if volumes else None
+        images = self.image_prune(all_, f)
+        if limit is not None:              # the cache has no labels: only until applies
+            cache = self.build_cache_prune(max(0.0, time.time() - limit))
+        else:
+            cache = PruneReport() if f else self.build_cache_prune()
+        return SystemPruneReport(containers, vols, images, cache)
 
 
 class _NullOut:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .containers_cli import print_inspect, print_rows, typed_inspect
+from .containers_cli import filters_flag, print_inspect, print_rows, typed_inspect
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
@@ -390,7 +390,11 @@ def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not "
               "just dangling ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-def image_prune(all_: bool, force: bool):
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Provide filter values (e.g. 'until=24h', 'label=KEY[=VALUE]', "
+                   "'label!=KEY', 'dangling=false').")
+def image_prune(all_: bool, force: bool, filters: dict[str, list[str]]):
     """Remove unused images (untagged ones; with -a, every image no mount uses)."""
     if not force:
         warn = "all images without at least one container associated to them" if all_ \
@@ -398,7 +402,7 @@ def image_prune(all_: bool, force: bool):
         click.echo(f"WARNING! This will remove {warn}.")
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    report = _engine().image_prune(all_)
+    report = _engine().image_prune(all_, filters)
     print_image_prune(report.deleted, report.freed)
 
 

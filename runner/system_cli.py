@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .containers_cli import print_rows
+from .containers_cli import filters_flag, print_rows
 from .errors import DockishError
 from .format import ago, binary_size, parse_time, table, truncate_command
 from .format import size as human_size
@@ -217,7 +217,12 @@ def version(fmt: str | None) -> None:
               "just dangling ones.")
 @click.option("--volumes", is_flag=True, help="Prune anonymous volumes too.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-def system_prune(all_: bool, volumes: bool, force: bool) -> None:
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
+              help="Provide filter values (e.g. 'until=24h', 'label=KEY[=VALUE]', "
+                   "'label!=KEY').")
+def system_prune(all_: bool, volumes: bool, force: bool,
+                 filters: dict[str, list[str]]) -> None:
     """Remove stopped containers, unused images (dangling ones, or all with
     -a), the build cache and (--volumes) unused anonymous volumes."""
     if not force:
@@ -229,7 +234,7 @@ def system_prune(all_: bool, volumes: bool, force: bool) -> None:
         click.confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
                       + "\nAre you sure you want to continue?", abort=True)
     from .containers_cli import engine, print_prune
-    report = engine().system_prune(all_, volumes)
+    report = engine().system_prune(all_, volumes, filters)
     print_prune("Containers", report.containers.deleted)
     if report.volumes is not None:
         print_prune("Volumes", report.volumes.deleted)

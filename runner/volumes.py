@@ -25,6 +25,36 @@ class VolumeError(DockishError):
     """A volume name or state the user got wrong."""
 
 
+class VolumeRequestError(VolumeError):
+    """A create request Docker's daemon would refuse (its words, exit 1)."""
+
+    exit_code = 1
+    from_daemon = True
+
+
+LOCAL_OPTIONS = ("type", "device", "o", "size")
+ANONYMOUS = "com.docker.volume.anonymous"    # Docker's label of an anonymous volume
+_OLD_ANONYMOUS = "anonymous"                  # what older records say instead
+
+
+def check_request(name: str | None, driver: str, options: dict[str, str]) -> None:
+    """``volume create``'s driver and ``-o`` options: the ``local`` driver
+    only (others are plugins dockish has none of), and no mount options,
+    because a rootless volume is a plain directory that nothing mounts
+    (Docker's local driver would mount ``type``/``device`` as root)."""
+    what = f"create {name}" if name else "create"
+    if driver not in ("", "local"):
+        raise VolumeRequestError(f"{what}: error looking up volume plugin {driver}: "
+                                 f'plugin "{driver}" not found')
+    for key in options:
+        if key not in LOCAL_OPTIONS:
+            raise VolumeRequestError(f"{what}: invalid option: {json.dumps(key)}")
+    if options:
+        raise VolumeRequestError(f"{what}: the local driver's mount options "
+                                 f"({', '.join(sorted(options))}) need root to mount: "
+                                 "dockish's volumes are plain directories")
+
+
 class Volumes:
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "volumes"
@@ -55,10 +85,18 @@ class Volumes:
         if not self.exists(name):
             raise VolumeError(f"get {name}: no such volume")
         meta = json.loads((self.path(name) / "volume.json").read_text())
+        labels = dict(meta.get("Labels") or {})
+        if labels.pop(_OLD_ANONYMOUS, None) is not None:
+            labels[ANONYMOUS] = ""
+        meta["Labels"] = dict(sorted(labels.items()))     # as Go prints a map
         meta["Mountpoint"] = str(self.path(name) / "_data")
         meta["CreatedAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                           time.gmtime(meta.get("CreatedAt", 0)))
         return meta
+
+    def anonymous(self, name: str) -> bool:
+        """Made for one container's ``-v /path`` (what prune takes without -a)."""
+        return ANONYMOUS in self.inspect(name)["Labels"]
 
     def names(self) -> list[str]:
         try:

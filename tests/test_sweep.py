@@ -149,6 +149,7 @@ SWEEP: dict[str, str] = {
     "runner/monitor.py:_monitor": OWN + " (log files of the container's own dir)",
     "runner/monitor.py:exec_stdio": FIXED,
     "runner/engine.py:env_overrides": T(BAD + "test_bad_env_file_is_one_line_for_run_create_and_exec"),
+    "runner/labels.py:read_files": T("tests/test_filters.py::test_label_file_errors_are_one_line"),
         "runner/monitor.py:run_attached": OWN,
     "runner/logs.py:open_for_append": OWN + " (O_NOFOLLOW, 0600); " + T("tests/test_engine.py::test_logs_of_a_container_made_before_records_stay_readable"),
     "runner/logs.py:_convert_legacy": OWN + " (a temporary made O_EXCL|O_NOFOLLOW, then a rename); " + T("tests/test_engine.py::test_logs_of_a_container_made_before_records_stay_readable"),

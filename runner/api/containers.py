@@ -92,6 +92,7 @@ class ContainerApi:
     async def create(self, req: Request):
         body = await req.json()
         opts, labels = create_options(body, req.arg("name"))
+        opts.labels = dict(labels)          # the image's labels go under them
         if req.arg("platform") not in ("", "linux", "linux/amd64", "linux/x86_64") and \
                 not req.arg("platform").startswith("linux/"):
             raise ApiError(400, f"platform {req.arg('platform')} is not supported")
@@ -104,8 +105,6 @@ class ContainerApi:
                     if "unable to find image" in str(e).lower():
                         raise ApiError(404, f"No such image: {_full_ref(opts.image)}") from None
                     raise
-                if labels:
-                    runtime.set_labels(c, labels)
                 return c
         c = await blocking(make)
         return Reply(201, {"Id": c.id, "Warnings": []})
@@ -113,34 +112,10 @@ class ContainerApi:
     # -- records -------------------------------------------------------------------------------
 
     async def list(self, req: Request):
-        filters = req.json_arg("filters")
-        all_ = req.flag("all")
-        limit = req.int_arg("limit", -1) or -1
-        return await blocking(self._list, filters, all_, limit)
-
-    def _list(self, filters: dict, all_: bool, limit: int) -> list[dict]:
-        out = []
-        want = {k: _filter_values(v) for k, v in filters.items()}
-        known = {"id", "name", "label", "status", "exited", "ancestor", "network", "before",
-                 "since", "health", "volume", "is-task", "expose", "publish"}
-        for k in want:
-            if k not in known:
-                raise ApiError(400, f"invalid filter '{k}'")
-        every = self.engine.live_containers()
-        for c in every:
-            status, code = c.status()
-            state = "paused" if c.paused else status
-            if not all_ and status != "running" and not want:
-                continue
-            if not _matches(c, state, code, want, every):
-                continue
-            if not all_ and "status" not in want and "exited" not in want and \
-                    status != "running":
-                continue
-            out.append(list_entry(c, state, code))
-            if 0 < limit <= len(out):
-                break
-        return out
+        from ..filters import from_api
+        filters = from_api(req.json_arg("filters"))
+        return await blocking(self.engine.container_summaries, filters, req.flag("all"),
+                              req.int_arg("limit", -1) or -1, req.flag("size"))
 
     async def inspect(self, req: Request):
         c = await self._get(req.params["id"])
@@ -277,11 +252,9 @@ class ContainerApi:
         return NO_CONTENT
 
     async def prune(self, req: Request):
-        filters = req.json_arg("filters")
-        if filters:
-            raise ApiError(400, f"container prune filters are not supported: "
-                           f"{', '.join(filters)}")
-        report = await blocking(self.engine.container_prune)
+        from ..filters import from_api
+        filters = from_api(req.json_arg("filters"))
+        report = await blocking(self.engine.container_prune, filters)
         return {"ContainersDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
 
     async def rename(self, req: Request):
@@ -687,74 +660,13 @@ def _network_name(net: str) -> str:
     return {"slirp4netns": "bridge", "pasta": "bridge"}.get(net, net)
 
 
-def _filter_values(v) -> list[str]:
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    if isinstance(v, list):
-        return [str(x) for x in v]
-    return [str(v)]
-
-
-def _matches(c: Container, state: str, code, want: dict[str, list[str]], every) -> bool:
-    cfg = c.config
-    for key, values in want.items():
-        if not values:
-            continue
-        if key == "id" and not any(cfg.id.startswith(v) for v in values):
-            return False
-        if key == "name" and not any(v.lstrip("/") in cfg.name for v in values):
-            return False
-        if key == "status" and state not in values:
-            return False
-        if key == "exited" and (state != "exited" or str(code) not in values):
-            return False
-        if key == "label":
-            for v in values:
-                k, eq, val = v.partition("=")
-                if k not in cfg.labels or (eq and cfg.labels[k] != val):
-                    return False
-        if key == "ancestor" and not any(v in (cfg.image, cfg.image_id) or
-                                         cfg.image_id.startswith("sha256:" + v) or
-                                         cfg.image.split(":")[0] == v for v in values):
-            return False
-        if key in ("before", "since"):
-            for v in values:
-                other = next((o for o in every if o.id.startswith(v) or o.name == v), None)
-                if other is None:
-                    raise ApiError(404, f"No such container: {v}")
-                if key == "before" and not cfg.created < other.config.created:
-                    return False
-                if key == "since" and not cfg.created > other.config.created:
-                    return False
-        if key == "volume" and not any(m["source"] in values or m["target"] in values
-                                       for m in cfg.mounts):
-            return False
-        if key == "network" and _network_name(cfg.network) not in values and \
-                cfg.network not in values:
-            return False
-        if key == "health":
-            h = (c.state().get("health") or {}).get("Status", "none")
-            if h not in values:
-                return False
-    return True
-
-
 def list_entry(c: Container, state: str, code) -> dict:
+    """A container's ``Summary`` as the list gives it (``runner.summary``)."""
     from ..engine import ps_row
-    cfg = c.config
+    from ..summary import summary
+    from ..volumes import Volumes
     row = ps_row(c, "running" if state == "paused" else state, code, True)
-    return {
-        "Id": cfg.id, "Names": ["/" + cfg.name], "Image": cfg.image, "ImageID": cfg.image_id,
-        "Command": " ".join(shlex.quote(a) for a in cfg.argv),
-        "Created": int(cfg.created),
-        "Ports": [{"IP": ip or "0.0.0.0", "PrivatePort": int(cp), "PublicPort": int(hp),
-                   "Type": proto} for ip, hp, cp, proto in cfg.ports],
-        "Labels": cfg.labels or {}, "State": state, "Status": row["Status"],
-        "HostConfig": {"NetworkMode": _network_name(cfg.network)},
-        "NetworkSettings": {"Networks": {_network_name(cfg.network): {}}},
-        "Mounts": [{"Type": m["kind"], "Source": m["source"], "Destination": m["target"],
-                    "RW": not m["readonly"]} for m in cfg.mounts],
-    }
+    return summary(c, row["Status"], Volumes(c.path.parent.parent).path)
 
 
 # -- create's request ----------------------------------------------------------------------------

@@ -287,14 +287,9 @@ class ImageApi:
         return out
 
     async def prune(self, req: Request):
-        filters = {k: _values(v) for k, v in req.json_arg("filters").items()}
-        all_ = False
-        for k, v in filters.items():
-            if k == "dangling" and v and v[-1].lower() in ("0", "false"):
-                all_ = True
-            elif k != "dangling":
-                raise ApiError(400, f"image prune filter {k} is not supported by dockish")
-        report = await blocking(self.engine.image_prune, all_)
+        from ..filters import from_api
+        filters = from_api(req.json_arg("filters"))
+        report = await blocking(self.engine.image_prune, False, filters)
         deleted = []
         for line in report.deleted:
             kind, _, what = line.partition(": ")

@@ -120,8 +120,9 @@ class SystemApi:
     def _df(self) -> dict:
         from registry import reference as refs
 
+        from ..format import parse_time
+        from ..images import config_or_empty
         from .containers import list_entry
-        from .images import _config, _created
         u = self.engine.df()
         store = u.store
         images = []
@@ -130,8 +131,9 @@ class SystemApi:
             size = store.size(rec)
             shared = sum(u.layer_sizes.get(d, 0) for d in set(rec.diff_ids)
                          if u.layer_users.get(d, 0) > 1)
-            images.append({"Id": rec.id, "ParentId": "", "Created": int(
-                _created(_config(store, rec))), "Size": size, "SharedSize": shared,
+            created = parse_time(config_or_empty(store, rec).get("created")) or 0
+            images.append({"Id": rec.id, "ParentId": "", "Created": int(created),
+                           "Size": size, "SharedSize": shared,
                 "VirtualSize": size, "Labels": None,
                 "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)] or None,
                 "RepoDigests": None, "Containers": len(u.in_use.get(rec.id, []))})
@@ -220,49 +222,29 @@ class SystemApi:
         data.setdefault("Mountpoint", str(vs.path(name) / "_data"))
         data.setdefault("Scope", "local")
         data.setdefault("Options", None)
-        data["Labels"] = {k: v for k, v in (data.get("Labels") or {}).items()
-                          if k != "anonymous"} or None
+        data["Labels"] = data.get("Labels") or None
         return data
 
     async def volume_list(self, req: Request):
-        filters = req.json_arg("filters")
-        for k in filters:
-            if k not in ("dangling", "name", "label", "driver"):
-                raise ApiError(400, f"invalid filter '{k}'")
+        from ..filters import from_api
+        filters = from_api(req.json_arg("filters"))
 
         def run():
-            used = self.engine.volumes_in_use()
-            out = []
-            for n in self.engine.volumes():
-                v = self._volume(n)
-                if "dangling" in filters:
-                    want = str(list(filters["dangling"])[-1]).lower() in ("1", "true")
-                    if want != (n not in used):
-                        continue
-                if "name" in filters and not any(x in n for x in filters["name"]):
-                    continue
-                if "label" in filters and not all(
-                        (v.get("Labels") or {}).get(x.partition("=")[0]) is not None
-                        for x in filters["label"]):
-                    continue
-                out.append(v)
-            return {"Volumes": out, "Warnings": None}
+            return {"Volumes": [self._volume(v["Name"])
+                                for v in self.engine.volume_list(filters)],
+                    "Warnings": None}
         return await blocking(run)
 
     async def volume_create(self, req: Request):
         body = await req.json()
-        if body.get("Driver") not in (None, "", "local") or body.get("DriverOpts"):
-            raise ApiError(400, "volume drivers and driver options are not supported by "
-                           "dockish")
-        if body.get("Labels"):
-            raise ApiError(400, "volume labels are not supported by dockish")
+        labels = body.get("Labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise ApiError(400, "Labels must be an object of strings")
         name = body.get("Name") or None
 
         def run():
-            vs = self.engine.volume_store
-            if name and vs.exists(name):
-                return self._volume(name)
-            return self._volume(self.engine.volume_create(name))
+            return self._volume(self.engine.volume_create(
+                name, labels, body.get("Driver") or "local", body.get("DriverOpts") or {}))
         return Reply(201, await blocking(run))
 
     async def volume_inspect(self, req: Request):
@@ -275,15 +257,9 @@ class SystemApi:
         return NO_CONTENT
 
     async def volume_prune(self, req: Request):
-        filters = req.json_arg("filters")
-        all_ = False
-        for k, v in filters.items():
-            if k == "all":
-                all_ = str(list(v)[-1] if isinstance(v, list | dict) else v).lower() in \
-                    ("1", "true")
-            else:
-                raise ApiError(400, f"volume prune filter {k} is not supported by dockish")
-        report = await blocking(self.engine.volume_prune, all_)
+        from ..filters import from_api
+        filters = from_api(req.json_arg("filters"))
+        report = await blocking(self.engine.volume_prune, False, filters)
         return {"VolumesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
 
 

@@ -1,0 +1,219 @@
+"""Labels and filters as Docker scripts use them, on real rootless
+containers: ``run -l/--label-file`` (merged over the image's labels),
+``ps --filter/-n/-l/-s/--format json``, ``volume create --label``,
+``volume ls --filter``, the prunes' ``--filter``. The docker CLI (28.x)
+pointed at ``dockish system service`` is the oracle: the same ``ps`` or
+``volume ls`` through it and through ``dockish`` prints the same lines,
+and errors read the same."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .runbed import dockish, no_leftovers  # noqa: F401 - a fixture
+from .runbed import ok as dok
+from .test_api import IMAGE, docker, service  # noqa: F401 - a fixture
+from .test_api import ok as docker_ok
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+FIELDS = ('{{.Names}}|{{.Image}}|{{.Command}}|{{.State}}|{{.Labels}}|{{.Label "tier"}}|'
+          '{{.Networks}}|{{.Mounts}}|{{.LocalVolumes}}|{{.Ports}}|{{.CreatedAt}}')
+
+
+@pytest.fixture
+def bed(service, tmp_path):  # noqa: F811 - the fixture imported above
+    """Four containers of two images: ``web`` (running, labels from the
+    image, a label file and flags, volume ``data``), ``worker`` (exited 3),
+    ``job`` (exited 0), ``fresh`` (created)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL tier=image shared=image\n")
+    dok("build", "-q", "-t", "labeled:1", str(ctx))
+    (tmp_path / "labels").write_text("# from a file\nenv=prod\nshared=file\n")
+    dok("run", "-d", "--name", "web", "-l", "tier=web", "--label", "shared=mine",
+        "--label-file", str(tmp_path / "labels"), "-v", "data:/data", "labeled:1",
+        "sleep", "1000")
+    assert dockish("run", "--name", "worker", "-l", "tier=back", IMAGE,
+                   "sh", "-c", "exit 3").returncode == 3
+    dok("run", "--name", "job", IMAGE, "true")
+    dok("create", "--name", "fresh", IMAGE)
+    return service
+
+
+def both(svc, *args: str) -> str:
+    """``dockish ARGS`` and ``docker ARGS`` through the service print the
+    same; that output."""
+    mine = dok(*args)
+    theirs = docker_ok(svc, *args)
+    assert mine == theirs, (args, mine, theirs)
+    return mine
+
+
+def names(out: str) -> list[str]:
+    return [line.split("|")[0] for line in out.splitlines()]
+
+
+def test_labels_are_the_images_under_the_files_under_the_flags(bed):
+    want = '{"env":"prod","shared":"mine","tier":"web"}\n'
+    assert dok("inspect", "-f", "{{json .Config.Labels}}", "web") == want
+    assert docker_ok(bed, "inspect", "-f", "{{json .Config.Labels}}", "web") == want
+    assert dok("ps", "--format", '{{.Label "shared"}} {{.Labels}}') == \
+        "mine env=prod,shared=mine,tier=web\n"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((), ["web"]),
+    (("-a",), ["fresh", "job", "worker", "web"]),
+    (("-a", "--filter", "label=tier"), ["worker", "web"]),
+    (("--filter", "label=tier=web"), ["web"]),
+    (("-a", "-f", "label=tier", "-f", "label=env=prod"), ["web"]),       # labels: AND
+    (("-f", "status=exited"), ["job", "worker"]),                       # status implies -a
+    (("-f", "status=exited", "-f", "status=created"), ["fresh", "job", "worker"]),  # OR
+    (("-a", "-f", "status=exited", "-f", "name=^wor"), ["worker"]),     # keys: AND
+    (("-a", "-f", "exited=3"), ["worker"]),
+    (("-a", "-f", "exited=0", "-f", "exited=3"), ["job", "worker"]),
+    (("-f", "exited=0"), []),                                          # Docker: needs -a
+    (("-a", "-f", "name=^w"), ["worker", "web"]),
+    (("-a", "-f", "name=ob"), ["job"]),
+    (("-a", "-f", "ancestor=labeled:1"), ["web"]),
+    (("-a", "-f", "ancestor=busybox"), ["fresh", "job", "worker", "web"]),   # built on it
+    (("-a", "-f", "before=job"), ["worker", "web"]),
+    (("-a", "-f", "since=worker"), ["fresh", "job"]),
+    (("-a", "-f", "volume=data"), ["web"]),
+    (("-a", "-f", "volume=/data"), ["web"]),
+    (("-a", "-f", "health=none"), ["fresh", "job", "worker", "web"]),
+    (("-n", "2"), ["fresh", "job"]),
+    (("--last", "1", "-f", "status=running"), ["web"]),
+    (("-l",), ["fresh"]),
+])
+def test_ps_filters_as_docker(bed, args, expected):
+    assert names(both(bed, "ps", *args, "--format", FIELDS)) == expected
+
+
+def test_ps_filter_by_id_prefix_and_network(bed):
+    cid = dok("ps", "-q", "--no-trunc", "-f", "name=web").strip()
+    assert names(both(bed, "ps", "-a", "-f", f"id={cid[:6]}", "--format", FIELDS)) == ["web"]
+    net = dok("ps", "--format", "{{.Networks}}").strip()
+    assert names(both(bed, "ps", "-a", "-f", f"network={net}", "--format", FIELDS))[-1] == \
+        "web"
+
+
+def test_ps_json_has_dockers_fields_and_values(bed):
+    def rows(out: str) -> list[dict]:
+        out_rows = [json.loads(line) for line in out.splitlines()]
+        for r in out_rows:           # times move between the two calls
+            r.pop("RunningFor")
+            r.pop("Status")
+        return out_rows
+    mine = rows(dok("ps", "-a", "--format", "json"))
+    theirs = rows(docker_ok(bed, "ps", "-a", "--format", "json"))
+    assert mine == theirs
+    web = mine[-1]
+    assert web["Names"] == "web" and web["Labels"] == "env=prod,shared=mine,tier=web"
+    assert web["Command"] == '"sleep 1000"' and web["LocalVolumes"] == "1"
+    assert web["Mounts"] == "data" and web["Size"] == "0B"     # json: not measured
+    sized = [json.loads(line) for line in dok("ps", "--format", "{{json .}}").splitlines()]
+    assert "B (virtual " in sized[0]["Size"]                     # {{json .}}: measured
+    assert "B (virtual " in both(bed, "ps", "--format", "{{.Names}} {{.Size}}")
+    assert web["CreatedAt"].endswith(" +0000 UTC") and web["Platform"] is None
+
+
+def test_ps_size_and_quiet(bed):
+    out = dok("ps", "-s")
+    assert out.splitlines()[0].split()[-1] == "SIZE" and "(virtual " in out
+    assert both(bed, "ps", "-a", "-q", "-f", "status=exited") == \
+        both(bed, "ps", "-a", "-q", "-f", "exited=0", "-f", "exited=3")
+    assert len(dok("ps", "-aq").split()) == 4
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("-f", "colour=red"), "invalid filter 'colour'"),
+    (("-f", "status=up"), "invalid filter 'status=up': invalid value for state (up): must "
+     "be one of created, running, paused, restarting, removing, exited, dead"),
+    (("-f", "exited=x"), "invalid filter 'exited=x': strconv.Atoi: parsing \"x\": invalid "
+     "syntax"),
+    (("-f", "before=nope"), "No such container: nope"),
+])
+def test_ps_bad_filters_read_as_dockers(bed, args, line):
+    for res in (dockish("ps", *args), docker(bed, "ps", *args)):
+        assert (res.returncode, res.stdout, res.stderr) == \
+            (1, "", f"Error response from daemon: {line}\n")
+
+
+def test_malformed_filter_and_label_are_flag_errors(bed):
+    res = dockish("ps", "--filter", "dangling")
+    assert res.returncode == 125 and res.stderr.splitlines()[0] == (
+        'dockish: invalid argument "dangling" for "-f, --filter" flag: bad format of filter '
+        "(expected name=value)")
+    res = dockish("run", "--rm", "-l", "=x", IMAGE, "true")
+    assert res.returncode == 125 and "invalid label '=x': empty name" in res.stderr
+    assert len(dok("ps", "-aq").split()) == 4          # nothing was made
+
+
+def test_label_file_errors_are_one_line(bed, tmp_path):
+    (tmp_path / "bad").write_bytes(b"ok=1\nbad key=2\n")
+    (tmp_path / "fifo").mkdir()
+    for path, words in ((tmp_path / "missing", "no such file or directory"),
+                        (tmp_path / "bad", "variable 'bad key' contains whitespaces"),
+                        (tmp_path / "fifo", "--label-file: ")):
+        res = dockish("create", "--label-file", str(path), IMAGE)
+        assert res.returncode == 125 and res.stdout == "", res
+        assert res.stderr.startswith("dockish: error: --label-file: ") and words in \
+            res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert len(dok("ps", "-aq").split()) == 4          # nothing was made
+
+
+def test_volumes_labels_and_filters(bed):
+    dok("volume", "create", "--label", "keep=1", "--label", "team", "kept")
+    dok("volume", "create", "spare")
+    fmt = "{{.Name}} {{.Driver}} {{.Labels}}"
+    assert both(bed, "volume", "ls", "--format", fmt) == \
+        "data local \nkept local keep=1,team=\nspare local \n"
+    assert both(bed, "volume", "ls", "-q", "-f", "dangling=true") == "kept\nspare\n"
+    assert both(bed, "volume", "ls", "-q", "-f", "dangling=false") == "data\n"
+    assert both(bed, "volume", "ls", "-q", "-f", "label=keep=1") == "kept\n"
+    assert both(bed, "volume", "ls", "-q", "-f", "name=^s", "-f", "name=^k") == "kept\nspare\n"
+    assert both(bed, "volume", "ls", "-q", "-f", "driver=local", "-f", "label=team") == \
+        "kept\n"
+    assert both(bed, "volume", "inspect", "--format", "{{.Labels}} {{.Driver}}", "kept") == \
+        "map[keep:1 team:] local\n"
+    for res in (dockish("volume", "ls", "-f", "until=1h"),
+                docker(bed, "volume", "ls", "-f", "until=1h")):
+        assert (res.returncode, res.stderr) == \
+            (1, "Error response from daemon: invalid filter 'until'\n")
+    res = dockish("volume", "create", "-d", "nfs", "x")
+    assert (res.returncode, res.stderr) == (1, "Error response from daemon: create x: error "
+                                               'looking up volume plugin nfs: plugin "nfs" '
+                                               "not found\n")
+    assert dok("volume", "prune", "-f", "-a", "--filter", "label!=keep") == \
+        "Deleted Volumes:\nspare\n\nTotal reclaimed space: 0B\n"
+    assert dok("volume", "ls", "-q") == "data\nkept\n"
+
+
+def test_container_and_system_prune_filters(bed):
+    out = dok("container", "prune", "-f", "--filter", "label=tier=back")
+    assert out.startswith("Deleted Containers:\n") and out.count("\n") == 4
+    assert names(dok("ps", "-a", "--format", FIELDS)) == ["fresh", "job", "web"]
+    out = docker_ok(bed, "container", "prune", "-f", "--filter", "until=1h")
+    assert names(dok("ps", "-a", "--format", FIELDS)) == ["fresh", "job", "web"]
+    dok("system", "prune", "-f", "--filter", "label!=nothing", "--filter", "until=0s")
+    assert names(dok("ps", "-a", "--format", FIELDS)) == ["web"]
+    res = dockish("system", "prune", "-f", "--volumes", "--filter", "until=1h")
+    assert (res.returncode, res.stderr) == \
+        (125, 'dockish: error: ERROR: The "until" filter is not supported with "--volumes"\n')
+
+
+def test_image_prune_filters(bed, tmp_path):
+    ctx = tmp_path / "ctx2"
+    ctx.mkdir()
+    for kind in ("a", "b"):             # the second build leaves the first dangling
+        (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nLABEL kind={kind}\n")
+        dok("build", "-q", "-t", "twice:1", str(ctx))
+    dangling = dok("images", "-q", "-f", "dangling=true").split()
+    assert len(dangling) == 1
+    assert "deleted" not in dok("image", "prune", "-f", "--filter", "label=kind=b")
+    assert dok("images", "-q", "-f", "dangling=true").split() == dangling
+    out = docker_ok(bed, "image", "prune", "-f", "--filter", "label=kind=a")
+    assert "Deleted Images:" in out and dok("images", "-q", "-f", "dangling=true") == ""
