@@ -379,7 +379,11 @@ def test_writable_view_opens_without_the_daemon(image, tmp_path):
             got = {p: (mnt / p).read_bytes() for p in expect}
             assert {p: os.stat(mnt / p).st_size for p in expect} == \
                 {p: len(v) for p, v in expect.items()}
+            assert sorted(os.listdir(mnt / "a")) == ["b", "f1", "f2"]
             return got
+        assert seen() == expect
+        # the reads just made from the daemon marked each file's atime stale
+        # (the kernel's fuse_invalidate_atime): one GETATTR each, once
         assert seen() == expect
         times = {p: os.stat(mnt / p).st_mtime_ns for p in expect}
         before = _request_counts(mnt)
@@ -387,7 +391,7 @@ def test_writable_view_opens_without_the_daemon(image, tmp_path):
             assert seen() == expect
         after = _request_counts(mnt)
         grown = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        for kind in ("open", "release", "read", "getattr"):
+        for kind in ("open", "release", "read", "getattr", "opendir", "releasedir", "readdir"):
             assert grown.get(kind, 0) == 0, grown
     finally:
         assert _umount(mnt).returncode == 0
@@ -395,5 +399,36 @@ def test_writable_view_opens_without_the_daemon(image, tmp_path):
     try:
         assert {p: (mnt / p).read_bytes() for p in expect} == expect
         assert {p: os.stat(mnt / p).st_mtime_ns for p in expect} == times
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+def test_listing_a_changing_directory_without_opendir(image, tmp_path):
+    """Where the kernel lists directories without OPENDIR, a listing is
+    known by its offsets: one that goes on while the directory changes, and
+    while other listings of it start and end, sees every entry that was
+    there all along exactly once."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    try:
+        d = mnt / "many"
+        d.mkdir()
+        names = {f"entry-with-a-long-name-{i:05d}" for i in range(3000)}
+        for name in names:
+            (d / name).touch()
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        with os.scandir(fd) as it:
+            got = [next(it).name for _ in range(500)]
+            for i in range(300):                       # change it as the listing goes
+                os.unlink(d / f"entry-with-a-long-name-{i:05d}")
+                (d / f"new-{i}").touch()
+            assert len(os.listdir(d)) == 3000          # another listing, all through
+            got += [e.name for e in it]
+        os.close(fd)
+        kept = {n for n in names if int(n[-5:]) >= 300}
+        assert len(got) == len(set(got)), "an entry was listed twice"
+        assert kept <= set(got), sorted(kept - set(got))[:5]
+        assert set(got) <= names | {f"new-{i}" for i in range(300)}
     finally:
         assert _umount(mnt).returncode == 0

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 TIMEOUT = 1e6          # seconds the kernel may cache entries and attributes
 NAME_MAX = 255
 _BIG = 64 * 1024       # reads and writes above this go to a worker thread
+_SNAP_BITS = 32        # readdir offsets: snapshot number << 32 | index (see _snapshot)
+_SNAPSHOTS = 256
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
 
 
@@ -109,6 +111,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self.no_open = False
         self.no_opendir = False
         self._listings: dict[int, list[tuple[bytes, Node]]] = {}
+        # writable views without OPENDIR: listings made at offset 0, named
+        # by the offsets handed out (see ``_snapshot``)
+        self._snaps: dict[int, list[tuple[bytes, Node]]] = {}
+        self._snap_seq = 0
 
     def mount_options(self, options: set[str]) -> set[str]:
         """``options`` plus what this view's permission model needs (see
@@ -116,19 +122,18 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         the daemon checks other users, no cached entries (a path walk over
         cached entries never asks the daemon about search permission).
 
-        A view answers OPEN (and a read-only one OPENDIR) with ENOSYS where
-        no open needs the daemon's check (the kernel checks, or nobody but
-        the mounting user, who reads everything, gets in): the kernel then
-        opens every file (and directory) itself, keeps pages (and listings)
-        and sends no OPEN/RELEASE (OPENDIR/RELEASEDIR) again, so a warm
-        re-read costs no request at all. Nothing in the daemon is per open
-        file then: data fds are per inode (``FdCache``), a lower file is
-        copied up by its first write or truncate, O_TRUNC comes as a SETATTR
+        A view answers OPEN and OPENDIR with ENOSYS where no open needs the
+        daemon's check (the kernel checks, or nobody but the mounting user,
+        who reads everything, gets in): the kernel then opens every file and
+        directory itself, keeps pages and listings and sends no OPEN,
+        RELEASE, OPENDIR or RELEASEDIR again, so a warm re-read costs no
+        request at all. Nothing in the daemon is per open file then: data
+        fds are per inode (``FdCache``), a lower file is copied up by its
+        first write or truncate, O_TRUNC comes as a SETATTR
         (``atomic_o_trunc`` off), written times are journaled with the next
-        change, fsync or forget. A writable view keeps OPENDIR: a listing
-        being changed needs its per-handle snapshot. Needs the patched
-        pyfuse3 (reads, writes and fsyncs name the inode:
-        scripts/patch-pyfuse3)."""
+        change, fsync or forget, and a listing is known by its offsets
+        (``_snapshot``). Needs the patched pyfuse3 (reads, writes, fsyncs and
+        listings name the inode: scripts/patch-pyfuse3)."""
         others = bool(options & {"allow_other", "allow_root"})
         if others and not self.policy.kernel_checks:
             self.entry_timeout = 0
@@ -136,7 +141,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self.no_open = (getattr(pyfuse3, marker, False)
                         and (self.policy.kernel_checks
                              or not others and self.policy.owner_uid != 0))
-        self.no_opendir = self.no_open and self.readonly
+        self.no_opendir = self.no_open
         if self.no_open and not self.readonly:
             self.atomic_o_trunc = False
             self.enable_writeback_cache = False
@@ -628,21 +633,44 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return self._fh
 
     async def readdir(self, fh, start_id, token) -> None:
-        if self.no_opendir:                  # fh is the inode; the view never changes
+        base = 0
+        if not self.no_opendir:
+            entries = self._dirs[fh]
+        elif self.readonly:                  # fh is the inode; the view never changes
             entries = self._listings.get(fh)
             if entries is None:
                 entries = self._listings[fh] = _entries(self._dir(fh))
         else:
-            entries = self._dirs[fh]
+            entries, base, start_id = self._snapshot(fh, start_id)
         nodes = self.tree.nodes
         for i in range(start_id, len(entries)):
             name, node = entries[i]
             if nodes.get(node.ino) is not node:
                 continue                     # removed since opendir and forgotten
-            if not pyfuse3.readdir_reply(token, name, self.attrs(node), i + 1):
+            if not pyfuse3.readdir_reply(token, name, self.attrs(node), base + i + 1):
                 break
             if i >= 2:                        # the kernel takes no reference for . and ..
                 node.lookups += 1
+
+    def _snapshot(self, ino: int, start_id: int) -> tuple[list[tuple[bytes, Node]], int, int]:
+        """A writable directory listed without OPENDIR: no handle tells one
+        listing from another, so the listing is snapshotted when one starts
+        (offset 0) and its number goes into every offset handed out (the
+        high bits; the index below): a listing that goes on reads its own
+        snapshot even if the directory changed or another listing of it
+        began meanwhile, so no entry is skipped or repeated. The newest
+        ``_SNAPSHOTS`` are kept; a listing continued past that (hundreds of
+        listings at once) reads the directory as it is now.
+        Returns (entries, offset base, index to start at)."""
+        snap, index = divmod(start_id, 1 << _SNAP_BITS)
+        entries = self._snaps.get(snap) if snap else None
+        if entries is None:
+            self._snap_seq += 1
+            snap = self._snap_seq
+            entries = self._snaps[snap] = _entries(self._dir(ino))
+            if len(self._snaps) > _SNAPSHOTS:
+                del self._snaps[next(iter(self._snaps))]
+        return entries, snap << _SNAP_BITS, index
 
     async def releasedir(self, fh) -> None:
         self._dirs.pop(fh, None)
