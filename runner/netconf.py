@@ -252,12 +252,13 @@ def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
     """``docker network inspect``'s record; ``members`` are dicts with
     id, name, ip, mac of the containers on it."""
     from .format import rfc3339
-    prefix = ipaddress.ip_network(rec.subnet).prefixlen
+    prefix = ipaddress.ip_network(rec.subnet).prefixlen if rec.subnet else 0
     return {
         "Name": rec.name, "Id": rec.id, "Created": rfc3339(rec.created),
         "Scope": "local", "Driver": rec.driver, "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": {},
-                 "Config": [{"Subnet": rec.subnet, "Gateway": rec.gateway}]},
+                 "Config": [{"Subnet": rec.subnet, "Gateway": rec.gateway}]
+                 if rec.subnet else []},     # the pre-defined ones have none here
         "Internal": rec.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": {m["id"]: {"Name": m["name"], "EndpointID": "",

@@ -105,9 +105,7 @@ def inspect(root: Path, ref: str) -> dict:
         mac = ((live.get(c.id) or {}).get("macs") or {}).get(rec.name, "")
         if c.running:
             out.append({"id": c.id, "name": c.name, "ip": ep["ip"], "mac": mac})
-    return netconf.inspect_network(rec, out) if rec.name not in BUILTINS else \
-        {**netconf.inspect_network(rec, []), "IPAM": {"Driver": "default", "Options": None,
-                                                       "Config": []}}
+    return netconf.inspect_network(rec, out)
 
 
 def remove(root: Path, ref: str) -> NetworkRecord:

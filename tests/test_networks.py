@@ -211,7 +211,7 @@ def test_a_killed_holder_is_cleaned_up_by_the_next_command(bb, nets):
     assert res.returncode == 0 and res.stdout.startswith("hello-"), res
 
 
-def test_network_commands_refuse_bad_input_with_one_line(nets):
+def test_network_commands_refuse_bad_input_with_one_line(bb, nets):
     res = dockish("network", "create", "--subnet", "nope", "x1")
     assert res.returncode == 125 and res.stderr.count("\n") == 1 and "invalid subnet" in \
         res.stderr
@@ -223,6 +223,12 @@ def test_network_commands_refuse_bad_input_with_one_line(nets):
     res = dockish("network", "inspect", "nosuch")
     assert res.returncode == 1 and "network nosuch not found" in res.stderr
     assert "overlap" not in ok("network", "ls", "-q", "--format", "{{.Name}}")
+    assert json.loads(ok("network", "inspect", "bridge"))[0]["Driver"] == "bridge"
+    res = dockish("network", "rm", "host")
+    assert res.returncode == 1 and "pre-defined network" in res.stderr
+    res = dockish("run", "--rm", "--network", "nosuch", bb, "true")
+    assert res.returncode == 125 and "network nosuch not found" in res.stderr
+    assert ok("ps", "-a", "-q") == ""
 
 
 def test_connect_and_disconnect_a_running_container(bb, nets):
@@ -418,5 +424,46 @@ def test_testcontainers_network_two_containers_talk_by_alias(tmp_path, dockish_r
                     assert b"hello-" in out, out
         assert ok("ps", "-a", "-q") == ""
         assert ok("network", "ls", "--filter", "type=custom", "-q") == ""
+    finally:
+        svc.stop()
+
+
+def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, busybox_image):
+    import subprocess
+
+    from .diffbase import dockish_exe
+    from .test_api import DOCKER, IMAGE, Service
+    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
+                   check=True, capture_output=True)
+    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
+                   capture_output=True)
+    home = tmp_path / "svc"
+    home.mkdir()
+    svc = Service(home / "docker.sock", home)
+
+    def docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([DOCKER, *args], capture_output=True, text=True, env=svc.env(),
+                              timeout=120)
+    try:
+        res = docker("network", "create", "--label", "team=a", "dnet")
+        assert res.returncode == 0 and len(res.stdout.strip()) == 64, res
+        res = docker("network", "ls", "--format", "{{.Name}} {{.Driver}}")
+        assert res.returncode == 0 and "dnet bridge" in res.stdout.splitlines(), res
+        assert {"bridge bridge", "host host", "none null"} <= set(res.stdout.splitlines())
+        res = docker("network", "inspect", "-f", "{{.Name}} {{.Labels}}", "dnet")
+        assert res.stdout.strip() == "dnet map[team:a]", res
+        res = docker("run", "-d", "--name", "dweb", "--network", "dnet",
+                     "--network-alias", "dalias", IMAGE, "sh", "-c", HTTPD)
+        assert res.returncode == 0, (res, svc.logs())
+        res = docker("run", "--rm", "--network", "dnet", IMAGE, "sh", "-c",
+                     "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 dalias 80")
+        assert res.returncode == 0 and "hello-" in res.stdout, (res, svc.logs())
+        res = docker("network", "rm", "dnet")
+        assert res.returncode == 1 and "active endpoints" in res.stderr, res
+        assert docker("rm", "-f", "dweb").returncode == 0
+        res = docker("network", "rm", "dnet")
+        assert res.returncode == 0, res
+        res = docker("network", "inspect", "dnet")
+        assert res.returncode == 1 and "not found" in res.stderr, res
     finally:
         svc.stop()
