@@ -251,6 +251,44 @@ def test_connect_and_disconnect_a_running_container(bb, nets):
         {"conn-a"}
 
 
+def test_a_killed_session_leaves_no_network_state_and_networks_work_again(bb, nets):
+    """Every process the user started (containers, monitors, the holder,
+    slirp4netns, aardvark-dns) SIGKILLed at once, as logind does: the next
+    command finds the holder dead and forgets its state; the containers
+    start again on a new holder and reach each other."""
+    from .test_lifecycle import _ancestors, _started_since, _ticks_now
+    nets("sess")
+    t0 = _ticks_now()
+    time.sleep(0.05)
+    ok("run", "-d", "--name", "s1", "--network", "sess", bb, "sh", "-c", HTTPD)
+    ok("run", "-d", "--name", "s2", "--network", "sess", bb, "sleep", "1000")
+    assert _holder() and _aardvark_pids()
+    spare = _ancestors()
+    victims = _started_since(t0, spare)
+    end = time.monotonic() + 15
+    while victims:
+        for p in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+        assert time.monotonic() < end, victims
+        time.sleep(0.05)
+        victims = _started_since(t0, spare)
+    assert ok("ps", "-q") == ""
+    ok("network", "ls")
+    assert not (_state() / "holder.json").exists()
+    assert not list((_state() / "attach").iterdir())
+    assert not list((_state() / "netns").iterdir())
+    ok("start", "s1", "s2")
+    get = ("sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 s1 80")
+    deadline = time.monotonic() + 10
+    while "hello-" not in dockish("exec", "s2", *get).stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    holder = _holder()
+    ok("rm", "-f", "s1", "s2")
+    assert _gone([holder["holder_pid"], holder["slirp_pid"]])
+
+
 # -- the pure rules (runner.netconf), no namespaces ------------------------------------------
 
 def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
