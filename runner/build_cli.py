@@ -42,6 +42,26 @@ def _labels(items: tuple[str, ...]) -> dict[str, str]:
     return dict(i.partition("=")[::2] for i in items)
 
 
+def _context(context_dir: str, file: str | None):
+    """(the context: a directory, or with CONTEXT ``-`` a tar stream or None,
+    the Dockerfile's text if it comes from stdin). ``build -`` reads stdin
+    as Docker does: an archive is the context (``-f`` names a file in it),
+    anything else the Dockerfile of an empty context."""
+    from .contexttar import Prefixed, is_archive
+    if context_dir != "-":
+        return context_dir, sys.stdin.read() if file == "-" else None
+    if file == "-":
+        raise DockishError("invalid argument: can't use stdin for both build context and "
+                           "dockerfile")
+    head = sys.stdin.buffer.read(512)
+    if is_archive(head):
+        return Prefixed(head, sys.stdin.buffer), None
+    if file:
+        raise DockishError("Cannot locate specified Dockerfile: a Dockerfile on stdin has no "
+                           "context to name one in (-f)")
+    return None, (head + sys.stdin.buffer.read()).decode("utf-8", "replace")
+
+
 def register(main: click.Group) -> None:
     @main.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("-t", "--tag", "tags", multiple=True, metavar="NAME[:TAG]",
@@ -80,7 +100,8 @@ def register(main: click.Group) -> None:
     def build(tags, file, build_args, target, no_cache, quiet, iidfile, labels, network,
               timestamp, squash, secrets, platform, pull, rm, progress, output, load,
               add_hosts, context_dir) -> None:
-        """Build an image from a Dockerfile and the CONTEXT directory."""
+        """Build an image from a Dockerfile and the CONTEXT directory (``-``: a
+        context tar, or a Dockerfile alone, on stdin)."""
         from registry import reference as refs
         from registry.archive import host_platform
 
@@ -115,10 +136,10 @@ def register(main: click.Group) -> None:
             opts.quiet = quiet = True
         printer = buildprogress.printer(mode, lambda line: click.echo(line, err=True))
         try:
+            context, text = _context(context_dir, file)
             image_id = engine().build(
-                context_dir, opts, dockerfile=file if file and file != "-" else None,
-                dockerfile_text=sys.stdin.read() if file == "-" else None,
-                out=None if printer else sys.stdout,
+                context, opts, dockerfile=file if file and file != "-" else None,
+                dockerfile_text=text, out=None if printer else sys.stdout,
                 progress=printer.feed if printer else None)
         except DockishError as e:
             if printer:

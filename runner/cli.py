@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -162,22 +161,6 @@ def main() -> None:
     """Docker-style containers for people without root."""
 
 
-def _store():
-    from unionfs.layers import LayerStore, default_root
-    return LayerStore(default_root())
-
-
-def _mount_spec(image: str, mountpoint: str, upper: str | None, options: list[str]):
-    from registry.resolve import resolve
-    from unionfs.daemon import MountSpec
-    store = _store()
-    img = resolve(image, store)
-    layers = [(store.tar_path(d), store.load_index(d)) for d in img.diff_ids]
-    return MountSpec(layers=layers, layer_ids=list(img.diff_ids),
-                     mountpoint=os.path.abspath(mountpoint), image=image,
-                     upper=Path(upper).absolute() if upper else None, options=options)
-
-
 @main.command()
 @click.option("-f", "--foreground", is_flag=True, help="Serve in the foreground.")
 @click.option("--rw", is_flag=True, help="Writable: changes go to the --upper layer.")
@@ -196,44 +179,19 @@ def mount(foreground: bool, rw: bool, upper: str | None, options: tuple[str, ...
     MOUNTPOINT, a directory under the user's runtime dir is made and its path
     printed. Without IMAGE, the active mounts are listed.
     """
-    from unionfs import daemon, mounts
+    from .containers_cli import engine
+    eng = engine()
     if image is None:
-        _list_mounts(fmt)
+        _list_mounts(eng.mounts(), fmt)
         return
-    opts = [o for group in options for o in group.split(",") if o]
-    if "ro" in opts and (rw or upper):
-        raise UserError("-o ro contradicts --rw/--upper")
-    if rw and not upper:
-        raise UserError("--rw needs --upper DIR: the directory that keeps the changes")
-    print_path = mountpoint is None
-    if mountpoint is None:
-        mountpoint = str(mounts.auto_mountpoint(image))
-    daemon.check_mountpoint(os.path.abspath(mountpoint))
-    spec = _mount_spec(image, mountpoint, upper, opts)
-    if foreground:
-        daemon.serve(spec)
-        return
-    log = mounts.runtime_dir() / f"mount-{mounts.record_path(spec.mountpoint).stem}.log"
-    daemon.start(spec, log)
-    if print_path:
+    spec = eng.mount(image, mountpoint, upper, list(options), rw, foreground)
+    if mountpoint is None and not foreground:
         click.echo(spec.mountpoint)
 
 
-def _list_mounts(fmt: str) -> None:
-    import json
-
-    from unionfs import mounts
-    live = []
-    for rec in mounts.all_records():
-        if rec.alive:
-            live.append(rec)
-        else:
-            note = mounts.unmount(rec.mountpoint) if mounts.mount_state(rec.mountpoint) == \
-                "stale" else ""
-            mounts.remove(rec.mountpoint)
-            click.echo(f"dockish: {rec.mountpoint}: its daemon had died; "
-                       f"{'cleaned up the stale mount' if note else 'forgot it'}", err=True)
+def _list_mounts(live: list, fmt: str) -> None:
     if fmt == "json":
+        import json
         click.echo(json.dumps([{"Image": r.image, "Mountpoint": r.mountpoint, "Pid": r.pid,
                                 "ReadOnly": r.readonly, "Upper": r.upper} for r in live],
                               indent=2))
@@ -251,18 +209,8 @@ def _list_mounts(fmt: str) -> None:
 def umount(all_: bool, targets: tuple[str, ...]) -> None:
     """Unmount dockish mounts (by mountpoint or by image) and wait for their
     daemons to save and exit."""
-    from unionfs import mounts
-    if not targets and not all_:
-        raise UserError("umount needs a MOUNTPOINT, an IMAGE or --all")
-    records = mounts.all_records()
-    chosen: list[str] = []
-    if all_:
-        chosen = [r.mountpoint for r in records]
-    for t in targets:
-        by_image = [r.mountpoint for r in records if r.image == t]
-        chosen.extend(by_image or [os.path.abspath(t)])
-    for mp in chosen:
-        note = mounts.unmount(mp)
+    from .containers_cli import engine
+    for mp, note in engine().umount(list(targets), all_):
         if note:
             click.echo(f"dockish: {note}", err=True)
         else:
@@ -272,8 +220,11 @@ def umount(all_: bool, targets: tuple[str, ...]) -> None:
 @contextlib.contextmanager
 def _offline_view(image: str, upper: str):
     """The tree of IMAGE plus the writable layer UPPER, read without mounting."""
+    from unionfs.layers import LayerStore, default_root
+
+    from .mounting import mount_spec
     from .view import offline_view
-    spec = _mount_spec(image, ".", upper, [])
+    spec = mount_spec(LayerStore(default_root()), image, ".", upper, [])
     if not spec.upper.is_dir():
         raise UserError(f"{upper} is not a writable layer directory")
     with offline_view(spec.layers, spec.layer_ids, spec.upper) as (tree, up):

@@ -292,11 +292,19 @@ class Engine:
     def images_in_use(self, store=None) -> dict[str, list[str]]:
         """Image ID -> what uses it: ``container NAME`` (any state) or ``mount
         at DIR`` (a live dockish mount)."""
-        from unionfs import mounts
         store = store or self.image_store()
         out: dict[str, list[str]] = {}
         for image_id, names in container_refs(self.root)[0].items():
             out.setdefault(image_id, []).extend(f"container {n}" for n in names)
+        for image_id, users in self._mount_users(store).items():
+            out.setdefault(image_id, []).extend(u.shown for u in users)
+        return out
+
+    def _mount_users(self, store) -> dict[str, list]:
+        from unionfs import mounts
+
+        from .imageops import ImageUser
+        out: dict[str, list[ImageUser]] = {}
         for rec in mounts.all_records():
             if not rec.alive:
                 continue
@@ -304,8 +312,61 @@ class Engine:
                 img, _ = store.find(rec.image)
             except Exception:                            # noqa: BLE001 - archives, removed names
                 continue
-            out.setdefault(img.id, []).append(f"mount at {rec.mountpoint}")
+            out.setdefault(img.id, []).append(ImageUser("mount", rec.mountpoint, True))
         return out
+
+    def image_users(self, store=None) -> dict[str, list]:
+        """Image ID -> its ``ImageUser``s: containers (running ones first) and
+        live mounts, for Docker's rmi conflict rules."""
+        from .imageops import ImageUser
+        store = store or self.image_store()
+        out: dict[str, list[ImageUser]] = self._mount_users(store)
+        for c in self.containers.all():
+            out.setdefault(c.config.image_id, []).append(
+                ImageUser("container", c.id, c.running))
+        for users in out.values():
+            users.sort(key=lambda u: not u.running)
+        return out
+
+    def images(self, filters: dict[str, list[str]] | None = None) -> list:
+        """``images`` / ``GET /images/json``: ``ImageSummary`` records,
+        newest first, through Docker's filters."""
+        from .imageops import list_images
+        store = self.image_store()
+        return list_images(store, filters or {}, self.images_in_use(store))
+
+    def history(self, name: str) -> list:
+        """``history``: the image's ``HistoryEntry`` steps, newest first."""
+        from .imageops import history
+        store = self.image_store()
+        return history(store, store.find(name)[0])
+
+    def import_image(self, source: str, data=None, *, changes: list[str] | None = None,
+                     message: str = "", platform: str | None = None,
+                     reference: str | None = None):
+        """``import``: a one-layer image from a rootfs tarball (``data``, a
+        file object, else the URL or file ``source``); its record."""
+        from .imageops import import_image
+        rec = import_image(self.image_store(), source, data, changes=changes,
+                           message=message, platform=platform, reference=reference)
+        self.event("image", "import", rec.id, {"name": reference or rec.id})
+        return rec
+
+    def remove_image(self, name: str, force: bool = False,
+                     prune: bool = True) -> list[tuple[str, str]]:
+        """``rmi NAME``: [("Untagged"|"Deleted", what)] with Docker's rules
+        (``imageops.remove_image``); unused layers freed with ``prune``."""
+        from .imageops import remove_image
+        store = self.image_store()
+        rec, _ = store.find(name)
+        users = self.image_users(store).get(rec.id, [])
+        lines, deleted = remove_image(
+            store, name, users, force,
+            lambda action, image_id, ref: self.event("image", action, image_id,
+                                                     {"name": ref}))
+        if deleted and prune:
+            store.gc()
+        return lines
 
     def image_prune(self, all_: bool = False,
                     filters: dict[str, list[str]] | None = None) -> PruneReport:
@@ -365,6 +426,25 @@ class Engine:
         """Images from an archive at ``path``: [(record, names)]."""
         from registry.archive_out import load
         return load(self.image_store(), Path(path))
+
+    # -- images: mounts -----------------------------------------------------------------------
+
+    def mount(self, image: str, mountpoint: str | None = None, upper: str | None = None,
+              options: list[str] | None = None, rw: bool = False, foreground: bool = False):
+        """``mount``: IMAGE's merged layers at MOUNTPOINT (made when None),
+        read-only unless ``rw``; the daemon's ``MountSpec``."""
+        from .mounting import mount
+        return mount(self.layers, image, mountpoint, upper, options, rw, foreground)
+
+    def mounts(self) -> list:
+        """The live mounts' records (dead ones cleaned up, said to ``notify``)."""
+        from .mounting import live_mounts
+        return live_mounts(self.notify)
+
+    def umount(self, targets: list[str], all_: bool = False) -> list[tuple[str, str]]:
+        """Unmount by mountpoint or image: [(mountpoint, problem or "")]."""
+        from .mounting import umount
+        return umount(targets, all_)
 
     def gc(self) -> int:
         """Free the layers and blobs nothing uses; the bytes freed."""
@@ -1097,18 +1177,30 @@ class Engine:
 
     # -- build -----------------------------------------------------------------------------------
 
-    def build(self, context_dir: Path | str, opts, dockerfile: str | None = None,
+    def build(self, context_dir, opts, dockerfile: str | None = None,
               dockerfile_text: str | None = None, out: TextIO | None = None,
               progress: Callable[[str], None] | None = None) -> str:
         """Build from the context directory (``dockerfile``: a path, default
         CONTEXT/Dockerfile; or its text), tag it with ``opts.tags``; the
         image ID. Step output goes to ``out`` (a file with a fileno: RUN
-        output is relayed to it) or, as text in order, to ``progress``."""
+        output is relayed to it) or, as text in order, to ``progress``.
+
+        ``context_dir`` may instead be a tar stream (a file object: ``build
+        -``, ``POST /build``), extracted safely into a private scratch
+        directory first (``dockerfile`` then names a file inside it), or
+        None for an empty context (a Dockerfile given as text)."""
         from registry.archive import ImageError
         from unionfs.layers import LayerStoreError
 
         from . import dockerfile as dfm
         from .build import Builder, BuildError, container_runner, save
+        if context_dir is None or hasattr(context_dir, "read"):
+            from .contexttar import extracted, read_dockerfile
+            with extracted(self.root, context_dir) as where:
+                if dockerfile_text is None:
+                    dockerfile_text = read_dockerfile(where, dockerfile or "Dockerfile")
+                return self.build(where, opts, dockerfile_text=dockerfile_text, out=out,
+                                  progress=progress)
         ctx = Path(context_dir)
         if not ctx.is_dir():
             raise DockishError(f"unable to prepare context: path \"{context_dir}\" not found",

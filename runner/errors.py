@@ -35,6 +35,13 @@ class NotFoundError(DockishError):
     """A container, image or volume that does not exist."""
 
 
+class ConflictError(DockishError):
+    """A request that would break something else (Docker's 409 "conflict":
+    an image a container uses); exit 1, as the docker CLI's daemon errors."""
+
+    exit_code = 1
+
+
 def known_errors() -> tuple[type[BaseException], ...]:
     """Every exception the front ends report as one line (not a traceback):
     the runner's and the registry's bases, the union filesystem's errors

@@ -7,13 +7,9 @@ the ``image`` group with Docker's aliases (``image ls``, ``image rm``, ...).
 """
 from __future__ import annotations
 
-import fnmatch
-import json
-import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -22,9 +18,9 @@ from .containers_cli import filters_flag, print_inspect, print_rows, typed_inspe
 from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
-from .format import parse_time as _parse_time
 from .format import size as human_size
-from .images import config_or_empty, inspect_image
+from .imageops import IMAGE_FILTERS
+from .images import inspect_image
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 
@@ -218,46 +214,6 @@ def tag(source: str, target: str):
     _engine().tag(source, target)
 
 
-def _image_rows(store, all_: bool, filter_name: str | None, dangling: bool | None):
-    from registry import reference as refs
-    tags = store.tags()
-    rows = []
-    for rec in store.records():
-        names = store.names_of(rec.id, tags)
-        created = _parse_time(config_or_empty(store, rec).get("created"))
-        entries = [(refs.parse(n), n) for n in names] or [(None, None)]
-        for ref, _full in entries:
-            if dangling is True and ref is not None:
-                continue
-            if dangling is False and ref is None:
-                continue
-            if filter_name:
-                if ref is None:
-                    continue
-                want_repo, _, want_tag = filter_name.partition(":") \
-                    if "/" not in filter_name.rpartition(":")[2] else (filter_name, "", "")
-                if not (fnmatch.fnmatchcase(ref.familiar_repository, want_repo)
-                        or fnmatch.fnmatchcase(ref.repository, want_repo)):
-                    continue
-                if want_tag and not fnmatch.fnmatchcase(ref.tag or "", want_tag):
-                    continue
-            digest = next((d.split("@", 1)[1] for d in rec.repo_digests
-                           if ref is not None and d.split("@")[0] == ref.repository), "<none>")
-            rows.append({"rec": rec, "Repository": ref.familiar_repository if ref else "<none>",
-                         "Tag": (ref.tag or "<none>") if ref else "<none>",
-                         "Digest": digest, "ID": rec.short_id, "Created": created,
-                         "Size": store.size(rec)})
-    rows.sort(key=lambda r: (-(r["Created"] or 0), r["Repository"], r["Tag"]))
-    return rows
-
-
-def _has_label(config: dict, want: str) -> bool:
-    """``label=KEY`` or ``label=KEY=VALUE`` (Docker's image filter)."""
-    key, eq, value = want.partition("=")
-    have = (config.get("config") or {}).get("Labels") or {}
-    return key in have and (not eq or have[key] == value)
-
-
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_DIGEST_TABLE = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t"
                        "{{.CreatedSince}}\t{{.Size}}")
@@ -288,36 +244,26 @@ HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREAT
 def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
            fmt: str, repository: str | None):
     """List images."""
-    dangling = None
-    before = since = None
-    labels: list[str] = []
-    store = _store()
+    from registry import reference as refs
+    want: dict[str, list[str]] = {}
     for f in filters:
         key, _, value = f.partition("=")
-        if key == "dangling":
-            dangling = value.lower() in ("true", "1")
-        elif key == "reference":
-            repository = value
-        elif key in ("before", "since"):
-            try:
-                rec, _ = store.find(value)
-            except Exception as e:           # noqa: BLE001 - not found / bad reference
-                raise UserError(f"{key}={value}: {e}") from None
-            created = _parse_time(config_or_empty(store, rec).get("created"))
-            if key == "before":
-                before = created
-            else:
-                since = created
-        elif key == "label":
-            labels.append(value)
-        else:
+        if key not in IMAGE_FILTERS:
             raise UserError(f"invalid filter {key!r}: use dangling, reference, before, "
                             "since or label")
-    rows = _image_rows(store, all_, repository, dangling)
-    rows = [r for r in rows
-            if (before is None or (r["Created"] or 0) < before)
-            and (since is None or (r["Created"] or 0) > since)
-            and all(_has_label(config_or_empty(store, r["rec"]), lb) for lb in labels)]
+        want.setdefault(key, []).append(value)
+    if repository:
+        want["reference"] = [repository]
+    rows = []
+    for s in _engine().images(want):
+        for name in s.names or [None]:
+            ref = refs.parse(name) if name else None
+            digest = next((d.split("@", 1)[1] for d in s.rec.repo_digests
+                           if ref is not None and d.split("@")[0] == ref.repository), "<none>")
+            rows.append({"rec": s.rec, "Repository": ref.familiar_repository if ref else "<none>",
+                         "Tag": (ref.tag or "<none>") if ref else "<none>", "Digest": digest,
+                         "ID": s.rec.short_id, "Created": s.created, "Size": s.size})
+    rows.sort(key=lambda r: (-(r["Created"] or 0), r["Repository"], r["Tag"]))
     if quiet:
         seen = []
         for r in rows:
@@ -342,46 +288,25 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tupl
 @click.argument("names", nargs=-1, required=True)
 def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
     """Remove one or more images (by name, ID or ID prefix)."""
-    from registry import reference as refs
     from registry.store import NoSuchImage
 
     from .cli import daemon_not_found
-    store = _store()
+    from .errors import ConflictError
+    eng = _engine()
     failed = False
-    removed_any = False
     for text in names:
         try:
-            rec, by_name = store.find(text)
+            lines = eng.remove_image(text, force, prune=not no_prune)
         except NoSuchImage as e:
             click.echo(daemon_not_found(str(e)) or f"dockish: error: {e}", err=True)
             failed = True
             continue
-        used = _engine().images_in_use(store).get(rec.id)
-        names_now = store.names_of(rec.id)
-        if by_name and len(names_now) > 1:
-            store.untag(by_name)
-            click.echo(f"Untagged: {refs.parse(by_name).familiar}")
-            continue
-        if not by_name and len(names_now) > 1 and not force:
-            click.echo(f"dockish: error: conflict: unable to delete {rec.short_id} (must be "
-                       f"forced) - image is referenced in multiple repositories", err=True)
+        except ConflictError as e:
+            click.echo(f"Error response from daemon: {e}", err=True)
             failed = True
             continue
-        if used and not force:
-            click.echo(f"dockish: error: conflict: unable to remove {text} (must force) - "
-                       f"{used[0]} is using image {rec.short_id}", err=True)
-            failed = True
-            continue
-        for n in names_now:
-            store.untag(n)
-            click.echo(f"Untagged: {refs.parse(n).familiar}")
-        for d in rec.repo_digests:
-            click.echo(f"Untagged: {refs.parse(d).familiar}")
-        store.remove_record(rec.id)
-        click.echo(f"Deleted: {rec.id}")
-        removed_any = True
-    if removed_any and not no_prune:
-        _engine().gc()
+        for kind, what in lines:
+            click.echo(f"{kind}: {what}")
     if failed:
         sys.exit(EXIT_NO_SUCH)
 
@@ -453,37 +378,22 @@ def inspect(fmt: str | None, kind: str, names: tuple[str, ...]):
 @click.argument("name")
 def history(no_trunc: bool, quiet: bool, human: bool, fmt: str | None, name: str):
     """Show the history of an image."""
-    store = _store()
-    rec, _ = store.find(name)
-    cfg = store.config(rec)
-    hist = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
-    if not hist:
-        hist = [{"created": cfg.get("created")} for _ in rec.diff_ids]
-    layers = list(rec.diff_ids)
-    rows, li = [], 0
-    for h in hist:
-        size = 0
-        if not h.get("empty_layer") and li < len(layers):
-            size = store.layer_size(layers[li])
-            li += 1
-        rows.append((h, size))
-    rows.reverse()
-    if quiet:
-        click.echo(rec.id if no_trunc else rec.short_id)
-        for _ in rows[1:]:
+    steps = _engine().history(name)
+    if quiet and steps:
+        click.echo(steps[0].id if no_trunc else steps[0].id.split(":", 1)[-1][:12])
+        for _ in steps[1:]:
             click.echo("<missing>")
         return
     data = []
-    for i, (h, size) in enumerate(rows):
-        ident = (rec.id if no_trunc else rec.short_id) if i == 0 else "<missing>"
-        by = h.get("created_by", "") or ""
+    for h in steps:
+        ident = h.id if no_trunc or h.id == "<missing>" else h.id.split(":", 1)[-1][:12]
+        by = h.created_by
         if not no_trunc and len(by) > 45:
             by = by[:44] + "…"
-        created = _parse_time(h.get("created"))
-        data.append({"ID": ident, "CreatedAt": h.get("created") or "",
-                     "CreatedSince": human_ago(created) if human else (h.get("created") or ""),
-                     "CreatedBy": by, "Size": human_size(size) if human else str(size),
-                     "Comment": h.get("comment", "") or ""})
+        data.append({"ID": ident, "CreatedAt": h.created,
+                     "CreatedSince": human_ago(h.created_at) if human else h.created,
+                     "CreatedBy": by, "Size": human_size(h.size) if human else str(h.size),
+                     "Comment": h.comment})
     print_rows(fmt, data, HISTORY_TABLE, HISTORY_HEADERS)
 
 
@@ -554,51 +464,10 @@ def load(input_: str | None, quiet: bool):
 def import_(message: str, change: tuple[str, ...], platform: str | None, source: str,
             reference: str | None):
     """Create an image from a rootfs tarball (FILE, URL or - for stdin)."""
-    from registry import manifest as mf
-    from registry import reference as refs
-    from unionfs.tarindex import LayerError
-
-    from .imageconfig import apply_changes
-    store = _store()
-    ref = refs.parse(reference) if reference else None
-    os_name, arch, variant = mf.parse_platform(platform)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    cfg = {"architecture": arch, "os": os_name, "created": now, "config": {}}
-    apply_changes(cfg, list(change))       # checked before anything is stored
-    with store.writing():
-        try:
-            if source == "-":
-                diff_id = store.layers.import_blob(sys.stdin.buffer)
-            elif re.match(r"^https?://", source):
-                diff_id = _import_url(store, source)
-            else:
-                diff_id = store.layers.import_tar_path(source)
-        except LayerError as e:
-            raise UserError(f"{source} is not a usable rootfs tarball: {e}") from None
-        cfg["config"] = {k: v for k, v in cfg["config"].items() if v is not None}
-        cfg["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
-        cfg["history"] = [{"created": now, "created_by": f"dockish import {source}",
-                           **({"comment": message} if message else
-                              {"comment": f"Imported from {source}"})}]
-        if variant:
-            cfg["variant"] = variant
-        rec = store.add_image(json.dumps(cfg, separators=(",", ":")).encode())
-    if ref:
-        store.tag(str(ref), rec.id)
+    rec = _engine().import_image(source, sys.stdin.buffer if source == "-" else None,
+                                 changes=list(change), message=message, platform=platform,
+                                 reference=reference)
     click.echo(rec.id)
-
-
-def _import_url(store, url: str) -> str:
-    """A rootfs tarball (any compression) streamed from a URL into the store."""
-    import requests
-    try:
-        with requests.get(url, stream=True, timeout=60) as r:
-            if r.status_code >= 400:
-                raise UserError(f"{url}: HTTP {r.status_code}")
-            r.raw.decode_content = False
-            return store.layers.import_blob(r.raw)
-    except requests.RequestException as e:
-        raise UserError(f"{url}: {e}") from None
 
 
 # -- registration ---------------------------------------------------------------------

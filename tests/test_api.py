@@ -311,6 +311,53 @@ def test_docker_pull_push_via_registry(service, tmp_path):
         reg.stop()
 
 
+def test_docker_import_history_images_and_rmi_conflicts(service, tmp_path):
+    """`docker import` through the API (a tar body, and a URL that cannot be
+    fetched: a 400), then history, images filters and rmi's conflict rules
+    as Docker's daemon words them."""
+    ok(service, "create", "--name", "src", "--network", "none", IMAGE, "true")
+    tar = tmp_path / "rootfs.tar"
+    ok(service, "export", "-o", str(tar), "src")
+    ok(service, "rm", "src")
+    with open(tar, "rb") as f:
+        res = subprocess.run([DOCKER, "import", "-c", 'CMD ["echo", "imported"]', "-m",
+                              "from stdin", "-", "imp:1"], stdin=f, capture_output=True,
+                             text=True, env=service.env(), timeout=120)
+    assert res.returncode == 0, (res.stderr, service.logs())
+    iid = res.stdout.strip()
+    assert iid.startswith("sha256:") and len(iid) == 71
+    assert ok(service, "run", "--rm", "--network", "none", "imp:1") == "imported\n"
+    assert ok(service, "history", "--format", "{{.CreatedBy}}|{{.Comment}}",
+              "imp:1") == "dockish import -|from stdin\n"
+    res = docker(service, "import", "http://127.0.0.1:9/rootfs.tar", "nope:1")
+    assert res.returncode == 1 and res.stderr.startswith(
+        "Error response from daemon: http://127.0.0.1:9/rootfs.tar: "), res.stderr
+    assert ok(service, "images", "--filter", "reference=imp", "--format",
+              "{{.Repository}}:{{.Tag}} {{.ID}}") == f"imp:1 {iid[7:19]}\n"
+    # a stopped container keeps its image unless forced
+    user = ok(service, "create", "--name", "user", "--network", "none", "imp:1").strip()
+    res = docker(service, "rmi", "imp:1")
+    assert (res.returncode, res.stderr) == (1, (
+        'Error response from daemon: conflict: unable to remove repository reference "imp:1" '
+        f"(must force) - container {user[:12]} is using its referenced image {iid[7:19]}\n"))
+    res = docker(service, "rmi", iid[7:19])
+    assert (res.returncode, res.stderr) == (1, (
+        f"Error response from daemon: conflict: unable to delete {iid[7:19]} (must be forced) "
+        f"- image is being used by stopped container {user[:12]}\n"))
+    ok(service, "tag", "imp:1", "imp:2")                 # two names: a name is untagged
+    assert ok(service, "rmi", "imp:2") == "Untagged: imp:2\n"
+    # a running one even then
+    busy = ok(service, "run", "-d", "--network", "none", "imp:1", "sleep", "60").strip()
+    res = docker(service, "rmi", "-f", iid[7:19])
+    assert (res.returncode, res.stderr) == (1, (
+        f"Error response from daemon: conflict: unable to delete {iid[7:19]} (cannot be "
+        f"forced) - image is being used by running container {busy[:12]}\n"))
+    ok(service, "rm", "-f", busy)
+    assert ok(service, "rmi", "-f", "imp:1") == f"Untagged: imp:1\nDeleted: {iid}\n"
+    res = docker(service, "image", "inspect", "imp:1")
+    assert res.returncode == 1 and "No such image: imp:1" in res.stderr
+
+
 def test_docker_volumes_and_system_df(service):
     ok(service, "volume", "create", "data")
     assert "data" in ok(service, "volume", "ls", "--format", "{{.Name}}").split()

@@ -144,6 +144,47 @@ def test_build_copy_add_and_config(ctx, dockish_root, tmp_path):
     assert owners["srv/docker/main.sh"] == (0, 0)
 
 
+def test_build_from_stdin_dockerfile_or_context_tar(dockish_root, busybox_image, tmp_path):
+    """`build -` as Docker's: a Dockerfile alone on stdin (an empty
+    context), or a context tar (gzip'd too) whose -f names a file in it;
+    a member leaving the context is refused and nothing is built."""
+    def build(*args: str, stdin: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _PROG, "build", *args], input=stdin,
+                              capture_output=True, timeout=240)
+    df = f"FROM {busybox_image.oci}\nRUN echo from-stdin > /x\n".encode()
+    p = build("-q", "-t", "stdin:1", "-", stdin=df)
+    assert p.returncode == 0, p.stderr
+    assert image_config(dockish_root, "stdin:1")["config"]["Cmd"] == ["sh"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in (("ci.Dockerfile", f"FROM {busybox_image.oci}\nCOPY app.txt /\n"),
+                           ("app.txt", "in the tar\n")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data.encode()))
+    p = build("-t", "tar:1", "-f", "ci.Dockerfile", "-", stdin=gzip.compress(buf.getvalue()))
+    assert p.returncode == 0, p.stderr
+    assert b"Successfully tagged tar:1" in p.stdout
+    out = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--rm", "--network", "none",
+                          "tar:1", "cat", "/app.txt"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout == "in the tar\n", out.stderr
+    bad = io.BytesIO()
+    with tarfile.open(fileobj=bad, mode="w") as t:
+        for name in ("Dockerfile", "../escape"):
+            ti = tarfile.TarInfo(name)
+            ti.size = 1
+            t.addfile(ti, io.BytesIO(b"x"))
+    p = build("-t", "bad:1", "-", stdin=bad.getvalue())
+    assert p.returncode == 125 and p.stderr.decode().startswith(
+        "dockish: error: unable to read the build context: "), p.stderr
+    assert not (tmp_path.parent / "escape").exists()
+    p = build("-f", "-", "-", stdin=df)
+    assert p.returncode == 125 and b"can't use stdin for both" in p.stderr
+    assert subprocess.run([sys.executable, "-m", "runner.cli", "images", "-q", "bad"],
+                          capture_output=True, text=True).stdout == ""
+
+
 def test_cache_hits_misses_and_reproducible(ctx, dockish_root):
     df = ctx / "Dockerfile"
     text = df.read_text().split("FROM base AS unused")[0]

@@ -159,7 +159,13 @@ def test_image_used_by_a_container(store, dockish_root):
         init_layer=layer)))
     p = dockish("rmi", "used:1", check=False)
     assert p.returncode == 1
-    assert "container box is using image" in p.stderr
+    assert p.stderr == ('Error response from daemon: conflict: unable to remove repository '
+                        'reference "used:1" (must force) - container dddddddddddd is using its '
+                        f'referenced image {image_id[7:19]}\n')
+    p = dockish("rmi", image_id[7:19], check=False)
+    assert p.returncode == 1 and p.stderr == (
+        f"Error response from daemon: conflict: unable to delete {image_id[7:19]} (must be "
+        "forced) - image is being used by stopped container dddddddddddd\n")
     p = dockish("image", "prune", "-a", "-f")
     assert p.stdout.strip() == "Total reclaimed space: 0B"
     df = dockish("system", "df").stdout.splitlines()

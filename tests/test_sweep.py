@@ -256,9 +256,8 @@ SWEEP: dict[str, str] = {
     "runner/gotemplate.py:_State.walk_template": NOT_PATH,
     # runner/api/: the Docker Engine API server
     "runner/api/containers.py:ContainerApi.rename.do": OWN,
-    "runner/api/images.py:ImageApi.build": T(API + "test_a_hostile_build_context_tar_reaches_nothing_of_the_host"),
-    "runner/api/images.py:_extract_context.run": T(API + "test_a_hostile_build_context_tar_reaches_nothing_of_the_host"),
-    "runner/api/images.py:_read_dockerfile": T(API + "test_a_hostile_build_context_tar_reaches_nothing_of_the_host"),
+    "runner/contexttar.py:extracted": T(API + "test_a_hostile_build_context_tar_reaches_nothing_of_the_host", "tests/test_build.py::test_build_from_stdin_dockerfile_or_context_tar"),
+    "runner/contexttar.py:read_dockerfile": T(API + "test_a_hostile_build_context_tar_reaches_nothing_of_the_host"),
     "runner/api/runtime.py:exec_spawn": FIXED,
     "runner/api/runtime.py:exits_dir": OWN,
     "runner/api/runtime.py:forget_old_exits": OWN,

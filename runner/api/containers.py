@@ -397,8 +397,12 @@ class ContainerApi:
 
     async def export(self, req: Request):
         c = await self._get(req.params["id"])
-        await self._stream_fd_from(req, lambda w: self.engine.export(c.id, w),
-                                   "application/x-tar")
+        def produce(w: int) -> None:
+            try:
+                self.engine.export(c.id, w)
+            finally:
+                os.close(w)                 # the end of the tar (export leaves it open)
+        await self._stream_fd_from(req, produce, "application/x-tar")
 
     async def _stat(self, c: Container, path: str) -> dict:
         if not path.startswith("/"):

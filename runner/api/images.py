@@ -3,38 +3,21 @@ store, pulls and pushes streaming Docker's JSON progress lines."""
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import math
 import os
-import shutil
-import tarfile
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
 
 from ..engine import Engine
-from .errors import ApiError, not_found
+from .errors import ApiError
 from .server import Reply, Request, Routes, blocking
-from .streams import feed_body, pump_fd
+from .streams import body_to_fd, feed_body, pump_fd
 
 Emit = Callable[[dict], None]
-_RESOLVE_BENEATH = 0x08            # openat2(2): no step out of the directory
-
-
-def _created(cfg: dict) -> float:
-    from ..format import parse_time
-    return parse_time(cfg.get("created")) or 0
-
-
-def _config(store, rec) -> dict:
-    try:
-        return store.config(rec)
-    except Exception:                           # noqa: BLE001 - an unreadable config: none
-        return {}
 
 
 def registry_options(req: Request, header: str = "x-registry-auth"):
@@ -56,12 +39,18 @@ def registry_options(req: Request, header: str = "x-registry-auth"):
     return opts
 
 
-async def stream_json(req: Request, work: Callable[[Emit], object]) -> object:
+async def stream_json(req: Request, work: Callable[[Emit], object],
+                      feed: Callable[[], Awaitable[None]] | None = None) -> object:
     """Headers now, then every object ``work`` emits (from its thread) as a
-    JSON line as it comes; a failure becomes Docker's error line."""
+    JSON line as it comes; a failure becomes Docker's error line.
+
+    With ``feed`` (the request body going to ``work``, awaited alongside),
+    the headers wait for the whole body and ``work``'s first object, as
+    Docker's daemon answers a build: a failure before any output (a bad
+    context, no Dockerfile) is then an HTTP error with its status."""
     send, receive = trio.open_memory_channel(math.inf)
-    await req.conn.start_stream()
     result: list = []
+    failed: list[ApiError] = []
 
     def run() -> None:
         def emit(obj: dict) -> None:
@@ -71,6 +60,7 @@ async def stream_json(req: Request, work: Callable[[Emit], object]) -> object:
         except BaseException as e:              # noqa: BLE001 - reported in the stream
             from .errors import from_exception
             err = e if isinstance(e, ApiError) else from_exception(e)
+            failed.append(err)
             emit({"errorDetail": {"message": err.message}, "error": err.message})
             result.append(None)
         finally:
@@ -79,6 +69,20 @@ async def stream_json(req: Request, work: Callable[[Emit], object]) -> object:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(trio.to_thread.run_sync, run)
         async with receive:
+            first = None
+            if feed is not None:
+                await feed()
+                try:
+                    first = await receive.receive()
+                except trio.EndOfChannel:
+                    first = None
+                if failed and first is not None and "errorDetail" in first:
+                    async for _ in receive:
+                        pass
+                    raise failed[0]
+            await req.conn.start_stream()
+            if first is not None:
+                await req.conn.write_json(first)
             async for obj in receive:
                 await req.conn.write_json(obj)
     return result[0] if result else None
@@ -137,154 +141,53 @@ class ImageApi:
         a("POST", "/images/{name:path}/tag", self.tag)
         a("DELETE", "/images/{name:path}", self.delete)
 
-    def _find(self, store, name: str):
-        from registry.store import NoSuchImage
-        try:
-            return store.find(name)
-        except (NoSuchImage, ValueError):
-            raise not_found("image", name) from None
-
     # -- records -------------------------------------------------------------------------------
 
     async def list(self, req: Request):
         filters = {k: _values(v) for k, v in req.json_arg("filters").items()}
-        for k in filters:
-            if k not in ("dangling", "reference", "label", "before", "since"):
-                raise ApiError(400, f"invalid filter '{k}'")
         return await blocking(self._list, filters)
 
     def _list(self, filters: dict[str, list[str]]) -> list[dict]:
         from registry import reference as refs
-        store = self.engine.image_store()
-        tags = store.tags()
-        in_use = self.engine.images_in_use(store)
-        bounds = {}
-        for key in ("before", "since"):
-            for v in filters.get(key, []):
-                rec, _ = self._find(store, v)
-                bounds[key] = _created(_config(store, rec))
         out = []
-        for rec in store.records():
-            names = store.names_of(rec.id, tags)
-            cfg = _config(store, rec)
-            created = _created(cfg)
-            labels = (cfg.get("config") or {}).get("Labels") or {}
-            if "dangling" in filters:
-                want = filters["dangling"][-1].lower() in ("1", "true")
-                if want != (not names):
-                    continue
-            if "reference" in filters and not any(
-                    _ref_match(refs.parse(n), pat) for n in names
-                    for pat in filters["reference"]):
-                continue
-            if "label" in filters and not all(_has_label(labels, w) for w in filters["label"]):
-                continue
-            if "before" in bounds and not created < bounds["before"]:
-                continue
-            if "since" in bounds and not created > bounds["since"]:
-                continue
-            size = store.size(rec)
+        for s in self.engine.images(filters):
             out.append({
-                "Id": rec.id, "ParentId": "",
-                "RepoTags": [refs.parse(n).familiar for n in names] or None,
-                "RepoDigests": [refs.parse(d).familiar for d in rec.repo_digests] or None,
-                "Created": int(created), "Size": size, "VirtualSize": size,
-                "SharedSize": -1, "Labels": labels or None,
-                "Containers": len(in_use.get(rec.id, [])) if in_use else 0})
-        out.sort(key=lambda e: -e["Created"])
+                "Id": s.rec.id, "ParentId": "",
+                "RepoTags": [refs.parse(n).familiar for n in s.names] or None,
+                "RepoDigests": [refs.parse(d).familiar for d in s.rec.repo_digests] or None,
+                "Created": int(s.created or 0), "Size": s.size, "VirtualSize": s.size,
+                "SharedSize": -1, "Labels": s.labels or None, "Containers": s.containers})
         return out
 
     async def inspect(self, req: Request):
         return await blocking(self._inspect, req.params["name"])
 
     def _inspect(self, name: str) -> dict:
-        from registry import reference as refs
-        store = self.engine.image_store()
-        rec, _ = self._find(store, name)
-        cfg = _config(store, rec)
-        size = store.size(rec)
-        return {
-            "Id": rec.id,
-            "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)],
-            "RepoDigests": [refs.parse(d).familiar for d in rec.repo_digests],
-            "Parent": "", "Comment": "", "Created": cfg.get("created", ""),
-            "DockerVersion": cfg.get("docker_version", ""), "Author": cfg.get("author", ""),
-            "Config": cfg.get("config") or {}, "ContainerConfig": cfg.get("config") or {},
-            "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", ""),
-            **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
-            "Size": size, "VirtualSize": size,
-            "GraphDriver": {"Data": None, "Name": "dockish"},
-            "RootFS": {"Type": "layers", "Layers": list(rec.diff_ids)},
-            "Metadata": {"LastTagTime": ""}}
+        data = self.engine.inspect_image(name)
+        data.setdefault("ContainerConfig", data.get("Config") or {})
+        data.setdefault("VirtualSize", data.get("Size", 0))
+        return data
 
     async def history(self, req: Request):
         return await blocking(self._history, req.params["name"])
 
     def _history(self, name: str) -> list[dict]:
-        from ..format import parse_time
-        store = self.engine.image_store()
-        rec, by_name = self._find(store, name)
-        cfg = _config(store, rec)
-        hist = [h for h in cfg.get("history") or [] if isinstance(h, dict)] or \
-            [{"created": cfg.get("created")} for _ in rec.diff_ids]
-        layers, li, rows = list(rec.diff_ids), 0, []
-        for h in hist:
-            size = 0
-            if not h.get("empty_layer") and li < len(layers):
-                size = store.layer_size(layers[li])
-                li += 1
-            rows.append({"Id": "<missing>", "Created": int(parse_time(h.get("created")) or 0),
-                         "CreatedBy": h.get("created_by", "") or "", "Tags": None,
-                         "Size": size, "Comment": h.get("comment", "") or ""})
-        rows.reverse()
-        if rows:
-            rows[0]["Id"] = rec.id
-            rows[0]["Tags"] = store.names_of(rec.id) or None
-        return rows
+        return [{"Id": h.id, "Created": int(h.created_at or 0), "CreatedBy": h.created_by,
+                 "Tags": h.tags or None, "Size": h.size, "Comment": h.comment}
+                for h in self.engine.history(name)]
 
     async def tag(self, req: Request):
         repo, tag = req.arg("repo"), req.arg("tag")
         if not repo:
             raise ApiError(400, "repository name must have at least one component")
         target = f"{repo}:{tag}" if tag else repo
-        store = self.engine.image_store()
-        await blocking(self._find, store, req.params["name"])
         await blocking(self.engine.tag, req.params["name"], target)
         return Reply(201, b"", "text/plain")
 
     async def delete(self, req: Request):
-        return await blocking(self._delete, req.params["name"], req.flag("force"),
-                              req.flag("noprune"))
-
-    def _delete(self, text: str, force: bool, noprune: bool) -> list[dict]:
-        from registry import reference as refs
-        store = self.engine.image_store()
-        rec, by_name = self._find(store, text)
-        names_now = store.names_of(rec.id)
-        if by_name and len(names_now) > 1:
-            store.untag(by_name)
-            return [{"Untagged": refs.parse(by_name).familiar}]
-        if not by_name and len(names_now) > 1 and not force:
-            raise ApiError(409, f"conflict: unable to delete {rec.short_id} (must be forced) "
-                           "- image is referenced in multiple repositories")
-        used = self.engine.images_in_use(store).get(rec.id)
-        if used:
-            what = "running" if not force else "used"
-            raise ApiError(409, f"conflict: unable to remove {text} (cannot be forced) - "
-                           f"{used[0]} is {what} and using image {rec.short_id}"
-                           if force else f"conflict: unable to remove {text} (must force) "
-                           f"- {used[0]} is using its referenced image {rec.short_id}")
-        out = []
-        for n in names_now:
-            store.untag(n)
-            out.append({"Untagged": refs.parse(n).familiar})
-        for d in rec.repo_digests:
-            out.append({"Untagged": refs.parse(d).familiar})
-        store.remove_record(rec.id)
-        out.append({"Deleted": rec.id})
-        if not noprune:
-            self.engine.gc()
-        return out
+        lines = await blocking(self.engine.remove_image, req.params["name"], req.flag("force"),
+                               not req.flag("noprune"))
+        return [{kind: what} for kind, what in lines]
 
     async def prune(self, req: Request):
         from ..filters import from_api
@@ -300,8 +203,7 @@ class ImageApi:
 
     async def create(self, req: Request):
         if req.arg("fromSrc"):
-            raise ApiError(400, "image import (fromSrc) is not supported by dockish's API: "
-                           "use `dockish import`")
+            return await self._import(req)
         name = req.arg("fromImage")
         if not name:
             raise ApiError(400, "fromImage is required")
@@ -330,13 +232,41 @@ class ImageApi:
             emit({"status": f"Status: {state} for {ref.familiar}"})
         await stream_json(req, work)
 
+    async def _import(self, req: Request):
+        """``docker import``: fromSrc=- takes the rootfs tar from the body (as
+        it arrives: never whole in memory), else fetches the URL; repo, tag,
+        changes, message, platform as Docker's. A failure is an HTTP error
+        (a URL that cannot be fetched: 400), success the ID as a status line."""
+        src = req.arg("fromSrc")
+        repo, tag = req.arg("repo"), req.arg("tag")
+        kwargs = {"changes": [str(c) for c in req.query.get("changes") or []],
+                  "message": req.arg("message"), "platform": req.arg("platform") or None,
+                  "reference": (f"{repo}:{tag}" if tag else repo) or None}
+        if src == "-":
+            made: list = []
+
+            def consume(r: int) -> None:
+                with os.fdopen(r, "rb") as inp:
+                    made.append(self.engine.import_image("-", inp, **kwargs))
+            failure = await feed_body(req, consume)
+            if failure is not None:
+                raise failure
+            rec = made[0]
+        else:
+            async for _ in req.chunks():
+                pass
+            rec = await blocking(lambda: self.engine.import_image(src, **kwargs))
+        await req.conn.start_stream()
+        await req.conn.write_json({"status": rec.id})
+        return None
+
     async def push(self, req: Request):
         name = req.params["name"]
         tag = req.arg("tag")
         if tag:
             name += ":" + tag
         options = registry_options(req)
-        await blocking(self._find, self.engine.image_store(), name)
+        await blocking(self.engine.image_store().find, name)
 
         def work(emit: Emit) -> None:
             from registry import reference as refs
@@ -360,14 +290,9 @@ class ImageApi:
         await self._save(req, names)
 
     async def _save(self, req: Request, names: list[str]) -> None:
-        from registry.archive_out import save as do_save
         store = self.engine.image_store()
-        items: dict[str, tuple] = {}
         for n in names:
-            rec, by_name = await blocking(self._find, store, n)
-            entry = items.setdefault(rec.id, (rec, []))
-            if by_name and by_name not in entry[1]:
-                entry[1].append(by_name)
+            await blocking(store.find, n)          # an unknown name: 404 before the stream
         r, w = os.pipe2(os.O_CLOEXEC)
         await req.conn.start_stream("application/x-tar")
         failure: list[BaseException] = []
@@ -375,7 +300,7 @@ class ImageApi:
         def run() -> None:
             try:
                 with os.fdopen(w, "wb") as out:
-                    do_save(store, list(items.values()), out, "docker-archive")
+                    self.engine.save(names, out)
             except BaseException as e:          # noqa: BLE001 - the stream is cut
                 failure.append(e)
         try:
@@ -442,25 +367,28 @@ class ImageApi:
                             quiet=req.flag("q"), labels=dict(labels),
                             network=req.arg("networkmode") or "default")
         dockerfile = req.arg("dockerfile") or "Dockerfile"
-        from unionfs import private
-        base = self.engine.root / "build" / "api-contexts"
-        await blocking(lambda: private.ensure(base, fix="remove it", writable_ok=False))
-        ctx = Path(await blocking(tempfile.mkdtemp, "", "ctx-", str(base)))
-        try:
-            await _extract_context(req, ctx)
-            text = await blocking(_read_dockerfile, ctx, dockerfile)
+        r, w = os.pipe2(os.O_CLOEXEC)
 
-            def work(emit: Emit) -> None:
-                image_id = self.engine.build(
-                    ctx, opts, dockerfile_text=text,
-                    progress=lambda s: emit({"stream": s}) if not opts.quiet else None)
-                emit({"aux": {"ID": image_id}})
-                emit({"stream": f"Successfully built {image_id.split(':', 1)[-1][:12]}\n"})
-                for t in tags:
-                    emit({"stream": f"Successfully tagged {t}\n"})
-            await stream_json(req, work)
-        finally:
-            await blocking(shutil.rmtree, ctx, True)
+        def work(emit: Emit) -> None:
+            with os.fdopen(r, "rb") as body:
+                try:
+                    image_id = self.engine.build(
+                        body, opts, dockerfile=dockerfile,
+                        progress=lambda s: emit({"stream": s}) if not opts.quiet else None)
+                finally:
+                    while body.read(1 << 16):       # what is left: the feed must finish
+                        pass
+            emit({"aux": {"ID": image_id}})
+            emit({"stream": f"Successfully built {image_id.split(':', 1)[-1][:12]}\n"})
+            for t in tags:
+                emit({"stream": f"Successfully tagged {t}\n"})
+
+        async def feed() -> None:
+            try:
+                await body_to_fd(req, w)
+            finally:
+                os.close(w)
+        await stream_json(req, work, feed)
 
     def _registry_config(self, header: str) -> None:
         """X-Registry-Config: credentials per registry for FROM pulls; they
@@ -478,66 +406,9 @@ class ImageApi:
         return {"CachesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
 
 
-def _read_dockerfile(ctx: Path, name: str) -> str:
-    """The Dockerfile named inside the context, read without following a
-    link out of it."""
-    if name.startswith("/") or ".." in Path(name).parts:
-        raise ApiError(400, f"the Dockerfile must be inside the build context: {name}")
-    try:
-        fd = os.open(ctx, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            from .. import namespaces as ns
-            ffd = ns.openat2(fd, name, os.O_RDONLY | os.O_CLOEXEC,
-                             _RESOLVE_BENEATH | ns.RESOLVE_NO_MAGICLINKS)
-        finally:
-            os.close(fd)
-        with os.fdopen(ffd, "rb") as f:
-            data = f.read(16 << 20)
-    except OSError as e:
-        raise ApiError(400, f"Cannot locate specified Dockerfile: {name}: "
-                       f"{e.strerror or e}") from None
-    return data.decode("utf-8", "replace")
-
-
-async def _extract_context(req: Request, ctx: Path) -> None:
-    """The request body (a tar, maybe gzip'd) extracted into ``ctx`` by a
-    thread reading a pipe the body is written to."""
-    from ..hostfs import extract
-
-    def run(r: int) -> None:
-        try:
-            fd = os.open(ctx, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                with os.fdopen(r, "rb", closefd=False) as inp, \
-                        tarfile.open(fileobj=inp, mode="r|*") as tf:
-                    extract(tf, fd, None, keep_owners=False, keep_special=False)
-            finally:
-                os.close(fd)
-        finally:
-            os.close(r)
-    failure = await feed_body(req, run)
-    if failure:
-        raise ApiError(400, f"unable to read the build context: {failure}")
-
-
 def _values(v) -> list[str]:
     if isinstance(v, dict):
         return [k for k, on in v.items() if on]
     if isinstance(v, list):
         return [str(x) for x in v]
     return [str(v)]
-
-
-def _has_label(labels: dict, want: str) -> bool:
-    key, eq, value = want.partition("=")
-    return key in labels and (not eq or labels[key] == value)
-
-
-def _ref_match(ref, pattern: str) -> bool:
-    repo, _, tag = pattern.partition(":") if "/" not in pattern.rpartition(":")[2] \
-        else (pattern, "", "")
-    if not (fnmatch.fnmatchcase(ref.familiar_repository, repo)
-            or fnmatch.fnmatchcase(ref.repository, repo)):
-        return False
-    return not tag or fnmatch.fnmatchcase(ref.tag or "", tag)
-
