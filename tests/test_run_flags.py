@@ -417,6 +417,17 @@ def test_userns_keep_id_makes_the_users_files_theirs_inside(bb, tmp_path):
     assert "A /tmp/file" in ok("diff", "kept")
     assert _inspect("kept")["HostConfig"]["UsernsMode"] == "keep-id"
     ok("rm", "kept")
+    # exec and cp reach a running one; stop ends it
+    ok("run", "-d", "--name", "keptup", "--userns=keep-id", "--network", "none", bb,
+       "sleep", "60")
+    assert ok("exec", "keptup", "id", "-u").strip() == me
+    assert ok("exec", "-u", "0", "keptup", "id", "-u").strip() == "0"
+    (tmp_path / "in.txt").write_text("in\n")
+    ok("cp", str(tmp_path / "in.txt"), "keptup:/tmp/in.txt")
+    assert ok("exec", "keptup", "cat", "/tmp/in.txt") == "in\n"
+    ok("cp", "keptup:/tmp/in.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "in\n"
+    ok("rm", "-f", "keptup")
     one_error_line(_out(bb, "--userns=private-ish", "true"), 125, "--userns")
 
 
