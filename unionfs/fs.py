@@ -82,6 +82,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     # O_TRUNC in OPEN (libfuse's default); off where the kernel opens without
     # asking, so that it truncates with a SETATTR the daemon sees
     atomic_o_trunc = True
+    # keep file pages when attributes change (set with atomic_o_trunc):
+    # without the write-back cache each write made the next GETATTR drop them
+    explicit_inval_data = False
 
     def __init__(self, tree: Tree, layer_fds: list[int], upper: Upper | None,
                  total_size: int = 0) -> None:
@@ -145,6 +148,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if self.no_open and not self.readonly:
             self.atomic_o_trunc = False
             self.enable_writeback_cache = False
+            self.explicit_inval_data = True
         return options | self.policy.mount_options
 
     # -- helpers -------------------------------------------------------------------
