@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 ZERO_TIME = "0001-01-01T00:00:00Z"      # Go's zero time, as Docker shows "never"
 
 
-def size(n: float) -> str:
-    """Docker's sizes: decimal units, three significant digits (``12.3MB``)."""
+def size(n: float, digits: int = 3) -> str:
+    """Docker's sizes: decimal units, three significant digits (``12.3MB``;
+    ``digits=4`` is go-units' ``HumanSize``, ``12.34MB``)."""
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             if unit == "B":
                 return f"{int(n)}B"
-            return f"{n:.3g}{unit}"
+            return f"{n:.{digits}g}{unit}"
         n /= 1000
     return f"{n}B"
 

@@ -153,10 +153,27 @@ def ps_row(summary: dict, trunc: bool) -> dict:
     }
 
 
-def volume_row(volume: dict) -> dict:
+def volume_row(volume: dict, usage: tuple[int, int] | None = None) -> dict:
     """One ``volume ls`` row as Docker's ``volumeContext`` shows a volume
-    record (no usage data: Links and Size are ``N/A``, as Docker's list)."""
+    record; ``usage`` (links, bytes) only where Docker has it (``system
+    df -v``), else Links and Size are ``N/A``."""
+    from .format import size
     return {"Name": volume.get("Name", ""), "Driver": volume.get("Driver", "local"),
             "Scope": volume.get("Scope", "local"), "Mountpoint": volume.get("Mountpoint", ""),
-            "Labels": join_labels(volume.get("Labels")), "Links": "N/A", "Size": "N/A",
+            "Labels": join_labels(volume.get("Labels")),
+            "Links": str(usage[0]) if usage else "N/A",
+            "Size": size(usage[1], 4) if usage else "N/A",
             "Group": "N/A", "Availability": "N/A", "Status": "N/A"}
+
+
+def df_image_row(repo: str, tag: str, image_id: str, created: float | None, size: int,
+                 shared: int, containers: int, trunc: bool) -> dict:
+    """One image of ``system df -v`` as Docker's ``imageContext`` shows it."""
+    from .format import ago, go_time
+    from .format import size as human
+    return {"Repository": repo, "Tag": tag, "Digest": "",
+            "ID": image_id.removeprefix("sha256:")[:12] if trunc else image_id,
+            "CreatedSince": ago(created) if created else "",
+            "CreatedAt": go_time(created or 0), "Size": human(size),
+            "Containers": str(containers), "VirtualSize": human(size, 4),
+            "SharedSize": human(shared, 4), "UniqueSize": human(size - shared, 4)}

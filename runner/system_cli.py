@@ -11,8 +11,7 @@ import sys
 import click
 
 from .containers_cli import filters_flag, print_rows
-from .errors import DockishError
-from .format import ago, binary_size, parse_time, table, truncate_command
+from .format import binary_size, parse_time
 from .format import size as human_size
 from .listing import one_template
 
@@ -42,11 +41,6 @@ def _pct(part: int, whole: int) -> str:
     return f" ({int(round(100 * part / whole))}%)" if whole else ""
 
 
-def _table(rows: list[list[str]]) -> None:
-    for line in table(rows):
-        click.echo(line)
-
-
 DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
 DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
               "Reclaimable": "RECLAIMABLE"}
@@ -58,13 +52,9 @@ DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size":
               "like {{.Type}}.")
 def system_df(verbose: bool, fmt: str | None):
     """Show disk usage: images, containers, volumes and build cache."""
-    from registry import reference as refs
-
     from .containers_cli import engine
-    from .images import config_or_empty
     du = engine().df()
-    store, recs, in_use = du.store, du.images, du.in_use
-    sizes, layer_users = du.layer_sizes, du.layer_users
+    recs, in_use, sizes = du.images, du.in_use, du.layer_sizes
     containers, volumes = du.containers, du.volumes
     total = sum(sizes.values())
     active_layers = {d for r in recs if r.id in in_use for d in r.diff_ids}
@@ -90,38 +80,73 @@ def system_df(verbose: bool, fmt: str | None):
     if not verbose:
         print_rows(fmt, rows, DF_TABLE, DF_HEADERS)
         return
-    if fmt:
-        raise DockishError("--format with --verbose is not supported yet: use one of them")
-    click.echo("Images space usage:\n")
+    usage = _df_verbose(du, trunc=not fmt or fmt.strip() == "table")
+    if fmt and fmt.strip() != "table":   # one template over the whole usage, no
+        click.echo(one_template(fmt).execute(usage), nl=False)     # newline added (Docker's)
+        return
+    for title, key, default, headers in DF_VERBOSE:
+        click.echo(title)
+        print_rows(None, usage[key], default, headers)
+    click.echo(f"\nBuild cache usage: {human_size(du.build_cache['size'], 4)}\n")
+    print_rows(None, [], DF_CACHE_TABLE, DF_CACHE_HEADERS)
+
+
+DF_CACHE_TABLE = ("table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t"
+                  "{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}")
+DF_CACHE_HEADERS = {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE",
+                    "CreatedSince": "CREATED", "LastUsedSince": "LAST USED",
+                    "UsageCount": "USAGE", "Shared": "SHARED"}
+DF_VERBOSE = (
+    ("Images space usage:\n", "Images",
+     "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t"
+     "{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+     {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED",
+      "Size": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+      "Containers": "CONTAINERS"}),
+    ("\nContainers space usage:\n", "Containers",
+     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t"
+     "{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+     {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+      "LocalVolumes": "LOCAL VOLUMES", "Size": "SIZE", "RunningFor": "CREATED",
+      "Status": "STATUS", "Names": "NAMES"}),
+    ("\nLocal Volumes space usage:\n", "Volumes", "table {{.Name}}\t{{.Links}}\t{{.Size}}",
+     {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}),
+)
+
+
+def _df_verbose(du, trunc: bool) -> dict:
+    """``system df -v``'s data as Docker's CLI gives it to a template: the
+    images (one row each, by its first name), containers (their writable
+    layers), volumes (links and sizes) and build cache records, each row
+    as its list command shows it."""
+    from registry import reference as refs
+
+    from .containers_cli import engine
+    from .images import config_or_empty
+    from .listing import df_image_row, ps_row, volume_row
+    store, sizes, layer_users = du.store, du.layer_sizes, du.layer_users
     tags = store.tags()
-    table = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
-              "CONTAINERS"]]
-    for rec in recs:
+    images = []
+    for rec in du.images:
         shared = sum(sizes[d] for d in set(rec.diff_ids) if layer_users[d] > 1)
-        size = sum(sizes[d] for d in set(rec.diff_ids))
-        created = ago(parse_time(config_or_empty(store, rec).get("created")))
-        n_containers = sum(1 for u in in_use.get(rec.id, []) if u.startswith("container "))
-        for n in store.names_of(rec.id, tags) or [None]:
-            ref = refs.parse(n) if n else None
-            table.append([ref.familiar_repository if ref else "<none>",
-                          (ref.tag or "<none>") if ref else "<none>", rec.short_id, created,
-                          human_size(size), human_size(shared), human_size(size - shared),
-                          str(n_containers)])
-    _table(table)
-    click.echo("\nContainers space usage:\n")
-    table = [["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
-              "NAMES"]]
-    for c, size, vols in containers:
-        command = truncate_command(" ".join(c.config.argv))
-        status, code = c.status()
-        text = {"running": "Up", "created": "Created"}.get(status, f"Exited ({code})")
-        table.append([c.id[:12], c.config.image, command, str(len(vols)), human_size(size),
-                      ago(c.config.created or None), text, c.name])
-    _table(table)
-    click.echo("\nLocal Volumes space usage:\n")
-    _table([["VOLUME NAME", "LINKS", "SIZE"]] +
-           [[name, str(n), human_size(size)] for name, size, n in volumes])
-    click.echo("\nBuild cache usage: 0B\n")
+        names = store.names_of(rec.id, tags)
+        ref = refs.parse(names[0]) if names else None
+        images.append(df_image_row(
+            ref.familiar_repository if ref else "<none>",
+            (ref.tag or "<none>") if ref else "<none>", rec.id,
+            parse_time(config_or_empty(store, rec).get("created")),
+            sum(sizes[d] for d in set(rec.diff_ids)), shared,
+            sum(1 for u in du.in_use.get(rec.id, []) if u.startswith("container ")), trunc))
+    rw = {c.id: size for c, size, _vols in du.containers}
+    containers = []
+    for summary in engine().container_summaries(all_=True):
+        summary["SizeRw"], summary["SizeRootFs"] = rw.get(summary["Id"], 0), 0
+        containers.append(ps_row(summary, trunc))
+    volumes = [volume_row({"Name": n, "Driver": "local", "Scope": "local"}, (links, size))
+               for n, size, links in du.volumes]
+    return {"Images": [dict(sorted(r.items())) for r in images],
+            "Containers": [dict(sorted(r.items())) for r in containers],
+            "Volumes": [dict(sorted(r.items())) for r in volumes], "BuildCache": []}
 
 
 

@@ -8,6 +8,7 @@ and errors read the same."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -217,3 +218,19 @@ def test_image_prune_filters(bed, tmp_path):
     assert dok("images", "-q", "-f", "dangling=true").split() == dangling
     out = docker_ok(bed, "image", "prune", "-f", "--filter", "label=kind=a")
     assert "Deleted Images:" in out and dok("images", "-q", "-f", "dangling=true") == ""
+
+
+def test_system_df_verbose_tables_and_templates(bed):
+    out = dok("system", "df", "-v")
+    for title in ("Images space usage:", "Containers space usage:",
+                  "Local Volumes space usage:", "Build cache usage: "):
+        assert title in out, out
+    assert "VOLUME NAME   LINKS     SIZE" in out and "CACHE ID   CACHE TYPE" in out
+    sections = ('{{range .Containers}}{{.Names}} {{.Size}} {{.LocalVolumes}} {{.State}}\n'
+                '{{end}}{{range .Volumes}}{{.Name}} {{.Links}} {{.Size}}\n{{end}}')
+    lines = both(bed, "system", "df", "-v", "--format", sections).splitlines()
+    assert [re.sub(r"^(\w+) \d+B ", r"\1 ", line) for line in lines] == [
+        "fresh 0 created", "job 0 exited", "worker 0 exited", "web 1 running", "data 1 0B"]
+    usage = json.loads(dok("system", "df", "-v", "--format", "json"))
+    assert list(usage) == ["Images", "Containers", "Volumes", "BuildCache"]
+    assert "labeled" in {i["Repository"] for i in usage["Images"]}

@@ -664,15 +664,6 @@ def _network_name(net: str) -> str:
     return {"slirp4netns": "bridge", "pasta": "bridge"}.get(net, net)
 
 
-def list_entry(c: Container, state: str, code) -> dict:
-    """A container's ``Summary`` as the list gives it (``runner.summary``)."""
-    from ..engine import ps_row
-    from ..summary import summary
-    from ..volumes import Volumes
-    row = ps_row(c, "running" if state == "paused" else state, code, True)
-    return summary(c, row["Status"], Volumes(c.path.parent.parent).path)
-
-
 # -- create's request ----------------------------------------------------------------------------
 
 # HostConfig fields dockish honours (the rest must be unset or default)

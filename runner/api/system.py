@@ -122,7 +122,6 @@ class SystemApi:
 
         from ..format import parse_time
         from ..images import config_or_empty
-        from .containers import list_entry
         u = self.engine.df()
         store = u.store
         images = []
@@ -138,13 +137,11 @@ class SystemApi:
                 "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)] or None,
                 "RepoDigests": None, "Containers": len(u.in_use.get(rec.id, []))})
         layers_size = sum(u.layer_sizes.values())
-        containers = []
-        for c, size, _vols in u.containers:
-            status, code = c.status()
-            entry = list_entry(c, "paused" if c.paused else status, code)
-            entry["SizeRw"] = size
-            entry["SizeRootFs"] = size
-            containers.append(entry)
+        rw = {c.id: size for c, size, _vols in u.containers}
+        containers = self.engine.container_summaries(all_=True)     # newest first
+        for entry in containers:
+            entry["SizeRw"] = rw.get(entry["Id"], 0)
+            entry["SizeRootFs"] = entry["SizeRw"]
         volumes = [{"Name": n, "Driver": "local", "Mountpoint": "", "Labels": None,
                     "Scope": "local", "Options": None,
                     "UsageData": {"Size": size, "RefCount": refs_}}
