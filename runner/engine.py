@@ -107,6 +107,8 @@ class ExecOptions:
     workdir: str | None = None
     env: list[str] = field(default_factory=list)
     env_files: list[str] = field(default_factory=list)
+    attach_stdout: bool = True          # the API's AttachStdout/AttachStderr
+    attach_stderr: bool = True
 
 
 @dataclass
@@ -147,6 +149,8 @@ class Engine:
     def __init__(self, root: Path | None = None, notify: Notify | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.notify = notify or _quiet
+        from .execs import ExecTable
+        self.exec_table = ExecTable()       # exec instances (a server's lifetime)
 
     # -- stores ----------------------------------------------------------------------------------
 
@@ -682,20 +686,7 @@ class Engine:
             self._signal(c, signal.SIGKILL)
             self.await_stopped(c, 10)
         c.write_exit(137)         # only if nobody recorded a code
-        if c.config.restart_policy:    # its monitor is done before a start may follow
-            self._await_monitor(c)
         container_event(c, "stop")
-
-    def _await_monitor(self, c: Container, timeout: float = 10) -> None:
-        """Wait for the container's monitor to end (it ends once a stop is
-        asked for), so a ``start`` after a ``stop`` (``restart``) never
-        meets the old monitor deciding on a restart."""
-        from .restart import monitor_gone
-        st = c.state()
-        deadline = time.monotonic() + timeout
-        while not monitor_gone(st.get("monitor_pid"), st.get("monitor_start")) and \
-                time.monotonic() < deadline:
-            time.sleep(0.02)
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         c = self.get(ref)
@@ -1018,30 +1009,89 @@ class Engine:
         return exit_code(c), False
 
     def exec(self, ref: str, opts: ExecOptions, fds: Fds | None = None) -> int:
-        """Run a process in a running container; its exit code (0 at once
-        with ``detach``)."""
-        from . import launch as launchmod
-        from .monitor import exec_stdio, relay_exec
+        """Run a process in a running container, relayed to ``fds`` (the
+        caller's terminal or pipes: never handed to the process); its exit
+        code (0 at once with ``detach``)."""
+        from .monitor import relay_exec
+        fds = fds or Fds()
+        eid = self.exec_create(ref, opts)
+        inst = self.exec_start(eid, opts.detach, winsize_from=fds.stdin)
+        if opts.detach:
+            return 0
+        inst.exit_code = relay_exec(inst.pid, inst.pipes, opts.interactive, fds)
+        inst.running = False
+        return inst.exit_code
+
+    def exec_create(self, ref: str, opts: ExecOptions) -> str:
+        """``exec create``: an exec instance of a running container; its ID."""
+        from .execs import ExecInstance, new_id
+        c = self._exec_target(ref)
+        env = cfgmod.merge_env(c.config.env, env_overrides(opts.env_files, opts.env))
+        cfgmod.check_no_nul("command", opts.command)
+        cfgmod.check_no_nul("environment variable", env)
+        if not opts.command:
+            raise UsageError("No exec command specified")
+        inst = ExecInstance(new_id(), c.id, list(opts.command), env, opts.user, opts.workdir,
+                            opts.tty, opts.interactive, opts.attach_stdout, opts.attach_stderr)
+        return self.exec_table.add(inst).id
+
+    def _exec_target(self, ref: str) -> Container:
         c = self.get(ref)
         if not c.running:
             raise DockishError(f"container {c.id} is not running")
         if c.paused:
             raise DockishError(f"container {c.id} is paused, unpause the container before "
                                "exec")
-        fds = fds or Fds()
-        full_env = cfgmod.merge_env(c.config.env, env_overrides(opts.env_files, opts.env))
-        stdio, pipes, ours = exec_stdio(opts.interactive, opts.tty, opts.detach, fds)
+        return c
+
+    def exec_start(self, eid: str, detach: bool = False, winsize_from: int = -1):
+        """``exec start``: run the instance (once) with a pty or pipes of its
+        own (a pty's size copied from ``winsize_from`` if that is a terminal;
+        with ``detach``, /dev/null); the ``ExecInstance``, its ``pipes`` our
+        ends for the caller to relay, then ``exec_wait``. StartError (the
+        process's 126/127) when its command cannot run."""
+        from . import launch as launchmod
+        from .monitor import exec_stdio
+        inst = self.exec_table.claim(eid)
         try:
-            holder = launchmod.exec_in(c, opts.command, full_env,
-                                       opts.user if opts.user is not None else c.config.user,
-                                       opts.workdir or c.config.workdir, stdio,
-                                       ns.plan_mapping().full)
-        finally:
-            for fd in ours:
-                os.close(fd)
-        if opts.detach:
-            return 0
-        return relay_exec(holder, pipes, opts.interactive, fds)
+            c = self._exec_target(inst.container)
+            stdio, pipes, ours = exec_stdio(inst.stdin, inst.tty, detach, Fds(winsize_from))
+            try:
+                inst.pid = launchmod.exec_in(
+                    c, inst.argv, inst.env, inst.user if inst.user is not None
+                    else c.config.user, inst.workdir or c.config.workdir, stdio,
+                    ns.plan_mapping().full)
+            except BaseException:
+                inst.pipes = pipes
+                from .execs import close_pipes
+                close_pipes(inst)
+                raise
+            finally:
+                for fd in ours:
+                    os.close(fd)
+        except BaseException as e:
+            inst.running = False
+            inst.exit_code = getattr(e, "exit_code", None)
+            raise
+        inst.pipes = pipes
+        return inst
+
+    def exec_wait(self, eid: str) -> int:
+        """Reap a started exec (blocks until its process ends); its code."""
+        from .launch import wait_pid
+        inst = self.exec_table.get(eid)
+        inst.exit_code = wait_pid(inst.pid)
+        inst.running = False
+        return inst.exit_code
+
+    def exec_inspect(self, eid: str) -> dict:
+        """Docker's exec inspect: Running, ExitCode, Pid, ProcessConfig, ..."""
+        return self.exec_table.get(eid).inspect()
+
+    def exec_resize(self, eid: str, rows: int, cols: int) -> None:
+        """Set a ``-t`` exec's terminal size."""
+        from .execs import resize
+        resize(self.exec_table.get(eid), rows, cols)
 
     # -- containers: files -----------------------------------------------------------------------
 

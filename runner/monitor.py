@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import namespaces as ns
+from . import stdinrelay
 from . import tty as ttymod
 from .container import Container
 from .errors import EXIT_DOCKISH, DockishError
@@ -277,7 +278,8 @@ def _start_once(c: Container, launch: Launch, log: LogWriter,
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pipes = [out_r, err_r]
-        stdio = Stdio(None, out_w, err_w)
+        stdio = Stdio(stdinrelay.serve(c) if c.config.interactive else None,  # run -i
+                      out_w, err_w)
     try:
         try:
             launch.spawn(stdio)
@@ -285,6 +287,8 @@ def _start_once(c: Container, launch: Launch, log: LogWriter,
             if pipes:
                 os.close(stdio.stdout)
                 os.close(stdio.stderr)
+                if stdio.stdin is not None:
+                    os.close(stdio.stdin)
     except BaseException:
         for fd in pipes + ([master] if master is not None else []):
             os.close(fd)
@@ -304,6 +308,7 @@ def _start_once(c: Container, launch: Launch, log: LogWriter,
             ttymod.proxy(master, None, None, log, listener, c.config.interactive)
             os.close(master)
         code = launch.wait()
+        stdinrelay.stop(c)
         container_event(c, "die", exitCode=code)
         done.set()
         if relay is not None:

@@ -358,6 +358,35 @@ def test_docker_import_history_images_and_rmi_conflicts(service, tmp_path):
     assert res.returncode == 1 and "No such image: imp:1" in res.stderr
 
 
+def test_stdin_without_a_terminal_run_i_and_exec_i(service):
+    """`docker run -i` and `docker exec -i` without -t: stdin reaches the
+    process through the hijacked connection and its half-close ends it."""
+    res = docker(service, "run", "-i", "--rm", "--network", "none", IMAGE, "cat",
+                 input="hi\nthere\n")
+    assert (res.returncode, res.stdout) == (0, "hi\nthere\n"), (res.stderr, service.logs())
+    res = docker(service, "run", "-i", "--rm", "--network", "none", IMAGE, "sh", "-c",
+                 "wc -c; exit 3", input="x" * 300000)
+    assert (res.returncode, res.stdout.strip()) == (3, "300000"), res.stderr
+    ok(service, "run", "-d", "--name", "box", "--network", "none", IMAGE, "sleep", "60")
+    assert ok(service, "exec", "-i", "box", "sh", "-c", "tr a-z A-Z",
+              input="quiet\n") == "QUIET\n"
+    # the engine's exec instances through docker-py's low-level calls
+    api = client(service).api
+    eid = api.exec_create("box", ["sh", "-c", "echo out; exit 4"])["Id"]
+    assert api.exec_inspect(eid)["Running"] is False and api.exec_inspect(eid)["Pid"] == 0
+    assert api.exec_start(eid) == b"out\n"
+    info = api.exec_inspect(eid)
+    assert (info["Running"], info["ExitCode"]) == (False, 4) and info["Pid"] > 0
+    import docker as dockerpy
+    with pytest.raises(dockerpy.errors.APIError) as e:
+        api.exec_start(eid)
+    assert e.value.status_code == 409
+    with pytest.raises(dockerpy.errors.NotFound):
+        api.exec_inspect("0" * 64)
+    ok(service, "rm", "-f", "box")
+    assert leftovers() == []
+
+
 def test_docker_volumes_and_system_df(service):
     ok(service, "volume", "create", "data")
     assert "data" in ok(service, "volume", "ls", "--format", "{{.Name}}").split()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shlex
 import threading
 import time
@@ -13,8 +12,10 @@ import trio
 
 from .. import config as cfgmod
 from ..container import Container
-from ..engine import CreateOptions, Engine, exit_code, inspect_container
+from ..engine import CreateOptions, Engine, ExecOptions, exit_code, inspect_container
 from ..errors import DockishError, NotFoundError
+from ..execs import close_pipes
+from ..launch import StartError
 from . import runtime
 from .errors import ApiError, not_found
 from .networks import create_fields
@@ -23,6 +24,7 @@ from .streams import (
     STDERR,
     STDOUT,
     LogRecords,
+    client_chunks,
     close_quiet,
     copy_in,
     feed_body,
@@ -47,7 +49,8 @@ def _is_default(value) -> bool:
 class ContainerApi:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.execs: dict[str, runtime.ExecRecord] = {}
+
+        self.stdin_once: set[str] = set()       # created with StdinOnce (docker run -i)
 
     def register(self, r: Routes) -> None:
         a = r.add
@@ -107,6 +110,8 @@ class ContainerApi:
                     raise
                 return c
         c = await blocking(make)
+        if body.get("StdinOnce") and body.get("OpenStdin"):
+            self.stdin_once.add(c.id)
         return Reply(201, {"Id": c.id, "Warnings": []})
 
     # -- records -------------------------------------------------------------------------------
@@ -335,9 +340,6 @@ class ContainerApi:
         want_out = req.flag("stdout") or req.flag("stderr")
         if c.paused:
             raise ApiError(409, "You cannot attach to a paused container, unpause it first")
-        if want_in and not c.config.tty and c.config.interactive:
-            raise ApiError(400, "attach: stdin of a container without a terminal is not "
-                           "supported by dockish (use -t)")
         st = c.state()
         first_started, was_running = st.get("started"), c.running
         fd = await blocking(runtime.open_log_for_attach, c)
@@ -359,6 +361,9 @@ class ContainerApi:
                 nursery.start_soon(output)
                 if want_in and tty and c.config.interactive:
                     nursery.start_soon(_terminal_input, c, stream, extra)
+                elif want_in and c.config.interactive:
+                    nursery.start_soon(_pipe_input, c, stream, extra,
+                                       c.id in self.stdin_once)
             with contextlib.suppress(Exception):
                 await stream.send_eof() if hasattr(stream, "send_eof") else None
         finally:
@@ -421,10 +426,18 @@ class ContainerApi:
     async def archive_get(self, req: Request):
         c = await self._get(req.params["id"])
         path = req.arg("path")
-        st = await self._stat(c, path)
-        await self._stream_fd_from(
-            req, lambda w: runtime.archive_out(self.engine, c, path, w), "application/x-tar",
-            [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
+        await self._stat(c, path)                 # 400/404 before the stream
+        st, tar = await blocking(self.engine.archive_get, c, path)
+
+        def produce(w: int) -> None:
+            try:
+                with os.fdopen(w, "wb") as out:
+                    for chunk in tar:
+                        out.write(chunk)
+            finally:
+                tar.close()
+        await self._stream_fd_from(req, produce, "application/x-tar",
+                                   [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
 
     async def archive_put(self, req: Request):
         c = await self._get(req.params["id"])
@@ -432,7 +445,10 @@ class ContainerApi:
         st = await self._stat(c, path)
         if not st["mode"] & (1 << 31):
             raise ApiError(400, f"extraction point is not a directory: {path}")
-        failure = await feed_body(req, lambda r: runtime.archive_in(self.engine, c, path, r))
+        def consume(r: int) -> None:
+            with os.fdopen(r, "rb") as tar:
+                self.engine.archive_put(c, path, tar)
+        failure = await feed_body(req, consume)
         if failure:
             raise failure
         return Reply(200, b"", "text/plain")
@@ -440,89 +456,55 @@ class ContainerApi:
     # -- exec ----------------------------------------------------------------------------------
 
     async def exec_create(self, req: Request):
-        c = await self._get(req.params["id"])
         body = await req.json()
-        if not c.running:
-            raise ApiError(409, f"container {c.id} is not running")
-        if c.paused:
-            raise ApiError(409, f"container {c.id} is paused, unpause the container before "
-                           "exec")
         argv = body.get("Cmd") or []
         if isinstance(argv, str):
             argv = [argv]
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ApiError(400, "No exec command specified")
-        unsupported = [k for k in ("Privileged", "ConsoleSize") if not _is_default(body.get(k))
-                       and k != "ConsoleSize"]
-        if unsupported:
-            raise ApiError(400, f"exec: not supported by dockish: {', '.join(unsupported)}")
-        env = [e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e]
-        cfgmod.check_no_nul("command", argv)
-        cfgmod.check_no_nul("environment variable", env)
-        rec = runtime.ExecRecord(
-            id=secrets.token_hex(32), container=c.id, argv=list(argv), env=env,
-            user=body.get("User") or None, workdir=body.get("WorkingDir") or None,
-            tty=bool(body.get("Tty")), stdin=bool(body.get("AttachStdin")),
-            stdout=bool(body.get("AttachStdout", True)),
-            stderr=bool(body.get("AttachStderr", True)))
-        self.execs[rec.id] = rec
-        return Reply(201, {"Id": rec.id})
-
-    def _exec(self, eid: str) -> runtime.ExecRecord:
-        rec = self.execs.get(eid)
-        if rec is None:
-            raise ApiError(404, f"No such exec instance: {eid}")
-        return rec
+        if not _is_default(body.get("Privileged")):
+            raise ApiError(400, "exec: not supported by dockish: Privileged")
+        opts = ExecOptions(
+            command=list(argv), interactive=bool(body.get("AttachStdin")),
+            tty=bool(body.get("Tty")), user=body.get("User") or None,
+            workdir=body.get("WorkingDir") or None,
+            env=[e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e],
+            attach_stdout=bool(body.get("AttachStdout", True)),
+            attach_stderr=bool(body.get("AttachStderr", True)))
+        eid = await blocking(self.engine.exec_create, req.params["id"], opts)
+        return Reply(201, {"Id": eid})
 
     async def exec_inspect(self, req: Request):
-        return self._exec(req.params["id"]).inspect()
+        return self.engine.exec_inspect(req.params["id"])
 
     async def exec_resize(self, req: Request):
-        rec = self._exec(req.params["id"])
         h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
-        if rec.master is not None and h > 0 and w > 0:
-            import fcntl
-            import struct
-            import termios
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(rec.master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
-        elif not rec.tty:
-            raise ApiError(400, "exec instance has no terminal")
+        self.engine.exec_resize(req.params["id"], h, w)
         return Reply(201, b"", "text/plain")
 
     async def exec_start(self, req: Request):
-        rec = self._exec(req.params["id"])
+        eid = req.params["id"]
         body = await req.json()
         detach = bool(body.get("Detach"))
-        if "Tty" in body:
-            rec.tty = bool(body.get("Tty")) or rec.tty
-        if rec.started:
-            raise ApiError(409, f"exec {rec.id} has already been started")
-        rec.started = rec.running = True
+        inst = self.engine.exec_table.get(eid)
+        if body.get("Tty"):
+            inst.tty = True
         try:
-            holder, fds = await blocking(runtime.exec_spawn, self.engine, rec, detach)
-        except runtime.StartError as e:
-            rec.running = False
-            rec.exit_code = e.exit_code
+            inst = await blocking(self.engine.exec_start, eid, detach)
+        except StartError as e:
             raise ApiError(400 if e.exit_code in (126, 127) else 500, _start_message(e)) \
                 from None
-        except BaseException:
-            rec.running = False
-            raise
-        rec.pid = holder
         done = trio.Event()
 
         async def reap() -> None:
-            from ..launch import wait_pid
-            rec.exit_code = await trio.to_thread.run_sync(wait_pid, holder)
-            rec.running = False
+            await trio.to_thread.run_sync(self.engine.exec_wait, eid)
             done.set()
         if detach:
             async with trio.open_nursery() as nursery:     # the holder is reaped meanwhile
                 nursery.start_soon(reap)
                 await req.conn.reply(Reply(200, b"", "text/plain"))
             return None
-        rec.master = fds.master
+        pipes = inst.pipes
         try:
             stream, extra = await req.conn.hijack(req)
 
@@ -533,24 +515,23 @@ class ContainerApi:
                     await stream.send_all(data)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reap)
-                in_fd = fds.master if rec.tty else fds.in_w
-                if rec.stdin and in_fd is not None:
+                in_fd = pipes.master if inst.tty else pipes.in_w
+                if inst.stdin and in_fd is not None:
                     def eof() -> None:
-                        if fds.in_w is not None:       # the process's end of input
-                            close_quiet(fds.in_w)
-                            fds.in_w = None
+                        if pipes.in_w is not None:       # the process's end of input
+                            close_quiet(pipes.in_w)
+                            pipes.in_w = None
                     nursery.start_soon(copy_in, stream, extra, in_fd, eof)
-                if rec.tty:
-                    await pump_fd(fds.master, send, None, done)
+                if inst.tty:
+                    await pump_fd(pipes.master, send, None, done)
                 else:
                     async with trio.open_nursery() as outs:
-                        outs.start_soon(pump_fd, fds.out_r, send, STDOUT, done)
-                        outs.start_soon(pump_fd, fds.err_r, send, STDERR, done)
+                        outs.start_soon(pump_fd, pipes.out_r, send, STDOUT, done)
+                        outs.start_soon(pump_fd, pipes.err_r, send, STDERR, done)
                 await done.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            rec.master = None
-            close_quiet(fds.master, fds.out_r, fds.err_r, fds.in_w)
+            close_pipes(inst)
         with contextlib.suppress(Exception):
             await stream.aclose()
 
@@ -595,15 +576,9 @@ async def _relay_log(fd: int, stream, c: Container, tty: bool, want_out: bool,
 async def _terminal_input(c: Container, stream, first: bytes) -> None:
     """Client bytes to the container's terminal through its monitor's
     attach socket (connected once the container runs)."""
-    while not c.running:
-        if not c.path.exists():
-            return
-        await trio.sleep(0.02)
-    try:
-        sock = await blocking(runtime.ttymod.connect, c.id)
-    except OSError:
+    tsock = await _monitor_socket(c, runtime.ttymod.connect, c.id)
+    if tsock is None:
         return
-    tsock = trio.socket.from_stdlib_socket(sock)
     try:
         await tsock.send(b"24 80\n")
 
@@ -612,19 +587,44 @@ async def _terminal_input(c: Container, stream, first: bytes) -> None:
                 pass
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain)
-            data = first
-            while True:
-                if data:
-                    await _send_all(tsock, data)
-                try:
-                    data = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    data = b""
-                if not data:
-                    break
+            async for data in client_chunks(stream, first):
+                await _send_all(tsock, data)
             nursery.cancel_scope.cancel()
     finally:
         tsock.close()
+
+
+async def _pipe_input(c: Container, stream, first: bytes, once: bool) -> None:
+    """Client bytes to the stdin of a container without a terminal, through
+    its monitor (connected once it runs); the client's half-close ends the
+    container's stdin when it was created with StdinOnce (``docker run -i``)."""
+    from .. import stdinrelay
+    tsock = await _monitor_socket(c, stdinrelay.connect, c, once)
+    if tsock is None:
+        return
+    try:
+        async for data in client_chunks(stream, first):
+            await _send_all(tsock, data)
+        with contextlib.suppress(OSError):
+            tsock.shutdown(trio.socket.SHUT_WR)
+        with contextlib.suppress(OSError, trio.BrokenResourceError):
+            await tsock.recv(1)                 # the monitor has read it all
+    finally:
+        tsock.close()
+
+
+async def _monitor_socket(c: Container, connect, *args):
+    """A trio socket to ``c``'s monitor (``connect(*args)``), made once the
+    container runs; None if it went first or serves nothing."""
+    while not c.running:
+        if not c.path.exists():
+            return None
+        await trio.sleep(0.02)
+    try:
+        sock = await blocking(connect, *args)
+    except OSError:
+        return None
+    return trio.socket.from_stdlib_socket(sock)
 
 
 async def _send_all(sock, data: bytes) -> None:
@@ -720,8 +720,6 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
     restart = hc.get("RestartPolicy") or {}
     if restart.get("Name") not in (None, "", "no"):
         bad.append("HostConfig.RestartPolicy")
-    if body.get("OpenStdin") and not body.get("Tty"):
-        bad.append("OpenStdin without Tty")
     if bad:
         raise ApiError(400, "not supported by dockish: " + ", ".join(sorted(set(bad))))
     image = body.get("Image")

@@ -8,9 +8,6 @@ into the engine):
   ``--rm`` container's code is written to the service's private exit
   records before its files go, so ``wait?condition=removed`` can answer;
 - ``set_labels``: labels given at create (compose finds its containers by them);
-- exec with our own pipes or pty (the engine's ``exec`` relays to the
-  caller's fds and installs signal handlers: main thread only);
-- archive stat/get/put inside the container (``transfer.inside``);
 - a ``-t`` container's window size through its monitor's attach socket.
 """
 from __future__ import annotations
@@ -20,15 +17,14 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-from .. import namespaces as ns
 from .. import tty as ttymod
 from ..container import Container
 from ..engine import Engine
 from ..errors import EXIT_DOCKISH, DockishError
-from ..launch import StartError, Stdio
+from ..launch import StartError
 
 
 def exits_dir() -> Path:
@@ -159,156 +155,17 @@ def open_log_for_attach(c: Container) -> int:
     return os.open(c.log, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
-# -- exec ----------------------------------------------------------------------------------------
-
-@dataclass
-class ExecRecord:
-    """One ``POST /containers/{id}/exec``: what to run, then how it went."""
-
-    id: str
-    container: str
-    argv: list[str]
-    env: list[str]
-    user: str | None
-    workdir: str | None
-    tty: bool
-    stdin: bool
-    stdout: bool
-    stderr: bool
-    privileged: bool = False
-    running: bool = False
-    started: bool = False
-    exit_code: int | None = None
-    pid: int = 0
-    master: int | None = None
-    fds: list[int] = field(default_factory=list)
-
-    def inspect(self, engine_pid: int | None = None) -> dict:
-        return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
-                "ProcessConfig": {"tty": self.tty, "entrypoint": self.argv[0],
-                                  "arguments": self.argv[1:], "privileged": self.privileged,
-                                  "user": self.user or ""},
-                "OpenStdin": self.stdin, "OpenStdout": self.stdout,
-                "OpenStderr": self.stderr, "ContainerID": self.container,
-                "DetachKeys": "", "CanRemove": False, "Pid": self.pid}
-
-
-@dataclass
-class ExecFds:
-    """Our ends of a started exec: a pty master, or pipes."""
-
-    master: int | None = None
-    out_r: int | None = None
-    err_r: int | None = None
-    in_w: int | None = None
-
-
-def exec_spawn(engine: Engine, rec: ExecRecord, detach: bool) -> tuple[int, ExecFds]:
-    """Start the exec'd process; (its holder's pid, our ends of its stdio)."""
-    from .. import config as cfgmod
-    from ..launch import exec_in
-    c = engine.get(rec.container)
-    if not c.running:
-        raise DockishError(f"container {c.id} is not running")
-    if c.paused:
-        raise DockishError(f"container {c.id} is paused, unpause the container before exec")
-    env = cfgmod.merge_env(c.config.env, rec.env)
-    ours: list[int] = []        # the process's ends: closed once it runs
-    fds = ExecFds()
-    try:
-        if rec.tty:
-            master, slave = os.openpty()
-            os.set_inheritable(master, False)
-            fds.master = master
-            ours.append(slave)
-            given = os.dup(slave)         # exec_in closes the slave it is given
-            stdio = Stdio(None, given, given, pty_slave=given)
-        elif detach:
-            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-            ours.append(null)
-            stdio = Stdio(None, null, null)
-        else:
-            fds.out_r, out_w = os.pipe2(os.O_CLOEXEC)
-            fds.err_r, err_w = os.pipe2(os.O_CLOEXEC)
-            ours += [out_w, err_w]
-            in_r = None
-            if rec.stdin:
-                in_r, fds.in_w = os.pipe2(os.O_CLOEXEC)
-                ours.append(in_r)
-            stdio = Stdio(in_r, out_w, err_w)
-        holder = exec_in(c, rec.argv, env, rec.user if rec.user is not None else c.config.user,
-                         rec.workdir or c.config.workdir, stdio, ns.plan_mapping().full)
-    except BaseException:
-        for fd in (fds.master, fds.out_r, fds.err_r, fds.in_w):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        raise
-    finally:
-        for fd in ours:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    return holder, fds
-
-
 # -- archive -------------------------------------------------------------------------------------
 
 def stat_header(st: dict) -> str:
     return base64.b64encode(json.dumps(st).encode()).decode()
 
 
-def archive_out(engine: Engine, c: Container, path: str, out_fd: int) -> None:
-    """A tar of ``path`` inside ``c`` written to ``out_fd`` (closed after),
-    made inside the container (no container path is resolved on the host)."""
-    from ..transfer import TransferError, inside, write_tree
-    name = os.path.basename(path.rstrip("/")) or "."
-    if path.rstrip("/").endswith("/.") or path.endswith("/."):
-        name = "."
-
-    def body() -> None:
-        ns.close_fds_except({out_fd, 2})
-        try:
-            write_tree(path, name if name != "." else "", out_fd, one_fs=False)
-        except BrokenPipeError:
-            os._exit(1)
-    try:
-        code = inside(c, engine._launch, body)
-    finally:
-        os.close(out_fd)
-    if code != 0:
-        raise TransferError(f"could not copy {path} out of container {c.name}")
-
-
-def archive_in(engine: Engine, c: Container, path: str, in_fd: int,
-               no_overwrite_dir: bool = False) -> None:
-    """Extract the tar read from ``in_fd`` (closed after) into the
-    directory ``path`` inside ``c``, from inside the container."""
-    from ..transfer import TransferError, _extract_into, _open_dir, inside
-    del no_overwrite_dir
-
-    def body() -> None:
-        ns.close_fds_except({in_fd, 2})
-        into = _open_dir(path, no_magic=True)
-        try:
-            with os.fdopen(in_fd, "rb") as inp:
-                _extract_into(inp, into, None, archive=False, in_container=True)
-        finally:
-            os.close(into)
-    try:
-        code = inside(c, engine._launch, body)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(in_fd)
-    if code != 0:
-        raise TransferError(f"could not extract into {path} in container {c.name}")
-
-
 def pid_of(c: Container) -> int:
     return c.pid or 0
 
 
-__all__ = ["ExecRecord", "ExecFds", "StartError", "archive_in", "archive_out", "exec_spawn",
-           "open_log_for_attach", "record_exit", "recorded_exit", "resize_tty",
+__all__ = ["StartError", "open_log_for_attach", "record_exit", "recorded_exit", "resize_tty",
            "set_labels", "start", "stat_header"]
 
 

@@ -74,6 +74,21 @@ async def pump_fd(fd: int, send, stream: int | None, done: trio.Event | None = N
         await send(frame(stream, data) if stream is not None else data)
 
 
+async def client_chunks(stream: trio.abc.Stream, first: bytes):
+    """The client's bytes after the hijack (``first``, then what comes)
+    until its half-close, or until it goes."""
+    data = first
+    while True:
+        if data:
+            yield data
+        try:
+            data = await stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return
+        if not data:
+            return
+
+
 async def copy_in(stream: trio.abc.Stream, first: bytes, fd: int | None,
                   on_eof=None) -> None:
     """Client bytes (after the hijack) to ``fd`` (the process's stdin or
@@ -82,16 +97,9 @@ async def copy_in(stream: trio.abc.Stream, first: bytes, fd: int | None,
     if fd is not None:
         os.set_blocking(fd, False)
     try:
-        data = first
-        while True:
-            if data and fd is not None and not await write_all(fd, data):
+        async for data in client_chunks(stream, first):
+            if fd is not None and not await write_all(fd, data):
                 fd = None                    # the process stopped reading
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                data = b""
-            if not data:
-                break
     finally:
         if on_eof is not None:
             on_eof()
