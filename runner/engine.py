@@ -686,7 +686,20 @@ class Engine:
             self._signal(c, signal.SIGKILL)
             self.await_stopped(c, 10)
         c.write_exit(137)         # only if nobody recorded a code
+        if c.config.restart_policy:    # its monitor is done before a start may follow
+            self._await_monitor(c)
         container_event(c, "stop")
+
+    def _await_monitor(self, c: Container, timeout: float = 10) -> None:
+        """Wait for the container's monitor to end (it ends once a stop is
+        asked for), so a ``start`` after a ``stop`` (``restart``) never
+        meets the old monitor deciding on a restart."""
+        from .restart import monitor_gone
+        st = c.state()
+        deadline = time.monotonic() + timeout
+        while not monitor_gone(st.get("monitor_pid"), st.get("monitor_start")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         c = self.get(ref)

@@ -100,6 +100,19 @@ def ends_restarts(signum: int, stop_signal: str) -> bool:
     return signum == signal.SIGKILL or not stop_signal or signum == parse_signal(stop_signal)
 
 
+def monitor_gone(pid: int | None, start: int | None) -> bool:
+    """The monitor process has ended: gone, another process by that pid, or
+    a zombie its parent (a long-lived API server) has not reaped yet."""
+    from .namespaces import alive
+    if not alive(pid, start):
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 def stop_requested(container_dir: Path) -> bool:
     """A ``stop`` was asked for since the last start (a file, so that the
     monitor and the stopping process never write the same state file)."""

@@ -98,6 +98,18 @@ def test_always_shows_restarting_and_stop_ends_it_for_good(bb, tmp_path):
     assert ok("ps", "-a", "-q") == ""
 
 
+def test_restart_command_runs_a_policy_container_once_again(bb, tmp_path):
+    ok("run", "-d", "--name", "svc", "--network", "none", "--restart", "always",
+       "-v", f"{tmp_path}:/state", bb, "sh", "-c",
+       "n=$(cat /state/n 2>/dev/null || echo 0); echo $((n+1)) > /state/n; sleep 30")
+    _wait_for(lambda: (tmp_path / "n").exists(), what="the first run")
+    ok("restart", "-t", "0", "svc")
+    _wait_for(lambda: (tmp_path / "n").read_text().strip() == "2", what="the second run")
+    time.sleep(1.5)                    # the old monitor started no third one
+    assert (tmp_path / "n").read_text().strip() == "2"
+    assert _inspect("svc")["State"]["Status"] == "running"
+
+
 def test_kill_ends_the_restarts_a_signal_for_the_process_does_not(bb, tmp_path):
     ok("run", "-d", "--name", "killed", "--network", "none", "--restart", "always",
        "--stop-signal", "TERM", "-v", f"{tmp_path}:/state", bb, "sh", "-c",

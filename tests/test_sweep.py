@@ -164,6 +164,7 @@ SWEEP: dict[str, str] = {
     "runner/buildoutput.py:_into_directory": USER + " (build --output type=local,dest=DIR: the image's files extracted with cp's rules, nothing followed); " + T("tests/test_run_flags.py::test_build_output_local_tar_and_stdout"),
     "runner/procopts.py:_seccomp_profile": USER + " (--security-opt seccomp=FILE: a regular file only)",
     "runner/restart.py:clear_stop": OWN,
+    "runner/restart.py:monitor_gone": KERNEL + " (/proc/PID/stat)",
     "runner/restart.py:request_stop": OWN,
     "runner/engine.py:Engine.rename": OWN,
     "runner/containers_cli.py:export": T(HOSTP + "test_output_files_are_all_or_nothing"),
