@@ -110,7 +110,8 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
     layers = LayerStore(root)
     try:
         fixed = _make_mounts(root, spec.mounts, made_volumes)
-        plan = spec.net
+        from .netplan import for_network
+        plan = for_network(root, spec.network, spec.net)     # build --network NAME too
         init_layer = make_init_layer(layers, spec.hostname, spec.network,
                                      plan.address() if plan else container_ip(spec.network),
                                      plan.hosts_lines if plan else (),

@@ -113,6 +113,21 @@ def plan(root: Path, net: str, *, image_conf: dict, ports: list[list], publish_a
     return p
 
 
+def for_network(root: Path, net: str, plan: NetPlan | None) -> NetPlan | None:
+    """``plan``, with the user network ``net``'s address and DNS filled in
+    when its maker did not decide them (a build's RUN step on ``build
+    --network NAME``); a network mode needs nothing."""
+    if not netconf.is_user_network(net) or (plan is not None and plan.networks):
+        return plan
+    from .container import Containers
+    rec = Networks(root).find(net)
+    plan = plan or NetPlan(mode=net)
+    used = used_addresses(Containers(root).all()).get(rec.name, set())
+    plan.networks[rec.name] = {"ip": netconf.pick_ip(rec, used), "aliases": []}
+    plan.resolv = netconf.resolv_conf([rec.gateway], [], [])
+    return plan
+
+
 def used_addresses(containers) -> dict[str, set[str]]:
     """network name -> the addresses containers (running or not) hold."""
     out: dict[str, set[str]] = {}

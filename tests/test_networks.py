@@ -289,6 +289,21 @@ def test_a_killed_session_leaves_no_network_state_and_networks_work_again(bb, ne
     assert _gone([holder["holder_pid"], holder["slirp_pid"]])
 
 
+def test_build_run_steps_on_a_user_network_reach_its_containers(bb, nets, tmp_path):
+    nets("buildnet")
+    ok("run", "-d", "--name", "assets", "--network", "buildnet", bb, "sh", "-c", HTTPD)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bb}\n"
+        "RUN printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 assets 80 > /fetched\n")
+    ok("build", "--network", "buildnet", "-t", "fetched:1", str(ctx))
+    out = ok("run", "--rm", "--network", "none", "fetched:1", "cat", "/fetched")
+    assert "hello-" in out, out
+    res = dockish("build", "--no-cache", "--network", "nosuch", "-t", "x:1", str(ctx))
+    assert res.returncode != 0 and "network nosuch not found" in res.stderr, res
+
+
 # -- the pure rules (runner.netconf), no namespaces ------------------------------------------
 
 def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
