@@ -1021,6 +1021,23 @@ class Engine:
         self.await_stopped(c, 10)
         return exit_code(c), False
 
+    def resize(self, ref: str | Container, rows: int, cols: int) -> None:
+        """A ``-t`` container's window size, told to its monitor (one attach
+        client whose first line is the size)."""
+        from . import tty as ttymod
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        if not c.config.tty:
+            raise UsageError(f"container {c.id} has no terminal to resize")
+        if not c.running:
+            raise DockishError(f"Container {c.id} is not running")
+        try:
+            sock = ttymod.connect(c.id)
+        except OSError as e:
+            raise DockishError(f"container {c.id}: no terminal to resize: "
+                               f"{e.strerror or e}") from None
+        with sock:
+            sock.sendall(f"{rows} {cols}\n".encode())
+
     def exec(self, ref: str, opts: ExecOptions, fds: Fds | None = None) -> int:
         """Run a process in a running container, relayed to ``fds`` (the
         caller's terminal or pipes: never handed to the process); its exit

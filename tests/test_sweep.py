@@ -265,7 +265,6 @@ SWEEP: dict[str, str] = {
     "runner/api/runtime.py:open_log_for_attach": OWN,
     "runner/api/runtime.py:record_exit": OWN + "; O_EXCL|O_NOFOLLOW then rename",
     "runner/api/runtime.py:recorded_exit": OWN,
-    "runner/api/runtime.py:set_labels": OWN + "; O_EXCL|O_NOFOLLOW then rename",
     "runner/api/server.py:Server.serve": T(API + "test_a_squatted_socket_path_is_refused"),
     "runner/api/server.py:listen_unix": T(API + "test_a_squatted_socket_path_is_refused",
                                           API + "test_socket_is_private_and_versions_negotiate"),

@@ -11,6 +11,7 @@ import time
 import trio
 
 from .. import config as cfgmod
+from .. import tty as ttymod
 from ..container import Container
 from ..engine import CreateOptions, Engine, ExecOptions, exit_code, inspect_container
 from ..errors import DockishError, NotFoundError
@@ -374,7 +375,7 @@ class ContainerApi:
         h, w = req.int_arg("h", 0) or 0, req.int_arg("w", 0) or 0
         if h <= 0 or w <= 0:
             raise ApiError(400, "resize needs h and w")
-        await blocking(runtime.resize_tty, c, h, w)
+        await blocking(self.engine.resize, c, h, w)
         return Reply(200, b"", "text/plain")
 
     # -- files ---------------------------------------------------------------------------------
@@ -576,7 +577,7 @@ async def _relay_log(fd: int, stream, c: Container, tty: bool, want_out: bool,
 async def _terminal_input(c: Container, stream, first: bytes) -> None:
     """Client bytes to the container's terminal through its monitor's
     attach socket (connected once the container runs)."""
-    tsock = await _monitor_socket(c, runtime.ttymod.connect, c.id)
+    tsock = await _monitor_socket(c, ttymod.connect, c.id)
     if tsock is None:
         return
     try:

@@ -7,8 +7,7 @@ into the engine):
   the server), so a fresh process starts it and exits at once; a
   ``--rm`` container's code is written to the service's private exit
   records before its files go, so ``wait?condition=removed`` can answer;
-- ``set_labels``: labels given at create (compose finds its containers by them);
-- a ``-t`` container's window size through its monitor's attach socket.
+- the service's exit records of ``--rm`` containers (``wait`` after they went).
 """
 from __future__ import annotations
 
@@ -17,10 +16,8 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-from .. import tty as ttymod
 from ..container import Container
 from ..engine import Engine
 from ..errors import EXIT_DOCKISH, DockishError
@@ -117,37 +114,6 @@ def _start_main(root: str, cid: str) -> None:
     os.write(1, (out.replace("\n", " ") + "\n").encode())
 
 
-def set_labels(c: Container, labels: dict[str, str]) -> None:
-    """Labels kept in the container's record (written as the record is:
-    a temporary then a rename)."""
-    c.config.labels = dict(labels)
-    path = c.path / "config.json"
-    tmp = c.path / f".config.json.{os.getpid()}.api"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(c.config), f)
-    os.replace(tmp, path)
-
-
-# -- terminals -----------------------------------------------------------------------------------
-
-def resize_tty(c: Container, rows: int, cols: int) -> None:
-    """Tell a ``-t`` container's monitor the window size: one attach
-    client whose first line is the size."""
-    if not c.config.tty:
-        raise DockishError(f"container {c.id} has no terminal to resize")
-    if not c.running:
-        raise DockishError(f"Container {c.id} is not running")
-    try:
-        sock = ttymod.connect(c.id)
-    except OSError as e:
-        raise DockishError(f"container {c.id}: no terminal to resize: "
-                           f"{e.strerror or e}") from None
-    with sock:
-        sock.sendall(f"{rows} {cols}\n".encode())
-
-
 def open_log_for_attach(c: Container) -> int:
     """The container's log opened before it starts (made if missing, as its
     monitor would make it): a ``--rm`` container's output stays readable
@@ -161,12 +127,8 @@ def stat_header(st: dict) -> str:
     return base64.b64encode(json.dumps(st).encode()).decode()
 
 
-def pid_of(c: Container) -> int:
-    return c.pid or 0
-
-
-__all__ = ["StartError", "open_log_for_attach", "record_exit", "recorded_exit", "resize_tty",
-           "set_labels", "start", "stat_header"]
+__all__ = ["StartError", "open_log_for_attach", "record_exit", "recorded_exit", "start",
+           "stat_header"]
 
 
 if __name__ == "__main__":
