@@ -116,9 +116,8 @@ def remove(root: Path, ref: str) -> NetworkRecord:
     if users:
         raise _conflict(f"error while removing network: network {rec.name} id {rec.id} "
                             "has active endpoints")
-    for c in members(root, rec.name):      # stopped ones forget it, as in Docker
-        c.config.networks.pop(rec.name, None)
-        Containers(root).save_config(c)
+    # stopped containers keep naming it: their next start says "network X
+    # not found", as Docker's
     Networks(root).remove(rec)
     return rec
 

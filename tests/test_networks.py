@@ -223,12 +223,18 @@ def test_network_commands_refuse_bad_input_with_one_line(bb, nets):
     res = dockish("network", "inspect", "nosuch")
     assert res.returncode == 1 and "network nosuch not found" in res.stderr
     assert "overlap" not in ok("network", "ls", "-q", "--format", "{{.Name}}")
+    ok("network", "create", "gone")
+    ok("create", "--name", "orphan", "--network", "gone", bb, "true")
+    ok("network", "rm", "gone")
+    res = dockish("start", "orphan")
+    assert res.returncode != 0 and "network gone not found" in res.stderr, res
+    assert ok("ps", "-q") == "" and not (_state() / "holder.json").exists()
     assert json.loads(ok("network", "inspect", "bridge"))[0]["Driver"] == "bridge"
     res = dockish("network", "rm", "host")
     assert res.returncode == 1 and "pre-defined network" in res.stderr
     res = dockish("run", "--rm", "--network", "nosuch", bb, "true")
     assert res.returncode == 125 and "network nosuch not found" in res.stderr
-    assert ok("ps", "-a", "-q") == ""
+    assert ok("ps", "-a", "--format", "{{.Names}}").split() == ["orphan"]
 
 
 def test_connect_and_disconnect_a_running_container(bb, nets):
