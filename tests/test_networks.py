@@ -215,7 +215,13 @@ def test_network_commands_refuse_bad_input_with_one_line(bb, nets):
     res = dockish("network", "create", "--subnet", "nope", "x1")
     assert res.returncode == 125 and res.stderr.count("\n") == 1 and "invalid subnet" in \
         res.stderr
-    nets("--subnet", "10.99.0.0/24", "dup")
+    nets("--subnet", "10.99.0.0/24", "--gateway", "10.99.0.254", "dup")
+    out = ok("run", "--rm", "--network", "dup", "--ip", "10.99.0.50", bb, "ip", "-4", "addr")
+    assert "inet 10.99.0.50/24" in out, out
+    assert ok("run", "--rm", "--network", "dup", bb, "ip", "route").startswith(
+        "default via 10.99.0.254"), "the gateway given"
+    res = dockish("run", "--rm", "--network", "dup", "--ip", "10.98.0.5", bb, "true")
+    assert res.returncode == 125 and "not a host address of 10.99.0.0/24" in res.stderr
     res = dockish("network", "create", "dup")
     assert res.returncode == 1 and "already exists" in res.stderr
     res = dockish("network", "create", "--subnet", "10.99.0.0/16", "overlap")
