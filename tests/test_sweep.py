@@ -147,6 +147,7 @@ SWEEP: dict[str, str] = {
     "runner/container.py:_write_json": OWN,
     "runner/container.py:process_tree": KERNEL,
     "runner/monitor.py:_monitor": OWN + " (log files of the container's own dir)",
+    "runner/monitor.py:_carry_on": FIXED + " (run --sig-proxy=false's carrying process: its stdio becomes /dev/null)",
     "runner/monitor.py:exec_stdio": FIXED,
     "runner/engine.py:env_overrides": T(BAD + "test_bad_env_file_is_one_line_for_run_create_and_exec"),
     "runner/labels.py:read_files": T("tests/test_filters.py::test_label_file_errors_are_one_line"),
