@@ -537,8 +537,8 @@ class Engine:
             entrypoint=image_entry if opts.entrypoint is None
             else ([opts.entrypoint] if opts.entrypoint else []),
             cmd=argv[len(image_entry):] if opts.entrypoint is None else list(opts.args),
-            restart_policy=restart.parse(opts.restart).as_docker()
-            if opts.restart else {}, stop_signal=opts.stop_signal or "",
+            restart_policy={} if restart.parse(opts.restart).none      # "no": none kept
+            else restart.parse(opts.restart).as_docker(), stop_signal=opts.stop_signal or "",
             stop_timeout=opts.stop_timeout, process=dict(opts.process))
 
     def _ports(self, publish: list[str], net: str) -> list[list]:
