@@ -681,6 +681,9 @@ def container_group() -> None:
                    "'label!=KEY[=VALUE]').")
 def container_prune(force: bool, filters: dict[str, list[str]]) -> None:
     """Remove all stopped containers."""
+    if not force and not confirm("WARNING! This will remove all stopped containers.\n"
+                                 "Are you sure you want to continue?"):
+        return                          # Docker: cancelled, exit 0
     print_prune("Containers", engine().container_prune(filters).deleted)
 
 
@@ -756,6 +759,11 @@ def volume_rm(force: bool, names: tuple[str, ...]) -> None:
               help="Provide filter values (e.g. 'label=KEY[=VALUE]', 'label!=KEY').")
 def volume_prune(force: bool, all_: bool, filters: dict[str, list[str]]) -> None:
     """Remove unused local volumes (anonymous ones unless -a)."""
+    if not force and not confirm(
+            f"WARNING! This will remove {'all' if all_ or 'all' in filters else 'anonymous'} "
+            "local volumes not used by at least one container.\n"
+            "Are you sure you want to continue?"):
+        return
     print_prune("Volumes", engine().volume_prune(all_, filters).deleted)
 
 
@@ -774,9 +782,21 @@ def register(main: click.Group) -> None:
         container_group.add_command(cmd, name)
 
 
+def prune_section(what: str, deleted: list[str]) -> None:
+    """One part of a prune report as Docker's: ``Deleted WHAT:``, a line
+    each and a blank line; nothing when nothing went."""
+    if deleted:
+        click.echo(f"Deleted {what}:\n" + "".join(f"{d}\n" for d in deleted))
+
+
 def print_prune(what: str, deleted: list[str], freed: int = 0) -> None:
-    """Docker's prune report: ``Deleted WHAT:``, one line each, the total."""
-    click.echo(f"Deleted {what}:")
-    for d in deleted:
-        click.echo(d)
-    click.echo(f"\nTotal reclaimed space: {size(freed)}")
+    """Docker's prune report: the section, then the total (always)."""
+    prune_section(what, deleted)
+    click.echo(f"Total reclaimed space: {size(freed)}")
+
+
+def confirm(message: str) -> bool:
+    """Docker's prompt: ``MESSAGE [y/N] `` on stdout and a line of stdin;
+    only ``y`` goes on (no answer, or no stdin, is no)."""
+    click.echo(f"{message} [y/N] ", nl=False)
+    return sys.stdin.readline().strip().lower() == "y"

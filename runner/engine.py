@@ -141,6 +141,7 @@ class SystemPruneReport:
     volumes: PruneReport | None
     images: PruneReport
     build_cache: PruneReport
+    networks: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -1401,9 +1402,10 @@ class Engine:
 
     def system_prune(self, all_: bool = False, volumes: bool = False,
                      filters: dict[str, list[str]] | None = None) -> SystemPruneReport:
-        """Stopped containers, (``volumes``) unused anonymous volumes, unused
-        images (dangling, or all with ``all_``) and the build cache, each
-        through ``filters`` (``until``, ``label``, ``label!``) as Docker's."""
+        """Stopped containers, unused user networks, (``volumes``) unused
+        anonymous volumes, unused images (dangling, or all with ``all_``)
+        and the build cache, each through ``filters`` (``until``,
+        ``label``, ``label!``) as Docker's."""
         from . import filters as flt
         f = dict(filters or {})
         flt.validate(f, flt.CONTAINER_PRUNE_KEYS)
@@ -1411,14 +1413,15 @@ class Engine:
             raise UsageError('ERROR: The "until" filter is not supported with "--volumes"')
         limit = flt.until(f)               # a bad time is refused before anything goes
         containers = self.container_prune(f)
+        networks = [n.name for n in self.network_list({"dangling": ["true"]})
+                    if flt.prune_picks(f, n.created, n.labels, limit)]
+        for name in networks:
+            self.network_remove(name)
         vols = self.volume_prune(filters={k: v for k, v in f.items() if k != "until"}) \
             if volumes else None
         images = self.image_prune(all_, f)
-        if limit is not None:              # the cache has no labels: only until applies
-            cache = self.build_cache_prune(max(0.0, time.time() - limit))
-        else:
-            cache = PruneReport() if f else self.build_cache_prune()
-        return SystemPruneReport(containers, vols, images, cache)
+        cache = self.build_cache_prune(flt.older_than(f))    # only until applies there
+        return SystemPruneReport(containers, vols, images, cache, networks)
 
 
 class _NullOut:

@@ -210,6 +210,21 @@ def until(f: Filters, now: float | None = None) -> float | None:
     return timestamp(values[0], now)
 
 
+def older_than(f: Filters, now: float | None = None) -> float | None:
+    """The build cache's ``until`` (or its older name ``unused-for``) as
+    seconds unused; the cache has no labels, so Docker's builder ignores
+    the other prune filters."""
+    if "until" in f and "unused-for" in f:
+        raise FilterError("conflicting filters: \"until\" and \"unused-for\"")
+    values = f.get("until", []) + f.get("unused-for", [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise FilterError("filters expect only one value")
+    now = time.time() if now is None else now
+    return max(0.0, now - timestamp(values[0], now))
+
+
 # -- containers ----------------------------------------------------------------------------------
 
 @dataclass

@@ -321,12 +321,12 @@ def rmi(force: bool, no_prune: bool, names: tuple[str, ...]):
                    "'label!=KEY', 'dangling=false').")
 def image_prune(all_: bool, force: bool, filters: dict[str, list[str]]):
     """Remove unused images (untagged ones; with -a, every image no mount uses)."""
-    if not force:
-        warn = "all images without at least one container associated to them" if all_ \
-            else "all dangling images"
-        click.echo(f"WARNING! This will remove {warn}.")
-        if not click.confirm("Are you sure you want to continue?", default=False):
-            return
+    from .containers_cli import confirm
+    warn = "all images without at least one container associated to them" if all_ \
+        else "all dangling images"
+    if not force and not confirm(f"WARNING! This will remove {warn}.\n"
+                                 "Are you sure you want to continue?"):
+        return                          # Docker: cancelled, exit 0
     report = _engine().image_prune(all_, filters)
     print_image_prune(report.deleted, report.freed)
 

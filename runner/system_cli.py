@@ -248,30 +248,42 @@ def version(fmt: str | None) -> None:
                    "'label!=KEY').")
 def system_prune(all_: bool, volumes: bool, force: bool,
                  filters: dict[str, list[str]]) -> None:
-    """Remove stopped containers, unused images (dangling ones, or all with
-    -a), the build cache and (--volumes) unused anonymous volumes."""
-    if not force:
-        what = ["all stopped containers",
-                "all images without at least one container associated to them" if all_
-                else "all dangling images", "unused build cache"]
-        if volumes:
-            what.insert(1, "all anonymous volumes not used by at least one container")
-        click.confirm("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
-                      + "\nAre you sure you want to continue?", abort=True)
-    from .containers_cli import engine, print_prune
+    """Remove stopped containers, unused networks, unused images (dangling
+    ones, or all with -a), the build cache and (--volumes) unused anonymous
+    volumes."""
+    from .containers_cli import confirm, engine, prune_section
+    if volumes and "until" in filters:          # Docker's check and words, before the prompt
+        click.echo('ERROR: The "until" filter is not supported with "--volumes"', err=True)
+        sys.exit(1)
+    if not force and not confirm(prune_warning(all_, volumes, filters)):
+        return                                  # Docker: cancelled, exit 0
     report = engine().system_prune(all_, volumes, filters)
-    print_prune("Containers", report.containers.deleted)
+    prune_section("Containers", report.containers.deleted)
+    prune_section("Networks", report.networks)
     if report.volumes is not None:
-        print_prune("Volumes", report.volumes.deleted)
-    _print_image_prune(report.images.deleted, report.images.freed)
-    for key in report.build_cache.deleted:
-        click.echo(f"Deleted build cache object: {key[7:19]}")
-    click.echo(f"Total reclaimed space: {human_size(report.build_cache.freed)}")
+        prune_section("Volumes", report.volumes.deleted)
+    prune_section("Images", report.images.deleted)
+    prune_section("build cache objects", report.build_cache.deleted)
+    freed = sum(r.freed for r in (report.containers, report.volumes, report.images,
+                                  report.build_cache) if r is not None)
+    click.echo(f"Total reclaimed space: {human_size(freed)}")
 
 
-def _print_image_prune(lines: list[str], freed: int) -> None:
-    from .images_cli import print_image_prune
-    print_image_prune(lines, freed)
+def prune_warning(all_: bool, volumes: bool, filters: dict[str, list[str]]) -> str:
+    """``system prune``'s question, word for word as Docker's."""
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if volumes:
+        what.append("all anonymous volumes not used by at least one container")
+    what.append("all images without at least one container associated to them" if all_
+                else "all dangling images")
+    what.append("all build cache" if all_ else "unused build cache")
+    text = "WARNING! This will remove:" + "".join(f"\n  - {w}" for w in what) + "\n"
+    shown = sorted(f"{k}={v}" for k in ("label", "label!", "until")
+                   for v in filters.get(k, []))
+    if shown:
+        text += "\n  Items to be pruned will be filtered with:" + \
+            "".join(f"\n  - {f}" for f in shown) + "\n"
+    return text + "\nAre you sure you want to continue?"
 
 
 def register(main: click.Group) -> None:

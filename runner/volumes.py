@@ -15,7 +15,7 @@ import secrets
 import time
 from pathlib import Path
 
-from .errors import DockishError
+from .errors import DockishError, UsageError
 from .hostfs import remove_tree
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -25,8 +25,9 @@ class VolumeError(DockishError):
     """A volume name or state the user got wrong."""
 
 
-class VolumeRequestError(VolumeError):
-    """A create request Docker's daemon would refuse (its words, exit 1)."""
+class VolumeRequestError(VolumeError, UsageError):
+    """A create request Docker's daemon would refuse (its words, exit 1;
+    the API's 400)."""
 
     exit_code = 1
     from_daemon = True

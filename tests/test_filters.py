@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
+from .diffbase import dockish_exe
 from .runbed import dockish, no_leftovers  # noqa: F401 - a fixture
 from .runbed import ok as dok
 from .test_api import IMAGE, docker, service  # noqa: F401 - a fixture
@@ -184,10 +186,14 @@ def test_volumes_labels_and_filters(bed):
                 docker(bed, "volume", "ls", "-f", "until=1h")):
         assert (res.returncode, res.stderr) == \
             (1, "Error response from daemon: invalid filter 'until'\n")
-    res = dockish("volume", "create", "-d", "nfs", "x")
-    assert (res.returncode, res.stderr) == (1, "Error response from daemon: create x: error "
-                                               'looking up volume plugin nfs: plugin "nfs" '
-                                               "not found\n")
+    for res in (dockish("volume", "create", "-d", "nfs", "x"),
+                docker(bed, "volume", "create", "-d", "nfs", "x")):
+        assert (res.returncode, res.stderr) == (1, "Error response from daemon: create x: "
+                                                   "error looking up volume plugin nfs: "
+                                                   'plugin "nfs" not found\n')
+    res = dockish("volume", "create", "-o", "type=tmpfs", "y")
+    assert res.returncode == 1 and "need root to mount" in res.stderr
+    assert "y" not in dok("volume", "ls", "-q").split()
     assert dok("volume", "prune", "-f", "-a", "--filter", "label!=keep") == \
         "Deleted Volumes:\nspare\n\nTotal reclaimed space: 0B\n"
     assert dok("volume", "ls", "-q") == "data\nkept\n"
@@ -201,9 +207,10 @@ def test_container_and_system_prune_filters(bed):
     assert names(dok("ps", "-a", "--format", FIELDS)) == ["fresh", "job", "web"]
     dok("system", "prune", "-f", "--filter", "label!=nothing", "--filter", "until=0s")
     assert names(dok("ps", "-a", "--format", FIELDS)) == ["web"]
-    res = dockish("system", "prune", "-f", "--volumes", "--filter", "until=1h")
-    assert (res.returncode, res.stderr) == \
-        (125, 'dockish: error: ERROR: The "until" filter is not supported with "--volumes"\n')
+    for res in (dockish("system", "prune", "-f", "--volumes", "--filter", "until=1h"),
+                docker(bed, "system", "prune", "-f", "--volumes", "--filter", "until=1h")):
+        assert (res.returncode, res.stdout, res.stderr) == \
+            (1, "", 'ERROR: The "until" filter is not supported with "--volumes"\n')
 
 
 def test_image_prune_filters(bed, tmp_path):
@@ -234,3 +241,52 @@ def test_system_df_verbose_tables_and_templates(bed):
     usage = json.loads(dok("system", "df", "-v", "--format", "json"))
     assert list(usage) == ["Images", "Containers", "Volumes", "BuildCache"]
     assert "labeled" in {i["Repository"] for i in usage["Images"]}
+
+
+def run_both(svc, *args: str, input: str = "") -> str:
+    """``dockish ARGS`` and ``docker ARGS`` with ``input`` on stdin: the
+    same exit code (0) and output; that output."""
+    mine = subprocess.run([dockish_exe(), *args], input=input, capture_output=True, text=True,
+                          timeout=120)
+    theirs = docker(svc, *args, input=input)
+    assert (mine.returncode, mine.stdout, mine.stderr) == \
+        (theirs.returncode, theirs.stdout, theirs.stderr) == (0, mine.stdout, ""), \
+        (args, mine, theirs)
+    return mine.stdout
+
+
+@pytest.mark.parametrize(("args", "question"), [
+    (("container", "prune"), "WARNING! This will remove all stopped containers.\n"),
+    (("volume", "prune"), "WARNING! This will remove anonymous local volumes not used by at "
+     "least one container.\n"),
+    (("image", "prune", "-a"), "WARNING! This will remove all images without at least one "
+     "container associated to them.\n"),
+    (("system", "prune", "--volumes"),
+     "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by "
+     "at least one container\n  - all anonymous volumes not used by at least one container\n"
+     "  - all dangling images\n  - unused build cache\n\n"),
+    (("system", "prune", "-a", "--filter", "label=a", "--filter", "until=1h"),
+     "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by "
+     "at least one container\n  - all images without at least one container associated to "
+     "them\n  - all build cache\n\n  Items to be pruned will be filtered with:\n"
+     "  - label=a\n  - until=1h\n\n"),
+])
+def test_prune_asks_as_docker_and_no_is_no(bed, args, question):
+    for answer in ("n\n", ""):
+        assert run_both(bed, *args, input=answer) == \
+            question + "Are you sure you want to continue? [y/N] "
+    assert len(dok("ps", "-aq").split()) == 4
+
+
+def test_prune_reports_as_dockers(bed):
+    dok("builder", "prune", "-f")        # the bed's build cache: the first prune's
+    assert run_both(bed, "container", "prune", "-f", "--filter", "label=nothing") == \
+        "Total reclaimed space: 0B\n"
+    assert run_both(bed, "system", "prune", "-f", "--filter", "label=nothing") == \
+        "Total reclaimed space: 0B\n"
+    worker = dok("ps", "-aq", "--no-trunc", "-f", "name=worker").strip()
+    res = subprocess.run([dockish_exe(), "system", "prune", "--filter", "label=tier=back"],
+                         input="y\n", capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.endswith(
+        f"[y/N] Deleted Containers:\n{worker}\n\nTotal reclaimed space: 0B\n"), res
+    assert names(dok("ps", "-a", "--format", FIELDS)) == ["fresh", "job", "web"]

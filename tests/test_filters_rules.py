@@ -191,6 +191,14 @@ def test_timestamps_as_dockers(text, when):
     assert flt.timestamp(text, now=1000.0) == when
 
 
+def test_build_cache_takes_only_until():
+    assert flt.older_than({"label": ["a"]}) is None
+    assert flt.older_than({"until": ["2h"]}, now=1000.0) == 7200.0
+    assert flt.older_than({"unused-for": ["10m"]}, now=1000.0) == 600.0
+    with pytest.raises(FilterError):
+        flt.older_than({"until": ["1h"], "unused-for": ["1h"]})
+
+
 def test_a_bad_time_is_one_line():
     with pytest.raises(FilterError, match='^failed to parse value as time or duration: "soon"$'):
         flt.timestamp("soon")

@@ -402,7 +402,9 @@ class ImageApi:
             raise ApiError(400, "invalid X-Registry-Config header")
 
     async def build_prune(self, req: Request):
-        report = await blocking(self.engine.build_cache_prune, None)
+        from ..filters import from_api, older_than
+        older = older_than(from_api(req.json_arg("filters")))
+        report = await blocking(self.engine.build_cache_prune, older)
         return {"CachesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
 
 
