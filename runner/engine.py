@@ -998,7 +998,8 @@ class Engine:
                write_err: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
         """A -t container: through its monitor's socket; else its output
         followed (stdout given to ``write``, stderr to ``write_err``, or to
-        ``write`` without it). (exit code, detached by the keys)."""
+        ``write`` without it) and, for a ``-i`` one, ``fds.stdin`` sent to its
+        stdin. (exit code, detached by the keys)."""
         from .monitor import attach_terminal
         from .tty import parse_detach_keys
         c = self.get(ref)
@@ -1011,6 +1012,9 @@ class Engine:
         except ValueError as e:
             raise UsageError(str(e)) from None
         if not c.config.tty:
+            if not no_stdin and c.config.interactive:      # -i: our stdin to its, kept open
+                from .stdinrelay import feed_from
+                feed_from(c, (fds or Fds()).stdin)
             for entry in self.follow_output(c):
                 sink = write_err if entry.stream == 2 and write_err is not None else write
                 if sink is not None:

@@ -115,4 +115,31 @@ def connect(c: Container, once: bool) -> socket.socket:
     return sock
 
 
-__all__ = ["connect", "serve", "stop"]
+def feed_from(c: Container, fd: int) -> None:
+    """``attach`` of a ``-i`` container: what ``fd`` gives (the caller's
+    stdin) goes to the container's stdin from a daemon thread; the
+    container's stdin stays open after (no StdinOnce), as Docker's attach."""
+    def run() -> None:
+        try:
+            sock = connect(c, once=False)
+        except OSError:
+            return
+        with sock:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                try:
+                    sock.sendall(data)
+                except OSError:
+                    return
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+                sock.recv(1)                     # the monitor has taken it all
+    threading.Thread(target=run, daemon=True).start()
+
+
+__all__ = ["connect", "feed_from", "serve", "stop"]

@@ -255,3 +255,16 @@ def test_engine_archive_put_and_get_and_a_hostile_tar(bb, dockish_root, tmp_path
     with pytest.raises(DockishError, match="Could not find the directory"):
         eng.archive_put(c, "/no/such/dir", io.BytesIO(_tar([("f", b"", "")])))
     eng.remove(c.id, force=True)
+
+
+def test_attach_sends_stdin_to_a_detached_i_container(bb, dockish_root):
+    """`run -d -i` keeps the container's stdin open (as Docker: `sh` waits
+    for input), and `attach` sends what it reads to it."""
+    from .diffbase import dockish_exe
+    ok("run", "-d", "-i", "--name", "reader", "--network", "none", bb, "sh", "-c",
+       "read x; echo got-$x; exit 5")
+    time.sleep(0.5)
+    assert ok("ps", "--format", "{{.Names}} {{.State}}") == "reader running\n"
+    res = subprocess.run([dockish_exe(), "attach", "reader"], input="hello\n",
+                         capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stdout) == (5, "got-hello\n"), res.stderr
