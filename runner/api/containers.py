@@ -137,13 +137,11 @@ class ContainerApi:
         data["State"]["StartedAt"] = _go_time(c.state().get("started"))
         data["State"]["FinishedAt"] = _go_time(c.finished_at())
         data["Created"] = _go_time(cfg.created)
-        data["RestartCount"] = 0
         data["Driver"] = "dockish"
         data["Platform"] = "linux"
         data["ImageName"] = cfg.image
         hc = data["HostConfig"]
         hc["LogConfig"] = {"Type": "json-file", "Config": {}}
-        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
         hc["Binds"] = [f"{m['source']}:{m['target']}" + (":ro" if m["readonly"] else "")
                        for m in cfg.mounts if m["kind"] in ("bind", "volume")
                        and m["target"] != cfg.init_path] or None
@@ -180,16 +178,12 @@ class ContainerApi:
         c = await self._get(req.params["id"])
         if not c.running:
             return Reply(304, b"", "text/plain")
-        t = req.int_arg("t", None)
-        if t is None:
-            t = req.int_arg("timeout", 10)
-        await blocking(self.engine.stop, c, t if t is not None and t >= 0 else 10)
+        await blocking(self.engine.stop, c, _stop_timeout(req))
         return NO_CONTENT
 
     async def restart(self, req: Request):
         c = await self._get(req.params["id"])
-        t = req.int_arg("t", 10)
-        await blocking(self.engine.stop, c, t if t is not None and t >= 0 else 10)
+        await blocking(self.engine.stop, c, _stop_timeout(req))
         try:
             await blocking(runtime.start, self.engine, c)
         except runtime.StartError as e:
@@ -635,6 +629,15 @@ async def _send_all(sock, data: bytes) -> None:
         view = view[n:]
 
 
+def _stop_timeout(req: Request) -> int | None:
+    """``t`` (or ``timeout``) of a stop or restart; None when not given (or
+    negative), so the container's ``--stop-timeout`` applies, else 10."""
+    t = req.int_arg("t", None)
+    if t is None:
+        t = req.int_arg("timeout", None)
+    return t if t is not None and t >= 0 else None
+
+
 def _next_batch(entries) -> list:
     """The log's next entry (waiting for it when following); [] at its end."""
     e = next(entries, None)
@@ -674,7 +677,8 @@ _HOST_SUPPORTED = {"Binds", "Mounts", "Tmpfs", "NetworkMode", "PortBindings", "A
                    "ExtraHosts", "Dns", "DnsOptions", "DnsSearch", "SecurityOpt",
                    "Isolation", "CgroupnsMode", "IpcMode", "PidMode", "UTSMode", "UsernsMode",
                    "Runtime", "OomKillDisable", "MaskedPaths", "ReadonlyPaths", "ShmSize",
-                   "GroupAdd", "Annotations"}
+                   "GroupAdd", "Annotations", "Ulimits", "Devices", "PidsLimit", "Memory",
+                   "NanoCpus"}
 _CONFIG_SUPPORTED = {"Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                      "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
                      "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
@@ -700,27 +704,21 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
             and not _is_default(v) and not (k == "MemorySwappiness" and v == -1)]
     # supported keys that only take their default or harmless values
     for key, ok in (("Domainname", ("",)), ("NetworkDisabled", (False, None)),
-                    ("MacAddress", ("",)), ("OnBuild", (None, [])), ("Shell", (None, [])),
-                    ("StopSignal", ("", None, "SIGTERM", "TERM", "15"))):
+                    ("MacAddress", ("",)), ("OnBuild", (None, [])), ("Shell", (None, []))):
         if key in body and body[key] not in ok:
             bad.append(key)
-    for key in ("Links", "VolumesFrom", "SecurityOpt",
-                "MaskedPaths", "ReadonlyPaths", "GroupAdd", "Annotations"):
+    for key in ("Links", "VolumesFrom", "MaskedPaths", "ReadonlyPaths", "Annotations"):
         if not _is_default(hc.get(key)):
             bad.append(f"HostConfig.{key}")
     for key, ok in (("Isolation", ("", "default")), ("CgroupnsMode", ("", "private", "host")),
                     ("IpcMode", ("", "private", "shareable")), ("PidMode", ("",)),
-                    ("UTSMode", ("",)), ("UsernsMode", ("", "host")), ("Runtime", ("", "runc")),
-                    ("OomKillDisable", (False, None)),
-                    ("ShmSize", (0, None, 67108864))):
+                    ("UTSMode", ("",)), ("Runtime", ("", "runc")),
+                    ("OomKillDisable", (False, None))):
         if key in hc and hc[key] not in ok:
             bad.append(f"HostConfig.{key}")
     log = hc.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file", "local", "k8s-file") or log.get("Config"):
         bad.append("HostConfig.LogConfig")
-    restart = hc.get("RestartPolicy") or {}
-    if restart.get("Name") not in (None, "", "no"):
-        bad.append("HostConfig.RestartPolicy")
     if bad:
         raise ApiError(400, "not supported by dockish: " + ", ".join(sorted(set(bad))))
     image = body.get("Image")
@@ -789,5 +787,56 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
         health_timeout=_duration(hc_test.get("Timeout")),
         health_retries=hc_test.get("Retries") or None,
         health_start_period=_duration(hc_test.get("StartPeriod")),
-        no_healthcheck=no_health, **create_fields(body, hc, network))
+        no_healthcheck=no_health, restart=_restart(hc.get("RestartPolicy")),
+        stop_signal=body.get("StopSignal") or None, stop_timeout=_stop_timeout_field(body),
+        process=_process(hc), **create_fields(body, hc, network))
     return opts, labels
+
+
+def _restart(policy) -> str:
+    """``HostConfig.RestartPolicy`` as ``--restart``'s text, checked by
+    the daemon's rules (runner.restart)."""
+    from ..restart import from_docker
+    if policy is not None and not isinstance(policy, dict):
+        raise ApiError(400, "HostConfig.RestartPolicy must be an object")
+    try:
+        p = from_docker(policy)
+    except (TypeError, ValueError):
+        raise ApiError(400, "invalid restart policy: maximum retry count must be an "
+                       "integer") from None
+    return f"{p.name}:{p.max_retries}" if p.max_retries else p.name
+
+
+def _stop_timeout_field(body: dict) -> int | None:
+    value = body.get("StopTimeout")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(400, "StopTimeout must be an integer")
+    return value
+
+
+def _process(hc: dict) -> dict:
+    """The process fields of HostConfig (GroupAdd, Ulimits, ShmSize,
+    Devices, SecurityOpt, UsernsMode, the resource limits) as the record
+    ``run``'s flags give (runner.procopts), through the same checks."""
+    from ..procopts import parse
+    try:
+        ulimits = [f"{u['Name']}={int(u['Soft'])}:{int(u['Hard'])}"
+                   for u in hc.get("Ulimits") or []]
+        devices = [f"{d['PathOnHost']}:{d.get('PathInContainer') or d['PathOnHost']}:"
+                   f"{d.get('CgroupPermissions') or 'rwm'}" for d in hc.get("Devices") or []]
+        shm = int(hc.get("ShmSize") or 0)
+        pids = int(hc.get("PidsLimit") or 0)
+        memory = int(hc.get("Memory") or 0)
+        nano = int(hc.get("NanoCpus") or 0)
+        group_add = [str(g) for g in hc.get("GroupAdd") or []]
+        security = [str(o) for o in hc.get("SecurityOpt") or []]
+    except (KeyError, TypeError, ValueError):
+        raise ApiError(400, "HostConfig: Ulimits, Devices, ShmSize, PidsLimit, Memory and "
+                       "NanoCpus must be Docker's shapes") from None
+    return parse(userns=hc.get("UsernsMode") or "", group_add=group_add, ulimits=ulimits,
+                 shm_size=str(shm) if shm else None, devices=devices,
+                 security_opt=security, pids_limit=pids if pids > 0 else None,
+                 memory=str(memory) if memory else None,
+                 cpus=str(nano / 1e9) if nano else None)
