@@ -11,6 +11,8 @@ import pytest
 from runner import buildcache as bc
 from unionfs.layers import LayerStore
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 
 def _layer(store: LayerStore, name: str) -> str:
     buf = io.BytesIO()

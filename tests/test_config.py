@@ -6,6 +6,8 @@ import pytest
 from runner import config as c
 from runner.namespaces import plan_mapping, subid_ranges
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
           "app:x:1000:1000:app:/home/app:/bin/sh\n"
           "svc:x:1001:3000::/srv:/bin/false\n")

@@ -6,6 +6,8 @@ import pytest
 
 from runner import dockerfile as d
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 
 def parse(text: str) -> d.Dockerfile:
     return d.parse_text(text, "Dockerfile")

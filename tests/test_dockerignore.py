@@ -5,6 +5,8 @@ import pytest
 
 from runner.dockerignore import Matcher, clean
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 
 def excluded(patterns: str, path: str) -> bool:
     return Matcher.from_text(patterns).excluded(path)

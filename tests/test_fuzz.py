@@ -25,6 +25,8 @@ from runner.dockerfile import DockerfileError, parse_text
 from unionfs.layers import LayerStore, LayerStoreError
 from unionfs.tarindex import LayerError, TarIndexer, index_stream
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 # DOCKISH_FUZZ_EXAMPLES: examples per fuzz test (scripts/soak runs thousands)
 _EXAMPLES = {"max_examples": int(os.environ["DOCKISH_FUZZ_EXAMPLES"])} \
     if os.environ.get("DOCKISH_FUZZ_EXAMPLES") else {}

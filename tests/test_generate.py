@@ -9,9 +9,13 @@ import os
 import stat
 import tarfile
 
+import pytest
+
 from unionfs.generate import write_layer
 from unionfs.layers import LayerStore
 from unionfs.tree import Tree
+
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
 
 
 def _lower(store: LayerStore) -> tuple[str, list]:

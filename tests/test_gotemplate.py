@@ -32,6 +32,7 @@ PS = {"ID": "4fa6e0f0c678", "Image": "busybox", "Names": "web", "Status": "Up 2 
       "Labels": "com.example.vendor=ACME,version=1.0", "Command": '"sh"'}
 
 
+@pytest.mark.pure
 def test_fields_print_as_go_prints_them():
     assert render("{{.Name}} {{.State.Running}} {{.State.Pid}}", DATA) == "web true 42"
     assert render("{{.Cmd}}", DATA) == "[sh -c x]"
@@ -40,6 +41,7 @@ def test_fields_print_as_go_prints_them():
         "<no value> <no value> <no value>"
 
 
+@pytest.mark.pure
 def test_json_and_escapes_stay_apart():
     assert render("{{json .Out}}", DATA) == '"line1\\nline2"'       # the value's \n kept
     assert render("{{.Name}}\\t{{ .State.Pid }}\\n", DATA) == "web\t42\n"
@@ -78,6 +80,7 @@ DOCS = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("template,obj,want", DOCS)
 def test_docker_documentation_templates(template, obj, want):
     assert render(template, obj) == want
@@ -142,11 +145,13 @@ GO = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("template,obj,want", GO)
 def test_go_template_semantics(template, obj, want):
     assert render(template, obj) == want
 
 
+@pytest.mark.pure
 def test_printf_verbs_as_go():
     assert sprintf("%-10s|%10s|", ["ab", "cd"]) == "ab        |        cd|"
     assert sprintf("%d %5d %-5d| %05d %+d %x %X %o %b %c %U", [7, 7, 7, -7, 7, 255, 255, 8, 5,
@@ -164,6 +169,7 @@ def test_printf_verbs_as_go():
     assert sprintf("%*d|%-*d|", [4, 1, 3, 2]) == "   1|2  |"
 
 
+@pytest.mark.pure
 def test_floats_and_json_as_go_writes_them():
     for f, v, j in [(1e6, "1e+06", "1000000"), (123456.0, "123456", "123456"),
                     (0.0001, "0.0001", "0.0001"), (1e-7, "1e-07", "1e-7"),
@@ -174,6 +180,7 @@ def test_floats_and_json_as_go_writes_them():
         '{"s":"<a&b>\\u2028","n":null,"l":[1,true]}'
 
 
+@pytest.mark.pure
 def test_table_aligns_as_docker_tabwriter():
     rows = [{"ID": "4fa6e0f0c678", "Names": "web", "Status": "Up 2 minutes"},
             {"ID": "0bb", "Names": "a-much-longer-name", "Status": "Exited (0) 1 second ago"}]
@@ -191,6 +198,7 @@ def test_table_aligns_as_docker_tabwriter():
     assert render_table("table {{.A}}", []) == "A"                  # header even with no rows
 
 
+@pytest.mark.pure
 def test_tabwriter_columns_are_blocks_of_lines():
     # a line without the cell ends the column block (Go's tabwriter)
     assert tabwrite("a\tb\nlonger-than-ten\tc\nno tabs\nx\ty", 10, 3).split("\n") == \
@@ -227,6 +235,7 @@ BAD = [
 ]
 
 
+@pytest.mark.pure
 @pytest.mark.parametrize("template,msg", BAD)
 def test_bad_templates_are_one_line_errors(template, msg):
     with pytest.raises(TemplateError) as e:
@@ -237,6 +246,7 @@ def test_bad_templates_are_one_line_errors(template, msg):
     assert isinstance(e.value, DockishError) and e.value.exit_code == 125
 
 
+@pytest.mark.pure
 def test_parse_once_execute_many_and_missingkey_error():
     t = parse("{{.A}}-{{.B}}")
     assert [t.execute({"A": i, "B": "x"}) for i in range(3)] == ["0-x", "1-x", "2-x"]
@@ -247,6 +257,7 @@ def test_parse_once_execute_many_and_missingkey_error():
         parse("{{nope}}")
 
 
+@pytest.mark.pure
 def test_values_are_never_template_text():
     # a value that looks like a template or an escape is printed as is
     hostile = {"Name": "{{.Secret}}\\n%s", "Secret": "s3cr3t"}
@@ -269,6 +280,7 @@ def test_dockish_reports_a_bad_template_as_one_line_exit_125():
     assert (res.returncode, res.stdout) == (0, "rootless\n")
 
 
+@pytest.mark.pure
 def test_deep_recursion_is_one_error():
     with pytest.raises(TemplateError, match="nested too deeply"):
         render('{{define "r"}}{{template "r" .}}{{end}}{{template "r" .}}', {})

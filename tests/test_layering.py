@@ -53,24 +53,28 @@ def _top(name: str) -> str:
     return name.split(".")[0]
 
 
+@pytest.mark.pure
 def test_unionfs_imports_neither_registry_nor_runner():
     bad = {m: sorted(i for i in imps if _top(i) in ("registry", "runner"))
            for m, imps in _modules("unionfs").items()}
     assert not {m: i for m, i in bad.items() if i}
 
 
+@pytest.mark.pure
 def test_registry_does_not_import_runner():
     bad = {m: sorted(i for i in imps if _top(i) == "runner")
            for m, imps in _modules("registry").items()}
     assert not {m: i for m, i in bad.items() if i}
 
 
+@pytest.mark.pure
 def test_only_the_cli_imports_click():
     users = {m for m, imps in _modules("unionfs", "registry", "runner").items()
              if any(_top(i) == "click" for i in imps)}
     assert users <= CLI_MODULES, f"click outside the CLI: {sorted(users - CLI_MODULES)}"
 
 
+@pytest.mark.pure
 def test_the_engine_and_runtime_import_no_cli_module():
     cli = {m.removesuffix(".py").replace("/", ".") for m in CLI_MODULES}
     bad = {m: sorted(i for i in imps if i in cli)
@@ -78,6 +82,7 @@ def test_the_engine_and_runtime_import_no_cli_module():
     assert not {m: i for m, i in bad.items() if i}
 
 
+@pytest.mark.pure
 def test_the_scan_sees_lazy_and_relative_imports(tmp_path):
     """The scan would catch a violation hidden in a function body."""
     (tmp_path / "pkg").mkdir()

@@ -13,6 +13,8 @@ from registry import manifest as mf
 from registry.archive import FormatError, PlatformError
 from registry.reference import ReferenceError, parse
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 D = "sha256:" + "a" * 64
 
 

@@ -15,6 +15,10 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 TOP = Path(__file__).resolve().parent.parent
 
 # Calls that touch a host path (by name or through an fd from one).

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from unionfs.entry import GID, HARDLINK, LINK, MODE, MTIME, OFFSET, PATH, RDEV, SIZE, UID, XATTRS
 from unionfs.tarindex import LayerError, TarIndexer, index_stream, parse_pax_time
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")   # cap_net_bind_service+ep
 
 

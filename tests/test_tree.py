@@ -7,6 +7,8 @@ import pytest
 
 from unionfs.tree import RENAME_EXCHANGE, LayerError, Rec, Tree
 
+pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
+
 D, F, L = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFLNK | 0o777
 
 
