@@ -19,6 +19,7 @@ HTTPS (unverified) first and fall back to HTTP, as Docker does.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 USER_AGENT = "dockish/0.1"
 _STREAM_ERRORS = (RequestsConnectionError, Timeout, ContentDecodingError, Urllib3Error, OSError)
+_log = logging.getLogger("dockish.registry")       # -D / --log-level debug shows each request
 
 
 class RegistryError(DistributionError):
@@ -249,6 +251,7 @@ class Client:
                                     f"--tls-verify=false or list it in insecure-registries"
                                     ) from None
             except (RequestsConnectionError, Timeout) as e:
+                _log.debug("%s %s: %s", method, target, _reason(e))
                 if attempt >= self.options.retries:
                     raise RegistryError(f"{self.host}: cannot reach the registry "
                                         f"({_reason(e)})") from None
@@ -260,6 +263,7 @@ class Client:
             finally:
                 if callable(body) and data is not None:
                     data.close()
+            _log.debug("%s %s: %d %s", method, target, r.status_code, r.reason)
             if r.status_code == 401 and tried_auth < 2:
                 tried_auth += 1
                 r.close()

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from . import envvars
 from .errors import DockishError, exit_code, known_errors, message
 
 UserError = DockishError          # the older name
@@ -151,14 +152,38 @@ def _set_root(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         os.environ["DOCKISH_ROOT"] = os.path.abspath(value)
 
 
-@click.group(cls=DockishCli, context_settings={"help_option_names": ["-h", "--help"]})
+def _set_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Docker's global ``--config DIR``: DIR/config.json is the client
+    config, for reading credentials, helpers and registries and for
+    ``login``/``logout`` to write (what ``$DOCKER_CONFIG`` says, and
+    dockish's own config file then is that same file)."""
+    if value:
+        path = os.path.abspath(value)
+        os.environ["DOCKER_CONFIG"] = path
+        os.environ["DOCKISH_CONFIG"] = os.path.join(path, "config.json")
+
+
+@click.group(cls=DockishCli, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=envvars.epilog())
 @click.version_option(None, "-v", "--version", package_name="dockish",
                       message="dockish version %(version)s")
 @click.option("--root", metavar="DIR", callback=_set_root, expose_value=False, is_eager=True,
               help="Where images, containers and volumes are stored (default: "
                    "$DOCKISH_ROOT, else ~/.local/share/dockish).")
-def main() -> None:
+@click.option("--config", metavar="DIR", callback=_set_config, expose_value=False,
+              is_eager=True, help="Location of client config files (DIR/config.json; "
+              "default: $DOCKER_CONFIG, $DOCKISH_CONFIG, ~/.config/dockish, ~/.docker).")
+@click.option("-D", "--debug", is_flag=True, help="Enable debug mode (as --log-level debug).")
+@click.option("-l", "--log-level", metavar="LEVEL", default="info",
+              help='Set the logging level ("debug", "info", "warn", "error", "fatal").')
+def main(debug: bool, log_level: str) -> None:
     """Docker-style containers for people without root."""
+    from . import loglevel
+    try:
+        level = loglevel.parse(log_level)
+    except ValueError as e:
+        raise DockishError(str(e), exit_code=1) from None
+    loglevel.configure(loglevel.LEVELS["debug"] if debug else level)
 
 
 @main.command()

@@ -457,13 +457,14 @@ def logs(follow: bool, tail: str, timestamps: bool, since: str | None, until: st
 
 
 @click.command("exec", context_settings=RUN_SETTINGS)
-@click.option("-i", "--interactive", is_flag=True)
-@click.option("-t", "--tty", is_flag=True)
-@click.option("-d", "--detach", is_flag=True)
-@click.option("-u", "--user")
-@click.option("-w", "--workdir")
-@click.option("-e", "--env", multiple=True)
-@click.option("--env-file", multiple=True)
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-d", "--detach", is_flag=True,
+              help="Detached mode: run the command in the background.")
+@click.option("-u", "--user", help="Username or UID (format: name|uid[:group|gid]).")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(interactive: bool, tty: bool, detach: bool, user: str | None,
@@ -516,7 +517,8 @@ def typed_inspect(obj: dict) -> dict:
 
 @click.command()
 @click.option("-f", "--format", "fmt", help="A Go-style template like {{.State.Status}}.")
-@click.option("--type", "type_", default="container")
+@click.option("--type", "type_", default="container",
+              help="Only inspect objects of the given type.")
 @click.argument("names", nargs=-1, required=True)
 def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
     """Show containers' details as JSON."""
@@ -738,14 +740,17 @@ def volume_ls(filters: dict[str, list[str]], quiet: bool, fmt: str | None) -> No
 @click.option("-f", "--format", "fmt", help="A Go template like {{.Mountpoint}}.")
 @click.argument("names", nargs=-1, required=True)
 def volume_inspect(fmt: str | None, names: tuple[str, ...]) -> None:
+    """Display detailed information on one or more volumes."""
     eng = engine()
     print_inspect(fmt, [eng.volume_inspect(n) for n in names])
 
 
 @volume_group.command("rm")
-@click.option("-f", "--force", is_flag=True)
+@click.option("-f", "--force", is_flag=True,
+              help="Force the removal of one or more volumes.")
 @click.argument("names", nargs=-1, required=True)
 def volume_rm(force: bool, names: tuple[str, ...]) -> None:
+    """Remove one or more volumes."""
     eng = engine()
     _each(names, lambda n: eng.volume_remove(n, force))
 

@@ -222,7 +222,8 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...],
 
 
 @click.command("version")
-@click.option("-f", "--format", "fmt", metavar="TEMPLATE")
+@click.option("-f", "--format", "fmt", metavar="TEMPLATE",
+              help="'json', or a Go template like '{{.Client.Version}}'.")
 def version(fmt: str | None) -> None:
     """Show the dockish version."""
     data = {"Version": _version(), "Python": platform.python_version(),

@@ -366,7 +366,8 @@ class Server:
         self.log = log
         self._busy = 0
         self._last = time.monotonic()
-        self.debug = bool(os.environ.get("DOCKISH_API_DEBUG"))
+        from ..loglevel import debugging
+        self.debug = bool(os.environ.get("DOCKISH_API_DEBUG")) or debugging()    # or -D
 
     @contextlib.contextmanager
     def active(self):
