@@ -25,7 +25,7 @@ TOP = Path(__file__).resolve().parent.parent
 CLI_MODULES = {"runner/cli.py", "runner/containers_cli.py", "runner/images_cli.py",
                "runner/build_cli.py", "runner/system_cli.py", "runner/login_cli.py",
                "runner/service_cli.py", "runner/check_cli.py", "runner/network_cli.py",
-               "runner/completion_cli.py"}
+               "runner/completion_cli.py", "runner/man_cli.py"}
 
 
 def _imports(path: Path) -> set[str]:

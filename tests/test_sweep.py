@@ -220,6 +220,8 @@ SWEEP: dict[str, str] = {
     "runner/network.py:Pasta.__init__": OWN,
     "runner/network.py:Slirp.__init__": OWN,
     "runner/network.py:_has_default_route": KERNEL,
+    "runner/man_cli.py:write_pages": USER + " (scripts/man's DIR; the file names are "
+                                     "dockish's command names)",
     "runner/outfile.py:current_umask": KERNEL + " (/proc/self/status)",
     "runner/outfile.py:output_file": T(HOSTP + "test_output_files_are_all_or_nothing"),
     "runner/preflight.py:_device": KERNEL + " (the host's /dev/fuse and /dev/net/tun, opened O_NONBLOCK); " + T("tests/test_preflight.py::test_dev_fuse_missing_unusable_or_not_a_device"),
