@@ -78,21 +78,16 @@ def ref_matches(ref, pattern: str) -> bool:
     return not tag or fnmatch.fnmatchcase(ref.tag or "", tag)
 
 
-def has_label(labels: dict, want: str) -> bool:
-    """``label=KEY`` or ``label=KEY=VALUE``."""
-    key, eq, value = want.partition("=")
-    return key in labels and (not eq or labels[key] == value)
-
-
 def list_images(store, filters: dict[str, list[str]],
                 in_use: dict[str, list] | None = None) -> list[ImageSummary]:
     """The stored images that pass ``filters`` (dangling, reference, label,
     before, since: Docker's image filters), newest first. An unknown filter
     or a before/since image that does not exist is a UsageError/NoSuchImage."""
     from registry import reference as refs
-    for k in filters:
-        if k not in IMAGE_FILTERS:
-            raise UsageError(f"invalid filter '{k}'")
+
+    from . import filters as flt
+    flt.validate(filters, IMAGE_FILTERS)        # Docker's words: invalid filter 'KEY'
+    dangling = flt.get_bool(filters, "dangling") if "dangling" in filters else None
     bounds: dict[str, float] = {}
     for key in ("before", "since"):
         for v in filters.get(key, []):
@@ -107,14 +102,12 @@ def list_images(store, filters: dict[str, list[str]],
             names = [n for n in names if any(ref_matches(refs.parse(n), p) for p in patterns)]
             if not names:
                 continue
-        if "dangling" in filters:
-            want = filters["dangling"][-1].lower() in ("1", "true")
-            if want != (not names):
-                continue
+        if dangling is not None and dangling != (not names):
+            continue
         cfg = config_or_empty(store, rec)
         created = parse_time(cfg.get("created"))
         labels = (cfg.get("config") or {}).get("Labels") or {}
-        if not all(has_label(labels, w) for w in filters.get("label", [])):
+        if not flt.match_kv_list(filters, "label", labels):
             continue
         if "before" in bounds and not (created or 0) < bounds["before"]:
             continue
@@ -298,5 +291,5 @@ def remove_image(store, text: str, users: list[ImageUser], force: bool,
     return out, True
 
 
-__all__ = ["HistoryEntry", "IMAGE_FILTERS", "ImageSummary", "ImageUser", "has_label", "history",
+__all__ = ["HistoryEntry", "IMAGE_FILTERS", "ImageSummary", "ImageUser", "history",
            "import_image", "is_url", "list_images", "ref_matches", "remove_image"]

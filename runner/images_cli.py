@@ -19,7 +19,6 @@ from .errors import DockishError as UserError
 from .format import ago as human_ago
 from .format import go_time as _iso
 from .format import size as human_size
-from .imageops import IMAGE_FILTERS
 from .images import inspect_image
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
@@ -235,23 +234,18 @@ HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREAT
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              callback=filters_flag,
               help="dangling=true|false, reference=PATTERN, before=IMAGE, since=IMAGE, "
                    "label=KEY[=VALUE].")
 @click.option("--format", "fmt", metavar="table|json|TEMPLATE", default="",
               help="json: one JSON object per line; or a Go-style template like "
                    "'{{.Repository}}:{{.Tag}}'.")
 @click.argument("repository", required=False)
-def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
-           fmt: str, repository: str | None):
+def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool,
+           filters: dict[str, list[str]], fmt: str, repository: str | None):
     """List images."""
     from registry import reference as refs
-    want: dict[str, list[str]] = {}
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key not in IMAGE_FILTERS:
-            raise UserError(f"invalid filter {key!r}: use dangling, reference, before, "
-                            "since or label")
-        want.setdefault(key, []).append(value)
+    want = dict(filters)                 # checked by the engine, as Docker's daemon does
     if repository:
         want["reference"] = [repository]
     rows = []

@@ -290,3 +290,16 @@ def test_prune_reports_as_dockers(bed):
     assert res.returncode == 0 and res.stdout.endswith(
         f"[y/N] Deleted Containers:\n{worker}\n\nTotal reclaimed space: 0B\n"), res
     assert names(dok("ps", "-a", "--format", FIELDS)) == ["fresh", "job", "web"]
+
+
+def test_images_filters_as_docker(bed):
+    fmt = "{{.Repository}}:{{.Tag}}"
+    assert both(bed, "images", "-f", "label=tier=image", "--format", fmt) == "labeled:1\n"
+    assert both(bed, "images", "-f", "label=tier", "-f", "label=shared=image", "-q") == \
+        both(bed, "images", "-q", "labeled")
+    assert both(bed, "images", "-q", "-f", "dangling=true") == ""
+    for args, line in ((("-f", "colour=red"), "invalid filter 'colour'"),
+                       (("-f", "dangling=maybe"), "invalid filter 'dangling=[maybe]'")):
+        for res in (dockish("images", *args), docker(bed, "images", *args)):
+            assert (res.returncode, res.stdout, res.stderr) == \
+                (1, "", f"Error response from daemon: {line}\n")

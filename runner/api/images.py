@@ -144,8 +144,8 @@ class ImageApi:
     # -- records -------------------------------------------------------------------------------
 
     async def list(self, req: Request):
-        filters = {k: _values(v) for k, v in req.json_arg("filters").items()}
-        return await blocking(self._list, filters)
+        from ..filters import from_api
+        return await blocking(self._list, from_api(req.json_arg("filters")))
 
     def _list(self, filters: dict[str, list[str]]) -> list[dict]:
         from registry import reference as refs
@@ -406,11 +406,3 @@ class ImageApi:
         older = older_than(from_api(req.json_arg("filters")))
         report = await blocking(self.engine.build_cache_prune, older)
         return {"CachesDeleted": report.deleted or None, "SpaceReclaimed": report.freed}
-
-
-def _values(v) -> list[str]:
-    if isinstance(v, dict):
-        return [k for k, on in v.items() if on]
-    if isinstance(v, list):
-        return [str(x) for x in v]
-    return [str(v)]
