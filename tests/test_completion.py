@@ -4,8 +4,13 @@ Completion is tried in a real bash that sources `dockish completion bash`
 and calls the function it installs, as pressing Tab would."""
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from .diffbase import dockish_exe
@@ -60,3 +65,63 @@ def test_global_root_and_version(tmp_path):
     for flag in ("-v", "--version"):
         out = ok(flag)
         assert out.startswith("dockish version ") and out.count("\n") == 1
+
+
+def test_bash_completes_volume_and_network_names(bb):
+    ok("volume", "create", "compvol")
+    ok("network", "create", "compnet")
+    ok("create", "--name", "compctr", "--network", "none", bb, "true")
+    try:
+        assert _complete("dockish volume rm compv") == ["compvol"]
+        assert _complete("dockish volume inspect other compv") == ["compvol"]   # every word
+        assert _complete("dockish volume rm nothing-like-it") == []
+        assert _complete("dockish network inspect compn") == ["compnet"]
+        assert {"bridge", "compnet", "host", "none"} <= set(_complete("dockish network rm "))
+        assert _complete("dockish run --network compn") == ["compnet"]
+        assert _complete("dockish network connect compnet compc") == ["compctr"]
+        assert _complete("dockish container stop compc") == ["compctr"]
+    finally:
+        ok("rm", "compctr")
+        ok("network", "rm", "compnet")
+        ok("volume", "rm", "compvol")
+
+
+def test_tab_completes_a_container_name_in_an_interactive_bash(bb, tmp_path):
+    """``dockish stop comp<TAB>`` typed into a bash on a terminal: the line
+    bash then runs (its history) has the whole name."""
+    ok("run", "-d", "--name", "completeme", "--network", "none", bb, "sleep", "60")
+    pid, fd = pty.fork()
+    if pid == 0:                                              # the shell on the terminal
+        try:
+            os.environ["PATH"] = f"{Path(dockish_exe()).parent}:{os.environ['PATH']}"
+            os.environ.update(HISTFILE=str(tmp_path / "history"), PS1="$ ")
+            os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+        finally:
+            os._exit(127)
+    seen = b""
+    try:
+        def typed(text: str, until: bytes) -> None:
+            nonlocal seen
+            os.write(fd, text.encode())
+            end = time.monotonic() + 60
+            while until not in seen:
+                assert time.monotonic() < end, seen.decode(errors="replace")
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                if ready:
+                    seen += os.read(fd, 4096)
+        # the markers are printed, never typed ("sour""ced"): the echo of the
+        # typed line cannot match them
+        typed("source <(dockish completion bash); echo sour\"\"ced\n", b"sourced\r\n")
+        typed("dockish stop comp\t", b"leteme ")                 # what Tab added
+        typed("\n", b"completeme\r\n")                            # stop prints the name
+        typed("history 2 | head -1 | sed 's/^ *[0-9]* *//' > " + str(tmp_path / "line")
+              + "; echo do\"\"ne\n", b"done\r\n")
+        assert (tmp_path / "line").read_text().strip() == "dockish stop completeme"
+        os.write(fd, b"exit\n")
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        ok("rm", "-f", "completeme")
