@@ -40,7 +40,8 @@ class LogrusFormatter(logging.Formatter):
             return f"{_SHORT.get(record.levelno, 'INFO')}[{since:04d}] {msg}"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
         offset = time.strftime("%z", time.localtime(record.created))
-        stamp += offset[:3] + ":" + offset[3:] if offset else "Z"
+        stamp += "Z" if offset.endswith("0000") or not offset else \
+            offset[:3] + ":" + offset[3:]        # Go's RFC 3339: Z for a zero offset
         quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
         return f'time="{stamp}" level={_LONG.get(record.levelno, "info")} msg="{quoted}"'
 

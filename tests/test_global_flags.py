@@ -58,7 +58,7 @@ def test_debug_and_log_level_show_the_registry_requests(reg, tmp_path):
     _login(reg, cfg)
     p = dockish("--config", cfg, "-D", "pull", reg.busybox)
     lines = _debug_lines(p.stderr)
-    request = re.compile(r'^time="[0-9T:+-]+" level=debug msg="GET https?://'
+    request = re.compile(r'^time="[0-9T:+Z-]+" level=debug msg="GET https?://'
                          + re.escape(reg.host) + r'/v2/[^ ]*: (\d+) [A-Za-z ]+"$')
     codes = [m.group(1) for m in map(request.match, lines) if m]
     assert "401" in codes and "200" in codes, p.stderr       # the challenge, then with auth
@@ -102,3 +102,19 @@ def test_debug_service_logs_each_request(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_debug_lines_take_logrus_forms():
+    """On a terminal ``DEBU[0000] msg`` (seconds since start), elsewhere
+    logrus' key=value line with the message quoted."""
+    import logging
+
+    from runner.loglevel import LogrusFormatter, parse
+    record = logging.LogRecord("dockish.registry", logging.DEBUG, __file__, 1,
+                               'GET %s: "%d"', ("http://r/v2/", 200), None)
+    assert LogrusFormatter(tty=True).format(record) == 'DEBU[0000] GET http://r/v2/: "200"'
+    plain = LogrusFormatter(tty=False).format(record)
+    assert re.fullmatch(r'time="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)" '
+                        r'level=debug msg="GET http://r/v2/: \\"200\\""', plain), plain
+    assert [parse(x) for x in ("debug", "INFO", "warn", "error", "fatal")] == \
+        [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
