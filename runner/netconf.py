@@ -237,6 +237,35 @@ def network_info(rec: NetworkRecord) -> dict:
             "ipam_options": {"driver": "host-local"}}
 
 
+GUARD_CHAIN = "DOCKISH_INPUT"
+
+
+def dns_guard(infos: list[dict], jump: bool) -> str:
+    """``iptables-restore --noflush`` input that lets each network's
+    gateway (where aardvark-dns answers) be reached only from its own
+    bridge. Docker's embedded DNS answers a container about its own
+    networks only; aardvark-dns serves every bridge from the one shared
+    namespace, whose INPUT accepts anything, so without this a container
+    could ask another network's gateway for the names and addresses of
+    the containers on it. ``infos`` are netavark's ``network_info``
+    records of the networks in use; declaring the chain flushes it, so
+    the whole set is rewritten each time; ``jump`` also hooks the chain
+    into INPUT (once per namespace)."""
+    lines = ["*filter", f":{GUARD_CHAIN} - [0:0]"]
+    seen = set()
+    for info in infos:
+        iface = info["network_interface"]
+        for sub in info.get("subnets") or []:
+            rule = f"-A {GUARD_CHAIN} -d {sub['gateway']}/32 ! -i {iface} -j DROP"
+            if rule not in seen:
+                seen.add(rule)
+                lines.append(rule)
+    if jump:
+        lines.append(f"-I INPUT -j {GUARD_CHAIN}")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
 def setup_macs(output: dict) -> dict[str, str]:
     """network name -> the container's MAC, from netavark setup's reply."""
     out = {}

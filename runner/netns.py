@@ -53,10 +53,11 @@ from pathlib import Path
 from . import namespaces as ns
 from . import network
 from .errors import DockishError
-from .netconf import setup_macs
+from .netconf import dns_guard, setup_macs
 
 NETAVARK = os.environ.get("DOCKISH_NETAVARK", "/usr/lib/podman/netavark")
 AARDVARK = os.environ.get("DOCKISH_AARDVARK", "/usr/lib/podman/aardvark-dns")
+IPTABLES_RESTORE = "/usr/sbin/iptables-restore"     # what netavark runs too
 HOLDER_IP = "10.0.2.100"          # slirp4netns --configure's address for tap0
 SLIRP_DNS = "10.0.2.3"
 
@@ -309,6 +310,26 @@ def _netavark(holder: int, d: Path, action: str, netns_path: str, options: dict)
         return {}
 
 
+def _guard_dns(holder: int, d: Path) -> None:
+    """Rewrite the rules that keep each network's DNS server (its gateway)
+    to its own bridge (``netconf.dns_guard``), for the networks the live
+    attachments use; run after every change of them, under the lock."""
+    infos = [info for rec in attached().values() for opts in rec.get("nets", {}).values()
+             for info in (opts.get("network_info") or {}).values()]
+    state = _read_json(d / "holder.json") or {}
+    proc = subprocess.run([IPTABLES_RESTORE, "--noflush"],
+                          input=dns_guard(infos, not state.get("guarded")).encode(),
+                          capture_output=True, preexec_fn=_joiner(holder, ["user", "net", "mnt"]),
+                          check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise NetnsError(f"cannot fence the networks' DNS servers: "
+                         f"{err[-1] if err else proc.returncode}")
+    if not state.get("guarded") and state:
+        state["guarded"] = True
+        _write_json(d / "holder.json", state)
+
+
 def attach(cid: str, ctr_pid: int, inputs: dict[str, dict],
            ports: list[list]) -> dict[str, dict]:
     """Put the container whose holder is ``ctr_pid`` (already in the
@@ -332,6 +353,8 @@ def attach(cid: str, ctr_pid: int, inputs: dict[str, dict],
             out[name] = _netavark(holder, d, "setup", str(pin), opts).get(name, {})
             rec["nets"][name] = opts
             _write_json(d / "attach" / f"{cid}.json", rec)
+        if inputs:
+            _guard_dns(holder, d)
         for ip, hp, _cp, proto in ports:
             rec["fwd"].append(_forward(d, ip, hp, proto))
             _write_json(d / "attach" / f"{cid}.json", rec)
@@ -367,7 +390,9 @@ def connect(cid: str, name: str, opts: dict) -> dict:
             raise NetnsError("the container is not attached to the networks' namespace")
         out = _netavark(holder, d, "setup", str(d / "netns" / cid), opts).get(name, {})
         rec["nets"][name] = opts
+        rec.setdefault("macs", {}).update(setup_macs({name: out}))
         _write_json(d / "attach" / f"{cid}.json", rec)
+        _guard_dns(holder, d)
         return out
 
 
@@ -379,7 +404,9 @@ def disconnect(cid: str, name: str) -> None:
         if holder is None or not rec or name not in rec.get("nets", {}):
             return
         _netavark(holder, d, "teardown", str(d / "netns" / cid), rec["nets"].pop(name))
+        rec.get("macs", {}).pop(name, None)
         _write_json(d / "attach" / f"{cid}.json", rec)
+        _guard_dns(holder, d)
 
 
 def detach(cid: str) -> None:

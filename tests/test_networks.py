@@ -263,6 +263,32 @@ def test_connect_and_disconnect_a_running_container(bb, nets):
         {"conn-a"}
 
 
+def test_a_network_dns_server_answers_only_containers_on_that_network(bb, nets):
+    """Docker's embedded DNS tells a container only about its own networks:
+    a container on another network that asks this network's server (at
+    its gateway) directly learns nothing, until it is connected to it, and
+    nothing again once disconnected."""
+    nets("secret")
+    nets("public")
+    ok("run", "-d", "--name", "hid", "--network", "secret", "--network-alias", "hidden",
+       bb, "sleep", "300")
+    ip = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "secret").IPAddress}}',
+            "hid").strip()
+    gw = ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            "secret").strip()
+    ask = ("timeout", "6", "nslookup", "hidden", gw)
+    own = dockish("run", "--rm", "--network", "secret", bb, *ask, timeout=120)
+    assert own.returncode == 0 and f"Address: {ip}" in own.stdout, own
+    other = dockish("run", "--rm", "--network", "public", bb, *ask, timeout=120)
+    assert other.returncode != 0 and ip not in other.stdout, other
+    ok("run", "-d", "--name", "peek", "--network", "public", bb, "sleep", "300")
+    ok("network", "connect", "secret", "peek")
+    assert f"Address: {ip}" in ok("exec", "peek", *ask)
+    ok("network", "disconnect", "secret", "peek")
+    res = dockish("exec", "peek", *ask)
+    assert res.returncode != 0 and ip not in res.stdout, res
+
+
 def test_a_killed_session_leaves_no_network_state_and_networks_work_again(bb, nets):
     """Every process the user started (containers, monitors, the holder,
     slirp4netns, aardvark-dns) SIGKILLed at once, as logind does: the next
