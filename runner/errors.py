@@ -42,6 +42,14 @@ class ConflictError(DockishError):
     exit_code = 1
 
 
+class ForbiddenError(DockishError):
+    """A request Docker's daemon refuses as not allowed (its 403: removing a
+    pre-defined network or one with active endpoints); exit 1, as the docker
+    CLI's daemon errors."""
+
+    exit_code = 1
+
+
 def known_errors() -> tuple[type[BaseException], ...]:
     """Every exception the front ends report as one line (not a traceback):
     the runner's and the registry's bases, the union filesystem's errors

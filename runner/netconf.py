@@ -199,10 +199,11 @@ def check_dns(servers: list[str]) -> None:
 # ------------------------------------------------------------------ netavark
 
 def container_aliases(name: str, cid: str, aliases: list[str]) -> list[str]:
-    """The names a container answers to on a network: its name, its short
-    id and its ``--network-alias``es (Docker's embedded DNS resolves those)."""
+    """The names a container answers to on a network: its name, its
+    ``--network-alias``es and its short id (Docker's embedded DNS resolves
+    those; its inspect lists them in this order as ``DNSNames``)."""
     out = []
-    for a in [name, cid[:12], *aliases]:
+    for a in [name, *aliases, cid[:12]]:
         if a and a not in out:
             out.append(a)
     return out
@@ -299,14 +300,18 @@ def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
     }
 
 
-def endpoint(rec: NetworkRecord, ip: str, aliases: list[str], mac: str = "") -> dict:
-    """One entry of a container's ``NetworkSettings.Networks``."""
+def endpoint(rec: NetworkRecord, ip: str, aliases: list[str], mac: str = "",
+             dns_names: list[str] | None = None) -> dict:
+    """One entry of a container's ``NetworkSettings.Networks``, as API 1.45+
+    shows it: ``Aliases`` exactly the aliases asked for, every name the
+    container answers to in ``DNSNames`` (``container_aliases``; None
+    while it is not running, as its address)."""
     return {"IPAMConfig": None, "Links": None, "Aliases": list(aliases) or None,
             "MacAddress": mac, "NetworkID": rec.id, "EndpointID": "",
             "Gateway": rec.gateway, "IPAddress": ip,
             "IPPrefixLen": ipaddress.ip_network(rec.subnet).prefixlen,
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "DriverOpts": None, "DNSNames": None}
+            "DriverOpts": None, "DNSNames": list(dns_names) if dns_names else None}
 
 
 def ls_row(rec: NetworkRecord) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import netconf
 from .container import Container, Containers
-from .errors import DockishError, NotFoundError, UsageError
+from .errors import DockishError, ForbiddenError, NotFoundError, UsageError
 from .netconf import NetworkRecord
 from .networks import Networks
 
@@ -18,9 +18,6 @@ NETWORK_KEYS = ("name", "id", "label", "driver", "type", "dangling")
 Filters = dict[str, list[str]]
 
 
-def _conflict(msg: str) -> DockishError:
-    """Docker's 409 from the daemon: exit 1."""
-    return DockishError(msg, exit_code=1)
 # Docker's three pre-defined networks (here: the default private one, the
 # host's, none): listed and inspectable, never removed
 BUILTINS = {"bridge": "bridge", "host": "host", "none": "null"}
@@ -54,7 +51,7 @@ def create(root: Path, name: str, subnet: str | None, gateway: str | None, inter
     if driver not in ("bridge", ""):
         raise UsageError(f'plugin "{driver}" not found: only the bridge driver is supported')
     if name in BUILTINS:
-        raise _conflict(f"network with name {name} already exists")
+        raise ForbiddenError(f"{name} is a pre-defined network and cannot be created")
     from . import netns
     netns.reconcile()
     return Networks(root).create(name, subnet, gateway, internal, labels, "bridge")
@@ -110,12 +107,12 @@ def inspect(root: Path, ref: str) -> dict:
 
 def remove(root: Path, ref: str) -> NetworkRecord:
     if ref in BUILTINS:
-        raise _conflict(f"{ref} is a pre-defined network and cannot be removed")
+        raise ForbiddenError(f"{ref} is a pre-defined network and cannot be removed")
     rec = find(root, ref)
     users = [c for c in members(root, rec.name) if c.running]
     if users:
-        raise _conflict(f"error while removing network: network {rec.name} id {rec.id} "
-                            "has active endpoints")
+        raise ForbiddenError(f"error while removing network: network {rec.name} id {rec.id} "
+                             "has active endpoints")
     # stopped containers keep naming it: their next start says "network X
     # not found", as Docker's
     Networks(root).remove(rec)
@@ -144,13 +141,15 @@ def connect(root: Path, ref: str, ctr: Container, aliases: list[str],
                          "user-defined networks can be connected")
     cfg = ctr.config
     if rec.name in cfg.networks:
-        raise _conflict(f"endpoint with name {ctr.name} already exists in network "
-                            f"{rec.name}")
+        raise ForbiddenError(f"endpoint with name {ctr.name} already exists in network "
+                             f"{rec.name}")
     if not netconf.is_user_network(cfg.network):
         raise UsageError(f"container {ctr.name} is not on a user-defined network: its "
                          f"--network {cfg.network} cannot be joined with others")
     used = used_addresses(Containers(root).all()).get(rec.name, set())
     cfg.networks[rec.name] = {"ip": netconf.pick_ip(rec, used, ip), "aliases": list(aliases)}
+    if cfg.network not in cfg.networks and len(cfg.networks) == 1:
+        cfg.network = rec.name          # its first network again, after a disconnect
     if ctr.running:
         names = list(cfg.networks)
         opts = netconf.netavark_input(cfg.id, cfg.name, rec, cfg.networks[rec.name]["ip"],
@@ -166,13 +165,17 @@ def disconnect(root: Path, ref: str, ctr: Container) -> None:
     if rec.name not in cfg.networks:
         raise DockishError(f"container {ctr.id} is not connected to network {rec.name}",
                            exit_code=1)
-    if rec.name == cfg.network and len(cfg.networks) == 1:
+    if ctr.running and len(cfg.networks) == 1:
         raise UsageError(f"container {ctr.name} would have no network left: stop it, or "
                          "connect it to another network first")
     if ctr.running:
         netns.disconnect(cfg.id, rec.name)
     del cfg.networks[rec.name]
-    if cfg.network == rec.name:
+    # a container not running may lose its last network, as in Docker
+    # (docker-compose v1 disconnects a new container from its network and
+    # connects it again with its aliases): it keeps its network mode, and
+    # the next connect gives it a network again
+    if cfg.network == rec.name and cfg.networks:
         cfg.network = next(iter(cfg.networks))
     Containers(root).save_config(ctr)
 
@@ -186,14 +189,18 @@ def network_settings(c: Container, ports: dict) -> dict:
     ip = gateway = ""
     prefix = 0
     if cfg.networks:
+        from . import netns
         root = c.path.parent.parent
+        macs = ((netns.attached().get(c.id) or {}).get("macs") or {}) if c.running else {}
         for name, ep in cfg.networks.items():
             try:
                 rec = Networks(root).find(name)
             except NotFoundError:
                 continue
-            aliases = netconf.container_aliases(cfg.name, cfg.id, ep.get("aliases", []))
-            nets[name] = netconf.endpoint(rec, ep["ip"] if c.running else "", aliases)
+            aliases = ep.get("aliases", [])
+            names = netconf.container_aliases(cfg.name, cfg.id, aliases) if c.running else None
+            nets[name] = netconf.endpoint(rec, ep["ip"] if c.running else "", aliases,
+                                          macs.get(name, ""), names)
         first = next(iter(nets.values()), None)
         if first and c.running:
             ip, gateway, prefix = first["IPAddress"], first["Gateway"], first["IPPrefixLen"]

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import DockishError, NotFoundError
+from .errors import ConflictError, NotFoundError
 from .netconf import NetworkRecord, check_name, choose_subnet, netavark_input, next_interface
 
 
@@ -60,7 +60,7 @@ class Networks:
         check_name(name)
         recs = self.all()
         if any(r.name == name for r in recs):
-            raise DockishError(f"network with name {name} already exists", exit_code=1)
+            raise ConflictError(f"network with name {name} already exists")
         sub, gw = choose_subnet(subnet, gateway, [r.subnet for r in recs])
         rec = NetworkRecord(name=name, id=secrets.token_hex(32), subnet=sub, gateway=gw,
                             interface=next_interface([r.interface for r in recs]),

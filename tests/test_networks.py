@@ -373,7 +373,7 @@ def test_netavark_input_names_the_container_by_name_short_id_and_aliases():
     opts = netavark_input(cid, "web", rec, "10.89.5.2", ["www", "web"], "eth0",
                           [["0.0.0.0", 8080, 80, "tcp"]], [])
     assert opts["networks"] == {"n": {"interface_name": "eth0", "static_ips": ["10.89.5.2"],
-                                      "aliases": ["web", "b" * 12, "www"]}}
+                                      "aliases": ["web", "www", "b" * 12]}}
     info = opts["network_info"]["n"]
     assert info["network_interface"] == "dk3" and info["internal"] is True
     assert info["subnets"] == [{"subnet": "10.89.5.0/24", "gateway": "10.89.5.1"}]
@@ -523,7 +523,7 @@ def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, 
     import subprocess
 
     from .diffbase import dockish_exe
-    from .test_api import DOCKER, IMAGE, Service
+    from .test_api import DOCKER, IMAGE, Service, raw_request
     subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
                    check=True, capture_output=True)
     subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
@@ -551,6 +551,43 @@ def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, 
         assert res.returncode == 0 and "hello-" in res.stdout, (res, svc.logs())
         res = docker("network", "rm", "dnet")
         assert res.returncode == 1 and "active endpoints" in res.stderr, res
+        # inspect as Docker 28 (API 1.45+): Aliases as asked, every name in DNSNames
+        res = docker("inspect", "-f", "{{json .NetworkSettings.Networks}} {{.Id}}", "dweb")
+        ep_json, cid = res.stdout.split()
+        ep = json.loads(ep_json)["dnet"]
+        assert ep["Aliases"] == ["dalias"], ep
+        assert ep["DNSNames"] == ["dweb", "dalias", cid[:12]], ep
+        mac = json.loads(docker("network", "inspect", "dnet").stdout)[0]["Containers"][cid][
+            "MacAddress"]
+        assert len(mac) == 17 and ep["MacAddress"] == mac, (ep, mac)
+        # the daemon's status codes: 403 for what is not allowed, 409 for a name taken
+        body = json.dumps({"Name": "dnet"}).encode()
+        hdr = {"Content-Type": "application/json"}
+        for method, path, data, status, words in (
+                ("DELETE", "/v1.50/networks/dnet", b"", 403, "has active endpoints"),
+                ("POST", "/v1.50/networks/create", body, 409, "already exists"),
+                ("POST", "/v1.50/networks/create", b'{"Name": "bridge"}', 403,
+                 "pre-defined network and cannot be created"),
+                ("DELETE", "/v1.50/networks/host", b"", 403, "cannot be removed"),
+                ("POST", "/v1.50/networks/dnet/connect", b'{"Container": "dweb"}', 403,
+                 "already exists in network")):
+            got, _, reply = raw_request(svc, method, path, data, hdr)
+            assert got == status and words in json.loads(reply)["message"], (path, got, reply)
+        res = docker("network", "create", "host")
+        assert res.returncode == 1 and "host is a pre-defined network" in res.stderr, res
+        # docker run on two networks at once (API 1.44+ sends both endpoints at create)
+        assert docker("network", "create", "dnet2").returncode == 0
+        res = docker("run", "--rm", "--network", "dnet", "--network", "dnet2", IMAGE, "sh",
+                     "-c", "ip -4 -o addr | grep -c 'inet 10\\.'; "
+                     "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 dalias 80")
+        assert res.returncode == 0 and res.stdout.startswith("2\n") and "hello-" in res.stdout, \
+            (res, svc.logs())
+        for nets_ in (("nosuch",), ("dnet", "--network", "nosuch")):
+            res = docker("run", "--rm", "--network", *nets_, IMAGE, "true")
+            assert res.returncode == 125 and "network nosuch not found" in res.stderr and \
+                "Unable to find image" not in res.stderr, res
+        assert docker("ps", "-a", "--format", "{{.Names}}").stdout == "dweb\n"
+        assert docker("network", "rm", "dnet2").returncode == 0
         assert docker("rm", "-f", "dweb").returncode == 0
         res = docker("network", "rm", "dnet")
         assert res.returncode == 0, res

@@ -19,7 +19,7 @@ from ..execs import close_pipes
 from ..launch import StartError
 from . import runtime
 from .errors import ApiError, not_found
-from .networks import create_fields
+from .networks import check_networks, create_fields, extra_endpoints, legacy_aliases
 from .server import NO_CONTENT, Reply, Request, Routes, blocking
 from .streams import (
     STDERR,
@@ -103,11 +103,18 @@ class ContainerApi:
 
         def make():
             with _create_lock:
+                check_networks(self.engine, body, opts.network)
                 try:
                     c = self.engine.create(opts)
                 except NotFoundError as e:
                     if "unable to find image" in str(e).lower():
                         raise ApiError(404, f"No such image: {_full_ref(opts.image)}") from None
+                    raise
+                try:
+                    for net, aliases, ip in extra_endpoints(body, opts.network):
+                        self.engine.network_connect(net, c.id, aliases, ip)
+                except BaseException:
+                    self.engine.remove(c.id, force=True)
                     raise
                 return c
         c = await blocking(make)
@@ -125,7 +132,9 @@ class ContainerApi:
 
     async def inspect(self, req: Request):
         c = await self._get(req.params["id"])
-        return await blocking(self._inspect, c)
+        data = await blocking(self._inspect, c)
+        legacy_aliases(data["NetworkSettings"], req.api_version, c.id)
+        return data
 
     def _inspect(self, c: Container) -> dict:
         data = inspect_container(c, self.engine.volume_store)

@@ -28,14 +28,17 @@ def from_exception(e: BaseException) -> ApiError:
     from registry.errors import DistributionError
     from registry.store import ConflictError, NoSuchImage
 
-    from ..errors import DockishError, NotFoundError, UsageError, message
+    from ..errors import ConflictError as RefusedConflict
+    from ..errors import DockishError, ForbiddenError, NotFoundError, UsageError, message
     text = message(e)
     low = text.lower()
     if isinstance(e, NoSuchImage):
         return ApiError(404, text if "no such image" in low else f"No such image: {text}")
     if isinstance(e, NotFoundError) or low.startswith("no such "):
         return ApiError(404, text)
-    if isinstance(e, ConflictError) or any(w in low for w in _CONFLICT):
+    if isinstance(e, ForbiddenError):
+        return ApiError(403, text)
+    if isinstance(e, ConflictError | RefusedConflict) or any(w in low for w in _CONFLICT):
         return ApiError(409, text)
     if isinstance(e, UsageError | ValueError):
         return ApiError(400, text)

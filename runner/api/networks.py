@@ -6,9 +6,8 @@ the networking fields of a container create request (``NetworkingConfig``,
 from __future__ import annotations
 
 from ..engine import Engine
-from ..errors import DockishError
 from .errors import ApiError
-from .server import NO_CONTENT, Reply, Request, Routes, blocking
+from .server import NO_CONTENT, Reply, Request, Routes, blocking, version_tuple
 
 
 def _filters(raw: dict) -> dict[str, list[str]]:
@@ -83,13 +82,8 @@ class NetworkApi:
         ip = (ep.get("IPAMConfig") or {}).get("IPv4Address") or None
         ctr = body.get("Container") or ""
         net = await blocking(self.engine.network_inspect, req.params["id"])
-        try:
-            await blocking(self.engine.network_connect, net["Name"], ctr,
-                           list(ep.get("Aliases") or []), ip)
-        except DockishError as e:
-            if "already exists in network" in str(e):
-                raise ApiError(403, str(e)) from None
-            raise
+        await blocking(self.engine.network_connect, net["Name"], ctr,
+                       list(ep.get("Aliases") or []), ip)
         return Reply(200, b"")
 
     async def disconnect(self, req: Request):
@@ -107,12 +101,12 @@ def create_fields(body: dict, hc: dict, network: str | None) -> dict:
     from ..netconf import is_user_network
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not is_user_network(network):
+        if len(endpoints) > 1:
+            raise ApiError(400, "Container cannot be connected to network endpoints: "
+                           + ", ".join(endpoints))
         endpoints = {}          # the default network: Docker's aliases mean nothing there
-    if len(endpoints) > 1:
-        raise ApiError(400, "Container cannot be connected to network endpoints: "
-                       + ", ".join(endpoints) + " (connect the others after create)")
-    ep = endpoints.get(network or "", {}) or (next(iter(endpoints.values())) if endpoints
-                                              else {}) or {}
+    ep = endpoints.get(network or "", {}) or (next(iter(endpoints.values()))
+                                              if len(endpoints) == 1 else {}) or {}
     expose = [k for k in (body.get("ExposedPorts") or {})]
     return {"network_aliases": list(ep.get("Aliases") or []),
             "ip": (ep.get("IPAMConfig") or {}).get("IPv4Address") or None,
@@ -120,3 +114,50 @@ def create_fields(body: dict, hc: dict, network: str | None) -> dict:
             "dns_search": list(hc.get("DnsSearch") or []),
             "dns_option": list(hc.get("DnsOptions") or []),
             "publish_all": bool(hc.get("PublishAllPorts")), "expose": expose}
+
+
+def check_networks(engine: Engine, body: dict, network: str | None) -> None:
+    """Every user network a create request names must exist. Docker finds
+    a missing one only at start (its 404 there); here create would fail,
+    and a 404 from create makes the docker CLI pull the image and try
+    again (``Unable to find image``), so it is a 400 with Docker's words."""
+    from ..errors import NotFoundError
+    from ..netconf import is_user_network
+    if not is_user_network(network):
+        return
+    for name in [network, *[n for n, _a, _ip in extra_endpoints(body, network)]]:
+        try:
+            engine.network_inspect(name)
+        except NotFoundError as e:
+            raise ApiError(400, str(e)) from None
+
+
+def extra_endpoints(body: dict, network: str | None) -> list[tuple[str, list, str | None]]:
+    """The user networks a create request names besides its primary one
+    (``docker run --network a --network b``: API 1.44+ sends them all in
+    ``NetworkingConfig``), as (name, aliases, address) for ``network
+    connect`` right after create, as Docker connects them before start."""
+    from ..netconf import is_user_network
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not is_user_network(network) or len(endpoints) < 2:
+        return []
+    return [(name, list((ep or {}).get("Aliases") or []),
+             ((ep or {}).get("IPAMConfig") or {}).get("IPv4Address") or None)
+            for name, ep in endpoints.items() if name != network]
+
+
+def legacy_aliases(settings: dict, api_version: str, cid: str) -> dict:
+    """A container inspect's ``NetworkSettings`` for a client older than
+    API 1.45, which Docker still answers with the short id among a user
+    network endpoint's ``Aliases`` (1.45 moved it to ``DNSNames``).
+    docker-compose v1 (API 1.27 for its 2.x files) keeps an endpoint only
+    when it finds the short id there; otherwise it disconnects the
+    container from its network and connects it again."""
+    from ..netconf import is_user_network
+    if version_tuple(api_version) >= (1, 45):
+        return settings
+    for name, ep in (settings.get("Networks") or {}).items():
+        aliases = list(ep.get("Aliases") or [])
+        if is_user_network(name) and cid[:12] not in aliases:
+            ep["Aliases"] = aliases + [cid[:12]]
+    return settings
