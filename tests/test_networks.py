@@ -77,6 +77,26 @@ def _fetch(net: str, host: str, bb: str, timeout: int = 5, port: int = 80):
     return res
 
 
+@contextlib.contextmanager
+def _host_http(addr: str):
+    """A web server on the host at ``addr`` that answers "from-host";
+    yields its port."""
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):        # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"from-host")
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer((addr, 0), Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+
+
 @pytest.fixture
 def nets(dockish_root):
     made: list[str] = []
@@ -132,27 +152,75 @@ def test_containers_on_a_network_reach_each_other_by_name_alias_id_and_ip(bb, ne
 def test_internal_network_has_no_way_out(bb, nets):
     nets("outside")
     nets("--internal", "inside")
-
-    class Hello(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):        # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"from-host")
-
-        def log_message(self, *a):
-            pass
-    srv = http.server.ThreadingHTTPServer((host_address(), 0), Hello)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    addr, port = srv.server_address[:2]
-    try:
+    addr = host_address()
+    with _host_http(addr) as port:
         res = _fetch("outside", addr, bb, port=port)
         assert res.returncode == 0 and res.stdout == "from-host", res
         res = _fetch("inside", addr, bb, timeout=2, port=port)
         assert res.returncode != 0 and "from-host" not in res.stdout
         routes = ok("run", "--rm", "--network", "inside", bb, "ip", "route")
         assert "default" not in routes and "10.89." in routes
-    finally:
-        srv.shutdown()
+
+
+# what another local user tries against the networks' state, holder and servers;
+# one line per attempt: "WHAT denied" or "WHAT REACHED" (the container's page, or
+# a DNS answer with its address: the host's own network may answer anything)
+PROBE = """
+import os, socket, sys
+state, holder, ip, gw = sys.argv[1:5]
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "REACHED")
+    except OSError:
+        print(what, "denied")
+attempt("state", lambda: os.listdir(state))
+attempt("netns", lambda: os.close(os.open(f"/proc/{holder}/ns/net", os.O_RDONLY)))
+attempt("userns", lambda: os.close(os.open(f"/proc/{holder}/ns/user", os.O_RDONLY)))
+def web():
+    with socket.create_connection((ip, 80), timeout=2) as s:
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        got = b""
+        while chunk := s.recv(1000):
+            got += chunk
+        if b"hello-" not in got:
+            raise OSError("not the container")
+attempt("web", web)
+def dns():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        q = bytes.fromhex("123401000001000000000000") + b"\\x05inner" + \\
+            bytes.fromhex("0000010001")
+        s.sendto(q, (gw, 53))
+        if socket.inet_aton(ip) not in s.recv(512):
+            raise OSError("not its address")
+attempt("dns", dns)
+"""
+
+
+def test_host_loopback_and_another_user_stay_out(bb, nets, other_user):
+    """A container on a user network reaches the host at its address (as
+    rootless Docker's), never the host's loopback through slirp4netns'
+    10.0.2.2 (--disable-host-loopback, the default of rootless Docker and
+    Podman); another local user can neither read the networks' state, nor
+    open the holder's namespaces, nor reach a container or its DNS server."""
+    nets("walled")
+    with _host_http("0.0.0.0") as port:        # the host's loopback included
+        res = _fetch("walled", host_address(), bb, port=port)
+        assert res.returncode == 0 and res.stdout == "from-host", res
+        res = _fetch("walled", "10.0.2.2", bb, timeout=2, port=port)
+        assert res.returncode != 0 and "from-host" not in res.stdout, res
+    ok("run", "-d", "--name", "inner", "--network", "walled", bb, "sh", "-c", HTTPD)
+    ip = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "walled").IPAddress}}',
+            "inner").strip()
+    gw = ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            "walled").strip()
+    assert "hello-" in _fetch("walled", "inner", bb).stdout
+    res = other_user.run(["/usr/bin/python3", "-c", PROBE, str(_state()),
+                          str(_holder()["holder_pid"]), ip, gw])
+    assert res.returncode == 0, res
+    assert res.stdout.splitlines() == [f"{w} denied" for w in
+                                       ("state", "netns", "userns", "web", "dns")], res.stdout
 
 
 def test_publish_all_publishes_exposed_port_and_port_reports_it(bb, nets):
