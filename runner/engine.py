@@ -147,9 +147,18 @@ class SystemPruneReport:
 class Engine:
     """Containers, images, volumes and builds of one store root."""
 
-    def __init__(self, root: Path | None = None, notify: Notify | None = None) -> None:
+    def __init__(self, root: Path | None = None, notify: Notify | None = None,
+                 detach_via: str = "fork") -> None:
+        """``detach_via``: how a detached container's monitor is made.
+        ``fork`` (a command-line process): forked from this one. ``fresh``
+        (a long-lived, multi-threaded server): a fresh interpreter starts it
+        and exits, so the monitor is never the server's child and inherits
+        no lock another thread held at the fork (``monitor.start_fresh``)."""
+        if detach_via not in ("fork", "fresh"):
+            raise ValueError(f"detach_via: fork or fresh, not {detach_via!r}")
         self.root = Path(root) if root is not None else default_root()
         self.notify = notify or _quiet
+        self.detach_via = detach_via
         from .execs import ExecTable
         self.exec_table = ExecTable()       # exec instances (a server's lifetime)
 
@@ -615,14 +624,17 @@ class Engine:
     def start(self, ref: str | Container) -> Container:
         """Start a created or stopped container under a monitor of its own;
         returns once its command runs (a running one is left as it is)."""
-        from .monitor import start_detached
+        from .monitor import start_detached, start_fresh
         from .restart import clear_stop
         c = ref if isinstance(ref, Container) else self.get(ref)
         if c.restarting:               # a manual start ends the wait, as Docker's
             self._end_restarts(c)
         if not c.running:
             clear_stop(c.path)
-            start_detached(c, self._launch(c), self._remove_files)
+            if self.detach_via == "fresh":
+                start_fresh(self.root, c.id)
+            else:
+                start_detached(c, self._launch(c), self._remove_files)
         return c
 
     def run_attached(self, c: Container, interactive: bool, tty: bool,
@@ -757,38 +769,17 @@ class Engine:
         """Block until the container is not running (``not-running``, the
         default: at once if it is not), has exited after this call
         (``next-exit``: a stopped one must be started and stop again), or
-        is gone (``removed``); its exit code. ``timeout`` seconds: a
-        DockishError when it passes first."""
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise UsageError(f"invalid condition: \"{condition}\": use not-running, "
-                             "next-exit or removed")
-        c = ref if isinstance(ref, Container) else self.get(ref)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        is gone (``removed``); its exit code, a removed container's too
+        (``runner.exits``). ``timeout`` seconds: a DockishError when it
+        passes first."""
+        return self.waiter(ref, condition).wait(timeout)
 
-        def tick() -> None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise DockishError(f"timed out waiting for container {c.id}")
-            time.sleep(0.05)
-        if condition == "next-exit":
-            finished = c.finished_at()
-            while not c.running and c.finished_at() == finished and c.path.exists():
-                tick()
-        while c.running:
-            tick()
-        if condition == "removed":
-            while c.path.exists():
-                tick()
-        if c.exit_info() is not None:
-            return exit_code(c)
-        return self._last_exit(c.id)        # gone (--rm): its die event has the code
-
-    def _last_exit(self, cid: str) -> int:
-        from . import events as evmod
-        code = 0
-        for ev in evmod.read(self.root, filters={"container": [cid], "event": ["die"]}):
-            with contextlib.suppress(ValueError, TypeError):
-                code = int(ev["Actor"]["Attributes"].get("exitCode", code))
-        return code
+    def waiter(self, ref: str | Container, condition: str = "not-running"):
+        """A ``wait`` to poll (``exits.Waiter``): for a caller that must not
+        block, such as the API service."""
+        from .exits import Waiter
+        return Waiter(self.root, ref if isinstance(ref, Container) else self.get(ref),
+                      condition)
 
     def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -822,6 +813,10 @@ class Engine:
     # -- containers: removal ---------------------------------------------------------------------
 
     def _remove_files(self, c: Container) -> None:
+        """Every removal (``rm``, ``--rm``, prune) goes through here: the
+        code is recorded first, for waiters that come after the files."""
+        from .exits import record
+        record(self.root, c)
         createmod.remove_container(self.root, c)
         container_event(c, "destroy")
 
@@ -991,6 +986,13 @@ class Engine:
         from . import logs as logmod
         return logmod.read(c.log, c.legacy_log, streams={logmod.STDOUT, logmod.STDERR},
                            follow=True, running=lambda: c.running, from_end=True)
+
+    def open_log(self, c: Container) -> int:
+        """An fd reading the container's log, made if missing (as its
+        monitor would make it): opened before a start, it keeps a ``--rm``
+        container's output readable after its files are gone (the API's
+        attach reads the output from it)."""
+        return os.open(c.log, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
     def attach(self, ref: str, no_stdin: bool = False, detach_keys: str = "ctrl-p,ctrl-q",
                fds: Fds | None = None,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import namespaces as ns
 from . import stdinrelay
@@ -176,11 +177,50 @@ def start_detached(c: Container, launch: Launch, remove: Remove,
     while not data.endswith(b"\n") and (chunk := os.read(r, 4096)):
         data += chunk       # one line: the holder may keep the pipe open
     os.close(r)
+    _started(data)
+
+
+def _started(data: bytes) -> None:
+    """The start's answer (``OK`` or ``CODE message``), as StartError if not OK."""
     data = data.strip()
     if data != b"OK":
         code, _, msg = data.decode(errors="replace").partition(" ")
         raise StartError(msg or "the container's monitor died while starting",
                          int(code) if code.isdigit() else EXIT_DOCKISH)
+
+
+def start_fresh(root: Path, cid: str) -> None:
+    """``start_detached`` for a long-lived, multi-threaded caller (the API
+    service): a fresh interpreter (``python -m runner.monitor ROOT CID``)
+    forks the monitor and exits at once. So the monitor is not the caller's
+    child (nobody there would reap it, and it must outlive the caller), and
+    it is not a fork of a multi-threaded process, which copies whatever
+    locks the other threads held at that instant (the import lock, a
+    logging or allocator lock) for the monitor and the view daemon below it
+    to wait on forever. Raises StartError as ``start_detached`` does."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "runner.monitor", str(root), cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, close_fds=True, check=False)
+    lines = p.stdout.strip().splitlines()
+    _started(lines[-1] if lines else b"")
+
+
+def _fresh_main(root: str, cid: str) -> None:
+    """The fresh process of ``start_fresh``: the engine's ordinary start
+    (the monitor forked from here, with the engine's removal that records
+    a ``--rm`` container's code), then ``OK`` or ``CODE message`` on
+    stdout, and gone."""
+    from .engine import Engine
+    try:
+        Engine(Path(root)).start(cid)
+        out = "OK"
+    except DockishError as e:
+        out = f"{e.exit_code} {e}"
+    except BaseException as e:      # noqa: BLE001 - told to the caller
+        out = f"{EXIT_DOCKISH} {type(e).__name__}: {e}"
+    os.write(1, (out.replace("\n", " ") + "\n").encode())
 
 
 def _monitor(c: Container, launch: Launch, w: int, remove: Remove,
@@ -408,3 +448,10 @@ def attach_terminal(c: Container, stdin: bool, keys: bytes, fds: Fds) -> bool:
 def kill_quiet(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+if __name__ == "__main__":       # start_fresh's process (the module proper does the work)
+    import sys as _sys
+
+    from runner.monitor import _fresh_main as _main
+    _main(_sys.argv[1], _sys.argv[2])

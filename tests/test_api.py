@@ -208,8 +208,9 @@ def test_docker_run_exit_codes(service):
     assert res.returncode == 127, (res.stdout, res.stderr)
     res = docker(service, "run", "--rm", "--network", "none", IMAGE, "/etc")
     assert res.returncode == 126, (res.stdout, res.stderr)
-    res = docker(service, "run", "--rm", "--network", "none", "--memory", "1g", IMAGE, "true")
-    assert res.returncode == 125 and "Memory" in res.stderr, res.stderr
+    res = docker(service, "run", "--rm", "--network", "none", "--blkio-weight", "300", IMAGE,
+                 "true")        # a field dockish cannot honour: named, never ignored
+    assert res.returncode == 125 and "BlkioWeight" in res.stderr, res.stderr
     res = docker(service, "run", "--rm", "no-such-image-here:1", "true")
     assert res.returncode == 125
     assert leftovers() == []
@@ -445,9 +446,72 @@ def test_dockerpy_containers(service):
     with pytest.raises(dockerpy.errors.ImageNotFound):
         cl.images.get("no-such:image")
     with pytest.raises(dockerpy.errors.APIError) as err:
-        cl.containers.create(IMAGE, "true", mem_limit="1g")
-    assert err.value.status_code == 400 and "Memory" in str(err.value)
+        cl.containers.create(IMAGE, "true", blkio_weight=300)
+    assert err.value.status_code == 400 and "BlkioWeight" in str(err.value)
     assert leftovers() == []
+
+
+def _running(name: str) -> str:
+    """The id of container ``name`` once it runs (``dockish inspect``)."""
+    end = time.monotonic() + 60
+    while True:
+        res = subprocess.run([dockish_exe(), "inspect", "-f", "{{.State.Running}} {{.Id}}",
+                              name], capture_output=True, text=True)
+        if res.stdout.startswith("true "):
+            return res.stdout.split()[1]
+        assert time.monotonic() < end, (res.stdout, res.stderr)
+        time.sleep(0.1)
+
+
+def test_wait_answers_the_code_of_a_run_rm_container_cli_and_api(service, dockish_root):
+    """As Docker's daemon answers ``wait`` for a ``--rm`` container once it is
+    gone: ``dockish run --rm`` in one shell, ``dockish wait`` in another and
+    docker-py's ``wait`` (not-running and removed) through the socket all
+    get its real code; so do both for a container docker-py ran with
+    auto_remove. The kept codes do not pile up: an hour-old one goes at the
+    next removal."""
+    import docker as dockerpy
+    cl = client(service)
+    run = subprocess.Popen([dockish_exe(), "run", "--rm", "--name", "rmw", "--network", "none",
+                            IMAGE, "sh", "-c", "sleep 4; exit 7"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rmw = _running("rmw")
+    shell = subprocess.Popen([dockish_exe(), "wait", "rmw"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    c = cl.containers.get("rmw")
+    got: dict[str, int] = {}
+    threads = [threading.Thread(target=lambda cond=cond: got.__setitem__(
+        cond, c.wait(condition=cond)["StatusCode"])) for cond in ("not-running", "removed")]
+    for t in threads:
+        t.start()
+    assert run.wait(60) == 7, run.communicate()
+    assert shell.communicate(timeout=60) == ("7\n", "") and shell.returncode == 0
+    for t in threads:
+        t.join(60)
+    assert got == {"not-running": 7, "removed": 7}
+    assert leftovers() == []
+    with pytest.raises(dockerpy.errors.NotFound):        # gone, as in Docker
+        cl.containers.get("rmw")
+
+    d = cl.containers.run(IMAGE, ["sh", "-c", "sleep 4; exit 5"], network_mode="none",
+                          detach=True, auto_remove=True)
+    shell = subprocess.Popen([dockish_exe(), "wait", d.id[:12]], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    removed: list[int] = []
+    waiter = threading.Thread(target=lambda: removed.append(
+        d.wait(condition="removed")["StatusCode"]))
+    waiter.start()
+    assert d.wait()["StatusCode"] == 5
+    assert shell.communicate(timeout=60) == ("5\n", "") and shell.returncode == 0
+    waiter.join(60)
+    assert removed == [5] and leftovers() == []
+
+    kept = dockish_root / "exits"
+    assert {rmw, d.id} <= set(os.listdir(kept))
+    hour_ago = time.time() - 3700
+    os.utime(kept / rmw, (hour_ago, hour_ago))
+    ok(service, "run", "--rm", "--network", "none", IMAGE, "true")
+    assert rmw not in os.listdir(kept) and d.id in os.listdir(kept)
 
 
 def test_dockerpy_images_build_pull_volumes(service, tmp_path):

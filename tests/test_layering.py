@@ -28,16 +28,18 @@ CLI_MODULES = {"runner/cli.py", "runner/containers_cli.py", "runner/images_cli.p
                "runner/completion_cli.py", "runner/man_cli.py"}
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, top: Path = TOP) -> set[str]:
     """Every module ``path`` imports (at any depth: lazy imports count),
-    relative imports made absolute."""
-    pkg = path.parent.name
+    relative imports made absolute (``..`` climbs a package: in
+    ``runner/api/``, ``..engine`` is runner.engine)."""
+    parts = list(path.parent.relative_to(top).parts)
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:
+                pkg = ".".join(parts[:len(parts) - node.level + 1])
                 base = pkg + ("." + node.module if node.module else "")
                 out |= {base} if node.module else {f"{pkg}.{a.name}" for a in node.names}
             else:
@@ -83,12 +85,33 @@ def test_the_engine_and_runtime_import_no_cli_module():
 
 
 @pytest.mark.pure
+def test_the_api_stands_on_the_engine_and_the_engine_knows_no_api():
+    """The API server is a front end beside the CLI: ``runner/api/`` uses
+    neither click nor a CLI module, and nothing below the front ends (the
+    engine, the runtime) imports ``runner/api/`` (only the CLI starts it)."""
+    cli = {m.removesuffix(".py").replace("/", ".") for m in CLI_MODULES}
+    api = _modules("runner/api")
+    assert api, "the scan found no API module"
+    bad = {m: sorted(i for i in imps if _top(i) == "click" or i in cli
+                     or any(i.startswith(c + ".") for c in cli))
+           for m, imps in api.items()}
+    assert not {m: i for m, i in bad.items() if i}
+    users = {m: sorted(i for i in imps if i == "runner.api" or i.startswith("runner.api."))
+             for m, imps in _modules("runner").items() if m not in CLI_MODULES}
+    assert not {m: i for m, i in users.items() if i}
+
+
+@pytest.mark.pure
 def test_the_scan_sees_lazy_and_relative_imports(tmp_path):
     """The scan would catch a violation hidden in a function body."""
     (tmp_path / "pkg").mkdir()
     f = tmp_path / "pkg" / "m.py"
     f.write_text("def f():\n    import click\n    from . import cli\n    from runner import x\n")
-    assert {"click", "pkg.cli", "runner"} <= _imports(f)
+    assert {"click", "pkg.cli", "runner"} <= _imports(f, tmp_path)
+    (tmp_path / "pkg" / "sub").mkdir()
+    g = tmp_path / "pkg" / "sub" / "m.py"
+    g.write_text("from ..containers_cli import x\nfrom .. import cli\nfrom . import y\n")
+    assert _imports(g, tmp_path) == {"pkg.containers_cli", "pkg.cli", "pkg.sub.y"}
 
 
 # -- the engine as a library ----------------------------------------------------------------

@@ -1,8 +1,10 @@
 """``/containers/...`` and ``/exec/...``: Docker's container endpoints over
-the engine (and ``runtime``'s adapters where the engine has no call yet)."""
+the engine."""
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shlex
 import threading
@@ -13,11 +15,10 @@ import trio
 from .. import config as cfgmod
 from .. import tty as ttymod
 from ..container import Container
-from ..engine import CreateOptions, Engine, ExecOptions, exit_code, inspect_container
+from ..engine import CreateOptions, Engine, ExecOptions, inspect_container
 from ..errors import DockishError, NotFoundError
 from ..execs import close_pipes
 from ..launch import StartError
-from . import runtime
 from .errors import ApiError, not_found
 from .networks import check_networks, create_fields, extra_endpoints, legacy_aliases
 from .server import NO_CONTENT, Reply, Request, Routes, blocking
@@ -34,6 +35,11 @@ from .streams import (
 )
 
 _create_lock = threading.Lock()     # names are checked then taken: one create at a time
+
+
+def _stat_header(st: dict) -> str:
+    """Docker's ``X-Docker-Container-Path-Stat``: the stat record as base64 JSON."""
+    return base64.b64encode(json.dumps(st).encode()).decode()
 
 
 def _go_time(t: float | None) -> str:
@@ -177,8 +183,8 @@ class ContainerApi:
         if c.running:
             return Reply(304, b"", "text/plain")
         try:
-            await blocking(runtime.start, self.engine, c)
-        except runtime.StartError as e:
+            await blocking(self.engine.start, c)
+        except StartError as e:
             raise ApiError(400 if e.exit_code in (126, 127) else 500, _start_message(e)) \
                 from None
         return NO_CONTENT
@@ -194,8 +200,8 @@ class ContainerApi:
         c = await self._get(req.params["id"])
         await blocking(self.engine.stop, c, _stop_timeout(req))
         try:
-            await blocking(runtime.start, self.engine, c)
-        except runtime.StartError as e:
+            await blocking(self.engine.start, c)
+        except StartError as e:
             raise ApiError(500, _start_message(e)) from None
         return NO_CONTENT
 
@@ -221,37 +227,15 @@ class ContainerApi:
 
     async def wait(self, req: Request):
         """Headers at once (the CLI sends ``wait`` before ``start`` and reads
-        the answer later), the code when the condition is met."""
-        condition = req.arg("condition", "not-running") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise ApiError(400, f"invalid condition: {condition}")
+        the answer later), the code when the condition is met: the engine's
+        wait, polled here so a client that goes away ends it."""
         c = await self._get(req.params["id"])
-        first_started = c.state().get("started")
+        waiter = self.engine.waiter(c, req.arg("condition", "not-running") or "not-running")
         await req.conn.start_stream()
-        code = await self._await_condition(c, condition, first_started)
+        while (code := waiter.poll()) is None:   # a few small reads: no thread
+            await trio.sleep(0.02)
         await req.conn.write_json({"StatusCode": code, "Error": None})
         await req.conn.end()
-
-    async def _await_condition(self, c: Container, condition: str, first_started) -> int:
-        last_code = None
-        while True:
-            gone = not c.path.exists()
-            if gone:
-                code = runtime.recorded_exit(c.id)
-                return code if code is not None else (last_code if last_code is not None
-                                                      else 0)
-            running = c.running
-            if not running:
-                info = c.exit_info()
-                if info is not None:
-                    last_code = info.get("code", 255)
-                started = c.state().get("started")
-                if condition == "not-running":
-                    return exit_code(c)
-                if condition == "next-exit" and started != first_started and \
-                        info is not None:
-                    return last_code
-            await trio.sleep(0.02)
 
     async def delete(self, req: Request):
         c = await self._get(req.params["id"])
@@ -346,7 +330,7 @@ class ContainerApi:
             raise ApiError(409, "You cannot attach to a paused container, unpause it first")
         st = c.state()
         first_started, was_running = st.get("started"), c.running
-        fd = await blocking(runtime.open_log_for_attach, c)
+        fd = await blocking(self.engine.open_log, c)
         try:
             if not req.flag("logs"):
                 os.lseek(fd, 0, os.SEEK_END)
@@ -425,7 +409,7 @@ class ContainerApi:
         c = await self._get(req.params["id"])
         st = await self._stat(c, req.arg("path"))
         return Reply(200, b"", "text/plain",
-                     [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
+                     [("X-Docker-Container-Path-Stat", _stat_header(st))])
 
     async def archive_get(self, req: Request):
         c = await self._get(req.params["id"])
@@ -441,7 +425,7 @@ class ContainerApi:
             finally:
                 tar.close()
         await self._stream_fd_from(req, produce, "application/x-tar",
-                                   [("X-Docker-Container-Path-Stat", runtime.stat_header(st))])
+                                   [("X-Docker-Container-Path-Stat", _stat_header(st))])
 
     async def archive_put(self, req: Request):
         c = await self._get(req.params["id"])

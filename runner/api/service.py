@@ -48,11 +48,9 @@ def routes(engine: Engine) -> Routes:
 
 def serve(path: Path, idle: float, ready: Callable[[], None] | None = None) -> None:
     """Serve until idle for ``idle`` seconds (0: forever) or SIGTERM/SIGINT."""
-    from .runtime import forget_old_exits
     from .server import listen_unix
     sock = listen_unix(path)           # before trio: a refusal is one plain error
-    engine = Engine()
-    forget_old_exits()
+    engine = Engine(detach_via="fresh")     # monitors are never this threaded process's forks
     # a container's monitor is our grandchild at most: it never reports to us
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
