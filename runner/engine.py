@@ -578,10 +578,12 @@ class Engine:
 
     def network_create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        internal: bool = False, labels: dict | None = None,
-                       driver: str = "bridge"):
+                       driver: str = "bridge", ip_range: str | None = None,
+                       aux: dict | None = None, options: dict | None = None):
         """``network create``: the new NetworkRecord."""
         from . import netops
-        return netops.create(self.root, name, subnet, gateway, internal, labels or {}, driver)
+        return netops.create(self.root, name, subnet, gateway, internal, labels or {}, driver,
+                             ip_range, aux, options)
 
     def network_list(self, filters: dict | None = None) -> list:
         """``network ls``: NetworkRecords (the three pre-defined ones too)."""

@@ -36,6 +36,9 @@ class NetworkRecord:
     internal: bool = False
     labels: dict = field(default_factory=dict)
     created: float = 0.0
+    ip_range: str = ""                                # --ip-range: where addresses come from
+    aux: dict = field(default_factory=dict)           # --aux-address: name -> reserved ip
+    options: dict = field(default_factory=dict)       # -o: only the MTU (see OPTIONS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +122,38 @@ def choose_subnet(subnet: str | None, gateway: str | None,
     return str(net), str(gw)
 
 
+# the -o/--opt options a network honours: Docker's name -> netavark's
+OPTIONS = {"com.docker.network.driver.mtu": "mtu"}
+
+
+def check_ipam(net_text: str, ip_range: str | None, aux: dict[str, str],
+               options: dict[str, str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """``--ip-range``, ``--aux-address`` and ``-o`` of a new network on
+    ``net_text``, checked with Docker's words: the range and the reserved
+    addresses must lie in the subnet; an option dockish cannot honour is
+    refused rather than ignored."""
+    net = ipaddress.ip_network(net_text)
+    rng = ""
+    if ip_range:
+        r = _net(ip_range, "ip-range")
+        if not r.subnet_of(net):
+            raise UsageError(f"no matching subnet for range {ip_range}")
+        rng = str(r)
+    for ip in aux.values():
+        try:
+            if ipaddress.ip_address(ip) not in net:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"no matching subnet for aux-address {ip}") from None
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise UsageError(f"not supported by dockish: network option {key}")
+        if key == "com.docker.network.driver.mtu" and not (value.isdigit() and
+                                                            68 <= int(value) <= 65535):
+            raise UsageError(f"invalid MTU {value}: a number from 68 to 65535")
+    return rng, dict(aux), dict(options)
+
+
 def host_in(text: str, net: ipaddress.IPv4Network, what: str) -> ipaddress.IPv4Address:
     """``text`` as a host address of ``net`` (not its network or broadcast
     address), else a UsageError naming ``what`` it was."""
@@ -135,13 +170,15 @@ def pick_ip(rec: NetworkRecord, used: set[str], wanted: str | None = None) -> st
     """A container's address on ``rec``: ``wanted`` (``--ip``), checked,
     else the lowest host address that is neither the gateway nor used."""
     net = ipaddress.ip_network(rec.subnet)
+    taken = {rec.gateway, *used, *rec.aux.values()}
     if wanted:
         ip = host_in(wanted, net, "IP address")
-        if str(ip) == rec.gateway or str(ip) in used:
+        if str(ip) in taken:
             raise UsageError(f"Address already in use: {wanted} on network {rec.name}")
         return str(ip)
-    for ip in net.hosts():
-        if str(ip) != rec.gateway and str(ip) not in used:
+    pool = ipaddress.ip_network(rec.ip_range) if rec.ip_range else net
+    for ip in pool:             # Docker hands out a range's own first address too
+        if str(ip) not in taken and ip not in (net.network_address, net.broadcast_address):
             return str(ip)
     raise UsageError(f"no free IP address left on network {rec.name} ({net})")
 
@@ -234,7 +271,8 @@ def network_info(rec: NetworkRecord) -> dict:
             "ipv6_enabled": False, "internal": rec.internal, "dns_enabled": True,
             # Docker's rule: a network's containers cannot reach another's
             # (netavark's NETAVARK_ISOLATION chains)
-            "options": {"isolate": "true"},
+            "options": {"isolate": "true", **{OPTIONS[k]: v for k, v in rec.options.items()
+                                              if k in OPTIONS}},
             "ipam_options": {"driver": "host-local"}}
 
 
@@ -287,17 +325,26 @@ def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
         "Name": rec.name, "Id": rec.id, "Created": rfc3339(rec.created),
         "Scope": "local", "Driver": rec.driver, "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": {},
-                 "Config": [{"Subnet": rec.subnet, "Gateway": rec.gateway}]
-                 if rec.subnet else []},     # the pre-defined ones have none here
+                 "Config": [ipam_config(rec)] if rec.subnet else []},   # none: pre-defined
         "Internal": rec.internal, "Attachable": False, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": {m["id"]: {"Name": m["name"], "EndpointID": "",
                                  "MacAddress": m.get("mac", ""),
                                  "IPv4Address": f"{m['ip']}/{prefix}", "IPv6Address": ""}
                        for m in members},
-        "Options": {},            # as Docker's for a network made without options
+        "Options": dict(rec.options),
         "Labels": dict(rec.labels),
     }
+
+
+def ipam_config(rec: NetworkRecord) -> dict:
+    """A network's ``IPAM.Config`` entry (Docker leaves out what is unset)."""
+    out = {"Subnet": rec.subnet, "Gateway": rec.gateway}
+    if rec.ip_range:
+        out["IPRange"] = rec.ip_range
+    if rec.aux:
+        out["AuxiliaryAddresses"] = dict(rec.aux)
+    return out
 
 
 def endpoint(rec: NetworkRecord, ip: str, aliases: list[str], mac: str = "",

@@ -47,14 +47,16 @@ def members(root: Path, name: str) -> list[Container]:
 
 
 def create(root: Path, name: str, subnet: str | None, gateway: str | None, internal: bool,
-           labels: dict, driver: str) -> NetworkRecord:
+           labels: dict, driver: str, ip_range: str | None = None, aux: dict | None = None,
+           options: dict | None = None) -> NetworkRecord:
     if driver not in ("bridge", ""):
         raise UsageError(f'plugin "{driver}" not found: only the bridge driver is supported')
     if name in BUILTINS:
         raise ForbiddenError(f"{name} is a pre-defined network and cannot be created")
     from . import netns
     netns.reconcile()
-    return Networks(root).create(name, subnet, gateway, internal, labels, "bridge")
+    return Networks(root).create(name, subnet, gateway, internal, labels, "bridge", ip_range,
+                                 aux, options)
 
 
 def _matches(rec: NetworkRecord, filters: Filters, root: Path) -> bool:

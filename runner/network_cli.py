@@ -24,14 +24,21 @@ def network_group() -> None:
 @click.option("--subnet", help="Subnet in CIDR format that represents a network segment.")
 @click.option("--gateway", help="IPv4 Gateway for the master subnet.")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network.")
+@click.option("--ip-range", help="Allocate container ip from a sub-range.")
+@click.option("--aux-address", multiple=True, metavar="NAME=IP",
+              help="Auxiliary IPv4 addresses used by Network driver.")
+@click.option("-o", "--opt", multiple=True, metavar="KEY=VALUE",
+              help="Set driver specific options (com.docker.network.driver.mtu).")
 @click.option("--label", multiple=True, help="Set metadata on a network.")
 @click.argument("name")
 def network_create(driver: str, subnet: str | None, gateway: str | None, internal: bool,
+                   ip_range: str | None, aux_address: tuple[str, ...], opt: tuple[str, ...],
                    label: tuple[str, ...], name: str) -> None:
     """Create a network; print its ID."""
     from .netconf import parse_labels
     rec = engine().network_create(name, subnet, gateway, internal, parse_labels(list(label)),
-                                  driver)
+                                  driver, ip_range, parse_labels(list(aux_address)),
+                                  parse_labels(list(opt)))
     click.echo(rec.id)
 
 

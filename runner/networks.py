@@ -12,8 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ConflictError, NotFoundError
-from .netconf import NetworkRecord, check_name, choose_subnet, netavark_input, next_interface
+from .errors import ConflictError, NotFoundError, UsageError
+from .netconf import (
+    NetworkRecord,
+    check_ipam,
+    check_name,
+    choose_subnet,
+    netavark_input,
+    next_interface,
+)
 
 
 class Networks:
@@ -56,16 +63,20 @@ class Networks:
 
     def create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                internal: bool = False, labels: dict | None = None,
-               driver: str = "bridge") -> NetworkRecord:
+               driver: str = "bridge", ip_range: str | None = None,
+               aux: dict | None = None, options: dict | None = None) -> NetworkRecord:
         check_name(name)
         recs = self.all()
         if any(r.name == name for r in recs):
             raise ConflictError(f"network with name {name} already exists")
+        if (ip_range or aux) and not subnet:
+            raise UsageError("--ip-range and --aux-address need --subnet")
         sub, gw = choose_subnet(subnet, gateway, [r.subnet for r in recs])
+        rng, aux, options = check_ipam(sub, ip_range, aux or {}, options or {})
         rec = NetworkRecord(name=name, id=secrets.token_hex(32), subnet=sub, gateway=gw,
                             interface=next_interface([r.interface for r in recs]),
                             driver=driver, internal=internal, labels=dict(labels or {}),
-                            created=time.time())
+                            created=time.time(), ip_range=rng, aux=aux, options=options)
         self._write(rec)
         return rec
 

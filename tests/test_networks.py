@@ -311,6 +311,35 @@ def test_network_commands_refuse_bad_input_with_one_line(bb, nets):
     assert ok("ps", "-a", "--format", "{{.Names}}").split() == ["orphan"]
 
 
+def test_ip_range_aux_addresses_and_mtu_as_docker_applies_them(bb, nets):
+    """``--ip-range`` is where containers' addresses come from (its first
+    address included), an ``--aux-address`` is never handed out, ``-o
+    com.docker.network.driver.mtu`` is the containers' MTU; options dockish
+    cannot honour are refused, not ignored."""
+    nets("--subnet", "10.97.0.0/24", "--ip-range", "10.97.0.128/25", "--aux-address",
+         "router=10.97.0.128", "-o", "com.docker.network.driver.mtu=1400", "ranged")
+    out = ok("run", "--rm", "--network", "ranged", bb, "ip", "addr", "show", "eth0")
+    assert "mtu 1400" in out and "inet 10.97.0.129/24" in out, out
+    res = dockish("run", "--rm", "--network", "ranged", "--ip", "10.97.0.128", bb, "true")
+    assert res.returncode == 125 and "Address already in use" in res.stderr, res
+    rec = json.loads(ok("network", "inspect", "ranged"))[0]
+    assert rec["IPAM"]["Config"] == [{"Subnet": "10.97.0.0/24", "Gateway": "10.97.0.1",
+                                      "IPRange": "10.97.0.128/25",
+                                      "AuxiliaryAddresses": {"router": "10.97.0.128"}}]
+    assert rec["Options"] == {"com.docker.network.driver.mtu": "1400"}
+    for args, words in ((("--subnet", "10.96.0.0/24", "--ip-range", "10.95.0.0/25"),
+                         "no matching subnet for range 10.95.0.0/25"),
+                        (("--subnet", "10.96.0.0/24", "--aux-address", "a=10.95.0.1"),
+                         "no matching subnet for aux-address 10.95.0.1"),
+                        (("-o", "com.docker.network.bridge.name=br0"),
+                         "not supported by dockish: network option "
+                         "com.docker.network.bridge.name")):
+        res = dockish("network", "create", *args, "refused")
+        assert res.returncode == 125 and words in res.stderr and \
+            res.stderr.count("\n") == 1, res
+    assert "refused" not in ok("network", "ls", "--format", "{{.Name}}").split()
+
+
 def test_connect_and_disconnect_a_running_container(bb, nets):
     nets("conn-a")
     nets("conn-b")

@@ -60,12 +60,17 @@ class NetworkApi:
             raise ApiError(400, "not supported by dockish: more than one IPAM config")
         cfg = configs[0] or {}
         labels = body.get("Labels") or {}
-        if not isinstance(labels, dict):
-            raise ApiError(400, "Labels must be an object of strings")
+        aux = cfg.get("AuxiliaryAddresses") or {}
+        options = body.get("Options") or {}
+        if not all(isinstance(x, dict) for x in (labels, aux, options)):
+            raise ApiError(400, "Labels, Options and AuxiliaryAddresses must be objects of "
+                           "strings")
         rec = await blocking(self.engine.network_create, name, cfg.get("Subnet") or None,
                              cfg.get("Gateway") or None, bool(body.get("Internal")),
                              {str(k): str(v) for k, v in labels.items()},
-                             body.get("Driver") or "bridge")
+                             body.get("Driver") or "bridge", cfg.get("IPRange") or None,
+                             {str(k): str(v) for k, v in aux.items()},
+                             {str(k): str(v) for k, v in options.items()})
         return Reply(201, {"Id": rec.id, "Warning": ""})
 
     async def delete(self, req: Request):
