@@ -77,6 +77,7 @@ class CreateOptions:
     init: bool = False
     read_only: bool = False
     pull: str = "missing"
+    platform: str | None = None        # --platform os/arch[/variant]: what to pull, what to run
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
@@ -216,23 +217,32 @@ class Engine:
 
     # -- images: resolve and pull ----------------------------------------------------------------
 
-    def resolve_image(self, text: str, pull: str = "missing", progress: Progress | None = None):
+    def resolve_image(self, text: str, pull: str = "missing", progress: Progress | None = None,
+                      platform: str | None = None):
         """The image and its layers: archives are read directly; names come
         from the image store, pulled first with ``pull="always"`` or when
-        missing (``"missing"``, Docker's default)."""
+        missing (``"missing"``, Docker's default). With ``platform``, a
+        stored image of another platform counts as missing (Docker pulls the
+        one asked for) and what is run must be of that platform."""
         from registry.archive import ImageError
         from registry.resolve import is_archive_source, resolve
         store = self.layers
         if pull not in ("missing", "always", "never"):
             raise UsageError(f'invalid pull option: "{pull}": use missing, always or never')
+        want = _platform_wanted(platform)
         if is_archive_source(text):
             try:
-                return resolve(text, store)
+                img = resolve(text, store)
             except (ImageError, ValueError) as e:
                 raise DockishError(f"Unable to find image '{text}': {e}") from None
+            return _check_platform(text, img, want)
         if pull != "always":
             try:
-                return resolve(text, store)
+                img = resolve(text, store)
+                if want is None or _platform_of(img) == want:
+                    return img
+                if pull == "never":
+                    return _check_platform(text, img, want)
             except (ImageError, ValueError):
                 if pull == "never":
                     raise NotFoundError(f"Unable to find image '{_shown(text)}' locally") \
@@ -240,17 +250,18 @@ class Engine:
             self.notify(f"Unable to find image '{_shown(text)}' locally")
         last: Exception | None = None
         for _ in range(3):          # a prune may take a just-pulled image: pull again
-            self._pull_for_run(text, progress)
+            self._pull_for_run(text, progress, platform)
             try:
-                return resolve(text, store)
+                return _check_platform(text, resolve(text, store), want)
             except (ImageError, ValueError) as e:
                 last = e
         raise DockishError(f"Unable to find image '{text}': {last}")
 
-    def _pull_for_run(self, text: str, progress: Progress | None) -> None:
+    def _pull_for_run(self, text: str, progress: Progress | None,
+                      platform: str | None = None) -> None:
         from registry.client import Options
         try:
-            self.pull(text, Options.from_config(retries=1), progress=progress)
+            self.pull(text, Options.from_config(retries=1), platform, progress=progress)
         except DockishError:
             raise
         except Exception as e:          # noqa: BLE001 - network errors of every kind
@@ -491,7 +502,7 @@ class Engine:
         resolver = Engine(self.root, _quiet) if opts.quiet else self
         for attempt in range(3):
             img = resolver.resolve_image(opts.image, opts.pull if attempt == 0 else "missing",
-                                         progress)
+                                         progress, opts.platform)
             # held until the container names its layers, so a prune running now
             # cannot take them (or the new init layer) away in between
             with images.writing():
@@ -1550,6 +1561,39 @@ def procopts_inspect(process: dict) -> dict:
     """The HostConfig fields of ``runner.procopts``'s record."""
     from .procopts import inspect_fields
     return inspect_fields(process)
+
+
+def _platform_wanted(text: str | None) -> tuple[str, str, str | None] | None:
+    """``--platform`` as (os, arch, variant); None when not given."""
+    if not text:
+        return None
+    from registry.manifest import FormatError, parse_platform
+    try:
+        return parse_platform(text)
+    except FormatError as e:
+        raise UsageError(str(e)) from None
+
+
+def _platform_of(img) -> tuple[str, str, str | None]:
+    """An image's (os, arch, variant), arm64's variant as ``--platform`` reads it."""
+    cfg = img.config or {}
+    arch = cfg.get("architecture", "")
+    variant = cfg.get("variant") or ("v8" if arch == "arm64" else None)
+    return cfg.get("os", ""), arch, variant
+
+
+def _check_platform(text: str, img, want):
+    """Docker's refusal to run an image of another platform than asked."""
+    if want is not None and _platform_of(img) != want:
+        from registry.manifest import platform_text
+        cfg = img.config or {}
+        actual = platform_text((cfg.get("os", ""), cfg.get("architecture", ""),
+                                cfg.get("variant")))
+        wanted = platform_text((want[0], want[1], None if want[1] == "arm64" and
+                                want[2] == "v8" else want[2]))
+        raise DockishError(f"image with reference {_shown(text)} was found but does not match "
+                           f"the specified platform: wanted {wanted}, actual: {actual}")
+    return img
 
 
 def exit_code(c: Container) -> int:

@@ -170,6 +170,28 @@ def test_platform_selection(reg):
         "linux/arm64/v8".replace("test/multi:1", name)]
 
 
+def test_run_platform(reg):
+    """``run --platform``: an image of that platform runs; one of another is
+    pulled for it and, when the registry has no such image, refused as
+    Docker refuses it, before any container is made."""
+    name = reg.names["busybox"]
+    dockish("pull", "--platform", "linux/amd64", name)
+    assert json.loads(dockish("inspect", name).stdout)[0]["Architecture"] == "amd64"
+    p = dockish("run", "--rm", "--network", "none", "--platform", "linux/amd64", name,
+                "echo", "ran")
+    assert p.stdout == "ran\n"
+    for pull in ("missing", "never"):
+        p = dockish("run", "--rm", "--pull", pull, "--platform", "linux/arm64", name, "true",
+                    check=False)
+        assert p.returncode == 125, p.stderr
+        assert p.stderr.strip().splitlines()[-1] == (
+            f"dockish: error: image with reference {name} was found but does not match the "
+            "specified platform: wanted linux/arm64, actual: linux/amd64")
+    assert dockish("ps", "-aq").stdout == ""
+    p = dockish("run", "--platform", "arm64", name, "true", check=False)
+    assert p.returncode == 125 and "invalid platform 'arm64'" in p.stderr
+
+
 def test_images_tag_rmi_inspect_history(reg, dockish_root):
     dockish("pull", reg.names["busybox"])
     dockish("pull", reg.names["oci"])

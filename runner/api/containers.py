@@ -103,9 +103,9 @@ class ContainerApi:
         body = await req.json()
         opts, labels = create_options(body, req.arg("name"))
         opts.labels = dict(labels)          # the image's labels go under them
-        if req.arg("platform") not in ("", "linux", "linux/amd64", "linux/x86_64") and \
-                not req.arg("platform").startswith("linux/"):
+        if req.arg("platform") and not req.arg("platform").startswith("linux/"):
             raise ApiError(400, f"platform {req.arg('platform')} is not supported")
+        opts.platform = req.arg("platform") or None
 
         def make():
             with _create_lock:
