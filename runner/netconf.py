@@ -324,6 +324,7 @@ def inspect_network(rec: NetworkRecord, members: list[dict]) -> dict:
     return {
         "Name": rec.name, "Id": rec.id, "Created": rfc3339(rec.created),
         "Scope": "local", "Driver": rec.driver, "EnableIPv6": False,
+        "EnableIPv4": rec.driver == "bridge",     # API 1.48+: ls' IPV4 column
         "IPAM": {"Driver": "default", "Options": {},
                  "Config": [ipam_config(rec)] if rec.subnet else []},   # none: pre-defined
         "Internal": rec.internal, "Attachable": False, "Ingress": False,
@@ -365,6 +366,7 @@ def ls_row(rec: NetworkRecord) -> dict:
     """One ``network ls`` row with Docker's field names."""
     from .format import go_time
     return {"ID": rec.id[:12], "Name": rec.name, "Driver": rec.driver, "Scope": "local",
+            "IPv4": str(rec.driver == "bridge").lower(),
             "IPv6": "false", "Internal": str(rec.internal).lower(),
             "CreatedAt": go_time(rec.created),
             "Labels": ",".join(f"{k}={v}" for k, v in rec.labels.items())}

@@ -14,7 +14,8 @@ from .errors import DockishError, ForbiddenError, NotFoundError, UsageError
 from .netconf import NetworkRecord
 from .networks import Networks
 
-NETWORK_KEYS = ("name", "id", "label", "driver", "type", "dangling")
+NETWORK_KEYS = ("name", "id", "label", "driver", "type", "dangling", "scope")
+PRUNE_KEYS = ("label", "label!", "until")
 Filters = dict[str, list[str]]
 
 
@@ -67,6 +68,8 @@ def _matches(rec: NetworkRecord, filters: Filters, root: Path) -> bool:
         if key == "name" and not any(re.search(v, rec.name) for v in values):
             return False
         if key == "id" and not any(rec.id.startswith(v) for v in values):
+            return False
+        if key == "scope" and "local" not in values:      # every network here is local
             return False
         if key == "driver" and rec.driver not in values:
             return False
@@ -122,11 +125,17 @@ def remove(root: Path, ref: str) -> NetworkRecord:
 
 
 def prune(root: Path, filters: Filters | None = None) -> list[str]:
+    """Remove the user networks no container is on that ``until`` and
+    ``label``/``label!`` allow (the keys Docker's network prune takes)."""
+    from . import filters as fl
     from . import netns
+    f = filters or {}
+    fl.validate(f, PRUNE_KEYS)
+    limit = fl.until(f)
     netns.reconcile()
     gone = []
     for rec in Networks(root).all():
-        if _matches(rec, filters or {}, root) and not members(root, rec.name):
+        if fl.prune_picks(f, rec.created, rec.labels, limit) and not members(root, rec.name):
             Networks(root).remove(rec)
             gone.append(rec.name)
     return gone

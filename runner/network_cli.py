@@ -9,6 +9,7 @@ from .containers_cli import _each, engine, print_inspect, print_rows
 
 NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
+                   "IPv4": "IPV4",
                    "IPv6": "IPV6", "Internal": "INTERNAL", "CreatedAt": "CREATED AT",
                    "Labels": "LABELS"}
 

@@ -690,5 +690,20 @@ def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, 
         assert res.returncode == 0, res
         res = docker("network", "inspect", "dnet")
         assert res.returncode == 1 and "not found" in res.stderr, res
+        # prune takes Docker's until and label! filters; ls its scope filter and IPv4 column
+        for args in (("--label", "keep=1", "kept"), ("gone1",), ("gone2",)):
+            assert docker("network", "create", *args).returncode == 0
+        res = docker("network", "ls", "--filter", "scope=local", "--format",
+                     "{{.Name}} {{.IPv4}}")
+        assert {"kept true", "gone1 true", "none false"} <= set(res.stdout.splitlines()), res
+        res = docker("network", "prune", "-f", "--filter", "until=1h")
+        assert res.returncode == 0 and "gone1" not in res.stdout, res
+        res = docker("network", "prune", "-f", "--filter", "label!=keep")
+        assert res.returncode == 0 and {"gone1", "gone2"} <= set(res.stdout.split()), res
+        res = docker("network", "prune", "-f", "--filter", "driver=bridge")
+        assert res.returncode == 1 and "invalid filter 'driver'" in res.stderr, res
+        res = docker("network", "ls", "--filter", "type=custom", "--format", "{{.Name}}")
+        assert res.stdout.split() == ["kept"], res
+        assert docker("network", "rm", "kept").returncode == 0
     finally:
         svc.stop()
