@@ -689,7 +689,8 @@ def container_prune(force: bool, filters: dict[str, list[str]]) -> None:
     if not force and not confirm("WARNING! This will remove all stopped containers.\n"
                                  "Are you sure you want to continue?"):
         return                          # Docker: cancelled, exit 0
-    print_prune("Containers", engine().container_prune(filters).deleted)
+    report = engine().container_prune(filters)
+    print_prune("Containers", report.deleted, report.freed)
 
 
 @container_group.command("diff")
@@ -772,7 +773,8 @@ def volume_prune(force: bool, all_: bool, filters: dict[str, list[str]]) -> None
             "local volumes not used by at least one container.\n"
             "Are you sure you want to continue?"):
         return
-    print_prune("Volumes", engine().volume_prune(all_, filters).deleted)
+    report = engine().volume_prune(all_, filters)
+    print_prune("Volumes", report.deleted, report.freed)
 
 
 def register(main: click.Group) -> None:

@@ -865,8 +865,10 @@ class Engine:
 
     def container_prune(self, filters: dict[str, list[str]] | None = None) -> PruneReport:
         """Remove every stopped container that Docker's prune ``filters``
-        (``until``, ``label``, ``label!``) allow."""
+        (``until``, ``label``, ``label!``) allow; the bytes their writable
+        layers held."""
         from . import filters as flt
+        from .hostfs import disk_usage
         f = dict(filters or {})
         flt.validate(f, flt.CONTAINER_PRUNE_KEYS)
         limit = flt.until(f)
@@ -874,6 +876,7 @@ class Engine:
         for c in self.live_containers():
             if not c.running and not c.restarting and \
                     flt.prune_picks(f, c.config.created, c.config.labels, limit):
+                report.freed += disk_usage(c.upper)
                 self._remove_files(c)
                 report.deleted.append(c.id)
         return report
@@ -1271,8 +1274,9 @@ class Engine:
     def volume_prune(self, all_: bool = False,
                      filters: dict[str, list[str]] | None = None) -> PruneReport:
         """Remove unused anonymous volumes (``all_`` or ``all=true``: every
-        unused one) that ``label``/``label!`` allow."""
+        unused one) that ``label``/``label!`` allow; the bytes they held."""
         from . import filters as flt
+        from .hostfs import disk_usage
         f = dict(filters or {})
         flt.validate(f, flt.VOLUME_PRUNE_KEYS)
         all_ = all_ or flt.volume_prune_all(f)
@@ -1283,6 +1287,7 @@ class Engine:
             labels = vols.inspect(n).get("Labels") or {}
             if n not in used and (all_ or ANONYMOUS in labels) and \
                     flt.labels_match(f, labels):
+                report.freed += disk_usage(vols.path(n) / "_data")
                 createmod.remove_volume(self.root, n)
                 self.event("volume", "destroy", n, {"driver": "local"})
                 report.deleted.append(n)
