@@ -4,14 +4,15 @@ flags, output shapes and exit codes: click parses, the engine
 ``register(main)`` adds them to the ``dockish`` click group."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
 from .engine import CreateOptions, Engine, ExecOptions
-from .errors import DockishError, UsageError, known_errors
+from .errors import DockishError, EscapeError, UsageError, known_errors
 from .format import size, table
 from .labels import parse as parse_labels
 from .listing import format_rows, inspect_lines
@@ -98,6 +99,25 @@ def check_tty(attach_stdin: bool, tty: bool) -> None:
     if attach_stdin and tty and not sys.stdin.isatty():
         click.echo("the input device is not a TTY", err=True)
         sys.exit(1)
+
+
+def check_detach_keys(text: str) -> None:
+    """``--detach-keys`` checked before anything is made."""
+    from .tty import parse_detach_keys
+    try:
+        parse_detach_keys(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def _detach_ends_quietly() -> Iterator[None]:
+    """``run``/``start`` let go of a container at the detach keys with
+    nothing said and exit 0, as the docker CLI does."""
+    try:
+        yield
+    except EscapeError:
+        sys.exit(0)
 
 
 def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptions:
@@ -295,14 +315,18 @@ def make_container(eng: Engine, image: str, args: tuple[str, ...], opts: dict):
 @click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id.")
 @click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               help="Proxy received signals to the process (--sig-proxy=false: don't).")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q",
+              help="Override the key sequence for detaching a container.")
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(detach: bool, sig_proxy: bool, image: str, args: tuple[str, ...], **opts) -> None:
+def run(detach: bool, sig_proxy: bool, detach_keys: str, image: str, args: tuple[str, ...],
+        **opts) -> None:
     """Run a command in a new container."""
     from .monitor import Fds
     streams = attach_streams(opts["attach"], detach)
     stdin = "stdin" in streams if streams else opts["interactive"]
     check_tty(stdin and not detach, opts["tty"])
+    check_detach_keys(detach_keys)
     eng = engine()
     c = make_container(eng, image, args, opts)
     if detach:
@@ -311,7 +335,9 @@ def run(detach: bool, sig_proxy: bool, image: str, args: tuple[str, ...], **opts
         return
     fds = Fds(0, 1 if not streams or "stdout" in streams else -1,
               2 if not streams or "stderr" in streams else -1)
-    sys.exit(eng.run_attached(c, stdin, opts["tty"], fds, sig_proxy=sig_proxy))
+    with _detach_ends_quietly():
+        sys.exit(eng.run_attached(c, stdin, opts["tty"], fds, sig_proxy=sig_proxy,
+                                  detach_keys=detach_keys))
 
 
 @click.command(context_settings=RUN_SETTINGS)
@@ -328,16 +354,22 @@ def create(image: str, args: tuple[str, ...], **opts) -> None:
 @click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr, exit with "
               "the container's code.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach stdin.")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q",
+              help="Override the key sequence for detaching a container.")
 @click.argument("containers", nargs=-1, required=True)
-def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
+def start(attach: bool, interactive: bool, detach_keys: str,
+          containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
+    check_detach_keys(detach_keys)
     eng = engine()
     if attach or interactive:
         if len(containers) > 1:
             raise CliError("you cannot start and attach multiple containers at once")
         c = eng.get(containers[0])
         if not c.running:
-            sys.exit(eng.run_attached(c, interactive, c.config.tty))
+            with _detach_ends_quietly():
+                sys.exit(eng.run_attached(c, interactive, c.config.tty,
+                                          detach_keys=detach_keys))
     failed: list[str] = []
     _each(containers, lambda ref: eng.start(eng.get(ref)), failed)
     if failed:                      # Docker's summary line after the per-container ones
@@ -468,16 +500,25 @@ def logs(follow: bool, tail: str, timestamps: bool, since: str | None, until: st
 @click.option("-w", "--workdir", help="Working directory inside the container.")
 @click.option("-e", "--env", multiple=True, help="Set environment variables.")
 @click.option("--env-file", multiple=True, help="Read in a file of environment variables.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.option("--detach-keys", default="ctrl-p,ctrl-q",
+              help="Override the key sequence for detaching a container.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(interactive: bool, tty: bool, detach: bool, user: str | None,
           workdir: str | None, env: tuple[str, ...], env_file: tuple[str, ...],
-          container: str, command: tuple[str, ...]) -> None:
+          privileged: bool, detach_keys: str, container: str,
+          command: tuple[str, ...]) -> None:
     """Run a command in a running container."""
     check_tty(interactive and not detach, tty)
-    sys.exit(engine().exec(container, ExecOptions(
-        list(command), interactive, tty, detach, user, workdir, list(env),
-        list(env_file))))
+    try:
+        code = engine().exec(container, ExecOptions(
+            list(command), interactive, tty, detach, user, workdir, list(env),
+            list(env_file), privileged=privileged, detach_keys=detach_keys))
+    except EscapeError as e:           # the docker CLI's bare line after a detach
+        click.echo(str(e), err=True)
+        sys.exit(e.exit_code)
+    sys.exit(code)
 
 
 @click.command()

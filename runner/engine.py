@@ -29,7 +29,7 @@ from . import format as fmt
 from . import labels as labelsmod
 from . import namespaces as ns
 from .container import Container, Containers, container_refs
-from .errors import DockishError, NotFoundError, UsageError
+from .errors import DockishError, EscapeError, NotFoundError, UsageError
 from .events import container_event
 from .logs import LogEntry
 from .monitor import Fds
@@ -110,6 +110,8 @@ class ExecOptions:
     env_files: list[str] = field(default_factory=list)
     attach_stdout: bool = True          # the API's AttachStdout/AttachStderr
     attach_stderr: bool = True
+    privileged: bool = False            # --privileged: every capability
+    detach_keys: str = "ctrl-p,ctrl-q"  # with -it: what detaches ("": nothing)
 
 
 @dataclass
@@ -651,16 +653,25 @@ class Engine:
         return c
 
     def run_attached(self, c: Container, interactive: bool, tty: bool,
-                     fds: Fds | None = None, sig_proxy: bool = True) -> int:
+                     fds: Fds | None = None, sig_proxy: bool = True,
+                     detach_keys: str = "ctrl-p,ctrl-q") -> int:
         """Start ``c`` with its stdio relayed to ``fds`` until it ends; its
         code. A restart policy that asks for a restart hands the container
         to a monitor of its own (as Docker's client returns at the first
-        exit while the daemon restarts it)."""
+        exit while the daemon restarts it). EscapeError when the user of an
+        ``-it`` container typed ``detach_keys`` (it runs on)."""
         from . import restart
         from .monitor import run_attached, start_detached
+        from .tty import parse_detach_keys
+        try:
+            keys = parse_detach_keys(detach_keys)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         restart.clear_stop(c.path)
         code = run_attached(c, self._launch(c), interactive, tty, fds or Fds(),
-                            self._remove_files, sig_proxy)
+                            self._remove_files, sig_proxy, keys)
+        if code is None:
+            raise EscapeError()
         policy = restart.from_docker(c.config.restart_policy)
         if restart.should_restart(policy, code, 0, restart.stop_requested(c.path)):
             start_detached(c, self._launch(c), self._remove_files, after_exit=code)
@@ -1064,14 +1075,23 @@ class Engine:
     def exec(self, ref: str, opts: ExecOptions, fds: Fds | None = None) -> int:
         """Run a process in a running container, relayed to ``fds`` (the
         caller's terminal or pipes: never handed to the process); its exit
-        code (0 at once with ``detach``)."""
+        code (0 at once with ``detach``). EscapeError when the user detached
+        with ``opts.detach_keys`` (the process runs on)."""
         from .monitor import relay_exec
+        from .tty import parse_detach_keys
         fds = fds or Fds()
+        try:
+            keys = parse_detach_keys(opts.detach_keys)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         eid = self.exec_create(ref, opts)
         inst = self.exec_start(eid, opts.detach, winsize_from=fds.stdin)
         if opts.detach:
             return 0
-        inst.exit_code = relay_exec(inst.pid, inst.pipes, opts.interactive, fds)
+        code = relay_exec(inst.pid, inst.pipes, opts.interactive, fds, keys)
+        if code is None:
+            raise EscapeError()
+        inst.exit_code = code
         inst.running = False
         return inst.exit_code
 
@@ -1085,7 +1105,8 @@ class Engine:
         if not opts.command:
             raise UsageError("No exec command specified")
         inst = ExecInstance(new_id(), c.id, list(opts.command), env, opts.user, opts.workdir,
-                            opts.tty, opts.interactive, opts.attach_stdout, opts.attach_stderr)
+                            opts.tty, opts.interactive, opts.attach_stdout, opts.attach_stderr,
+                            opts.privileged)
         return self.exec_table.add(inst).id
 
     def _exec_target(self, ref: str) -> Container:
@@ -1113,7 +1134,7 @@ class Engine:
                 inst.pid = launchmod.exec_in(
                     c, inst.argv, inst.env, inst.user if inst.user is not None
                     else c.config.user, inst.workdir or c.config.workdir, stdio,
-                    ns.plan_mapping().full)
+                    ns.plan_mapping().full, inst.privileged)
             except BaseException:
                 inst.pipes = pipes
                 from .execs import close_pipes
@@ -1643,7 +1664,7 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
 
 def inspect_container(c: Container, vols: Volumes) -> dict:
     """Docker's ``inspect`` of a container."""
-    from .netops import host_config, network_settings
+    from .netops import network_settings
     cfg = c.config
     status, code = c.status()
     st = c.state()
@@ -1676,7 +1697,7 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
                        "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged,
                        "RestartPolicy": cfg.restart_policy or {"Name": "no",
                                                                "MaximumRetryCount": 0},
-                       **procopts_inspect(cfg.process), **host_config(cfg)},
+                       **procopts_inspect(cfg.process)},
         "Mounts": mounts,
         "Config": {"Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty,
                    "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,

@@ -50,6 +50,17 @@ class ForbiddenError(DockishError):
     exit_code = 1
 
 
+class EscapeError(DockishError):
+    """The user typed the detach keys: the client lets go and the process
+    runs on. ``exec`` reports it as the docker CLI does (its words, exit 1);
+    ``run``/``start``/``attach`` end quietly, exit 0."""
+
+    exit_code = 1
+
+    def __init__(self) -> None:
+        super().__init__("read escape sequence")
+
+
 def known_errors() -> tuple[type[BaseException], ...]:
     """Every exception the front ends report as one line (not a traceback):
     the runner's and the registry's bases, the union filesystem's errors

@@ -676,10 +676,12 @@ def _reaper(argv: list[str], env: list[str], exec_w: int) -> None:
 # ------------------------------------------------------------------ exec
 
 def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: str,
-            stdio: Stdio, mapping_full: bool) -> int:
+            stdio: Stdio, mapping_full: bool, privileged: bool = False) -> int:
     """Run a process in a running container's namespaces (as ``docker exec``);
     returns its exit code. Joins from this process, so every module it needs
-    must be imported before (the host's files are out of reach after)."""
+    must be imported before (the host's files are out of reach after).
+    ``privileged`` (exec --privileged): every capability, whatever the
+    container was given, as Docker's."""
     pid = c.pid
     if pid is None:
         raise StartError(f"container {c.id} is not running")
@@ -700,7 +702,9 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
                     full = cfgmod.finish_env(env, hostname=c.config.hostname, home=u.home,
                                              tty=stdio.pty_slave is not None)
                     wd_fd = _open_workdir(workdir or "/", make=False)
-                    capabilities.limit_bounding(c.config.capabilities())
+                    capabilities.limit_bounding(
+                        capabilities.resolve([], [], privileged=True) if privileged
+                        else c.config.capabilities())
                     if mapping_full:
                         os.setgroups(list(u.groups))
                     os.setresgid(u.gid, u.gid, u.gid)

@@ -44,13 +44,16 @@ def _open_log(c: Container) -> LogWriter:
 
 
 def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds: Fds,
-                 remove: Remove, sig_proxy: bool = True) -> int:
+                 remove: Remove, sig_proxy: bool = True,
+                 detach_keys: bytes = b"") -> int | None:
     """Run attached: the container's output is relayed to ``fds`` and kept
     in its log (a pty with -t, pipes without, as Docker does); its code.
     An fd of -1 in ``fds``: that stream is not attached (``-a``), only
     logged. ``sig_proxy`` False: signals are not passed on to the container
     (they end this process as they would any other, the container goes on).
-    A ``--rm`` container is removed (by ``remove``) in every case."""
+    A ``--rm`` container is removed (by ``remove``) in every case.
+    ``detach_keys`` typed at an ``-it`` container: None at once, and a
+    process of its own goes on being its monitor (``_carry_on_tty``)."""
     master = None
     pipes: list[int] = []
     in_w = None
@@ -98,16 +101,29 @@ def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds
         # a closed terminal detaches, as in Docker: no SIGHUP for the container
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         listener = ttymod.listen(c.id)      # a closed terminal: attach again later
+        detached = False
         try:
             with ttymod.raw_mode(fds.stdin) if interactive else contextlib.nullcontext():
-                ttymod.proxy(master, fds.stdin if interactive else None,
-                             fds.stdout if fds.stdout >= 0 else None,
-                             copy_to=log, listener=listener, accept_input=interactive)
+                detached = ttymod.proxy(master, fds.stdin if interactive else None,
+                                        fds.stdout if fds.stdout >= 0 else None,
+                                        copy_to=log, listener=listener,
+                                        accept_input=interactive,
+                                        detach_keys=detach_keys if interactive else b"")
+            if detached and os.fork() == 0:
+                _carry_on_tty(c, launch, master, listener, log, interactive, remove)
         finally:
             listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                ttymod.socket_path(c.id).unlink()
+            if not detached:              # else the process going on serves it
+                with contextlib.suppress(FileNotFoundError):
+                    ttymod.socket_path(c.id).unlink()
         os.close(master)
+        if detached:
+            if checks is not None:
+                checks.set()
+            os.close(log.fd)
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            return None
     else:
         relay = threading.Thread(target=ttymod.relay, args=(
             [(pipes[0], fds.stdout), (pipes[1], fds.stderr)], log, ended), daemon=True)
@@ -137,21 +153,64 @@ def _carry_on(c: Container, pipes: list[int], log: LogWriter, remove: Remove) ->
     then its ``die`` event, and a ``--rm`` container is removed. Exits."""
     code = 1
     try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        ns.close_fds_except({*pipes, log.fd})
-        for sig in FORWARDED:
-            signal.signal(sig, signal.SIG_IGN)
+        _go_behind({*pipes, log.fd})
         ttymod.relay([(pipes[0], -1), (pipes[1], -1)], log, threading.Event())
-        while c.running:
-            time.sleep(0.1)
-        info = c.exit_info() or {}
-        container_event(c, "die", exitCode=info.get("code", 255))
-        if c.config.auto_remove:
-            remove(c)
+        _died(c, _await_end(c), remove)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _go_behind(keep: set[int]) -> None:
+    """Make this (forked) process one that goes on after its client has
+    gone: a session of its own (no hangup from the user's terminal),
+    /dev/null as its stdio, only ``keep`` open, deaf to the signals the
+    client passed on."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    ns.close_fds_except(keep)
+    for sig in FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _await_end(c: Container) -> int:
+    """Until the container has ended (its holder is no child of ours: the
+    state tells); the code its holder recorded."""
+    while c.running:
+        time.sleep(0.1)
+    return (c.exit_info() or {}).get("code", 255)
+
+
+def _died(c: Container, code: int, remove: Remove) -> None:
+    container_event(c, "die", exitCode=code)
+    if c.config.auto_remove:
+        remove(c)
+
+
+def _carry_on_tty(c: Container, launch: Launch, master: int, listener, log: LogWriter,
+                  interactive: bool, remove: Remove) -> None:
+    """The rest of an ``-it`` run the user detached from: in a session of its
+    own, with no terminal, it relays the container's pty to its log and to
+    ``attach`` clients (who may type, as Docker's), runs its health checks,
+    and once it ends tells its ``die`` event and removes a ``--rm`` one. Exits."""
+    from .health import start as start_health
+    code = 1
+    try:
+        _go_behind({master, listener.fileno(), log.fd})
+        checks = start_health(c)
+        ttymod.proxy(master, None, None, copy_to=log, listener=listener,
+                     accept_input=interactive)
+        ended = _await_end(c)
+        launch._detach_networks()    # as its wait would have
+        if checks is not None:
+            checks.set()
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            ttymod.socket_path(c.id).unlink()
+        _died(c, ended, remove)
         code = 0
     finally:
         os._exit(code)
@@ -392,9 +451,12 @@ def exec_stdio(interactive: bool, tty: bool, detach: bool,
     return Stdio(in_r, out_w, err_w), ExecPipes(None, out_r, err_r, in_w), ours
 
 
-def relay_exec(holder: int, pipes: ExecPipes, interactive: bool, fds: Fds) -> int:
+def relay_exec(holder: int, pipes: ExecPipes, interactive: bool, fds: Fds,
+               detach_keys: bytes = b"") -> int | None:
     """Relay an exec'd process's stdio until it exits (as ``docker exec``
-    returns when its process does, whatever it left running); its code."""
+    returns when its process does, whatever it left running); its code, or
+    None when the user typed ``detach_keys`` (``-it`` only, as Docker's):
+    the process runs on, its terminal held by ``_keep_pty``."""
     from .launch import wait_pid
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda s, _f: kill_quiet(holder, s))
@@ -409,8 +471,13 @@ def relay_exec(holder: int, pipes: ExecPipes, interactive: bool, fds: Fds) -> in
         waiter.start()
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # a closed terminal detaches
         with ttymod.raw_mode(fds.stdin) if interactive else contextlib.nullcontext():
-            ttymod.proxy(pipes.master, fds.stdin if interactive else None, fds.stdout,
-                         stop=stop_r)
+            detached = ttymod.proxy(pipes.master, fds.stdin if interactive else None,
+                                    fds.stdout, stop=stop_r,
+                                    detach_keys=detach_keys if interactive else b"")
+        if detached:
+            _keep_pty(pipes.master)
+            os.close(pipes.master)
+            return None
         waiter.join()
         os.close(stop_r)
         os.close(pipes.master)
@@ -426,6 +493,22 @@ def relay_exec(holder: int, pipes: ExecPipes, interactive: bool, fds: Fds) -> in
     ended.set()
     relay.join()
     return result
+
+
+def _keep_pty(master: int) -> None:
+    """After a detach from ``exec -it``: a process of its own session keeps
+    the pty's master open (closed, the process would get SIGHUP) and drops
+    its output, as Docker's daemon does with nobody attached, until every
+    process on the terminal has closed it."""
+    if os.fork() != 0:
+        return
+    try:
+        _go_behind({master})
+        with contextlib.suppress(OSError):       # EIO: the last slave fd is closed
+            while os.read(master, 65536):
+                pass
+    finally:
+        os._exit(0)
 
 
 def attach_terminal(c: Container, stdin: bool, keys: bytes, fds: Fds) -> bool:

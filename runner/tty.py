@@ -177,8 +177,14 @@ def connect(cid: str) -> socket.socket:
     return sock
 
 
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
 def parse_detach_keys(text: str) -> bytes:
-    """Docker's ``--detach-keys`` ("ctrl-p,ctrl-q", "a", "ctrl-@")."""
+    """Docker's ``--detach-keys`` ("ctrl-p,ctrl-q", "a", "ctrl-@"); empty
+    means the default, as the docker CLI sends its default then."""
+    if not text.strip():
+        text = DEFAULT_DETACH_KEYS
     out = b""
     for key in text.split(","):
         key = key.strip()
@@ -194,6 +200,30 @@ def parse_detach_keys(text: str) -> bytes:
     return out
 
 
+class DetachMatcher:
+    """Docker's escape proxy over what the user types: bytes that may start
+    the detach sequence are held back until it is complete (detach: they
+    never reach the container) or broken (then they are passed on)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(what to pass on, whether the sequence is now complete)."""
+        out = b""
+        for byte in data:
+            b = bytes([byte])
+            if self.keys and self.keys[len(self.held):len(self.held) + 1] == b:
+                self.held += b
+                if self.held == self.keys:
+                    return out, True
+            else:
+                out += self.held + b
+                self.held = b""
+        return out, False
+
+
 def attach(sock, in_fd: int | None, out_fd: int, detach_keys: bytes) -> bool:
     """The client side of ``proxy``'s listener: copy between the user's terminal and
     the socket until the container's side closes (returns False) or the
@@ -205,7 +235,7 @@ def attach(sock, in_fd: int | None, out_fd: int, detach_keys: bytes) -> bool:
                 fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * _WINSZ.size))
     sock.sendall(f"{rows} {cols}\n".encode())
     watching = [sock.fileno()] + ([in_fd] if in_fd is not None else [])
-    held = b""                   # a possible start of the detach keys, not sent yet
+    matcher = DetachMatcher(detach_keys)
     while True:
         try:
             ready, _, _ = select.select(watching, [], [])
@@ -221,18 +251,11 @@ def attach(sock, in_fd: int | None, out_fd: int, detach_keys: bytes) -> bool:
             if not data:
                 watching.remove(in_fd)
                 continue
-            out = b""
-            for byte in data:
-                b = bytes([byte])
-                if detach_keys and detach_keys[len(held):len(held) + 1] == b:
-                    held += b
-                    if held == detach_keys:
-                        return True
-                else:
-                    out += held + b
-                    held = b""
+            out, detached = matcher.feed(data)
             if out:
                 sock.sendall(out)
+            if detached:
+                return True
 
 
 class _Clients:
@@ -295,7 +318,7 @@ class _Clients:
 
 def proxy(master: int, in_fd: int | None, out_fd: int | None,
           copy_to: LogSink | None = None, listener=None, accept_input: bool = False,
-          stop: int | None = None) -> None:
+          stop: int | None = None, detach_keys: bytes = b"") -> bool:
     """Copy between the user's side and the pty until the container's side
     is closed (read gives EIO). ``in_fd`` None: nothing is sent (no -i).
     Output also goes to ``copy_to`` (the container's log) and to the
@@ -307,12 +330,16 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
 
     ``stop``: an fd that turns readable when the process has ended (exec):
     then what is buffered is copied and the relay ends, though a process
-    left behind may hold the pty open."""
+    left behind may hold the pty open.
+
+    ``detach_keys``: typed by the user, the relay ends (True) and the
+    process runs on; the keys never reach it. False otherwise."""
     def on_winch(*_):
         if in_fd is not None:
             copy_winsize(in_fd, master)
     old = signal.signal(signal.SIGWINCH, on_winch)
     clients = _Clients(listener, master, accept_input) if listener is not None else None
+    matcher = DetachMatcher(detach_keys)
     try:
         if in_fd is not None:
             copy_winsize(in_fd, master)
@@ -322,7 +349,7 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
         while True:
             if stop_at is not None:
                 if time.monotonic() > stop_at:
-                    return
+                    return False
                 watching = [master]          # no more input once the process is gone
             try:
                 ready, _, _ = select.select(
@@ -335,16 +362,16 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                 stop_at = time.monotonic() + DRAIN_SECONDS
                 continue
             if stop_at is not None and master not in ready:
-                return
+                return False
             if master in ready:
                 try:
                     data = os.read(master, 65536)
                 except OSError as e:
                     if e.errno == errno.EIO:
-                        return
+                        return False
                     raise
                 if not data:
-                    return
+                    return False
                 if out_fd is not None:
                     try:
                         write_all(out_fd, data)
@@ -369,7 +396,11 @@ def proxy(master: int, in_fd: int | None, out_fd: int | None,
                         with contextlib.suppress(OSError):
                             write_all(master, b"\x04")
                     continue
-                write_all(master, data)
+                data, detached = matcher.feed(data)
+                if data:
+                    write_all(master, data)
+                if detached:
+                    return True
     finally:
         signal.signal(signal.SIGWINCH, old)
         if clients is not None:

@@ -450,15 +450,14 @@ class ContainerApi:
             argv = [argv]
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ApiError(400, "No exec command specified")
-        if not _is_default(body.get("Privileged")):
-            raise ApiError(400, "exec: not supported by dockish: Privileged")
         opts = ExecOptions(
             command=list(argv), interactive=bool(body.get("AttachStdin")),
             tty=bool(body.get("Tty")), user=body.get("User") or None,
             workdir=body.get("WorkingDir") or None,
             env=[e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e],
             attach_stdout=bool(body.get("AttachStdout", True)),
-            attach_stderr=bool(body.get("AttachStderr", True)))
+            attach_stderr=bool(body.get("AttachStderr", True)),
+            privileged=bool(body.get("Privileged")))
         eid = await blocking(self.engine.exec_create, req.params["id"], opts)
         return Reply(201, {"Id": eid})
 
