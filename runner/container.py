@@ -74,6 +74,9 @@ class ContainerConfig:
     networks: dict = field(default_factory=dict)     # user networks: name -> {ip, aliases}
     extra_hosts: list = field(default_factory=list)  # --add-host: [name, ip]
     dns: list = field(default_factory=list)          # --dns (upstreams on a user network)
+    dns_search: list = field(default_factory=list)   # --dns-search, as given (inspect)
+    dns_options: list = field(default_factory=list)  # --dns-option, as given (inspect)
+    publish_all: bool = False                        # -P (inspect)
     exposed: list = field(default_factory=list)      # --expose and the image's: "80/tcp"
     labels: dict = field(default_factory=dict)
     image_config: dict = field(default_factory=dict)   # the image's OCI config, for commit

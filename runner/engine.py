@@ -1664,7 +1664,7 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
 
 def inspect_container(c: Container, vols: Volumes) -> dict:
     """Docker's ``inspect`` of a container."""
-    from .netops import network_settings
+    from .netops import host_config, network_settings
     cfg = c.config
     status, code = c.status()
     st = c.state()
@@ -1697,7 +1697,7 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
                        "CapDrop": cfg.cap_drop or None, "Privileged": cfg.privileged,
                        "RestartPolicy": cfg.restart_policy or {"Name": "no",
                                                                "MaximumRetryCount": 0},
-                       **procopts_inspect(cfg.process)},
+                       **procopts_inspect(cfg.process), **host_config(cfg)},
         "Mounts": mounts,
         "Config": {"Hostname": cfg.hostname, "User": cfg.user, "Tty": cfg.tty,
                    "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,

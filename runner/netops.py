@@ -230,6 +230,15 @@ def network_settings(c: Container, ports: dict) -> dict:
             "MacAddress": "", "Networks": nets}
 
 
+def host_config(cfg) -> dict:
+    """A container's networking fields of ``HostConfig`` as Docker's
+    inspect shows them: ``--add-host`` as given (``name:ip``, or
+    ``host-gateway``), the DNS flags (empty lists when unset) and ``-P``."""
+    return {"ExtraHosts": [f"{n}:{ip}" for n, ip in cfg.extra_hosts or []] or None,
+            "Dns": list(cfg.dns or []), "DnsSearch": list(cfg.dns_search or []),
+            "DnsOptions": list(cfg.dns_options or []), "PublishAllPorts": cfg.publish_all}
+
+
 def network_names(c: Container) -> str:
     """``ps``'s NETWORKS column."""
     cfg = c.config

@@ -29,6 +29,9 @@ class NetPlan:
     extra_hosts: list = field(default_factory=list)   # [name, ip] as given
     hosts_lines: list = field(default_factory=list)   # /etc/hosts lines they make
     dns: list = field(default_factory=list)
+    dns_search: list = field(default_factory=list)
+    dns_options: list = field(default_factory=list)
+    publish_all: bool = False
     resolv: str | None = None                        # None: the network's default
 
     def address(self) -> str | None:
@@ -41,6 +44,8 @@ class NetPlan:
         """Record the plan in a new container's config."""
         cfg.networks, cfg.extra_hosts = self.networks, self.extra_hosts
         cfg.dns, cfg.exposed = self.dns, self.exposed
+        cfg.dns_search, cfg.dns_options = self.dns_search, self.dns_options
+        cfg.publish_all = self.publish_all
 
 
 def host_address() -> str:
@@ -79,7 +84,9 @@ def plan(root: Path, net: str, *, image_conf: dict, ports: list[list], publish_a
     containers hold. Bad input raises UsageError before anything is made."""
     from .network import free_port
     from .rootfs import resolv_text
-    p = NetPlan(mode=net, ports=[list(x) for x in ports], dns=list(dns))
+    p = NetPlan(mode=net, ports=[list(x) for x in ports], dns=list(dns),
+                dns_search=list(dns_search), dns_options=list(dns_option),
+                publish_all=publish_all)
     netconf.check_dns(dns)
     user_net = netconf.is_user_network(net)
     if (aliases or ip) and not user_net:

@@ -258,6 +258,18 @@ def test_add_host_and_dns_flags_land_in_the_container_files(bb, nets):
              "--dns-option", "ndots:2", bb, "cat", "/etc/resolv.conf")
     gw = json.loads(ok("network", "inspect", "dnsnet"))[0]["IPAM"]["Config"][0]["Gateway"]
     assert out.splitlines() == [f"nameserver {gw}", "search example.test", "options ndots:2"]
+    # inspect's HostConfig has them as given (docker inspect -f '{{.HostConfig.Dns}}' ...)
+    ok("create", "--name", "flags", "--network", "dnsnet", "--add-host", "gw:host-gateway",
+       "--dns", "10.0.2.3", "--dns-search", "example.test", "--dns-option", "ndots:2", "-P",
+       bb, "true")
+    hc = json.loads(ok("inspect", "flags"))[0]["HostConfig"]
+    assert (hc["ExtraHosts"], hc["Dns"], hc["DnsSearch"], hc["DnsOptions"],
+            hc["PublishAllPorts"]) == (["gw:host-gateway"], ["10.0.2.3"], ["example.test"],
+                                       ["ndots:2"], True), hc
+    hc = json.loads(ok("inspect", ok("create", "--network", "none", bb, "true").strip()))[0][
+        "HostConfig"]
+    assert (hc["ExtraHosts"], hc["Dns"], hc["DnsSearch"], hc["DnsOptions"],
+            hc["PublishAllPorts"]) == (None, [], [], [], False), hc
     res = dockish("run", "--rm", "--add-host", "bad", bb, "true")
     assert res.returncode == 125 and "bad format for add-host" in res.stderr
 
