@@ -42,8 +42,9 @@ def network_mode(requested: str | None, default: str | None, notify: Notify) -> 
         return mode
     if requested not in NETWORKS:
         from .netconf import is_user_network
-        if is_user_network(requested):
-            return requested        # a user network: runner.netplan finds it
+        if is_user_network(requested) or requested.startswith("container:"):
+            return requested        # a user network: runner.netplan finds it; a container's:
+                                    # the engine names it by id (runner.netjoin)
         raise network.NetworkError(f"network {requested} not found: use host, none, "
                                    "slirp4netns or pasta")
     return requested

@@ -521,7 +521,7 @@ class Engine:
     def _spec(self, opts: CreateOptions, img, env_over: list[str], mounts: list,
               init_path: str) -> createmod.ContainerSpec:
         """Check every input against the image; the container's spec."""
-        from . import restart
+        from . import netjoin, restart
         from .capabilities import resolve as resolve_caps
         conf = (img.config or {}).get("config") or {}
         env = cfgmod.merge_env(list(conf.get("Env") or []), env_over)
@@ -530,6 +530,8 @@ class Engine:
         hostname = opts.hostname or spec_id[:12]
         net = createmod.network_mode(
             opts.network, None, lambda note: self.say_once(".network-noted", note))
+        if netjoin.is_join(net):        # --network container:NAME, by id from here on
+            net = netjoin.resolve(net, self, opts.publish, opts.network_aliases, opts.ip)
         ports = self._ports(opts.publish, net)
         net_plan = self._net_plan(opts, net, conf, ports)
         workdir = opts.workdir or conf.get("WorkingDir") or "/"

@@ -122,6 +122,9 @@ class Launch:
         # user networks: the shared namespace holder this container joins
         # (runner.netns explains why its user namespace is shared)
         self.netholder: int | None = None
+        # --network container:NAME: that container's holder, whose user and
+        # network namespaces this one joins (runner.netjoin)
+        self.joinnet: int | None = None
 
     def spawn(self, stdio: Stdio) -> None:
         """Fork the holder and see the container through to its exec; raises
@@ -132,6 +135,17 @@ class Launch:
         exit_r, exit_w = os.pipe()       # held by the holder: slirp4netns exits with it
         self.c.clear_exit()
         from .netconf import is_user_network
+        from .netjoin import holder as join_holder
+        from .netjoin import is_join
+        if is_join(self.c.config.network):
+            from .container import Containers
+            try:
+                self.joinnet = join_holder(self.c.config.network,
+                                           Containers(self.c.path.parent.parent))
+            except DockishError as e:
+                for fd in (sync_r, sync_w, go_r, go_w, exec_r, exec_w, exit_r, exit_w):
+                    os.close(fd)
+                raise StartError(str(e)) from None
         if is_user_network(self.c.config.network):
             from . import netns
             try:
@@ -281,6 +295,8 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
     view = _fork_view(launch)
     if launch.netholder is not None:     # a user network: the shared user namespace
         ns.join(launch.netholder, ["user"])
+    elif launch.joinnet is not None:     # another container's network: its namespaces
+        ns.join(launch.joinnet, ["user", "net"])
     else:
         ns.unshare(ns.CLONE_NEWUSER)
         _send(sync_w, "U")

@@ -109,6 +109,8 @@ def plan(root: Path, net: str, *, image_conf: dict, ports: list[list], publish_a
     p.hosts_lines = netconf.extra_hosts_lines(p.extra_hosts, gateway)
     if user_net:
         p.resolv = netconf.resolv_conf([rec.gateway], dns_search, dns_option)
+    elif net.startswith("container:"):
+        p.resolv = joined_resolv(root, net[len("container:"):])
     elif dns or dns_search or dns_option:
         try:
             host = Path("/etc/resolv.conf").read_text()
@@ -118,6 +120,22 @@ def plan(root: Path, net: str, *, image_conf: dict, ports: list[list], publish_a
                    if line.startswith("nameserver") and len(line.split()) > 1]
         p.resolv = netconf.resolv_conf(dns or default, dns_search, dns_option)
     return p
+
+
+def joined_resolv(root: Path, cid: str) -> str:
+    """The resolv.conf of a container on ``--network container:CID``: the
+    servers the other container's network gives (Docker shares its file)."""
+    from .container import Containers
+    from .rootfs import resolv_text
+    other = Containers(root).get(cid).config
+    nets = [Networks(root).find(n) for n in other.networks or {} if Networks(root).exists(n)]
+    if nets:
+        return netconf.resolv_conf([nets[0].gateway], other.dns_search, other.dns_options)
+    try:
+        host = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        host = ""
+    return resolv_text(other.network, host)
 
 
 def for_network(root: Path, net: str, plan: NetPlan | None) -> NetPlan | None:

@@ -46,7 +46,9 @@ def api_socket_path(cid: str) -> Path:
 
 
 def needs_netns(mode: str) -> bool:
-    return mode != "host"
+    """Whether a container makes a network namespace of its own (the
+    host's and another container's are joined instead)."""
+    return mode != "host" and not mode.startswith("container:")
 
 
 def loopback_up() -> None:

@@ -352,6 +352,39 @@ def test_ip_range_aux_addresses_and_mtu_as_docker_applies_them(bb, nets):
     assert "refused" not in ok("network", "ls", "--format", "{{.Name}}").split()
 
 
+def test_network_container_shares_another_containers_network(bb, nets):
+    """``--network container:NAME`` (a sidecar): the other container's
+    interfaces, address, loopback and DNS, on a user network and on the
+    default one; what cannot go with it is refused in Docker's words."""
+    nets("sidenet")
+    cid = ok("run", "-d", "--name", "main", "--network", "sidenet", bb, "sh", "-c",
+             HTTPD).strip()
+    ip = ok("inspect", "-f", '{{(index .NetworkSettings.Networks "sidenet").IPAddress}}',
+            "main").strip()
+    gw = ok("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            "sidenet").strip()
+    get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 80"
+    out = ok("run", "--rm", "--network", "container:main", bb, "sh", "-c",
+             f"ip -4 -o addr; {get}; cat /etc/resolv.conf")
+    assert f"inet {ip}/24" in out and f"hello-{cid[:12]}" in out, out
+    assert f"nameserver {gw}" in out.splitlines(), out
+    other = ok("run", "-d", "--name", "plain", bb, "sh", "-c", HTTPD).strip()
+    out = ok("run", "--rm", "--network", f"container:{other[:12]}", bb, "sh", "-c", get)
+    assert f"hello-{other[:12]}" in out, out
+    ok("create", "--name", "idle", bb, "true")
+    for args, words in ((("container:main", "-p", "8080:80"), "conflicting options: port "
+                         "publishing and the container type network mode"),
+                        (("container:idle",), "cannot join network of a non running "
+                         "container"),
+                        (("container:nosuch",), "No such container: nosuch")):
+        res = dockish("run", "--rm", "--network", *args, bb, "true")
+        # the CLI's rule: a missing container is the daemon's 404 line, exit 1
+        assert res.returncode == (1 if "nosuch" in args[0] else 125) and \
+            words in res.stderr and res.stderr.count("\n") == 1, res
+    assert sorted(ok("ps", "-a", "--format", "{{.Names}}").split()) == ["idle", "main",
+                                                                        "plain"]
+
+
 def test_connect_and_disconnect_a_running_container(bb, nets):
     nets("conn-a")
     nets("conn-b")

@@ -219,6 +219,7 @@ SWEEP: dict[str, str] = {
     "runner/netns.py:locked": OWN,
     "runner/netns.py:state_dir": OWN,
     "runner/netplan.py:plan": KERNEL,
+    "runner/netplan.py:joined_resolv": KERNEL + " (/etc/resolv.conf)",
     "runner/networks.py:Networks._write": OWN + " (a network's file name is its name, checked "
                                           "against [a-zA-Z0-9][a-zA-Z0-9_.-]*: no '/', no '..')",
     "runner/networks.py:Networks.all": OWN,
