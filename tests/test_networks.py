@@ -566,6 +566,13 @@ services:
     image: busybox:latest
     volumes: ["data:/data"]
     command: ["sh", "-c", "echo kept > /data/f; sleep 300"]
+  side:
+    image: busybox:latest
+    network_mode: "service:web"
+    depends_on:
+      web:
+        condition: service_healthy
+    command: ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 80; sleep 300"]
 volumes:
   data: {}
 """
@@ -601,11 +608,12 @@ def test_compose_three_services_talk_by_service_name_and_down_leaves_nothing(
     try:
         run("up", "-d")
         end = time.monotonic() + 60
-        while "hello-from-web" not in run("logs", "client"):
+        # client by the service name; side (network_mode service:web) on web's loopback
+        while not all("hello-from-web" in run("logs", s) for s in ("client", "side")):
             assert time.monotonic() < end, run("logs")
             time.sleep(0.5)
         ps = run("ps")
-        assert ps.count(" Up ") + ps.count("Up (") >= 3, ps
+        assert ps.count(" Up ") + ps.count("Up (") >= 4, ps
         assert "nettest_default" in ok("network", "ls", "--format", "{{.Name}}").split()
         assert run("exec", "-T", "store", "cat", "/data/f").strip() == "kept"
         port = run("port", "web", "80").strip().rsplit(":", 1)[1]
@@ -724,9 +732,11 @@ def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, 
                      "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 dalias 80")
         assert res.returncode == 0 and res.stdout.startswith("2\n") and "hello-" in res.stdout, \
             (res, svc.logs())
-        for nets_ in (("nosuch",), ("dnet", "--network", "nosuch")):
+        for nets_, words in ((("nosuch",), "network nosuch not found"),
+                             (("dnet", "--network", "nosuch"), "network nosuch not found"),
+                             (("container:nosuch",), "No such container: nosuch")):
             res = docker("run", "--rm", "--network", *nets_, IMAGE, "true")
-            assert res.returncode == 125 and "network nosuch not found" in res.stderr and \
+            assert res.returncode == 125 and words in res.stderr and \
                 "Unable to find image" not in res.stderr, res
         assert docker("ps", "-a", "--format", "{{.Names}}").stdout == "dweb\n"
         assert docker("network", "rm", "dnet2").returncode == 0

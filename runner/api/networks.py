@@ -122,12 +122,19 @@ def create_fields(body: dict, hc: dict, network: str | None) -> dict:
 
 
 def check_networks(engine: Engine, body: dict, network: str | None) -> None:
-    """Every user network a create request names must exist. Docker finds
-    a missing one only at start (its 404 there); here create would fail,
-    and a 404 from create makes the docker CLI pull the image and try
-    again (``Unable to find image``), so it is a 400 with Docker's words."""
-    from ..errors import NotFoundError
+    """Every user network a create request names must exist (and the
+    container a ``container:NAME`` mode names). Docker finds a missing one
+    only at start (its 404 there); here create would fail, and a 404 from
+    create makes the docker CLI pull the image and try again (``Unable to
+    find image``), so it is a 400 with Docker's words."""
+    from ..errors import DockishError, NotFoundError
     from ..netconf import is_user_network
+    if network and network.startswith("container:"):       # --network container:NAME
+        try:
+            engine.get(network[len("container:"):])
+        except DockishError as e:
+            raise ApiError(400, str(e)) from None
+        return
     if not is_user_network(network):
         return
     for name in [network, *[n for n, _a, _ip in extra_endpoints(body, network)]]:
