@@ -11,9 +11,10 @@ The checks read the kernel's state through paths that environment variables
 can move — for tests only, since an unprivileged test bed cannot change
 sysctls or device nodes: ``DOCKISH_PREFLIGHT_PROC`` (default ``/proc``),
 ``DOCKISH_PREFLIGHT_DEV`` (``/dev``), ``DOCKISH_PREFLIGHT_ETC`` (``/etc``),
-``DOCKISH_PREFLIGHT_CGROUP`` (``/sys/fs/cgroup``); ``/etc/subuid`` follows ``DOCKISH_SYSTEM_CONFIG_ROOT``
-like the other ``/etc`` files; helpers are looked up on ``PATH``. The user
-namespace probe is always real (a forked child really unshares)."""
+``DOCKISH_PREFLIGHT_CGROUP`` (``/sys/fs/cgroup``); ``/etc/subuid`` follows
+``DOCKISH_SYSTEM_CONFIG_ROOT`` like the other ``/etc`` files; helpers are looked
+up on ``PATH``. The user namespace probe is always real (a forked child really
+unshares)."""
 from __future__ import annotations
 
 import contextlib
