@@ -23,17 +23,17 @@ from typing import TextIO
 
 from unionfs.layers import LayerStore, default_root
 
-from . import config as cfgmod
-from . import create as createmod
 from . import format as fmt
-from . import labels as labelsmod
-from . import namespaces as ns
-from .container import Container, Containers, container_refs
 from .errors import DockishError, EscapeError, NotFoundError, UsageError
-from .events import container_event
-from .logs import LogEntry
-from .monitor import Fds
-from .volumes import ANONYMOUS, Volumes
+from .runtime import config as cfgmod
+from .runtime import create as createmod
+from .runtime import labels as labelsmod
+from .runtime import namespaces as ns
+from .runtime.container import Container, Containers, container_refs
+from .runtime.events import container_event
+from .runtime.logs import LogEntry
+from .runtime.monitor import Fds
+from .runtime.volumes import ANONYMOUS, Volumes
 
 Notify = Callable[[str], None]
 # a pull's progress: (event, short layer id, bytes done, bytes total); events are
@@ -91,7 +91,7 @@ class CreateOptions:
     stop_signal: str | None = None
     stop_timeout: int | None = None
     quiet: bool = False               # -q: no pull notes
-    process: dict = field(default_factory=dict)   # runner.procopts.parse's record
+    process: dict = field(default_factory=dict)   # runner.runtime.procopts.parse's record
     labels: dict[str, str] = field(default_factory=dict)     # --label (over the files')
     label_files: list[str] = field(default_factory=list)     # --label-file
 
@@ -162,7 +162,7 @@ class Engine:
         self.root = Path(root) if root is not None else default_root()
         self.notify = notify or _quiet
         self.detach_via = detach_via
-        from .execs import ExecTable
+        from .runtime.execs import ExecTable
         self.exec_table = ExecTable()       # exec instances (a server's lifetime)
 
     # -- stores ----------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ class Engine:
     def kept_layers(self) -> set[str]:
         """Layers outside any image that must stay: every container's (image
         and init layers) and the build cache's."""
-        from .buildcache import BuildCache
+        from .builder.buildcache import BuildCache
         return container_refs(self.root)[1] | BuildCache(self.root, self.layers).live_layers()
 
     @property
@@ -460,17 +460,17 @@ class Engine:
               options: list[str] | None = None, rw: bool = False, foreground: bool = False):
         """``mount``: IMAGE's merged layers at MOUNTPOINT (made when None),
         read-only unless ``rw``; the daemon's ``MountSpec``."""
-        from .mounting import mount
+        from .runtime.mounting import mount
         return mount(self.layers, image, mountpoint, upper, options, rw, foreground)
 
     def mounts(self) -> list:
         """The live mounts' records (dead ones cleaned up, said to ``notify``)."""
-        from .mounting import live_mounts
+        from .runtime.mounting import live_mounts
         return live_mounts(self.notify)
 
     def umount(self, targets: list[str], all_: bool = False) -> list[tuple[str, str]]:
         """Unmount by mountpoint or image: [(mountpoint, problem or "")]."""
-        from .mounting import umount
+        from .runtime.mounting import umount
         return umount(targets, all_)
 
     def gc(self) -> int:
@@ -482,7 +482,7 @@ class Engine:
     def create(self, opts: CreateOptions, progress: Progress | None = None) -> Container:
         """Make the container (config, dirs, init layer) from ``opts``; bad
         options are refused before an image is looked up or pulled."""
-        from . import restart
+        from .runtime import restart
         env_over = env_overrides(opts.env_files, opts.env)
         own_labels = {**labelsmod.parse([], labelsmod.read_files(opts.label_files)),
                       **opts.labels}
@@ -492,7 +492,7 @@ class Engine:
         if opts.stop_signal:
             cfgmod.parse_signal(opts.stop_signal)
         mounts, init_path = _parse_mounts(opts)
-        from .procopts import cgroup_v2, limits_note
+        from .runtime.procopts import cgroup_v2, limits_note
         note = limits_note(opts.process, cgroup_v2())
         if note:
             self.notify(note)
@@ -521,8 +521,8 @@ class Engine:
     def _spec(self, opts: CreateOptions, img, env_over: list[str], mounts: list,
               init_path: str) -> createmod.ContainerSpec:
         """Check every input against the image; the container's spec."""
-        from . import netjoin, restart
-        from .capabilities import resolve as resolve_caps
+        from .runtime import netjoin, restart
+        from .runtime.capabilities import resolve as resolve_caps
         conf = (img.config or {}).get("config") or {}
         env = cfgmod.merge_env(list(conf.get("Env") or []), env_over)
         argv = cfgmod.command(conf, opts.entrypoint, list(opts.args))
@@ -540,7 +540,7 @@ class Engine:
                              "an absolute path")
         user = opts.user if opts.user is not None else (conf.get("User") or "")
         if opts.process.get("userns") == "keep-id":
-            from .procopts import keep_id
+            from .runtime.procopts import keep_id
             keep_id(self.mapping(), os.getuid(), os.getgid())    # refused without ranges
             if opts.user is None:                 # Podman's: the user's own ids inside
                 user = f"{os.getuid()}:{os.getgid()}"
@@ -567,9 +567,9 @@ class Engine:
             stop_timeout=opts.stop_timeout, process=dict(opts.process))
 
     def _ports(self, publish: list[str], net: str) -> list[list]:
-        from .network import free_port
+        from .runtime.network import free_port
         ports = [list(cfgmod.parse_publish(p)) for p in publish]
-        from .netconf import is_user_network
+        from .runtime.netconf import is_user_network
         if ports and net not in ("slirp4netns", "pasta") and not is_user_network(net):
             if net != "host":
                 raise UsageError(f"-p needs a private network (slirp4netns or pasta), not "
@@ -580,8 +580,8 @@ class Engine:
         return [[ip, hp or free_port(), cp, proto] for ip, hp, cp, proto in ports]
 
     def _net_plan(self, opts: CreateOptions, net: str, image_conf: dict, ports: list):
-        """User networks, -P, --expose, --add-host, --dns (runner.netplan)."""
-        from .netplan import plan, used_addresses
+        """User networks, -P, --expose, --add-host, --dns (runner.runtime.netplan)."""
+        from .runtime.netplan import plan, used_addresses
         return plan(self.root, net, image_conf=image_conf, ports=ports,
                     publish_all=opts.publish_all, expose=list(opts.expose),
                     aliases=list(opts.network_aliases), ip=opts.ip,
@@ -589,51 +589,51 @@ class Engine:
                     dns_search=list(opts.dns_search), dns_option=list(opts.dns_option),
                     used_ips=used_addresses(self.containers.all()))
 
-    # -- networks (runner.netops) ------------------------------------------------------------------
+    # -- networks (runner.runtime.netops) ----------------------------------------------------------
 
     def network_create(self, name: str, subnet: str | None = None, gateway: str | None = None,
                        internal: bool = False, labels: dict | None = None,
                        driver: str = "bridge", ip_range: str | None = None,
                        aux: dict | None = None, options: dict | None = None):
         """``network create``: the new NetworkRecord."""
-        from . import netops
+        from .runtime import netops
         return netops.create(self.root, name, subnet, gateway, internal, labels or {}, driver,
                              ip_range, aux, options)
 
     def network_list(self, filters: dict | None = None) -> list:
         """``network ls``: NetworkRecords (the three pre-defined ones too)."""
-        from . import netops
+        from .runtime import netops
         return netops.list_(self.root, filters)
 
     def network_inspect(self, ref: str) -> dict:
-        from . import netops
+        from .runtime import netops
         return netops.inspect(self.root, ref)
 
     def network_remove(self, ref: str):
-        from . import netops
+        from .runtime import netops
         return netops.remove(self.root, ref)
 
     def network_prune(self, filters: dict | None = None) -> list[str]:
         """Remove the user networks no container uses; their names."""
-        from . import netops
+        from .runtime import netops
         return netops.prune(self.root, filters)
 
     def network_connect(self, net: str, ref: str, aliases: list[str] | None = None,
                         ip: str | None = None) -> None:
-        from . import netops
+        from .runtime import netops
         netops.connect(self.root, net, self.get(ref), list(aliases or []), ip)
 
     def network_disconnect(self, net: str, ref: str) -> None:
-        from . import netops
+        from .runtime import netops
         netops.disconnect(self.root, net, self.get(ref))
 
     def _launch(self, c: Container):
-        from .launch import Launch
+        from .runtime.launch import Launch
         layers = self.layers
         ids = list(c.config.diff_ids) + [c.config.init_layer]
         mapping = self.mapping()
         if c.config.process.get("userns") == "keep-id":
-            from .procopts import keep_id
+            from .runtime.procopts import keep_id
             mapping = keep_id(mapping, os.getuid(), os.getgid())
         return Launch(c, [(layers.tar_path(d), layers.load_index(d)) for d in ids], ids,
                       mapping, self.root / "volumes")
@@ -641,8 +641,8 @@ class Engine:
     def start(self, ref: str | Container) -> Container:
         """Start a created or stopped container under a monitor of its own;
         returns once its command runs (a running one is left as it is)."""
-        from .monitor import start_detached, start_fresh
-        from .restart import clear_stop
+        from .runtime.monitor import start_detached, start_fresh
+        from .runtime.restart import clear_stop
         c = ref if isinstance(ref, Container) else self.get(ref)
         if c.restarting:               # a manual start ends the wait, as Docker's
             self._end_restarts(c)
@@ -662,9 +662,9 @@ class Engine:
         to a monitor of its own (as Docker's client returns at the first
         exit while the daemon restarts it). EscapeError when the user of an
         ``-it`` container typed ``detach_keys`` (it runs on)."""
-        from . import restart
-        from .monitor import run_attached, start_detached
-        from .tty import parse_detach_keys
+        from .runtime import restart
+        from .runtime.monitor import run_attached, start_detached
+        from .runtime.tty import parse_detach_keys
         try:
             keys = parse_detach_keys(detach_keys)
         except ValueError as e:
@@ -682,7 +682,7 @@ class Engine:
     def _end_restarts(self, c: Container) -> None:
         """No more restarts of ``c``: its monitor is told, and waited for
         while it only waits (a restart under way runs and is stopped)."""
-        from .restart import request_stop
+        from .runtime.restart import request_stop
         request_stop(c.path)
         deadline = time.monotonic() + 5
         while c.restarting and not c.running and time.monotonic() < deadline:
@@ -733,7 +733,7 @@ class Engine:
         """Wait for the container's monitor to end (it ends once a stop is
         asked for), so a ``start`` after a ``stop`` (``restart``) never
         meets the old monitor deciding on a restart."""
-        from .restart import monitor_gone
+        from .runtime.restart import monitor_gone
         st = c.state()
         deadline = time.monotonic() + timeout
         while not monitor_gone(st.get("monitor_pid"), st.get("monitor_start")) and \
@@ -746,7 +746,7 @@ class Engine:
         if not c.running:
             raise DockishError(f"cannot kill container: {ref}: container {c.id} is not "
                                "running")
-        from .restart import ends_restarts, request_stop
+        from .runtime.restart import ends_restarts, request_stop
         configured = c.config.stop_signal or \
             ((c.config.image_config or {}).get("config") or {}).get("StopSignal") or ""
         if c.config.restart_policy and ends_restarts(signum, configured):
@@ -763,12 +763,12 @@ class Engine:
         self.start(c)
 
     def _freeze(self, c: Container) -> None:
-        from . import freezer
+        from .runtime import freezer
         freezer.freeze(c.pid)
         c.write_state(paused=True)
 
     def _thaw(self, c: Container) -> None:
-        from . import freezer
+        from .runtime import freezer
         if c.pid is not None:
             freezer.thaw(c.pid)
         c.write_state(paused=False)
@@ -796,14 +796,14 @@ class Engine:
         default: at once if it is not), has exited after this call
         (``next-exit``: a stopped one must be started and stop again), or
         is gone (``removed``); its exit code, a removed container's too
-        (``runner.exits``). ``timeout`` seconds: a DockishError when it
+        (``runner.runtime.exits``). ``timeout`` seconds: a DockishError when it
         passes first."""
         return self.waiter(ref, condition).wait(timeout)
 
     def waiter(self, ref: str | Container, condition: str = "not-running"):
         """A ``wait`` to poll (``exits.Waiter``): for a caller that must not
         block, such as the API service."""
-        from .exits import Waiter
+        from .runtime.exits import Waiter
         return Waiter(self.root, ref if isinstance(ref, Container) else self.get(ref),
                       condition)
 
@@ -822,7 +822,7 @@ class Engine:
         ``KEY=VALUE`` strings or the API's {key: [values]} (type, event,
         container, image, volume, label). Without ``until`` it follows
         new events until the caller stops (``follow`` overrides)."""
-        from . import events as evmod
+        from .runtime import events as evmod
         wanted = evmod.parse_filters(filters)
         start, end = _log_time(since, "since"), _log_time(until, "until")
         following = until is None if follow is None else follow
@@ -833,7 +833,7 @@ class Engine:
     def event(self, type_: str, action: str, actor: str,
               attributes: dict[str, str] | None = None) -> dict:
         """Record an event (front ends add their own, e.g. the API's attach)."""
-        from .events import record
+        from .runtime.events import record
         return record(self.root, type_, action, actor, attributes)
 
     # -- containers: removal ---------------------------------------------------------------------
@@ -841,7 +841,7 @@ class Engine:
     def _remove_files(self, c: Container) -> None:
         """Every removal (``rm``, ``--rm``, prune) goes through here: the
         code is recorded first, for waiters that come after the files."""
-        from .exits import record
+        from .runtime.exits import record
         record(self.root, c)
         createmod.remove_container(self.root, c)
         container_event(c, "destroy")
@@ -881,7 +881,7 @@ class Engine:
         (``until``, ``label``, ``label!``) allow; the bytes their writable
         layers held."""
         from . import filters as flt
-        from .hostfs import disk_usage
+        from .runtime.hostfs import disk_usage
         f = dict(filters or {})
         flt.validate(f, flt.CONTAINER_PRUNE_KEYS)
         limit = flt.until(f)
@@ -951,7 +951,7 @@ class Engine:
 
     def _container_sizes(self, c: Container) -> tuple[int, int]:
         """(its writable layer, that plus its image's layers), as ``ps -s``."""
-        from .hostfs import disk_usage
+        from .runtime.hostfs import disk_usage
         store = self.image_store()
         rw = disk_usage(c.upper)
         return rw, rw + sum(store.layer_size(d) for d in c.config.diff_ids)
@@ -962,7 +962,7 @@ class Engine:
     def top(self, ref: str) -> list[tuple[str, str, str, str]]:
         """The container's processes (uid as the container sees it, pid,
         ppid, command): its first process and its descendants."""
-        from .container import process_tree
+        from .runtime.container import process_tree
         c = self.get(ref)
         if not c.running:
             raise DockishError(f"container {c.id} is not running")
@@ -996,7 +996,7 @@ class Engine:
         like ``10m``), the last ``tail`` lines; with ``follow``, then
         what comes until it stops. ``timestamps`` is the caller's to show
         (every entry has its time)."""
-        from . import logs as logmod
+        from .runtime import logs as logmod
         del timestamps
         c = ref if isinstance(ref, Container) else self.get(ref)
         n = None
@@ -1012,7 +1012,7 @@ class Engine:
 
     def follow_output(self, c: Container) -> Iterator[LogEntry]:
         """What a non-tty container writes from now until it stops."""
-        from . import logs as logmod
+        from .runtime import logs as logmod
         return logmod.read(c.log, c.legacy_log, streams={logmod.STDOUT, logmod.STDERR},
                            follow=True, running=lambda: c.running, from_end=True)
 
@@ -1031,8 +1031,8 @@ class Engine:
         followed (stdout given to ``write``, stderr to ``write_err``, or to
         ``write`` without it) and, for a ``-i`` one, ``fds.stdin`` sent to its
         stdin. (exit code, detached by the keys)."""
-        from .monitor import attach_terminal
-        from .tty import parse_detach_keys
+        from .runtime.monitor import attach_terminal
+        from .runtime.tty import parse_detach_keys
         c = self.get(ref)
         if not c.running:
             raise DockishError("You cannot attach to a stopped container, start it first")
@@ -1044,7 +1044,7 @@ class Engine:
             raise UsageError(str(e)) from None
         if not c.config.tty:
             if not no_stdin and c.config.interactive:      # -i: our stdin to its, kept open
-                from .stdinrelay import feed_from
+                from .runtime.stdinrelay import feed_from
                 feed_from(c, (fds or Fds()).stdin)
             for entry in self.follow_output(c):
                 sink = write_err if entry.stream == 2 and write_err is not None else write
@@ -1060,7 +1060,7 @@ class Engine:
     def resize(self, ref: str | Container, rows: int, cols: int) -> None:
         """A ``-t`` container's window size, told to its monitor (one attach
         client whose first line is the size)."""
-        from . import tty as ttymod
+        from .runtime import tty as ttymod
         c = ref if isinstance(ref, Container) else self.get(ref)
         if not c.config.tty:
             raise UsageError(f"container {c.id} has no terminal to resize")
@@ -1079,8 +1079,8 @@ class Engine:
         caller's terminal or pipes: never handed to the process); its exit
         code (0 at once with ``detach``). EscapeError when the user detached
         with ``opts.detach_keys`` (the process runs on)."""
-        from .monitor import relay_exec
-        from .tty import parse_detach_keys
+        from .runtime.monitor import relay_exec
+        from .runtime.tty import parse_detach_keys
         fds = fds or Fds()
         try:
             keys = parse_detach_keys(opts.detach_keys)
@@ -1099,7 +1099,7 @@ class Engine:
 
     def exec_create(self, ref: str, opts: ExecOptions) -> str:
         """``exec create``: an exec instance of a running container; its ID."""
-        from .execs import ExecInstance, new_id
+        from .runtime.execs import ExecInstance, new_id
         c = self._exec_target(ref)
         env = cfgmod.merge_env(c.config.env, env_overrides(opts.env_files, opts.env))
         cfgmod.check_no_nul("command", opts.command)
@@ -1126,8 +1126,8 @@ class Engine:
         with ``detach``, /dev/null); the ``ExecInstance``, its ``pipes`` our
         ends for the caller to relay, then ``exec_wait``. StartError (the
         process's 126/127) when its command cannot run."""
-        from . import launch as launchmod
-        from .monitor import exec_stdio
+        from .runtime import launch as launchmod
+        from .runtime.monitor import exec_stdio
         inst = self.exec_table.claim(eid)
         try:
             c = self._exec_target(inst.container)
@@ -1139,7 +1139,7 @@ class Engine:
                     ns.plan_mapping().full, inst.privileged)
             except BaseException:
                 inst.pipes = pipes
-                from .execs import close_pipes
+                from .runtime.execs import close_pipes
                 close_pipes(inst)
                 raise
             finally:
@@ -1154,7 +1154,7 @@ class Engine:
 
     def exec_wait(self, eid: str) -> int:
         """Reap a started exec (blocks until its process ends); its code."""
-        from .launch import wait_pid
+        from .runtime.launch import wait_pid
         inst = self.exec_table.get(eid)
         inst.exit_code = wait_pid(inst.pid)
         inst.running = False
@@ -1166,21 +1166,21 @@ class Engine:
 
     def exec_resize(self, eid: str, rows: int, cols: int) -> None:
         """Set a ``-t`` exec's terminal size."""
-        from .execs import resize
+        from .runtime.execs import resize
         resize(self.exec_table.get(eid), rows, cols)
 
     # -- containers: files -----------------------------------------------------------------------
 
     def copy_out(self, ref: str, src: str, dest: str, archive: bool = False,
                  follow: bool = False) -> None:
-        from .transfer import copy_out
+        from .runtime.transfer import copy_out
         copy_out(self.get(ref), self._launch, src, dest, archive=archive, notify=self.notify,
                  follow=follow)
 
     def archive_stat(self, ref: str | Container, path: str) -> dict | None:
         """Docker's ContainerPathStat of ``path`` in the container (name,
         size, mode as Go's FileMode, mtime, linkTarget); None: no such path."""
-        from .transfer import path_stat
+        from .runtime.transfer import path_stat
         c = ref if isinstance(ref, Container) else self.get(ref)
         return path_stat(c, self._launch, path)
 
@@ -1188,7 +1188,7 @@ class Engine:
         """``GET /containers/{id}/archive``: (the path's stat record, a tar
         stream of it: ``read(n)``, iterate for chunks, ``close()`` raises
         TransferError if the copy failed). NotFoundError when no such path."""
-        from .transfer import archive_reader
+        from .runtime.transfer import archive_reader
         c = ref if isinstance(ref, Container) else self.get(ref)
         st = self.archive_stat(c, path)
         if st is None:
@@ -1200,18 +1200,18 @@ class Engine:
         ``tar`` (a file object) into the directory ``path`` inside the
         container, made inside it with cp's safe rules; notes (what was
         left out) to ``notify``."""
-        from .transfer import archive_writer
+        from .runtime.transfer import archive_writer
         c = ref if isinstance(ref, Container) else self.get(ref)
         archive_writer(c, self._launch, path, tar, notify=self.notify, archive=archive)
 
     def copy_in(self, ref: str, src: str, dest: str, archive: bool = False,
                 follow: bool = False) -> None:
-        from .transfer import copy_in
+        from .runtime.transfer import copy_in
         copy_in(self.get(ref), self._launch, src, dest, archive=archive, follow=follow)
 
     def export(self, ref: str, out_fd: int) -> None:
         """The container's filesystem as a tar written to ``out_fd`` (closed after)."""
-        from .transfer import export
+        from .runtime.transfer import export
         export(self.get(ref), self._launch, out_fd)
 
     def diff(self, ref: str) -> list[tuple[str, str]]:
@@ -1219,8 +1219,8 @@ class Engine:
         not (a running container's layer is read without its daemon's lock)."""
         from unionfs.generate import change_list
 
-        from .rootfs import INIT_PATHS
-        from .view import offline_view
+        from .runtime.rootfs import INIT_PATHS
+        from .runtime.view import offline_view
         c = self.get(ref)
         layers = self.layers
         ids = list(c.config.diff_ids) + [c.config.init_layer]
@@ -1234,7 +1234,7 @@ class Engine:
         """A new image from the container's changes; its ID."""
         from registry import reference as refs
 
-        from .commit import commit
+        from .builder.commit import commit
         c = self.get(ref)
         tags = []
         if repository:
@@ -1252,7 +1252,7 @@ class Engine:
         """Make a volume (an existing one is kept as it is, as Docker's
         ``local`` driver does); only the local driver and no mount options:
         a rootless volume is a plain directory."""
-        from .volumes import check_request
+        from .runtime.volumes import check_request
         check_request(name, driver, options or {})
         made = self.volume_store.create(name, labels or None)
         self.event("volume", "create", made, {"driver": "local"})
@@ -1299,7 +1299,7 @@ class Engine:
         """Remove unused anonymous volumes (``all_`` or ``all=true``: every
         unused one) that ``label``/``label!`` allow; the bytes they held."""
         from . import filters as flt
-        from .hostfs import disk_usage
+        from .runtime.hostfs import disk_usage
         f = dict(filters or {})
         flt.validate(f, flt.VOLUME_PRUNE_KEYS)
         all_ = all_ or flt.volume_prune_all(f)
@@ -1333,10 +1333,10 @@ class Engine:
         from registry.archive import ImageError
         from unionfs.layers import LayerStoreError
 
-        from . import dockerfile as dfm
-        from .build import Builder, BuildError, container_runner, save
+        from .builder import dockerfile as dfm
+        from .builder.build import Builder, BuildError, container_runner, save
         if context_dir is None or hasattr(context_dir, "read"):
-            from .contexttar import extracted, read_dockerfile
+            from .builder.contexttar import extracted, read_dockerfile
             with extracted(self.root, context_dir) as where:
                 if dockerfile_text is None:
                     dockerfile_text = read_dockerfile(where, dockerfile or "Dockerfile")
@@ -1376,7 +1376,7 @@ class Engine:
         from registry.archive import ImageError
         from registry.resolve import is_archive_source, resolve
 
-        from .build import BaseImage, BuildError
+        from .builder.build import BaseImage, BuildError
         try:
             if pull and not is_archive_source(text):
                 raise ImageError("pulled first (--pull)")
@@ -1395,8 +1395,8 @@ class Engine:
     def build_cache_prune(self, older_than: float | None = None) -> PruneReport:
         """Remove build cache entries (``older_than`` seconds unused, or all)
         and the layers only they kept; with all, the cache mounts too."""
-        from .build import empty_cache_mounts
-        from .buildcache import BuildCache
+        from .builder.build import empty_cache_mounts
+        from .builder.buildcache import BuildCache
         store = self.image_store()
         cache = BuildCache(self.root, store.layers)
         gone = cache.prune(older_than=older_than)
@@ -1413,9 +1413,9 @@ class Engine:
     def df(self) -> DiskUsage:
         """What ``system df`` reports: images and their layers' sizes, what
         uses them, containers' writable layers, volumes, the build cache."""
-        from .build import cache_mounts_dir
-        from .buildcache import BuildCache
-        from .hostfs import disk_usage
+        from .builder.build import cache_mounts_dir
+        from .builder.buildcache import BuildCache
+        from .runtime.hostfs import disk_usage
         store = self.image_store()
         recs = store.records()
         layer_users: dict[str, int] = {}
@@ -1505,7 +1505,7 @@ class _ProgressOut:
         self._thread.start()
 
     def write(self, text: str) -> int:
-        from .tty import write_all
+        from .runtime.tty import write_all
         write_all(self._w, text.encode())
         return len(text)
 
@@ -1565,8 +1565,8 @@ def _parse_mounts(opts: CreateOptions) -> tuple[list, str]:
 
 
 def _healthcheck(image_conf: dict, opts: CreateOptions) -> dict:
-    from .health import merged
-    from .imageconfig import duration
+    from .builder.imageconfig import duration
+    from .runtime.health import merged
     flags: dict = {"cmd": opts.health_cmd, "no_healthcheck": opts.no_healthcheck,
                    "Retries": opts.health_retries}
     for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
@@ -1586,8 +1586,8 @@ def stop_signal(c: Container, sig: str | int | None = None) -> int:
 
 
 def procopts_inspect(process: dict) -> dict:
-    """The HostConfig fields of ``runner.procopts``'s record."""
-    from .procopts import inspect_fields
+    """The HostConfig fields of ``runner.runtime.procopts``'s record."""
+    from .runtime.procopts import inspect_fields
     return inspect_fields(process)
 
 
@@ -1666,7 +1666,7 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
 
 def inspect_container(c: Container, vols: Volumes) -> dict:
     """Docker's ``inspect`` of a container."""
-    from .netops import host_config, network_settings
+    from .runtime.netops import host_config, network_settings
     cfg = c.config
     status, code = c.status()
     st = c.state()
@@ -1716,7 +1716,7 @@ def _log_time(value: float | str | None, what: str) -> int | None:
     """``--since``/``--until`` as Docker takes them: seconds since the
     epoch (fractions allowed), an RFC 3339 time, or a duration back from
     now (``10m``, ``1h30m``); in ns."""
-    from .imageconfig import duration
+    from .builder.imageconfig import duration
     if value is None or value == "" or value == 0:
         return None
     if isinstance(value, (int, float)):

@@ -152,7 +152,7 @@ def import_config(changes: list[str], platform: str | None, source: str,
     checked first: nothing is stored for a bad one), and its time."""
     from registry import manifest as mf
 
-    from .imageconfig import apply_changes
+    from .builder.imageconfig import apply_changes
     os_name, arch, variant = mf.parse_platform(platform)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cfg: dict = {"architecture": arch, "os": os_name, "created": now, "config": {}}

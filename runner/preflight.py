@@ -25,7 +25,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from . import namespaces as ns
+from .runtime import namespaces as ns
 
 FICLONE = 0x40049409
 MS_REC, MS_PRIVATE = 0x4000, 0x40000

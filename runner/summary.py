@@ -5,15 +5,15 @@ filters (``runner.filters``) look at. One place, so ``dockish ps`` and
 fields."""
 from __future__ import annotations
 
-from .container import Container
 from .filters import ContainerFacts
+from .runtime.container import Container
 
 
 def networks(c: Container) -> dict[str, dict]:
     """The container's networks as Docker names them (a private default
     network is ``bridge``; user networks by name, with their IDs), from
     the same record ``inspect`` shows (``netops.network_settings``)."""
-    from .netops import network_settings
+    from .runtime.netops import network_settings
     return network_settings(c, {})["Networks"]
 
 

@@ -22,8 +22,8 @@ def version() -> str:
 def info(root: Path) -> dict:
     """What ``info`` (and the API's ``GET /info``) report for the store at
     ``root``, with Docker's field names where they fit."""
-    from . import namespaces as ns
-    from .container import Containers
+    from .runtime import namespaces as ns
+    from .runtime.container import Containers
     every = Containers(root).all()
     running = [c for c in every if c.running]
     paused = [c for c in running if c.paused]
@@ -55,7 +55,7 @@ def info(root: Path) -> dict:
 
 
 def _init_binary() -> str:
-    from .create import tini
+    from .runtime.create import tini
     return tini() or "dockish reaper"
 
 

@@ -225,7 +225,7 @@ def env_without_proxy() -> dict:
 
 # -- the CLI --------------------------------------------------------------------------
 
-BOOT = ("import sys; from runner.cli import main; from runner.images_cli import register; "
+BOOT = ("import sys; from runner.cli import main; from runner.cli.images import register; "
         "register(main); sys.argv[0] = 'dockish'; main()")
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from .runbed import image_config, image_store
 
-# the `build` command comes from runner.build_cli; this runs it whether or not
-# runner/cli.py registers it yet
-_PROG = ("import sys; from runner.cli import main; import runner.build_cli as b\n"
+# the `build` command comes from runner.cli.build; this runs it whether or not
+# runner/cli/main.py registers it yet
+_PROG = ("import sys; from runner.cli import main; import runner.cli.build as b\n"
          "'build' in main.commands or b.register(main)\nmain()")
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from runner import buildcache as bc
+from runner.builder import buildcache as bc
 from unionfs.layers import LayerStore
 
 pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`

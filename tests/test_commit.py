@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.commit import commit_config
-from runner.container import ContainerConfig
-from runner.imageconfig import ImageConfigError, apply_changes
+from runner.builder.commit import commit_config
+from runner.builder.imageconfig import ImageConfigError, apply_changes
+from runner.runtime.container import ContainerConfig
 
 from .runbed import (
     dockish,

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner import config as c
-from runner.namespaces import plan_mapping, subid_ranges
+from runner.runtime import config as c
+from runner.runtime.namespaces import plan_mapping, subid_ranges
 
 pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
 

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from runner import context as c
+from runner.builder import context as c
 
 NO_IMAGE = lambda path: None  # noqa: E731
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner import dockerfile as d
+from runner.builder import dockerfile as d
 
 pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.dockerignore import Matcher, clean
+from runner.builder.dockerignore import Matcher, clean
 
 pytestmark = pytest.mark.pure    # no test bed needed: `pytest -m pure`
 

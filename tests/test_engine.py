@@ -37,7 +37,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def _ns(stamp: str) -> int:
-    from runner.logs import parse_rfc3339_nano
+    from runner.runtime.logs import parse_rfc3339_nano
     return parse_rfc3339_nano(stamp)
 
 

@@ -1,4 +1,4 @@
-"""Docker's filter rules (``runner.filters``) and labels (``runner.labels``)
+"""Docker's filter rules (``runner.filters``) and labels (``runner.runtime.labels``)
 as pure functions, checked against what moby's ``filters.Args`` and
 ``daemon/list.go`` do: no containers, no store."""
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from runner import filters as flt
-from runner import labels
+from runner.cli.listing import displayable_ports, ps_image, ps_row
 from runner.errors import UsageError
 from runner.filters import ContainerFacts, ContainerQuery, FilterError, VolumeFacts
-from runner.listing import displayable_ports, ps_image, ps_row
+from runner.runtime import labels
 
 
 def ctr(cid: str, name: str, created: float, state: str = "running", code: int = 0,

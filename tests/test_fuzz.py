@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from registry import reference
 from registry.archive import ImageError, import_image
 from registry.manifest import choose, decode
-from runner.dockerfile import DockerfileError, parse_text
+from runner.builder.dockerfile import DockerfileError, parse_text
 from unionfs.layers import LayerStore, LayerStoreError
 from unionfs.tarindex import LayerError, TarIndexer, index_stream
 

@@ -5,9 +5,9 @@ markers, printf verbs, map printing), Docker's table layout, and every bad
 template as one ``TemplateError`` line (exit 125), never echoed back."""
 import pytest
 
+from runner.cli.gofmt import format_float, sprintf, tabwrite, to_json
+from runner.cli.gotemplate import TemplateError, parse, render, render_table
 from runner.errors import DockishError
-from runner.gofmt import format_float, sprintf, tabwrite, to_json
-from runner.gotemplate import TemplateError, parse, render, render_table
 
 from .runbed import dockish, one_error_line
 

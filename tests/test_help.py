@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from runner import envvars
-from runner.cli import main
+from runner.cli.main import main
 
 from .diffbase import dockish_exe
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_ENVIRONMENT = {
     "DOCKISH_INODE_READS": "an attribute of the patched pyfuse3 (scripts/patch-pyfuse3)",
     "DOCKISH_INODE_WRITES": "an attribute of the patched pyfuse3 (scripts/patch-pyfuse3)",
-    "DOCKISH_INPUT": "an iptables chain of the networks' namespace (runner/netconf.py)",
+    "DOCKISH_INPUT": "an iptables chain of the networks' namespace (runner/runtime/netconf.py)",
 }
 
 

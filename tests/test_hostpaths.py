@@ -121,7 +121,7 @@ def test_a_hostile_stream_cannot_link_or_write_outside_the_copy(tmp_path, member
     """What the host side does if the helper inside the container were
     subverted: names climbing out and hardlinks to anything but files of
     the same copy are refused; the host file stays as it was."""
-    from runner.transfer import TransferError, _extract
+    from runner.runtime.transfer import TransferError, _extract
     outside = _outside(tmp_path)
     dest = tmp_path / "dest"
     (dest / "x").mkdir(parents=True)
@@ -143,7 +143,7 @@ def test_a_hostile_stream_cannot_link_or_write_outside_the_copy(tmp_path, member
 def test_build_bind_copies_extract_with_the_same_rules(tmp_path, members):
     """``extract_all`` (a RUN --mount=type=bind copy of context or image
     content, on the host): the same extractor, names kept."""
-    from runner.transfer import extract_all
+    from runner.runtime.transfer import extract_all
     outside = _outside(tmp_path)
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -314,7 +314,7 @@ def test_copying_out_device_nodes_as_a_user_leaves_them_out_with_a_note(layered,
 
 ROOT_RULE = """
 import os, sys
-from runner.transfer import _extract
+from runner.runtime.transfer import _extract
 fd = os.open(sys.argv[1], os.O_RDONLY)
 _extract(fd, sys.argv[2], "tree", archive=sys.argv[3] == "-a", in_container=False)
 """
@@ -394,7 +394,7 @@ def _slow_ok(*args: str) -> None:
 
 
 def test_a_3000_level_tree_round_trips_through_cp_and_export(bb, tmp_path):
-    from runner.volumes import remove_in  # the removal walk, tested too
+    from runner.runtime.volumes import remove_in
     try:
         _deep(tmp_path, "deep")
         _box(bb, "deep")

@@ -22,10 +22,8 @@ import pytest
 from .registrybed import Registry, skopeo_push
 
 TOP = Path(__file__).resolve().parent.parent
-CLI_MODULES = {"runner/cli.py", "runner/containers_cli.py", "runner/images_cli.py",
-               "runner/build_cli.py", "runner/system_cli.py", "runner/login_cli.py",
-               "runner/service_cli.py", "runner/check_cli.py", "runner/network_cli.py",
-               "runner/completion_cli.py", "runner/man_cli.py"}
+# the command line: every module of runner/cli/ (click only there)
+CLI_MODULES = {str(p.relative_to(TOP)) for p in (TOP / "runner" / "cli").glob("*.py")}
 
 
 def _imports(path: Path, top: Path = TOP) -> set[str]:
@@ -48,7 +46,9 @@ def _imports(path: Path, top: Path = TOP) -> set[str]:
 
 
 def _modules(*pkgs: str) -> dict[str, set[str]]:
-    return {f"{p}/{f.name}": _imports(f) for p in pkgs for f in sorted((TOP / p).glob("*.py"))}
+    """Every module under each package (its subpackages too), by path."""
+    return {str(f.relative_to(TOP)): _imports(f) for p in pkgs
+            for f in sorted((TOP / p).rglob("*.py"))}
 
 
 def _top(name: str) -> str:
@@ -78,9 +78,21 @@ def test_only_the_cli_imports_click():
 
 @pytest.mark.pure
 def test_the_engine_and_runtime_import_no_cli_module():
-    cli = {m.removesuffix(".py").replace("/", ".") for m in CLI_MODULES}
-    bad = {m: sorted(i for i in imps if i in cli)
+    bad = {m: sorted(i for i in imps if i == "runner.cli" or i.startswith("runner.cli."))
            for m, imps in _modules("runner").items() if m not in CLI_MODULES}
+    assert not {m: i for m, i in bad.items() if i}
+
+
+@pytest.mark.pure
+def test_runtime_and_builder_know_no_front_end():
+    """``runner/runtime/`` (containers, namespaces, networks, volumes) and
+    ``runner/builder/`` (Dockerfiles, contexts, the build cache) are what the
+    engine stands on: neither imports click, the CLI package or the API."""
+    mods = {**_modules("runner/runtime"), **_modules("runner/builder")}
+    assert len(mods) > 20, "the scan found too few runtime and builder modules"
+    front = ("runner.cli", "runner.api", "click")
+    bad = {m: sorted(i for i in imps if any(i == f or i.startswith(f + ".") for f in front))
+           for m, imps in mods.items()}
     assert not {m: i for m, i in bad.items() if i}
 
 
@@ -97,7 +109,8 @@ def test_the_api_stands_on_the_engine_and_the_engine_knows_no_api():
            for m, imps in api.items()}
     assert not {m: i for m, i in bad.items() if i}
     users = {m: sorted(i for i in imps if i == "runner.api" or i.startswith("runner.api."))
-             for m, imps in _modules("runner").items() if m not in CLI_MODULES}
+             for m, imps in _modules("runner").items()
+             if m not in CLI_MODULES and not m.startswith("runner/api/")}
     assert not {m: i for m, i in users.items() if i}
 
 
@@ -202,7 +215,7 @@ def test_engine_pulls_with_progress_events(tmp_path, busybox_image, dockish_root
 
 
 def test_engine_builds_with_progress_events(tmp_path, busybox_image, dockish_root, quiet):
-    from runner.build import BuildOptions
+    from runner.builder.build import BuildOptions
     from runner.engine import CreateOptions, Engine
     ctx = tmp_path / "ctx"
     ctx.mkdir()

@@ -38,8 +38,8 @@ def store_problems(root: Path, *, orphans: bool = True) -> list[str]:
     unreadable indexes; leftover scratch files; and (``orphans``) layers no
     image, container or cached build step uses."""
     from registry.store import ImageStore
-    from runner.buildcache import BuildCache
-    from runner.container import container_refs
+    from runner.builder.buildcache import BuildCache
+    from runner.runtime.container import container_refs
     store = ImageStore(root)
     recs = store.records()
     used = {d for r in recs for d in r.diff_ids} | container_refs(root)[1] | \

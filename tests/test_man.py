@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

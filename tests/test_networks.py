@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.netplan import host_address
+from runner.runtime.netplan import host_address
 
 from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
 
@@ -484,11 +484,11 @@ def test_build_run_steps_on_a_user_network_reach_its_containers(bb, nets, tmp_pa
     assert res.returncode != 0 and "network nosuch not found" in res.stderr, res
 
 
-# -- the pure rules (runner.netconf), no namespaces ------------------------------------------
+# -- the pure rules (runner.runtime.netconf), no namespaces ----------------------------------------
 
 def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
     from runner.errors import UsageError
-    from runner.netconf import NetworkRecord, choose_subnet, pick_ip
+    from runner.runtime.netconf import NetworkRecord, choose_subnet, pick_ip
     assert choose_subnet(None, None, []) == ("10.89.0.0/24", "10.89.0.1")
     assert choose_subnet(None, None, ["10.89.0.0/24", "10.89.1.0/24"])[0] == "10.89.2.0/24"
     assert choose_subnet("192.168.7.0/24", "192.168.7.254", []) == ("192.168.7.0/24",
@@ -508,7 +508,7 @@ def test_subnets_gateways_and_addresses_are_chosen_as_podman_does():
 
 
 def test_netavark_input_names_the_container_by_name_short_id_and_aliases():
-    from runner.netconf import NetworkRecord, netavark_input
+    from runner.runtime.netconf import NetworkRecord, netavark_input
     rec = NetworkRecord(name="n", id="a" * 64, subnet="10.89.5.0/24", gateway="10.89.5.1",
                         interface="dk3", internal=True)
     cid = "b" * 64
@@ -527,7 +527,7 @@ def test_netavark_input_names_the_container_by_name_short_id_and_aliases():
 
 def test_add_host_and_resolv_conf_lines():
     from runner.errors import UsageError
-    from runner.netconf import extra_hosts_lines, parse_add_host, resolv_conf
+    from runner.runtime.netconf import extra_hosts_lines, parse_add_host, resolv_conf
     assert parse_add_host("db:10.1.2.3") == ("db", "10.1.2.3")
     assert parse_add_host("v6=[::1]") == ("v6", "::1")
     assert extra_hosts_lines([("gw", "host-gateway"), ("db", "10.1.2.3")], "192.0.2.9") == \

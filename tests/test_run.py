@@ -28,8 +28,8 @@ from .runbed import (
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 # The container commands are registered on the dockish group by
-# runner.containers_cli.register (idempotent if runner.cli already does it).
-_ENTRY = ("import sys; from runner.cli import main; from runner.containers_cli import register; "
+# runner.cli.containers.register (idempotent if runner.cli already does it).
+_ENTRY = ("import sys; from runner.cli import main; from runner.cli.containers import register; "
           "register(main); sys.argv[0] = 'dockish'; main()")
 DOCKISH = [sys.executable, "-c", _ENTRY]
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from registry.store import ImageStore, NoSuchImage
-from runner.container import container_refs
+from runner.runtime.container import container_refs
 
 from .registrybed import dockish
 
@@ -46,7 +46,7 @@ def _container_config(**fields) -> dict:
     """A container's config.json as the runner writes it."""
     from dataclasses import asdict
 
-    from runner.container import ContainerConfig
+    from runner.runtime.container import ContainerConfig
     return asdict(ContainerConfig(argv=["sh"], env=[], workdir="/", user="", hostname="h",
                                   **fields))
 
@@ -203,8 +203,8 @@ def test_export_and_inspect_with_the_runner(busybox_image, tmp_path):
     import sys
     import tarfile as tf
     boot = ("import sys; from runner.cli import main; "
-            "from runner.containers_cli import register as containers; "
-            "from runner.images_cli import register; containers(main); register(main); "
+            "from runner.cli.containers import register as containers; "
+            "from runner.cli.images import register; containers(main); register(main); "
             "sys.argv[0] = 'dockish'; main()")
 
     def run(*args):

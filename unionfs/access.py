@@ -5,7 +5,7 @@
 * **The kernel checks** (``KernelPolicy``, mounted with
   ``default_permissions``) when the daemon is uid 0 of a user namespace that
   maps more ids than its own: a container's view (mounted inside the
-  container's user namespace, see runner/rootfs.py) and ``dockish mount``
+  container's user namespace, see runner/runtime/rootfs.py) and ``dockish mount``
   run by root or by root of a ``unshare --map-auto`` namespace. Root of the
   view is then root of that namespace, so the kernel's own rules are the
   view's: search permission on every directory of a path *also for entries

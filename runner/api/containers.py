@@ -12,13 +12,13 @@ import time
 
 import trio
 
-from .. import config as cfgmod
-from .. import tty as ttymod
-from ..container import Container
 from ..engine import CreateOptions, Engine, ExecOptions, inspect_container
 from ..errors import DockishError, NotFoundError
-from ..execs import close_pipes
-from ..launch import StartError
+from ..runtime import config as cfgmod
+from ..runtime import tty as ttymod
+from ..runtime.container import Container
+from ..runtime.execs import close_pipes
+from ..runtime.launch import StartError
 from .errors import ApiError, not_found
 from .networks import check_networks, create_fields, extra_endpoints, legacy_aliases
 from .server import NO_CONTENT, Reply, Request, Routes, blocking
@@ -287,7 +287,7 @@ class ContainerApi:
         """The log's records as Docker frames them (stream 1/2 without a
         terminal, raw with one), cut by since/until/tail, with times on
         request; ``follow`` goes on until the container stops."""
-        from ..logs import rfc3339_nano
+        from ..runtime.logs import rfc3339_nano
         c = await self._get(req.params["id"])
         want_out, want_err = req.flag("stdout"), req.flag("stderr")
         if not (want_out or want_err):
@@ -585,7 +585,7 @@ async def _pipe_input(c: Container, stream, first: bytes, once: bool) -> None:
     """Client bytes to the stdin of a container without a terminal, through
     its monitor (connected once it runs); the client's half-close ends the
     container's stdin when it was created with StdinOnce (``docker run -i``)."""
-    from .. import stdinrelay
+    from ..runtime import stdinrelay
     tsock = await _monitor_socket(c, stdinrelay.connect, c, once)
     if tsock is None:
         return
@@ -787,8 +787,8 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
 
 def _restart(policy) -> str:
     """``HostConfig.RestartPolicy`` as ``--restart``'s text, checked by
-    the daemon's rules (runner.restart)."""
-    from ..restart import from_docker
+    the daemon's rules (runner.runtime.restart)."""
+    from ..runtime.restart import from_docker
     if policy is not None and not isinstance(policy, dict):
         raise ApiError(400, "HostConfig.RestartPolicy must be an object")
     try:
@@ -811,8 +811,8 @@ def _stop_timeout_field(body: dict) -> int | None:
 def _process(hc: dict) -> dict:
     """The process fields of HostConfig (GroupAdd, Ulimits, ShmSize,
     Devices, SecurityOpt, UsernsMode, the resource limits) as the record
-    ``run``'s flags give (runner.procopts), through the same checks."""
-    from ..procopts import parse
+    ``run``'s flags give (runner.runtime.procopts), through the same checks."""
+    from ..runtime.procopts import parse
     try:
         ulimits = [f"{u['Name']}={int(u['Soft'])}:{int(u['Hard'])}"
                    for u in hc.get("Ulimits") or []]

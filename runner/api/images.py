@@ -343,7 +343,7 @@ class ImageApi:
         """The context tar is extracted into a private temporary directory
         as it arrives (by the same extractor ``cp`` uses: no link leaves it),
         then built with the step output streamed as ``{"stream": ...}``."""
-        from ..build import BuildOptions
+        from ..builder.build import BuildOptions
         if req.arg("remote"):
             raise ApiError(400, "remote build contexts are not supported by dockish")
         if req.headers.get("x-registry-config"):

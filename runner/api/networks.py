@@ -103,7 +103,7 @@ def create_fields(body: dict, hc: dict, network: str | None) -> dict:
     primary network's aliases and address (``NetworkingConfig``),
     ``ExtraHosts``, ``Dns``, ``DnsSearch``, ``DnsOptions``,
     ``PublishAllPorts`` and ``ExposedPorts``."""
-    from ..netconf import is_user_network
+    from ..runtime.netconf import is_user_network
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not is_user_network(network):
         if len(endpoints) > 1:
@@ -128,7 +128,7 @@ def check_networks(engine: Engine, body: dict, network: str | None) -> None:
     create makes the docker CLI pull the image and try again (``Unable to
     find image``), so it is a 400 with Docker's words."""
     from ..errors import DockishError, NotFoundError
-    from ..netconf import is_user_network
+    from ..runtime.netconf import is_user_network
     if network and network.startswith("container:"):       # --network container:NAME
         try:
             engine.get(network[len("container:"):])
@@ -149,7 +149,7 @@ def extra_endpoints(body: dict, network: str | None) -> list[tuple[str, list, st
     (``docker run --network a --network b``: API 1.44+ sends them all in
     ``NetworkingConfig``), as (name, aliases, address) for ``network
     connect`` right after create, as Docker connects them before start."""
-    from ..netconf import is_user_network
+    from ..runtime.netconf import is_user_network
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not is_user_network(network) or len(endpoints) < 2:
         return []
@@ -165,7 +165,7 @@ def legacy_aliases(settings: dict, api_version: str, cid: str) -> dict:
     docker-compose v1 (API 1.27 for its 2.x files) keeps an endpoint only
     when it finds the short id there; otherwise it disconnects the
     container from its network and connects it again."""
-    from ..netconf import is_user_network
+    from ..runtime.netconf import is_user_network
     if version_tuple(api_version) >= (1, 45):
         return settings
     for name, ep in (settings.get("Networks") or {}).items():

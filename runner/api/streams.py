@@ -23,7 +23,7 @@ def frame(stream: int, data: bytes) -> bytes:
 
 
 class LogRecords:
-    """A container's log (Docker's json-file records, see ``runner.logs``)
+    """A container's log (Docker's json-file records, see ``runner.runtime.logs``)
     read from an fd we hold: a ``--rm`` container's log is still read after
     its files are gone. A record cut by the end of what is written waits."""
 

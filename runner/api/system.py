@@ -86,7 +86,7 @@ class SystemApi:
         import shutil
         from pathlib import Path
 
-        from .. import namespaces as ns
+        from ..runtime import namespaces as ns
         every = self.engine.containers.all()
         running = [c for c in every if c.running]
         paused = [c for c in running if c.paused]
@@ -156,7 +156,7 @@ class SystemApi:
                                 "LastUsedAt": None}] if cache["count"] else []}
 
     async def events(self, req: Request):
-        """The store's events (runner/events.py) from ``since``, as Docker
+        """The store's events (runner/runtime/events.py) from ``since``, as Docker
         streams them: then new ones as they come, until ``until`` or until
         the client goes. Followed by polling the journal from the trio side,
         so no worker thread is left waiting on a client that went away."""

@@ -1,0 +1,4 @@
+"""``python -m runner.cli``: the ``dockish`` command."""
+from .main import main
+
+main()
