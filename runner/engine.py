@@ -919,13 +919,17 @@ class Engine:
         query = flt.ContainerQuery(f, all_, limit, self._ancestor_ids(f["ancestor"])
                                    if "ancestor" in f else None)
         out = []
+        images = self.image_store()
         for fact in flt.select_containers([sm.facts(c) for c in self.live_containers()],
                                           query):
             c = fact.ref
             status, code = c.status()
             shown = ps_row(c, "running" if status == "paused" else status, code, True)
-            out.append(sm.summary(c, shown["Status"], self.volume_store.path,
-                                  self._container_sizes(c) if size else None))
+            rec = sm.summary(c, shown["Status"], self.volume_store.path,
+                             self._container_sizes(c) if size else None)
+            if _name_moved(images, c.config.image, c.config.image_id):
+                rec["Image"] = c.config.image_id        # as Docker's daemon shows it
+            out.append(rec)
         return out
 
     def _ancestor_ids(self, values: list[str]) -> set[str]:
@@ -1589,6 +1593,22 @@ def procopts_inspect(process: dict) -> dict:
     """The HostConfig fields of ``runner.runtime.procopts``'s record."""
     from .runtime.procopts import inspect_fields
     return inspect_fields(process)
+
+
+def _name_moved(images, name: str, image_id: str) -> bool:
+    """Whether the name a container was created from now names another image
+    (or none): Docker's list then shows the container's image by its ID, so
+    ``ps`` never claims a container runs what the name means today."""
+    from registry.errors import DistributionError
+    from registry.resolve import is_archive_source
+    if not name or not image_id or is_archive_source(name) or \
+            name.removeprefix("sha256:").startswith(image_id.removeprefix("sha256:")[:12]):
+        return False
+    try:
+        rec, _ = images.find(name)
+    except (DistributionError, ValueError):
+        return True
+    return rec.id != image_id
 
 
 def _platform_wanted(text: str | None) -> tuple[str, str, str | None] | None:

@@ -305,3 +305,18 @@ def test_images_filters_as_docker(bed):
         for res in (dockish("images", *args), docker(bed, "images", *args)):
             assert (res.returncode, res.stdout, res.stderr) == \
                 (1, "", f"Error response from daemon: {line}\n")
+
+
+def test_ps_shows_the_image_id_once_its_name_moves(bed):
+    """Docker's list names a container's image by the name it was created
+    from while that name still means that image; once the name points at
+    another image (a rebuild, a commit, a pull), by the image's ID."""
+    first = dok("images", "-q", "labeled:1").strip()
+    assert both(bed, "ps", "--filter", "name=web", "--format", "{{.Image}}") == "labeled:1\n"
+    dok("commit", "web", "labeled:1")                      # the name moves on
+    assert dok("images", "-q", "labeled:1").strip() != first
+    assert both(bed, "ps", "--filter", "name=web", "--format", "{{.Image}}") == f"{first}\n"
+    assert dok("ps", "--no-trunc", "--filter", "name=web", "--format", "{{.Image}}") == \
+        f"sha256:{dok('inspect', '-f', '{{.Image}}', 'web').strip().removeprefix('sha256:')}\n"
+    # the name of another container's image that did not move stays
+    assert dok("ps", "-a", "--filter", "name=job", "--format", "{{.Image}}") == f"{IMAGE}\n"
