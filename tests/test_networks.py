@@ -20,6 +20,7 @@ import pytest
 from runner.runtime.netplan import host_address
 
 from .runbed import dockish, no_leftovers, ok  # noqa: F401 - a fixture
+from .test_api import service  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -579,22 +580,14 @@ volumes:
 
 
 def test_compose_three_services_talk_by_service_name_and_down_leaves_nothing(
-        tmp_path, dockish_root, busybox_image):
+        tmp_path, dockish_root, service):  # noqa: F811 - test_api's fixture
     import shutil
     import subprocess
     import urllib.request
 
-    from .diffbase import dockish_exe
-    from .test_api import IMAGE, Service
     compose = shutil.which("docker-compose")
     assert compose, "docker-compose (v1) is missing: run scripts/setup as root"
-    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
-                   check=True, capture_output=True)
-    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
-                   capture_output=True)
-    home = tmp_path / "svc"
-    home.mkdir()
-    svc = Service(home / "docker.sock", home)
+    svc = service               # test_api's: the busybox image loaded as IMAGE
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "docker-compose.yml").write_text(COMPOSE)
@@ -631,19 +624,11 @@ def test_compose_three_services_talk_by_service_name_and_down_leaves_nothing(
         svc.stop()
 
 
-def test_testcontainers_network_two_containers_talk_by_alias(tmp_path, dockish_root,
-                                                             busybox_image, monkeypatch):
-    import subprocess
+def test_testcontainers_network_two_containers_talk_by_alias(
+        tmp_path, dockish_root, service, monkeypatch):  # noqa: F811 - test_api's fixture
 
-    from .diffbase import dockish_exe
-    from .test_api import IMAGE, Service
-    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
-                   check=True, capture_output=True)
-    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
-                   capture_output=True)
-    home = tmp_path / "svc"
-    home.mkdir()
-    svc = Service(home / "docker.sock", home)
+    from .test_api import IMAGE
+    svc = service               # test_api's: the busybox image loaded as IMAGE
     monkeypatch.setenv("DOCKER_HOST", svc.host)
     monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")     # no reaper image offline
     monkeypatch.setenv("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
@@ -669,18 +654,12 @@ def test_testcontainers_network_two_containers_talk_by_alias(tmp_path, dockish_r
         svc.stop()
 
 
-def test_docker_cli_network_commands_through_the_socket(tmp_path, dockish_root, busybox_image):
+def test_docker_cli_network_commands_through_the_socket(
+        tmp_path, dockish_root, service):  # noqa: F811 - test_api's fixture
     import subprocess
 
-    from .diffbase import dockish_exe
-    from .test_api import DOCKER, IMAGE, Service, raw_request
-    subprocess.run([dockish_exe(), "load", "-i", str(busybox_image.docker_archive)],
-                   check=True, capture_output=True)
-    subprocess.run([dockish_exe(), "tag", busybox_image.repo, IMAGE], check=True,
-                   capture_output=True)
-    home = tmp_path / "svc"
-    home.mkdir()
-    svc = Service(home / "docker.sock", home)
+    from .test_api import DOCKER, IMAGE, raw_request
+    svc = service               # test_api's: the busybox image loaded as IMAGE
 
     def docker(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([DOCKER, *args], capture_output=True, text=True, env=svc.env(),
