@@ -30,6 +30,15 @@ class NetworkError(DockishError):
     """The network the user asked for cannot be set up."""
 
 
+def _reap(proc: subprocess.Popen, timeout: float = 2) -> None:
+    """Wait for a helper (slirp4netns, pasta) to end; kill it if it does not."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def default_network() -> tuple[str, str | None]:
     """(mode, note): slirp4netns when it is installed and usable, else the
     host's network with a note to say so once."""
@@ -88,11 +97,7 @@ class Slirp:
 
     def stop(self) -> None:
         """It exits with the holder (its exit fd); make sure."""
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _reap(self.proc)
 
     def publish(self, ip: str, host_port: int, ctr_port: int, proto: str) -> None:
         if ip in ("0.0.0.0", ""):
@@ -164,11 +169,7 @@ class Pasta:
 
     def stop(self) -> None:
         self.proc.terminate()
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _reap(self.proc)
 
     def publish(self, ip: str, host_port: int, ctr_port: int, proto: str) -> None:
         """Ports are given to pasta when it starts."""
