@@ -490,6 +490,41 @@ def test_build_progress_plain_prints_buildkit_steps_with_timings(build_ctx):
     assert bad.returncode == 125 and b'"--progress" flag' in bad.stderr
 
 
+def test_build_output_local_follows_no_link_an_image_planted(tmp_path, bb):
+    """A hostile Dockerfile's image holds links to the host (a symlink to a
+    host directory, a dangling one to a host file, a directory link with a
+    file under it in the image): `build -o type=local` writes the links as
+    links and nothing through them; the host outside DEST is untouched."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "kept").write_text("host file\n")
+    ctx = tmp_path / "hostile"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bb}\n"
+        f"RUN ln -s {victim} /esc && ln -s {victim}/planted /dangling && "
+        f"mkdir /d && echo inside > /d/kept && ln -s {victim} /d/up\n")
+    out = tmp_path / "out"
+    res = _build("--output", f"type=local,dest={out}", str(ctx))
+    assert res.returncode == 0, res.stderr
+    assert os.readlink(out / "esc") == str(victim)
+    assert os.readlink(out / "dangling") == f"{victim}/planted"
+    assert os.readlink(out / "d" / "up") == str(victim)
+    assert (out / "d" / "kept").read_text() == "inside\n"
+    assert sorted(p.name for p in victim.iterdir()) == ["kept"]
+    # the next build into the same DEST has directories where those links are:
+    # what it writes lands in DEST, never through the links the first one left
+    (ctx / "Dockerfile").write_text(
+        f"FROM {bb}\nRUN mkdir /esc /dangling && echo pwned > /esc/kept && "
+        "echo pwned > /dangling/planted && mkdir -p /d/up && echo pwned > /d/up/kept\n")
+    res = _build("--output", f"type=local,dest={out}", str(ctx))
+    assert res.returncode == 0, res.stderr
+    assert (out / "esc" / "kept").read_text() == "pwned\n" and not (out / "esc").is_symlink()
+    assert (out / "d" / "up" / "kept").read_text() == "pwned\n"
+    assert sorted(p.name for p in victim.iterdir()) == ["kept"]
+    assert (victim / "kept").read_text() == "host file\n"
+
+
 def test_build_output_local_tar_and_stdout(build_ctx, tmp_path):
     out = tmp_path / "out"
     res = _build("--output", f"type=local,dest={out}", str(build_ctx))

@@ -167,7 +167,7 @@ SWEEP: dict[str, str] = {
     "runner/cli/containers.py:rename": NOT_PATH,
     "runner/cli/containers.py:write_cidfile": USER + " (--cidfile, written with mkstemp and rename); " + T("tests/test_run_flags.py::test_cidfile_is_written_and_an_existing_one_refused"),
     "runner/builder/buildoutput.py:write": USER + " (build --output dest=FILE: mkstemp and rename)",
-    "runner/builder/buildoutput.py:_into_directory": USER + " (build --output type=local,dest=DIR: the image's files extracted with cp's rules, nothing followed); " + T("tests/test_run_flags.py::test_build_output_local_tar_and_stdout"),
+    "runner/builder/buildoutput.py:_into_directory": USER + " (build --output type=local,dest=DIR: the image's files extracted with cp's rules, nothing followed); " + T("tests/test_run_flags.py::test_build_output_local_tar_and_stdout", "tests/test_run_flags.py::test_build_output_local_follows_no_link_an_image_planted"),
     "runner/runtime/procopts.py:_seccomp_profile": USER + " (--security-opt seccomp=FILE: a regular file only)",
     "runner/runtime/restart.py:clear_stop": OWN,
     "runner/runtime/restart.py:monitor_gone": KERNEL + " (/proc/PID/stat)",
