@@ -59,9 +59,10 @@ def _each(refs: tuple[str, ...], action: Callable[[str], object],
 
 
 def print_rows(fmt: str | None, rows: list[dict], default: str,
-               headers: dict[str, str]) -> None:
-    """A list command's rows under ``--format`` (``runner.cli.listing``)."""
-    for line in format_rows(fmt, rows, default, headers):
+               headers: dict[str, str], raw: str | None = None) -> None:
+    """A list command's rows under ``--format`` (``runner.cli.listing``;
+    ``raw``: the command's ``--format raw`` where Docker has one)."""
+    for line in format_rows(fmt, rows, default, headers, raw):
         click.echo(line)
 
 
@@ -446,7 +447,7 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
 def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet: bool,
        size: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containers."""
-    from .listing import ps_row
+    from .listing import PS_RAW, PS_RAW_QUIET, PS_RAW_SIZE, is_raw, ps_row
     if fmt and quiet:
         click.echo("WARNING: Ignoring custom format, because both --format and --quiet are "
                    "set.", err=True)
@@ -455,11 +456,15 @@ def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet
     summaries = engine().container_summaries(filters, all_,
                                              1 if latest and last == -1 else last, size)
     rows = [ps_row(s, not no_trunc) for s in summaries]
+    if quiet and is_raw(fmt):
+        print_rows(PS_RAW_QUIET, rows, PS_TABLE, PS_HEADERS)
+        return
     if quiet:
         for r in rows:
             click.echo(r["ID"])
         return
-    print_rows(fmt, rows, PS_TABLE + ("\t{{.Size}}" if size else ""), PS_HEADERS)
+    print_rows(fmt, rows, PS_TABLE + ("\t{{.Size}}" if size else ""), PS_HEADERS,
+               PS_RAW_SIZE if size else PS_RAW)
 
 
 def ps_uses_size(fmt: str) -> bool:
@@ -772,13 +777,11 @@ def volume_create(driver: str, labels: tuple[str, ...], options: tuple[str, ...]
               "like {{.Name}}.")
 def volume_ls(filters: dict[str, list[str]], quiet: bool, fmt: str | None) -> None:
     """List volumes."""
-    from .listing import volume_row
+    from .listing import VOLUME_RAW, VOLUME_RAW_QUIET, quiet_format, volume_row
     rows = [volume_row(v) for v in engine().volume_list(filters)]
     if quiet:
-        for r in rows:
-            click.echo(r["Name"])
-        return
-    print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS)
+        fmt = quiet_format(fmt, "{{.Name}}", VOLUME_RAW_QUIET)
+    print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS, VOLUME_RAW)
 
 
 @volume_group.command("inspect")

@@ -20,6 +20,7 @@ from ..format import go_time as _iso
 from ..format import size as human_size
 from ..images import inspect_image
 from .containers import filters_flag, print_inspect, print_rows, typed_inspect
+from .listing import IMAGES_RAW, IMAGES_RAW_DIGEST, IMAGES_RAW_QUIET, quiet_format
 
 EXIT_NO_SUCH = 1        # `docker inspect`/`rmi` of an unknown image
 
@@ -258,6 +259,9 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool,
                          "Tag": (ref.tag or "<none>") if ref else "<none>", "Digest": digest,
                          "ID": s.rec.short_id, "Created": s.created, "Size": s.size})
     rows.sort(key=lambda r: (-(r["Created"] or 0), r["Repository"], r["Tag"]))
+    if quiet and fmt.strip() not in ("", "table"):     # raw's or the user's own template
+        fmt = quiet_format(fmt, "", IMAGES_RAW_QUIET)
+        quiet = False
     if quiet:
         seen = []
         for r in rows:
@@ -272,7 +276,8 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool,
              "ID": r["rec"].id if no_trunc else r["ID"], "Repository": r["Repository"],
              "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
              "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])} for r in rows]
-    print_rows(fmt, data, IMAGES_DIGEST_TABLE if digests else IMAGES_TABLE, IMAGES_HEADERS)
+    print_rows(fmt, data, IMAGES_DIGEST_TABLE if digests else IMAGES_TABLE, IMAGES_HEADERS,
+               IMAGES_RAW_DIGEST if digests else IMAGES_RAW)
 
 
 @click.command()

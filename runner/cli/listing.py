@@ -11,21 +11,79 @@ import json
 from .gotemplate import TABLE_PREFIX, Template, is_table, parse, render_table
 
 JSON_TEMPLATE = "{{json .}}"
+RAW = "raw"
+
+# Docker's ``--format raw`` of the list commands that have it (docker/cli's
+# formatter package: container, image, volume, network, disk usage), with
+# its ``-q`` form: ``key: value`` lines, each record followed by a blank line
+# (the template ends in a newline and the writer adds one). Docker's own
+# text, ``\n`` escapes and ``pad`` included.
+PS_RAW = ("container_id: {{.ID}}\nimage: {{.Image}}\ncommand: {{.Command}}\n"
+          "created_at: {{.CreatedAt}}\nstate: {{- pad .State 1 0}}\n"
+          "status: {{- pad .Status 1 0}}\nnames: {{.Names}}\n"
+          "labels: {{- pad .Labels 1 0}}\nports: {{- pad .Ports 1 0}}\n")
+PS_RAW_SIZE = PS_RAW + "size: {{.Size}}\n"
+PS_RAW_QUIET = "container_id: {{.ID}}"
+IMAGES_RAW = ("repository: {{ .Repository }}\ntag: {{.Tag}}\nimage_id: {{.ID}}\n"
+              "created_at: {{.CreatedAt}}\nvirtual_size: {{.Size}}\n")
+IMAGES_RAW_DIGEST = ("repository: {{ .Repository }}\ntag: {{.Tag}}\ndigest: {{.Digest}}\n"
+                     "image_id: {{.ID}}\ncreated_at: {{.CreatedAt}}\n"
+                     "virtual_size: {{.Size}}\n")
+IMAGES_RAW_QUIET = "image_id: {{.ID}}"
+VOLUME_RAW = "name: {{.Name}}\ndriver: {{.Driver}}\n"
+VOLUME_RAW_QUIET = "name: {{.Name}}"
+NETWORK_RAW = "network_id: {{.ID}}\nname: {{.Name}}\ndriver: {{.Driver}}\nscope: {{.Scope}}\n"
+NETWORK_RAW_QUIET = "network_id: {{.ID}}"
+DF_RAW = ("type: {{.Type}}\ntotal: {{.TotalCount}}\nactive: {{.Active}}\n"
+          "size: {{.Size}}\nreclaimable: {{.Reclaimable}}\n")
+BUILD_CACHE_RAW = ("build_cache_id: {{.ID}}\nparent_id: {{.Parent}}\n"
+                   "build_cache_type: {{.CacheType}}\ndescription: {{.Description}}\n"
+                   "created_at: {{.CreatedAt}}\ncreated_since: {{.CreatedSince}}\n"
+                   "last_used_at: {{.LastUsedAt}}\nlast_used_since: {{.LastUsedSince}}\n"
+                   "usage_count: {{.UsageCount}}\nin_use: {{.InUse}}\nshared: {{.Shared}}\n")
+# ``system df -v --format raw``: one template over the whole usage, each
+# record's raw form under a ``type:`` line (Docker's NewDiskUsageFormat).
+DF_VERBOSE_RAW = ("{{range .Images}}type: Image\n" + IMAGES_RAW_DIGEST + "\n{{end -}}\n"
+                  "{{range .Containers}}type: Container\n" + PS_RAW_SIZE + "\n{{end -}}\n"
+                  "{{range .Volumes}}type: Volume\n" + VOLUME_RAW + "\n{{end -}}\n"
+                  "{{range .BuildCache}}type: Build Cache\n" + BUILD_CACHE_RAW +
+                  "\n{{end -}}")
+
+
+def is_raw(fmt: str | None) -> bool:
+    """Whether ``fmt`` asks for Docker's ``raw`` form (the word alone)."""
+    return (fmt or "").strip(" ") == RAW
+
+
+def quiet_format(fmt: str | None, quiet: str, raw_quiet: str) -> str:
+    """What ``-q`` prints in ``images``, ``volume ls`` and ``network ls``:
+    their one-field ``quiet`` template, ``raw``'s one ``key: value`` line
+    with ``--format raw``, and a template of the user's own wins over
+    ``-q`` (Docker's NewImageFormat/NewVolumeFormat: only the table
+    form has a quiet form)."""
+    if is_raw(fmt):
+        return raw_quiet
+    if (fmt or "").strip() in ("", TABLE_PREFIX):
+        return quiet
+    return fmt or ""
 
 
 def format_rows(fmt: str | None, rows: list[dict], default: str,
-                headers: dict[str, str]) -> list[str]:
+                headers: dict[str, str], raw: str | None = None) -> list[str]:
     """The lines ``rows`` print as under ``fmt``; ``default`` is the
     command's own ``table ...`` template, ``headers`` Docker's column names
-    by field. The whole output is made before any is printed: a template
-    that fails on the third row prints nothing (as Docker's buffered
-    writer)."""
+    by field, ``raw`` its ``--format raw`` template where Docker has one
+    (elsewhere ``raw`` is a template like any text, printed as is). The
+    whole output is made before any is printed: a template that fails on
+    the third row prints nothing (as Docker's buffered writer)."""
     fmt = fmt or ""
     rows = [dict(sorted(r.items())) for r in rows]   # Docker's contexts: Go maps, keys sorted
     if fmt.strip() in ("", TABLE_PREFIX):
         fmt = default
     elif fmt.strip() == "json":
         fmt = JSON_TEMPLATE
+    elif raw is not None and is_raw(fmt):
+        fmt = raw
     if is_table(fmt):
         return render_table(fmt, rows, headers).split("\n")
     tmpl = parse(fmt)

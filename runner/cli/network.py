@@ -54,6 +54,7 @@ def network_create(driver: str, subnet: str | None, gateway: str | None, interna
 def network_ls(filters: tuple[str, ...], fmt: str | None, quiet: bool, no_trunc: bool) -> None:
     """List networks."""
     from ..runtime.netconf import ls_row, parse_filters
+    from .listing import NETWORK_RAW, NETWORK_RAW_QUIET, quiet_format
     recs = engine().network_list(parse_filters(filters))
     rows = []
     for r in recs:
@@ -62,10 +63,8 @@ def network_ls(filters: tuple[str, ...], fmt: str | None, quiet: bool, no_trunc:
             row["ID"] = r.id
         rows.append(row)
     if quiet:
-        for r in rows:
-            click.echo(r["ID"])
-        return
-    print_rows(fmt, rows, NETWORK_TABLE, NETWORK_HEADERS)
+        fmt = quiet_format(fmt, "{{.ID}}", NETWORK_RAW_QUIET)
+    print_rows(fmt, rows, NETWORK_TABLE, NETWORK_HEADERS, NETWORK_RAW)
 
 
 @network_group.command("inspect")

@@ -13,7 +13,7 @@ import click
 from ..format import binary_size, parse_time
 from ..format import size as human_size
 from .containers import filters_flag, print_rows
-from .listing import one_template
+from .listing import DF_RAW, DF_VERBOSE_RAW, is_raw, one_template
 
 
 def _version() -> str:
@@ -38,7 +38,8 @@ def _docker_host() -> str:
 
 
 def _pct(part: int, whole: int) -> str:
-    return f" ({int(round(100 * part / whole))}%)" if whole else ""
+    """Docker's share of a total: integer division (300 of 536 is 55%)."""
+    return f" ({part * 100 // whole}%)" if whole else ""
 
 
 DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
@@ -78,11 +79,12 @@ def system_df(verbose: bool, fmt: str | None):
              "Reclaimable": human_size(du.build_cache["reclaimable"]) +
              _pct(du.build_cache["reclaimable"], du.build_cache["size"])}]
     if not verbose:
-        print_rows(fmt, rows, DF_TABLE, DF_HEADERS)
+        print_rows(fmt, rows, DF_TABLE, DF_HEADERS, DF_RAW)
         return
     usage = _df_verbose(du, trunc=not fmt or fmt.strip() == "table")
     if fmt and fmt.strip() != "table":   # one template over the whole usage, no
-        click.echo(one_template(fmt).execute(usage), nl=False)     # newline added (Docker's)
+        fmt = DF_VERBOSE_RAW if is_raw(fmt) else fmt    # newline added (Docker's)
+        click.echo(one_template(fmt).execute(usage), nl=False)
         return
     for title, key, default, headers in DF_VERBOSE:
         click.echo(title)
