@@ -1103,7 +1103,7 @@ class Engine:
 
     def exec_create(self, ref: str, opts: ExecOptions) -> str:
         """``exec create``: an exec instance of a running container; its ID."""
-        from .runtime.execs import ExecInstance, new_id
+        from .runtime.execs import ExecInstance, exec_detach_keys, new_id
         c = self._exec_target(ref)
         env = cfgmod.merge_env(c.config.env, env_overrides(opts.env_files, opts.env))
         cfgmod.check_no_nul("command", opts.command)
@@ -1112,7 +1112,7 @@ class Engine:
             raise UsageError("No exec command specified")
         inst = ExecInstance(new_id(), c.id, list(opts.command), env, opts.user, opts.workdir,
                             opts.tty, opts.interactive, opts.attach_stdout, opts.attach_stderr,
-                            opts.privileged)
+                            opts.privileged, exec_detach_keys(opts.detach_keys))
         return self.exec_table.add(inst).id
 
     def _exec_target(self, ref: str) -> Container:

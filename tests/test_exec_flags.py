@@ -54,6 +54,37 @@ def test_api_exec_privileged_through_the_docker_cli(service):  # noqa: F811 - th
     docker_ok(service, "rm", "-f", "capless")
 
 
+def test_api_exec_inspect_shows_the_detach_keys_it_was_created_with(service):  # noqa: F811
+    """``GET /exec/ID/json`` as Docker 28's: ``DetachKeys`` is the keys' bytes
+    in Go's JSON of a byte slice (base64), empty when none were given; a
+    bad key is refused at create, in the daemon's words and status."""
+    import json
+
+    from .test_api import raw_request
+    docker_ok(service, "run", "-d", "--name", "box", "--network", "none", "busybox",
+              "sleep", "60")
+
+    def create(body: dict) -> tuple[int, dict]:
+        status, _h, data = raw_request(service, "POST", "/v1.47/containers/box/exec",
+                                       json.dumps({"Cmd": ["true"], **body}).encode(),
+                                       {"Content-Type": "application/json"})
+        return status, json.loads(data)
+
+    def keys(body: dict) -> str:
+        status, made = create(body)
+        assert status == 201, made
+        status, _h, data = raw_request(service, "GET", f"/v1.47/exec/{made['Id']}/json")
+        assert status == 200, data
+        return json.loads(data)["DetachKeys"]
+
+    assert keys({"DetachKeys": "ctrl-p,ctrl-q"}) == "EBE="
+    assert keys({"DetachKeys": "ctrl-x,y"}) == "GHk="            # 0x18 'y'
+    assert keys({}) == keys({"DetachKeys": ""}) == ""
+    status, err = create({"DetachKeys": "ctrl-1"})
+    assert status == 500 and err["message"] == "Invalid escape keys (ctrl-1) provided", err
+    docker_ok(service, "rm", "-f", "box")
+
+
 def _exec_it(*args: str) -> tuple[int, int]:
     pid, fd = pty.fork()
     if pid == 0:

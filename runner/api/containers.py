@@ -457,7 +457,8 @@ class ContainerApi:
             env=[e for e in body.get("Env") or [] if isinstance(e, str) and "=" in e],
             attach_stdout=bool(body.get("AttachStdout", True)),
             attach_stderr=bool(body.get("AttachStderr", True)),
-            privileged=bool(body.get("Privileged")))
+            privileged=bool(body.get("Privileged")),
+            detach_keys=body.get("DetachKeys") or "")
         eid = await blocking(self.engine.exec_create, req.params["id"], opts)
         return Reply(201, {"Id": eid})
 

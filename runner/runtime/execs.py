@@ -6,6 +6,7 @@ ExitCode and Pid, ``resize`` sets its terminal's size. No printing, no
 signal handlers: a server's worker threads can drive it."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
@@ -31,6 +32,7 @@ class ExecInstance:
     stdout: bool = True
     stderr: bool = True
     privileged: bool = False
+    detach_keys: bytes = b""             # as created (b"": none given, the default applies)
     started: bool = False
     running: bool = False
     exit_code: int | None = None
@@ -38,14 +40,17 @@ class ExecInstance:
     pipes: ExecPipes = field(default_factory=ExecPipes)
 
     def inspect(self) -> dict:
-        """Docker's ``GET /exec/{id}/json``."""
+        """Docker's ``GET /exec/{id}/json``; ``DetachKeys`` is the keys' bytes
+        as Go's JSON writes a byte slice (base64: ``ctrl-p,ctrl-q`` is
+        ``EBE=``), empty when the exec was created without any."""
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
                 "ProcessConfig": {"tty": self.tty, "entrypoint": self.argv[0],
                                   "arguments": self.argv[1:], "privileged": self.privileged,
                                   "user": self.user or ""},
                 "OpenStdin": self.stdin, "OpenStdout": self.stdout,
                 "OpenStderr": self.stderr, "ContainerID": self.container,
-                "DetachKeys": "", "CanRemove": False, "Pid": self.pid}
+                "DetachKeys": base64.b64encode(self.detach_keys).decode(),
+                "CanRemove": False, "Pid": self.pid}
 
 
 class ExecTable:
@@ -80,6 +85,21 @@ class ExecTable:
         return inst
 
 
+def exec_detach_keys(text: str) -> bytes:
+    """An exec's ``DetachKeys`` as Docker's daemon keeps them: the bytes of
+    what was given, nothing when nothing was (the default ctrl-p,ctrl-q then
+    applies); a bad key is refused in the daemon's words (its plain error:
+    a 500 through the API, as Docker's)."""
+    from ..errors import DockishError
+    from .tty import parse_detach_keys
+    if not text.strip():
+        return b""
+    try:
+        return parse_detach_keys(text)
+    except ValueError:
+        raise DockishError(f"Invalid escape keys ({text}) provided") from None
+
+
 def new_id() -> str:
     return secrets.token_hex(32)
 
@@ -110,4 +130,4 @@ def close_pipes(inst: ExecInstance) -> None:
     inst.pipes = ExecPipes()
 
 
-__all__ = ["ExecInstance", "ExecTable", "close_pipes", "new_id", "resize"]
+__all__ = ["ExecInstance", "ExecTable", "close_pipes", "exec_detach_keys", "new_id", "resize"]
