@@ -186,6 +186,33 @@ def test_run_it_detaches_quietly_and_the_container_runs_on_logged(bb):
     ok("rm", "box")
 
 
+def test_run_it_detached_is_still_restarted_by_its_policy(bb, tmp_path):
+    """Detached with ctrl-p ctrl-q, the container's later exits are its
+    restart policy's to act on, as Docker's daemon does: on-failure:1
+    restarts it once, then lets it rest."""
+    from .test_run_flags import _counting_script, _inspect, _wait_for
+    wait_go = "until [ -e /state/go ]; do sleep 0.1; done; rm /state/go; exit 3"
+    pid, fd = _attached("run", "-it", "--name", "box", "--network", "none",
+                        "--restart", "on-failure:1", "-v", f"{tmp_path}:/state", bb,
+                        "sh", "-c", _counting_script(1) + "; " + wait_go)
+    drain(fd, 10, until=b"run 1")
+    os.write(fd, b"\x10\x11")
+    assert _exited(pid) == 0
+    os.close(fd)
+    (tmp_path / "go").touch()                        # the first run fails (3): restarted
+    _wait_for(lambda: (tmp_path / "n").read_text().strip() == "2", what="the restart")
+    _wait_for(lambda: _inspect("box")["State"]["Status"] == "running", what="running")
+    assert _inspect("box")["RestartCount"] == 1
+    (tmp_path / "go").touch()                        # the second fails too: no more retries
+    _wait_for(lambda: _inspect("box")["State"]["Status"] == "exited", what="exited")
+    time.sleep(1)
+    info = _inspect("box")
+    assert (info["RestartCount"], info["State"]["ExitCode"]) == (1, 3)
+    assert (tmp_path / "n").read_text().strip() == "2"
+    assert ok("logs", "box").replace("\r", "").splitlines() == ["run 1", "run 2"]
+    ok("rm", "box")
+
+
 def test_start_ai_detach_keys_and_a_bad_key_makes_nothing(bb):
     ok("create", "-it", "--name", "box", "--network", "none", bb, "sh")
     pid, fd = _attached("start", "-ai", "--detach-keys", "ctrl-a", "box")

@@ -195,7 +195,12 @@ def _carry_on_tty(c: Container, launch: Launch, master: int, listener, log: LogW
     """The rest of an ``-it`` run the user detached from: in a session of its
     own, with no terminal, it relays the container's pty to its log and to
     ``attach`` clients (who may type, as Docker's), runs its health checks,
-    and once it ends tells its ``die`` event and removes a ``--rm`` one. Exits."""
+    and once it ends tells its ``die`` event and removes a ``--rm`` one; a
+    restart policy that asks for a restart hands the container to a monitor
+    of its own from there (as an attached ``run`` does at its first exit),
+    since Docker's daemon restarts it whether a client was attached or not.
+    Exits."""
+    from . import restart
     from .health import start as start_health
     code = 1
     try:
@@ -211,6 +216,9 @@ def _carry_on_tty(c: Container, launch: Launch, master: int, listener, log: LogW
         with contextlib.suppress(FileNotFoundError):
             ttymod.socket_path(c.id).unlink()
         _died(c, ended, remove)
+        policy = restart.from_docker(c.config.restart_policy)
+        if restart.should_restart(policy, ended, 0, restart.stop_requested(c.path)):
+            start_detached(c, launch, remove, after_exit=ended)
         code = 0
     finally:
         os._exit(code)
