@@ -7,7 +7,16 @@ The lines come from the ``dockish`` loggers: the registry client's
 requests (``dockish.registry``) and the API service's requests
 (``dockish.api``). Nothing is printed below ``info`` unless asked for, so
 scripts see the same stderr as before. Only the ``dockish`` logger tree
-gets a handler: the mount daemon's own logging setup stays its own."""
+gets a handler: the mount daemon's own logging setup stays its own.
+
+What the level hides follows the docker CLI 28 (checked: ``docker -l error
+ps -q --format x`` still prints its ``WARNING: Ignoring custom format``):
+lines Docker itself prints to stderr, whatever the level (``WARNING: ...``,
+``Unable to find image ...``), stay; dockish's own notes (``dockish: ...``,
+things Docker never says, Podman's ``WARN[0000]`` lines) are warnings, and
+``-l error``/``fatal`` hides them, as Podman's ``--log-level error`` hides
+its warnings. ``system service``'s address line is information (hidden
+from ``warn`` up)."""
 from __future__ import annotations
 
 import logging
@@ -68,3 +77,20 @@ def configure(level: int) -> None:
 
 def debugging() -> bool:
     return logging.getLogger(LOGGER).isEnabledFor(logging.DEBUG)
+
+
+OWN_NOTE = "dockish: "
+
+
+def shows(level: int) -> bool:
+    """Whether lines of ``level`` reach stderr at the level the user set
+    (before ``configure``: the default, info)."""
+    log = logging.getLogger(LOGGER)
+    return level >= (log.level or logging.INFO)
+
+
+def note_shown(text: str) -> bool:
+    """Whether a note the engine gives the user is printed: dockish's own
+    (``dockish: ...``) are warnings under the log level, Docker's own words
+    always are (see the module's docstring)."""
+    return not text.startswith(OWN_NOTE) or shows(logging.WARNING)

@@ -88,3 +88,27 @@ def test_format_raw_keys_and_blank_lines(bed):  # noqa: F811 - the fixture impor
     # where Docker has no raw form the word is a template like any other
     assert dok("history", "--format", "raw", "labeled:1").splitlines()[0] == "raw"
 
+
+# ------------------------------------------------------------------ -l/--log-level
+
+PS_WARNING = "WARNING: Ignoring custom format, because both --format and --quiet are set.\n"
+HOST_P_NOTE = ("dockish: -p is ignored with the host network: the container's ports are "
+               "the host's\n")
+
+
+@pytest.mark.parametrize(("level", "own_note_shown"), [
+    ((), True), (("-l", "info"), True), (("--log-level", "warn"), True),
+    (("-l", "error"), False), (("--log-level", "fatal"), False), (("-D",), True),
+])
+def test_log_level_hides_dockishs_own_warnings_not_dockers(bb, level, own_note_shown):
+    """``-l error``/``fatal`` hide dockish's own notes (warnings, as
+    Podman's ``--log-level error`` hides its ``WARN`` lines); the lines the
+    docker CLI prints whatever its level (its ``WARNING: Ignoring custom
+    format``: ``docker -l error ps -q --format x`` prints it) stay."""
+    from .runbed import dockish
+    run = dockish(*level, "run", "--rm", "--network", "host", "-p", "8080:80", bb,
+                  "echo", "ran")
+    assert (run.returncode, run.stdout) == (0, "ran\n"), run
+    assert run.stderr == (HOST_P_NOTE if own_note_shown else ""), run.stderr
+    ps = dockish(*level, "ps", "-q", "--format", "{{.Names}}")
+    assert (ps.returncode, ps.stderr) == (0, PS_WARNING), ps

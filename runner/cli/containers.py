@@ -34,8 +34,16 @@ VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE",
 
 
 def engine() -> Engine:
-    """The engine of the user's store; its notes go to stderr."""
-    return Engine(notify=lambda note: click.echo(note, err=True))
+    """The engine of the user's store; its notes go to stderr, dockish's own
+    ones as warnings under ``-l/--log-level`` (``runner.loglevel``)."""
+    return Engine(notify=say)
+
+
+def say(note: str) -> None:
+    """A note for the user on stderr, unless the log level hides it."""
+    from ..loglevel import note_shown
+    if note_shown(note):
+        click.echo(note, err=True)
 
 
 def _each(refs: tuple[str, ...], action: Callable[[str], object],

@@ -234,10 +234,10 @@ def _list_mounts(live: list, fmt: str) -> None:
 def umount(all_: bool, targets: tuple[str, ...]) -> None:
     """Unmount dockish mounts (by mountpoint or by image) and wait for their
     daemons to save and exit."""
-    from .containers import engine
+    from .containers import engine, say
     for mp, note in engine().umount(list(targets), all_):
         if note:
-            click.echo(f"dockish: {note}", err=True)
+            say(f"dockish: {note}")
         else:
             click.echo(mp)
 

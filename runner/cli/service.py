@@ -25,7 +25,11 @@ def service(idle: int, uri: str | None) -> None:
         raise UsageError(str(e)) from None
 
     def ready() -> None:
-        click.echo(f"dockish: serving the Docker API: DOCKER_HOST=unix://{path}", err=True)
+        import logging
+
+        from ..loglevel import shows
+        if shows(logging.INFO):          # information: -l warn and up hide it
+            click.echo(f"dockish: serving the Docker API: DOCKER_HOST=unix://{path}", err=True)
     try:
         serve(path, float(idle), ready)
     except ApiError as e:
