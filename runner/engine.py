@@ -492,8 +492,8 @@ class Engine:
         if opts.stop_signal:
             cfgmod.parse_signal(opts.stop_signal)
         mounts, init_path = _parse_mounts(opts)
-        from .runtime.procopts import cgroup_v2, limits_note
-        note = limits_note(opts.process, cgroup_v2())
+        from .runtime.procopts import limits_note
+        note = limits_note(opts.process)
         if note:
             self.notify(note)
         for p in opts.publish:
@@ -841,8 +841,11 @@ class Engine:
     def _remove_files(self, c: Container) -> None:
         """Every removal (``rm``, ``--rm``, prune) goes through here: the
         code is recorded first, for waiters that come after the files."""
+        from .runtime.cgroups import release_container
         from .runtime.exits import record
         record(self.root, c)
+        if not c.running:
+            release_container(c)
         createmod.remove_container(self.root, c)
         container_event(c, "destroy")
 
@@ -868,8 +871,10 @@ class Engine:
         """All containers, after removing the ``--rm`` ones whose processes
         died with nobody left to remove them (a killed session), as Docker's
         daemon does when it comes back."""
+        from .runtime.cgroups import release_stale
         out = []
         for c in self.containers.all():
+            release_stale(c)              # a killed session's cgroups: removed
             if c.config.auto_remove and c.status()[0] == "exited":
                 self._remove_files(c)
             else:
@@ -1706,7 +1711,7 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
         "State": {"Status": "paused" if c.paused else status,
                   "Running": status in ("running", "restarting"),    # Docker's, restarting too
                   "Paused": c.paused, "Restarting": status == "restarting",
-                  "OOMKilled": False, "Dead": False,
+                  "OOMKilled": bool(st.get("oom_killed")), "Dead": False,
                   "Pid": c.pid or 0, "ExitCode": code or 0,
                   **({"Health": st["health"]} if st.get("health") else {}),
                   "StartedAt": fmt.iso(st.get("started")),

@@ -404,9 +404,9 @@ def test_seccomp_profile_is_applied_and_a_bad_one_is_one_line(bb, tmp_path):
 def test_resource_limits_say_once_why_they_are_not_applied(bb):
     res = _out(bb, "--pids-limit", "50", "-m", "64m", "--cpus", "1.5", "echo ran")
     assert (res.returncode, res.stdout) == (0, "ran\n")
-    assert res.stderr.splitlines() == [
-        "WARNING: Resource limits are not supported and ignored on cgroups V1 rootless "
-        "systems"]
+    lines = res.stderr.splitlines()      # why, and the fix (tests/test_cgroups.py)
+    assert len(lines) == 1 and lines[0].startswith(
+        "WARNING: Resource limits are not applied: "), lines
     cid = ok("create", "--pids-limit", "50", "-m", "64m", "--cpus", "1.5", bb, "true").strip()
     host = _inspect(cid)["HostConfig"]
     assert (host["PidsLimit"], host["Memory"], host["NanoCpus"]) == (50, 64 << 20, 1500000000)

@@ -60,6 +60,7 @@ PRIV = "tests/test_private_state.py::"
 BAD = "tests/test_badinput.py::"
 API = "tests/test_api.py::"
 TRUST = "tests/test_trust.py::"
+CGROUPS = "tests/test_cgroups.py::"
 
 SWEEP: dict[str, str] = {
     # registry/: image archives, the store, auth
@@ -168,6 +169,16 @@ SWEEP: dict[str, str] = {
     "runner/cli/containers.py:write_cidfile": USER + " (--cidfile, written with mkstemp and rename); " + T("tests/test_run_flags.py::test_cidfile_is_written_and_an_existing_one_refused"),
     "runner/builder/buildoutput.py:write": USER + " (build --output dest=FILE: mkstemp and rename)",
     "runner/builder/buildoutput.py:_into_directory": USER + " (build --output type=local,dest=DIR: the image's files extracted with cp's rules, nothing followed); " + T("tests/test_run_flags.py::test_build_output_local_tar_and_stdout", "tests/test_run_flags.py::test_build_output_local_follows_no_link_an_image_planted"),
+    "runner/runtime/cgroups.py:_open_top": KERNEL + " (/sys/fs/cgroup)",
+    "runner/runtime/cgroups.py:_own": KERNEL + " (/proc/self/cgroup)",
+    "runner/runtime/cgroups.py:_walk": KERNEL + " (cgroup directories, one component at a time, O_NOFOLLOW); " + T(CGROUPS + "test_cgroup_paths_are_walked_without_following_links"),
+    "runner/runtime/cgroups.py:_read_at": KERNEL + " (a cgroup's files, O_NOFOLLOW below a walked directory fd)",
+    "runner/runtime/cgroups.py:_write_at": KERNEL + " (a cgroup's limit files, O_NOFOLLOW below a walked directory fd); " + T(CGROUPS + "test_pids_limit_stops_forks_inside_and_shows_in_the_cgroup"),
+    "runner/runtime/cgroups.py:_mkdir_fresh": T(CGROUPS + "test_the_child_cgroup_goes_with_run_rm_rm_and_a_killed_monitor"),
+    "runner/runtime/cgroups.py:make": T(CGROUPS + "test_pids_limit_stops_forks_inside_and_shows_in_the_cgroup", CGROUPS + "test_cgroup_paths_are_walked_without_following_links"),
+    "runner/runtime/cgroups.py:open_procs": T(CGROUPS + "test_pids_limit_stops_forks_inside_and_shows_in_the_cgroup", CGROUPS + "test_cgroup_paths_are_walked_without_following_links"),
+    "runner/runtime/cgroups.py:_oom_in": T(CGROUPS + "test_memory_limit_oom_kills_with_137_and_oomkilled"),
+    "runner/runtime/cgroups.py:_rmdir_waiting": T(CGROUPS + "test_the_child_cgroup_goes_with_run_rm_rm_and_a_killed_monitor", CGROUPS + "test_cgroup_paths_are_walked_without_following_links"),
     "runner/runtime/procopts.py:_seccomp_profile": USER + " (--security-opt seccomp=FILE: a regular file only)",
     "runner/runtime/restart.py:clear_stop": OWN,
     "runner/runtime/restart.py:monitor_gone": KERNEL + " (/proc/PID/stat)",

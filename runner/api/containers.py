@@ -126,7 +126,10 @@ class ContainerApi:
         c = await blocking(make)
         if body.get("StdinOnce") and body.get("OpenStdin"):
             self.stdin_once.add(c.id)
-        return Reply(201, {"Id": c.id, "Warnings": []})
+        from ..runtime.procopts import limits_note
+        note = limits_note(opts.process)        # the docker CLI prints it as WARNING: ...
+        return Reply(201, {"Id": c.id,
+                           "Warnings": [note.removeprefix("WARNING: ")] if note else []})
 
     # -- records -------------------------------------------------------------------------------
 
@@ -671,7 +674,7 @@ _HOST_SUPPORTED = {"Binds", "Mounts", "Tmpfs", "NetworkMode", "PortBindings", "A
                    "Isolation", "CgroupnsMode", "IpcMode", "PidMode", "UTSMode", "UsernsMode",
                    "Runtime", "OomKillDisable", "MaskedPaths", "ReadonlyPaths", "ShmSize",
                    "GroupAdd", "Annotations", "Ulimits", "Devices", "PidsLimit", "Memory",
-                   "NanoCpus"}
+                   "NanoCpus", "MemorySwap", "CgroupParent"}
 _CONFIG_SUPPORTED = {"Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                      "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
                      "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
@@ -822,14 +825,17 @@ def _process(hc: dict) -> dict:
         shm = int(hc.get("ShmSize") or 0)
         pids = int(hc.get("PidsLimit") or 0)
         memory = int(hc.get("Memory") or 0)
+        swap = int(hc.get("MemorySwap") or 0)
         nano = int(hc.get("NanoCpus") or 0)
+        parent = str(hc.get("CgroupParent") or "")
         group_add = [str(g) for g in hc.get("GroupAdd") or []]
         security = [str(o) for o in hc.get("SecurityOpt") or []]
     except (KeyError, TypeError, ValueError):
-        raise ApiError(400, "HostConfig: Ulimits, Devices, ShmSize, PidsLimit, Memory and "
-                       "NanoCpus must be Docker's shapes") from None
+        raise ApiError(400, "HostConfig: Ulimits, Devices, ShmSize, PidsLimit, Memory, "
+                       "MemorySwap and NanoCpus must be Docker's shapes") from None
     return parse(userns=hc.get("UsernsMode") or "", group_add=group_add, ulimits=ulimits,
                  shm_size=str(shm) if shm else None, devices=devices,
                  security_opt=security, pids_limit=pids if pids > 0 else None,
                  memory=str(memory) if memory else None,
-                 cpus=str(nano / 1e9) if nano else None)
+                 cpus=str(nano / 1e9) if nano else None,
+                 memory_swap=str(swap) if swap else None, cgroup_parent=parent)

@@ -157,7 +157,8 @@ def process_options(opts: dict) -> dict:
     return parse(userns=opts["userns"], group_add=list(opts["group_add"]),
                  ulimits=list(opts["ulimit"]), shm_size=opts["shm_size"],
                  devices=list(opts["device"]), security_opt=list(opts["security_opt"]),
-                 pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"])
+                 pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"],
+                 memory_swap=opts["memory_swap"], cgroup_parent=opts["cgroup_parent"] or "")
 
 
 def network_options(opts: dict) -> dict:
@@ -243,6 +244,10 @@ def run_options(fn):
         click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for "
                      "unlimited)."),
         click.option("-m", "--memory", help="Memory limit."),
+        click.option("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to "
+                     "enable unlimited swap."),
+        click.option("--cgroup-parent", help="Optional parent cgroup for the container "
+                     "(one delegated to you)."),
         click.option("--cpus", help="Number of CPUs."),
     ]
     for o in reversed(opts):

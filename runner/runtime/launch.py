@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EXIT_CANNOT_RUN, EXIT_DOCKISH, EXIT_NOT_FOUND, DockishError
-from . import capabilities, network, procopts, rootfs
+from . import capabilities, cgroups, network, procopts, rootfs
 from . import config as cfgmod
 from . import namespaces as ns
 from .config import MountReq
@@ -125,6 +125,9 @@ class Launch:
         # --network container:NAME: that container's holder, whose user and
         # network namespaces this one joins (runner.runtime.netjoin)
         self.joinnet: int | None = None
+        # the container's cgroups for this start, when it has limits and a
+        # delegated parent (runner.runtime.cgroups): its init enters them
+        self.cg: cgroups.Cgroups | None = None
 
     def spawn(self, stdio: Stdio) -> None:
         """Fork the holder and see the container through to its exec; raises
@@ -154,13 +157,21 @@ class Launch:
                 for fd in (sync_r, sync_w, go_r, go_w, exec_r, exec_w, exit_r, exit_w):
                     os.close(fd)
                 raise
+        try:
+            self._make_cgroups()
+        except BaseException:
+            for fd in (sync_r, sync_w, go_r, go_w, exec_r, exec_w, exit_r, exit_w):
+                os.close(fd)
+            self._detach_networks()
+            raise
         pid = os.fork()
         if pid == 0:
             code = EXIT_DOCKISH
             try:
                 # the holder keeps its pipes and the container's stdio, nothing
                 # the caller had open (a build context, a cache lock, a CI's fds)
-                ns.close_fds_except({sync_w, go_r, exec_w, exit_w, *_stdio_fds(stdio)})
+                ns.close_fds_except({sync_w, go_r, exec_w, exit_w, *_stdio_fds(stdio),
+                                     *(self.cg.procs if self.cg else ())})
                 code = _holder(self, stdio, sync_w, go_r, exec_w)
             except BaseException as e:    # noqa: BLE001 - reported as one line
                 _fail(sync_w, EXIT_DOCKISH, _msg(e))
@@ -170,6 +181,8 @@ class Launch:
         self.holder = pid
         for fd in (sync_w, go_r, exec_w, exit_w):
             os.close(fd)
+        if self.cg is not None:
+            self.cg.close()
         if stdio.pty_slave is not None:
             os.close(stdio.pty_slave)
         try:
@@ -222,6 +235,24 @@ class Launch:
                                    slirp_pid=self.slirp.proc.pid if self.slirp else None)
                 return
 
+    def _make_cgroups(self) -> None:
+        """The container's cgroups with its limits, recorded in its state
+        with their owner (this process, which removes them when the
+        container ends; the next command does if it was killed)."""
+        try:
+            self.cg = cgroups.make(self.c.id, self.c.config.process)
+        except DockishError as e:
+            raise StartError(str(e)) from None
+        me = os.getpid()
+        self.c.write_state(cgroups=self.cg.paths if self.cg else [], oom_killed=False,
+                           cgroups_owner=[me, ns.proc_start_time(me)])
+
+    def release_cgroups(self) -> None:
+        """Remove this start's cgroups, once the container's processes are gone."""
+        if self.cg is not None:
+            cgroups.release_container(self.c)
+            self.cg = None
+
     def _attach_networks(self) -> None:
         from . import netns
         from .networks import Networks
@@ -265,6 +296,7 @@ class Launch:
         if code < 0:
             code = 128 - code
         self.c.write_exit(code)
+        self.release_cgroups()
         if self.slirp is not None:
             self.slirp.stop()
         self._detach_networks()
@@ -281,6 +313,7 @@ class Launch:
                 os.waitpid(self.holder, 0)
             except ChildProcessError:
                 pass
+        self.release_cgroups()
         if self.slirp is not None:
             self.slirp.proc.kill()
             self.slirp.proc.wait()
@@ -293,6 +326,10 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
     cfg = launch.c.config
     os.setsid()                      # only the monitor gets the terminal's signals
     view = _fork_view(launch)
+    if launch.cg is not None and cfg.process.get("userns") == "keep-id":
+        # keep-id makes the container's root a subordinate id, which may not
+        # move itself into the user's cgroup: the holder goes in, as the user
+        cgroups.enter(launch.cg.procs)
     if launch.netholder is not None:     # a user network: the shared user namespace
         ns.join(launch.netholder, ["user"])
     elif launch.joinnet is not None:     # another container's network: its namespaces
@@ -333,6 +370,8 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
             _report(exec_w, EXIT_DOCKISH, _msg(e))
         os._exit(code)
     os.close(exec_w)
+    if launch.cg is not None:
+        launch.cg.close()            # the init entered with them
     _hold_nothing(stdio)
     _send(sync_w, f"P{init} {daemon}")
     os.close(sync_w)
@@ -529,6 +568,8 @@ def _enter_workdir(workdir: str, fd: int) -> None:
 def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     cfg = launch.c.config
     ns.prctl(ns.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if launch.cg is not None and launch.cg.procs:   # first: all it forks is inside too
+        cgroups.enter(launch.cg.procs)
     for sig in FORWARDED:
         signal.signal(sig, signal.SIG_DFL)
     console = os.ttyname(stdio.pty_slave) if stdio.pty_slave is not None else None
@@ -701,17 +742,22 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
     pid = c.pid
     if pid is None:
         raise StartError(f"container {c.id} is not running")
+    try:                 # the container's cgroups, which the process enters first
+        procs = cgroups.open_procs(c.state().get("cgroups") or [])
+    except DockishError as e:
+        raise StartError(str(e)) from None
     r, w = os.pipe2(os.O_CLOEXEC)
     holder = os.fork()
     if holder == 0:
         code = EXIT_DOCKISH
         try:
-            ns.close_fds_except({w, *_stdio_fds(stdio)})   # nothing of the caller's
+            ns.close_fds_except({w, *_stdio_fds(stdio), *procs})   # nothing of the caller's
             os.setsid()
             ns.join(pid)
             child = os.fork()          # the pid namespace applies to children
             if child == 0:
                 try:
+                    cgroups.enter(procs)   # still the user's uid: it may move itself
                     _wire_stdio(stdio)
                     ns.close_fds_except({w})
                     u = _container_user(user, None)
@@ -735,6 +781,8 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
                     _report(w, EXIT_CANNOT_RUN, _msg(e))
                     os._exit(EXIT_CANNOT_RUN)
             os.close(w)
+            for fd in procs:
+                os.close(fd)
             _hold_nothing(stdio)
             _forward_signals(child)
             _, status = os.waitpid(child, 0)
@@ -744,6 +792,8 @@ def exec_in(c: Container, argv: list[str], env: list[str], user: str, workdir: s
             _report(w, EXIT_DOCKISH, _msg(e))
         os._exit(code)
     os.close(w)
+    for fd in procs:
+        os.close(fd)
     if stdio.pty_slave is not None:
         os.close(stdio.pty_slave)
     data = b""

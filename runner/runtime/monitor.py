@@ -210,6 +210,7 @@ def _carry_on_tty(c: Container, launch: Launch, master: int, listener, log: LogW
                      accept_input=interactive)
         ended = _await_end(c)
         launch._detach_networks()    # as its wait would have
+        launch.release_cgroups()
         if checks is not None:
             checks.set()
         listener.close()

@@ -1,7 +1,8 @@
 """The process flags of ``run``/``create`` that shape the container's first
 process rather than its files: ``--group-add``, ``--ulimit``, ``--shm-size``,
 ``--device``, ``--security-opt``, ``--userns`` and the resource limits
-(``--pids-limit``, ``-m``, ``--cpus``).
+(``--pids-limit``, ``-m``, ``--memory-swap``, ``--cpus``, ``--cgroup-parent``:
+applied through a delegated cgroup by ``runner.runtime.cgroups``).
 
 ``parse`` checks the flags (Docker's words) and gives the record the
 container keeps (``ContainerConfig.process``); ``apply_limits`` and
@@ -13,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import resource
-from pathlib import Path
 
 from ..errors import DockishError, UsageError
+from .cgroups import memory_swap
 
 DEFAULT_SHM = 64 << 20            # Docker's /dev/shm
-CGROUP_V1_NOTE = ("Resource limits are not supported and ignored on cgroups V1 rootless "
-                  "systems")
+MIN_MEMORY = 6 << 20              # Docker's smallest -m
 # Linux's RLIMIT_* numbers (Python's resource module lacks some, e.g. locks)
 ULIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6,
            "nofile": 7, "memlock": 8, "as": 9, "locks": 10, "sigpending": 11,
@@ -129,7 +129,8 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
           ulimits: list[str] | None = None, shm_size: str | None = None,
           devices: list[str] | None = None, security_opt: list[str] | None = None,
           pids_limit: int | None = None, memory: str | None = None,
-          cpus: str | None = None) -> dict:
+          cpus: str | None = None, memory_swap: str | None = None,
+          cgroup_parent: str = "") -> dict:
     """The flags as the container keeps them; UsageError in Docker's words."""
     if userns not in ("", "host", "keep-id"):
         raise UsageError(f"invalid --userns: {userns!r}: use keep-id or host")
@@ -137,11 +138,25 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
         if not g or ":" in g:
             raise UsageError(f"invalid --group-add: {g!r}")
     nnp, seccomp = parse_security(list(security_opt or []))
+    if cgroup_parent:
+        from .cgroups import parent_path
+        parent_path(cgroup_parent, "/")          # refused now if it climbs ('..')
     limits: dict = {}
     if pids_limit is not None:
         limits["PidsLimit"] = pids_limit
     if memory:
         limits["Memory"] = ram_bytes(memory, "-m, --memory")
+        if 0 < limits["Memory"] < MIN_MEMORY:
+            raise DockishError("Minimum memory limit allowed is 6MB")
+    if memory_swap:
+        swap = -1 if memory_swap.strip() == "-1" else ram_bytes(memory_swap, "--memory-swap")
+        if not limits.get("Memory"):
+            raise DockishError("You should always set the Memory limit when using Memoryswap "
+                               "limit, see usage")
+        if 0 < swap < limits["Memory"]:
+            raise DockishError("Minimum memoryswap limit should be larger than memory limit, "
+                               "see usage")
+        limits["MemorySwap"] = swap
     if cpus:
         try:
             nano = int(float(cpus) * 1e9)
@@ -154,7 +169,7 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
             "shm_size": ram_bytes(shm_size, "--shm-size") if shm_size else 0,
             "devices": [parse_device(d) for d in devices or []],
             "security_opt": list(security_opt or []), "no_new_privileges": nnp,
-            "seccomp": seccomp, "limits": limits}
+            "seccomp": seccomp, "limits": limits, "cgroup_parent": cgroup_parent or ""}
 
 
 def inspect_fields(process: dict) -> dict:
@@ -167,23 +182,16 @@ def inspect_fields(process: dict) -> dict:
             "SecurityOpt": process.get("security_opt") or None,
             "UsernsMode": process.get("userns") or "",
             "PidsLimit": limits.get("PidsLimit"), "Memory": limits.get("Memory", 0),
-            "NanoCpus": limits.get("NanoCpus", 0)}
+            "MemorySwap": memory_swap(limits), "NanoCpus": limits.get("NanoCpus", 0),
+            "CgroupParent": process.get("cgroup_parent") or ""}
 
 
-def limits_note(process: dict, cgroup_v2: bool) -> str | None:
-    """The one warning line when resource limits were asked for: rootless
-    containers get no cgroup on v1 (nothing is delegated to a user there:
-    Podman's words), and dockish does not make delegated v2 cgroups yet."""
-    if not process.get("limits"):
-        return None
-    if not cgroup_v2:
-        return f"WARNING: {CGROUP_V1_NOTE}"
-    return ("WARNING: Resource limits are not applied: dockish does not place containers "
-            "in delegated cgroup v2 groups yet")
-
-
-def cgroup_v2() -> bool:
-    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
+def limits_note(process: dict) -> str | None:
+    """The one warning line when resource limits were asked for and no
+    delegated cgroup can take them (why, and the admin's command); None
+    when they will be applied."""
+    from .cgroups import note
+    return note(process)
 
 
 def extra_groups(process: dict, group_file: str) -> list[int]:
