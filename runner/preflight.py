@@ -247,16 +247,27 @@ def check_network_tools() -> dict:
 
 
 def check_cgroup() -> dict:
+    """Which controllers are delegated to the user, and where (so that
+    ``--pids-limit``, ``-m`` and ``--cpus`` are applied: runner.runtime.cgroups)."""
+    from .runtime import cgroups
     top = _root("DOCKISH_PREFLIGHT_CGROUP", "/sys/fs/cgroup")
-    fix_v2 = ("sudo mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\n"
-              "Delegate=cpu cpuset io memory pids\\n' | sudo tee /etc/systemd/system/"
-              "user@.service.d/delegate.conf && sudo systemctl daemon-reload "
-              "(then log in again)")
+    fix_v2 = cgroups.FIX_V2
     if _read_small(top / "cgroup.controllers") is None:
-        return _record("cgroups", False, "cgroup v1 (or none): containers cannot get "
-                       "resource limits without root",
-                       "boot with systemd.unified_cgroup_hierarchy=1 on the kernel command "
-                       "line (cgroup v2), then delegate controllers: " + fix_v2)
+        places = cgroups.delegation(str(top), str(_proc() / "self" / "cgroup"))
+        missing = [c for c in ("pids", "memory", "cpu") if c not in places]
+        if not missing:
+            return _record("cgroups", True, "cgroup v1, delegated: "
+                           + cgroups.delegation_text(places)
+                           + " (--cgroup-parent, or run inside it: the default parent)")
+        fix = cgroups.admin_fix(False, cgroups.user_name())
+        if places:
+            return _record("cgroups", False, "cgroup v1, delegated: "
+                           + cgroups.delegation_text(places) + f"; not {', '.join(missing)}: "
+                           "those limits are not applied", fix)
+        return _record("cgroups", False, "cgroup v1: no cgroup is delegated to you: "
+                       "--pids-limit, -m and --cpus are not applied",
+                       fix + "; or boot with systemd.unified_cgroup_hierarchy=1 on the kernel "
+                       "command line (cgroup v2), then delegate controllers: " + fix_v2)
     own = ""
     for line in (_read_small(_proc() / "self" / "cgroup") or "").splitlines():
         if line.startswith("0::"):

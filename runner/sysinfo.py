@@ -37,12 +37,17 @@ def info(root: Path) -> dict:
     networks = ["host", "none"] + [n for n, tool in (("slirp4netns", "slirp4netns"),
                                                      ("pasta", "pasta")) if shutil.which(tool)]
     cgroup = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+    from .runtime.cgroups import delegation, delegation_text
+    places = delegation()
     return {
         "Containers": len(every), "ContainersRunning": len(running) - len(paused),
         "ContainersPaused": len(paused), "ContainersStopped": len(every) - len(running),
         "Images": images, "Driver": "dockish (FUSE union of OCI layers)",
         "DockerRootDir": str(root), "CgroupVersion": cgroup,
-        "CgroupDriver": "none (rootless: no resource limits)",
+        # Docker's names: cgroupfs (dockish writes the delegated cgroup's
+        # files itself), none (rootless with nothing delegated: no limits)
+        "CgroupDriver": "cgroupfs" if places else "none",
+        "CgroupDelegated": delegation_text(places),
         "SecurityOptions": ["name=rootless", "name=userns",
                             f"subordinate ids: {uids}" if mapping.full else
                             "single id mapping (no /etc/subuid range)"],

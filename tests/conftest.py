@@ -111,7 +111,28 @@ def testbed_problems() -> list[str]:
                 f"{p.stderr.strip()} — try `sudo sysctl -w kernel.unprivileged_userns_clone=1` "
                 "or `sudo sysctl -w user.max_user_namespaces=15000`")
     problems.extend(_other_user_problems())
+    problems.extend(_cgroup_problems())
     return problems
+
+
+def _cgroup_problems() -> list[str]:
+    """tests/test_cgroups.py applies limits under the cgroup v1 subtree
+    ``scripts/delegate-cgroups`` gives the test user (owned by it)."""
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return []                     # v2: the cgroup tests use v1's tree (pure v2 rules)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    missing = []
+    for c in ("pids", "memory", "cpu"):
+        try:
+            st = os.lstat(f"/sys/fs/cgroup/{c}/dockish-{user}")
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            missing.append(c)
+    if not missing:
+        return []
+    return [f"no cgroup is delegated to {user} ({', '.join(missing)}): run "
+            f"`sudo scripts/delegate-cgroups {user}`"]
 
 
 def _other_user_problems() -> list[str]:

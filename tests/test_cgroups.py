@@ -195,6 +195,36 @@ def test_the_child_cgroup_goes_with_run_rm_rm_and_a_killed_monitor(bb, dockish_r
     ok("rm", cid)
 
 
+# ------------------------------------------------------------------ info and check
+
+def test_info_and_check_say_what_is_delegated_and_where(tmp_path):
+    info = ok("info")
+    assert " Cgroup Driver: cgroupfs\n Cgroup Version: 1\n" \
+        f" Cgroup Delegated: pids, memory, cpu at {PARENT}\n" in info
+    assert ok("info", "-f", "{{.CgroupDriver}} {{.CgroupDelegated}}") == \
+        f"cgroupfs pids, memory, cpu at {PARENT}\n"
+    recs = {r["name"]: r for r in json.loads(dockish("check", "--format", "json").stdout)}
+    assert (recs["cgroups"]["ok"], recs["cgroups"]["detail"]) == (
+        True, f"cgroup v1, delegated: pids, memory, cpu at {PARENT} (--cgroup-parent, or run "
+        "inside it: the default parent)")
+    # a tree where only pids is ours (the user's own cgroup: the default parent)
+    top = tmp_path / "cgroup"
+    for c in ("pids", "memory", "cpu"):
+        (top / c).mkdir(parents=True)
+    os.chmod(top / "memory", 0o555)          # not writable: not delegated
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text("3:pids:/\n2:memory:/\n1:cpu:/x\n")
+    env = dict(os.environ, DOCKISH_PREFLIGHT_CGROUP=str(top),
+               DOCKISH_PREFLIGHT_PROC=str(tmp_path / "proc"))
+    res = subprocess.run([dockish_exe(), "check", "--format", "json"], capture_output=True,
+                         text=True, env=env)
+    rec = {r["name"]: r for r in json.loads(res.stdout)}["cgroups"]
+    assert (rec["ok"], rec["detail"]) == (False, "cgroup v1, delegated: pids at /; not memory, "
+                                                 "cpu: those limits are not applied")
+    assert rec["fix"].startswith(f"sudo sh -c 'for c in pids memory cpu; do mkdir -p "
+                                 f"/sys/fs/cgroup/$c/dockish-{USER} && chown -R {USER} ")
+
+
 # ------------------------------------------------------------------ the API
 
 def test_docker_cli_oomkilled_and_limits_through_the_socket(service):  # noqa: F811
@@ -202,7 +232,9 @@ def test_docker_cli_oomkilled_and_limits_through_the_socket(service):  # noqa: F
                  PARENT, "-m", "32m", "busybox", "tail", "/dev/zero")
     assert res.returncode == 137, (res.stderr, service.logs())
     assert docker_ok(service, "inspect", "-f", "{{.State.OOMKilled}} {{.HostConfig.Memory}} "
-               "{{.HostConfig.CgroupParent}}", "hog") == f"true {32 << 20} {PARENT}\n"
+                     "{{.HostConfig.CgroupParent}}", "hog") == f"true {32 << 20} {PARENT}\n"
+    assert docker_ok(service, "info", "-f", "{{.CgroupDriver}} {{.CgroupVersion}}") == \
+        "cgroupfs 1\n"
     res = docker(service, "run", "--rm", "--network", "none", "--pids-limit", "5", "busybox",
                  "true")
     assert res.returncode == 0, res.stderr

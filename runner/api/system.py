@@ -106,7 +106,7 @@ class SystemApi:
             "Images": images, "Driver": "dockish (FUSE union of OCI layers)",
             "DockerRootDir": str(self.engine.root),
             "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists()
-            else "1", "CgroupDriver": "none",
+            else "1", "CgroupDriver": _cgroup_driver(),
             "KernelVersion": platform.release(), "OperatingSystem": platform.system(),
             "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
             "MemTotal": mem, "ServerVersion": package_version(),
@@ -279,3 +279,10 @@ def _event_filters(raw: str | None) -> dict[str, list[str]]:
         else:
             raise ApiError(400, f"invalid filters: {raw}")
     return out
+
+
+def _cgroup_driver() -> str:
+    """Docker's field: cgroupfs when a cgroup is delegated to the user
+    (dockish writes its files itself), else none (runner.sysinfo's rule)."""
+    from ..runtime.cgroups import delegation
+    return "cgroupfs" if delegation() else "none"

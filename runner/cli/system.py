@@ -169,6 +169,7 @@ Server:
  Storage Driver: {data['Driver']}
  Cgroup Driver: {data['CgroupDriver']}
  Cgroup Version: {data['CgroupVersion']}
+ Cgroup Delegated: {data['CgroupDelegated']}
  Network: {' '.join(data['Networks'])}
  Init Binary: {data['InitBinary']}
  Security Options:""" + "".join(f"\n  {o}" for o in data["SecurityOptions"]) + f"""

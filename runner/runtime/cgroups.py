@@ -149,16 +149,20 @@ def oom_kills(text: str) -> int:
     return 0
 
 
+def admin_fix(v2: bool, user: str) -> str:
+    """The administrator's command that delegates a cgroup to ``user``."""
+    if v2:
+        return FIX_V2
+    return (f"sudo sh -c 'for c in pids memory cpu; do mkdir -p /sys/fs/cgroup/$c/"
+            f"dockish-{user} && chown -R {user} /sys/fs/cgroup/$c/dockish-{user}; done' "
+            f"(dockish's scripts/delegate-cgroups {user}), then run with --cgroup-parent "
+            f"/dockish-{user}")
+
+
 def not_applied(why: str, v2: bool, user: str) -> str:
     """The one warning line: why no limit is applied and how an admin fixes it."""
-    if v2:
-        fix = FIX_V2
-    else:
-        fix = (f"sudo sh -c 'for c in pids memory cpu; do mkdir -p /sys/fs/cgroup/$c/"
-               f"dockish-{user} && chown -R {user} /sys/fs/cgroup/$c/dockish-{user}; done' "
-               f"(dockish's scripts/delegate-cgroups {user}), then run with --cgroup-parent "
-               f"/dockish-{user}")
-    return f"WARNING: Resource limits are not applied: {why}; an admin delegates one: {fix}"
+    return (f"WARNING: Resource limits are not applied: {why}; an admin delegates one: "
+            f"{admin_fix(v2, user)}")
 
 
 # ------------------------------------------------------------------ finding the parent
@@ -272,7 +276,8 @@ def find(process: dict, top: str = TOP, proc: str = "/proc/self/cgroup") -> Plac
     return place
 
 
-def _user() -> str:
+def user_name() -> str:
+    """The user's login name (the ``dockish-USER`` of the admin's command)."""
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -290,7 +295,7 @@ def note(process: dict) -> str | None:
         place = f"{TOP} cannot be read ({os.strerror(e.errno).lower()})"
     if isinstance(place, Placement):
         return None
-    return not_applied(place, is_v2(), _user())
+    return not_applied(place, is_v2(), user_name())
 
 
 # ------------------------------------------------------------------ making, entering, removing
@@ -508,3 +513,62 @@ def release_stale(c) -> None:
     owner = st.get("cgroups_owner") or [None, None]
     if not ns.alive(owner[0], owner[1] if len(owner) > 1 else None):
         release_container(c)
+
+
+# ------------------------------------------------------------------ what info and check say
+
+def delegation(top: str = TOP, proc: str = "/proc/self/cgroup") -> dict[str, str]:
+    """controller -> the parent path delegated to the user for it: their own
+    cgroup (the default parent) if it is theirs, else ``/dockish-USER``
+    (what ``scripts/delegate-cgroups`` makes) for v1's pids, memory and
+    cpu; on v2 the controllers enabled below their own cgroup."""
+    own = _own(proc)
+    out: dict[str, str] = {}
+    try:
+        top_fd = _open_top(top)
+    except OSError:
+        return out
+    try:
+        if is_v2(top):
+            path = own.get(V2, ("", ""))[1]
+            if path and _is_delegated(top_fd, _split(path)):
+                fd = _walk(top_fd, _split(path))
+                try:
+                    enabled = _read_at(fd, "cgroup.subtree_control").split()
+                except OSError:
+                    enabled = []
+                finally:
+                    os.close(fd)
+                out.update({c: path for c in enabled})
+            return out
+        for ctrl in ("pids", "memory", "cpu"):
+            if ctrl not in own:
+                continue
+            hier, mine = own[ctrl]
+            for cand in (mine, f"/dockish-{user_name()}"):
+                if _is_delegated(top_fd, _split(hier, cand)):
+                    out[ctrl] = cand
+                    break
+    finally:
+        os.close(top_fd)
+    return out
+
+
+def _is_delegated(top_fd: int, parts: list[str]) -> bool:
+    try:
+        fd = _walk(top_fd, parts)
+    except OSError:
+        return False
+    try:
+        return _delegated(fd)
+    finally:
+        os.close(fd)
+
+
+def delegation_text(places: dict[str, str]) -> str:
+    """``pids, memory, cpu at /dockish-u`` (grouped by parent), or ``none``."""
+    by_path: dict[str, list[str]] = {}
+    for ctrl, path in places.items():
+        by_path.setdefault(path, []).append(ctrl)
+    return "; ".join(f"{', '.join(ctrls)} at {path}" for path, ctrls in by_path.items()) \
+        or "none"
