@@ -931,7 +931,7 @@ class Engine:
             status, code = c.status()
             shown = ps_row(c, "running" if status == "paused" else status, code, True)
             rec = sm.summary(c, shown["Status"], self.volume_store.path,
-                             self._container_sizes(c) if size else None)
+                             self.container_sizes(c) if size else None)
             if _name_moved(images, c.config.image, c.config.image_id):
                 rec["Image"] = c.config.image_id        # as Docker's daemon shows it
             out.append(rec)
@@ -958,15 +958,21 @@ class Engine:
                 (list(r.diff_ids), (store.config(r) or {}).get("history") or []), base)}
         return out
 
-    def _container_sizes(self, c: Container) -> tuple[int, int]:
+    def container_sizes(self, c: Container) -> tuple[int, int]:
         """(its writable layer, that plus its image's layers), as ``ps -s``."""
         from .runtime.hostfs import disk_usage
         store = self.image_store()
         rw = disk_usage(c.upper)
         return rw, rw + sum(store.layer_size(d) for d in c.config.diff_ids)
 
-    def inspect_container(self, ref: str) -> dict:
-        return inspect_container(self.get(ref), self.volume_store)
+    def inspect_container(self, ref: str, size: bool = False) -> dict:
+        """Docker's container inspect; ``size``: with ``SizeRw`` and
+        ``SizeRootFs`` (``inspect -s``), measured as ``ps -s`` measures."""
+        c = self.get(ref)
+        out = inspect_container(c, self.volume_store)
+        if size:
+            out["SizeRw"], out["SizeRootFs"] = self.container_sizes(c)
+        return out
 
     def top(self, ref: str) -> list[tuple[str, str, str, str]]:
         """The container's processes (uid as the container sees it, pid,
@@ -1035,11 +1041,15 @@ class Engine:
     def attach(self, ref: str, no_stdin: bool = False, detach_keys: str = "ctrl-p,ctrl-q",
                fds: Fds | None = None,
                write: Callable[[bytes], None] | None = None,
-               write_err: Callable[[bytes], None] | None = None) -> tuple[int, bool]:
+               write_err: Callable[[bytes], None] | None = None,
+               sig_proxy: bool = False) -> tuple[int, bool]:
         """A -t container: through its monitor's socket; else its output
         followed (stdout given to ``write``, stderr to ``write_err``, or to
         ``write`` without it) and, for a ``-i`` one, ``fds.stdin`` sent to its
-        stdin. (exit code, detached by the keys)."""
+        stdin; ``sig_proxy`` (the CLI's main thread only): the signals this
+        process gets go to the container's process meanwhile, as the docker
+        CLI's attach does for a container without a terminal. (exit code,
+        detached by the keys)."""
         from .runtime.monitor import attach_terminal
         from .runtime.tty import parse_detach_keys
         c = self.get(ref)
@@ -1055,16 +1065,29 @@ class Engine:
             if not no_stdin and c.config.interactive:      # -i: our stdin to its, kept open
                 from .runtime.stdinrelay import feed_from
                 feed_from(c, (fds or Fds()).stdin)
-            for entry in self.follow_output(c):
-                sink = write_err if entry.stream == 2 and write_err is not None else write
-                if sink is not None:
-                    sink(entry.data)
-            self.await_stopped(c, 1e9)
+            with self._signals_to(c) if sig_proxy else contextlib.nullcontext():
+                for entry in self.follow_output(c):
+                    sink = write_err if entry.stream == 2 and write_err is not None else write
+                    if sink is not None:
+                        sink(entry.data)
+                self.await_stopped(c, 1e9)
             return exit_code(c), False
         if attach_terminal(c, not no_stdin and c.config.interactive, keys, fds or Fds()):
             return 0, True
         self.await_stopped(c, 10)
         return exit_code(c), False
+
+    @contextlib.contextmanager
+    def _signals_to(self, c: Container) -> Iterator[None]:
+        """The signals a client passes on (``monitor.FORWARDED``) sent to
+        ``c``'s process while the block runs, then handled as before."""
+        from .runtime.monitor import FORWARDED
+        before = {sig: signal.signal(sig, lambda s, _f: self._signal(c, s)) for sig in FORWARDED}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
     def resize(self, ref: str | Container, rows: int, cols: int) -> None:
         """A ``-t`` container's window size, told to its monitor (one attach

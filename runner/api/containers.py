@@ -143,6 +143,8 @@ class ContainerApi:
         c = await self._get(req.params["id"])
         data = await blocking(self._inspect, c)
         legacy_aliases(data["NetworkSettings"], req.api_version, c.id)
+        if req.flag("size"):                     # docker inspect -s
+            data["SizeRw"], data["SizeRootFs"] = await blocking(self.engine.container_sizes, c)
         return data
 
     def _inspect(self, c: Container) -> dict:
@@ -301,7 +303,7 @@ class ContainerApi:
             since = None
         if until in ("0", "0.000000000"):
             until = None
-        stamps = req.flag("timestamps")
+        stamps, details = req.flag("timestamps"), req.flag("details")
         entries = await blocking(lambda: self.engine.logs(
             c, want_out, want_err, since=since, until=until, tail=req.arg("tail", "all") or "all",
             follow=req.flag("follow")))
@@ -315,8 +317,9 @@ class ContainerApi:
                     break
                 out = bytearray()
                 for e in batch:
-                    data = (rfc3339_nano(e.time).encode() + b" " + e.data) if stamps \
-                        else e.data
+                    data = b" " + e.data if details else e.data   # no attributes: a space
+                    if stamps:
+                        data = rfc3339_nano(e.time).encode() + b" " + data
                     out += data if tty else frame(e.stream, data)
                 await req.conn.write(bytes(out))
         finally:

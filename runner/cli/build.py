@@ -13,6 +13,7 @@ import click
 
 from ..errors import DockishError
 from ..format import size
+from .compat import content_trust, no_op_flag
 
 
 def _build_args(items: tuple[str, ...]) -> dict[str, str]:
@@ -87,6 +88,11 @@ def register(main: click.Group) -> None:
     @click.option("--platform", help="Only the host's platform is built.")
     @click.option("--pull", is_flag=True, help="Always attempt to pull all referenced images.")
     @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
+    @no_op_flag("--force-rm", "Always remove intermediate containers (always done: RUN "
+                "steps leave none).")
+    @no_op_flag("--compress", "Compress the build context (nothing to do: no context is "
+                "sent to a daemon).")
+    @content_trust
     @click.option("--progress", default="auto", metavar="MODE",
                   help="auto (the classic output), plain or tty (BuildKit's lines with step "
                        "timings, on stderr), quiet (the image ID only), rawjson.")
@@ -169,10 +175,13 @@ def register(main: click.Group) -> None:
         """Docker Buildx's commands: ``buildx build`` is ``build``."""
 
     buildx.add_command(build, "build")
+    main.commands["image"].add_command(build, "build")      # docker image build
 
     @main.group(context_settings={"help_option_names": ["-h", "--help"]})
     def builder() -> None:
         """Manage the build cache."""
+
+    builder.add_command(build, "build")                     # docker builder build
 
     @builder.command("prune")
     @click.option("-a", "--all", "all_", is_flag=True, help="Remove all cache (the default "

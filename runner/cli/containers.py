@@ -15,6 +15,7 @@ from ..engine import CreateOptions, Engine, ExecOptions
 from ..errors import DockishError, EscapeError, UsageError, known_errors
 from ..format import size, table
 from ..runtime.labels import parse as parse_labels
+from .compat import content_trust
 from .listing import format_rows, inspect_lines
 
 RUN_SETTINGS = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -326,6 +327,7 @@ def make_container(eng: Engine, image: str, args: tuple[str, ...], opts: dict):
 
 @click.command(context_settings=RUN_SETTINGS)
 @run_options
+@content_trust
 @click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id.")
 @click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               help="Proxy received signals to the process (--sig-proxy=false: don't).")
@@ -356,6 +358,7 @@ def run(detach: bool, sig_proxy: bool, detach_keys: str, image: str, args: tuple
 
 @click.command(context_settings=RUN_SETTINGS)
 @run_options
+@content_trust
 @click.argument("image")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def create(image: str, args: tuple[str, ...], **opts) -> None:
@@ -494,19 +497,31 @@ def ps_uses_size(fmt: str) -> bool:
 @click.option("--since", help="Only output since this time (seconds since the epoch, "
               "RFC 3339, or a duration back from now like 10m).")
 @click.option("--until", help="Only output before this time (as --since).")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs (a "
+              "line's attributes; dockish has no --log-opt ones, so a space, as Docker's).")
 @click.argument("container")
 def logs(follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
-         container: str) -> None:
+         details: bool, container: str) -> None:
     """Show a container's output (its stderr on stderr, as Docker does)."""
     from ..runtime.logs import STDERR, rfc3339_nano
     at_line_start = {1: True, 2: True}
     for entry in engine().logs(container, since=since, until=until, tail=tail,
                                follow=follow, timestamps=timestamps):
         data = entry.data
+        if details:                  # Docker: each line's attributes (none here), a space
+            data = _detailed(data, at_line_start[entry.stream])
         if timestamps and at_line_start[entry.stream] and entry.time:
             data = rfc3339_nano(entry.time).encode() + b" " + data
         at_line_start[entry.stream] = data.endswith(b"\n")
         (_write_err if entry.stream == STDERR else _write)(data)
+
+
+def _detailed(data: bytes, at_line_start: bool) -> bytes:
+    """``logs --details``: a space before each line that starts in ``data``."""
+    parts = data.split(b"\n")
+    last = len(parts) - 1
+    return b"\n".join(b" " + part if (i or at_line_start) and (i < last or part) else part
+                      for i, part in enumerate(parts))
 
 
 @click.command("exec", context_settings=RUN_SETTINGS)
@@ -569,6 +584,9 @@ def typed_inspect(obj: dict) -> dict:
     state = obj.get("State")
     if isinstance(state, dict) and "Health" not in state:
         out["State"] = {**state, "Health": None}
+    if isinstance(state, dict):                  # a container's sizes: nil without -s
+        out.setdefault("SizeRw", None)
+        out.setdefault("SizeRootFs", None)
     config = obj.get("Config")
     if isinstance(config, dict):
         out["Config"] = {**CONFIG_ZERO, **config}
@@ -581,8 +599,10 @@ def typed_inspect(obj: dict) -> dict:
 @click.option("-f", "--format", "fmt", help="A Go-style template like {{.State.Status}}.")
 @click.option("--type", "type_", default="container",
               help="Only inspect objects of the given type.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes (SizeRw, "
+              "SizeRootFs).")
 @click.argument("names", nargs=-1, required=True)
-def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
+def inspect(fmt: str | None, type_: str, names: tuple[str, ...], size: bool = False) -> None:
     """Show containers' details as JSON."""
     from ..runtime.container import ContainerError
     ctx = click.get_current_context()
@@ -591,7 +611,7 @@ def inspect(fmt: str | None, type_: str, names: tuple[str, ...]) -> None:
     out, failed = [], []
     for ref in names:
         try:
-            out.append(eng.inspect_container(ref))
+            out.append(eng.inspect_container(ref, size))
         except ContainerError as e:
             failed.append(f"Error: No such object: {ref}" if top_level and
                           str(e).startswith("No such container") else f"Error: {e}")
@@ -680,12 +700,18 @@ def export(output: str | None, container: str) -> None:
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--detach-keys", default="ctrl-p,ctrl-q", show_default=True,
               help="Keys that detach from the container.")
+@click.option("--sig-proxy", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              help="Proxy all received signals to the process (a container without a "
+                   "terminal; --sig-proxy=false: they end this client only).")
 @click.argument("container")
-def attach(no_stdin: bool, detach_keys: str, container: str) -> None:
+def attach(no_stdin: bool, detach_keys: str, sig_proxy: bool, container: str) -> None:
     """Attach to a running container's terminal (run -d -t; -i for input)
     or follow its output; exits with its code."""
+    if not sig_proxy:                 # ctrl-c ends the client by the signal, as Go's does
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     code, detached = engine().attach(container, no_stdin, detach_keys, write=_write,
-                                     write_err=_write_err)
+                                     write_err=_write_err, sig_proxy=sig_proxy)
     if detached:
         click.echo("\nread escape sequence", err=True)
     sys.exit(code)

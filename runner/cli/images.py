@@ -19,6 +19,7 @@ from ..format import ago as human_ago
 from ..format import go_time as _iso
 from ..format import size as human_size
 from ..images import inspect_image
+from .compat import content_trust
 from .containers import filters_flag, print_inspect, print_rows, typed_inspect
 from .listing import IMAGES_RAW, IMAGES_RAW_DIGEST, IMAGES_RAW_QUIET, quiet_format
 
@@ -132,6 +133,7 @@ class Progress:
 @click.option("-a", "--all-tags", is_flag=True, help="Pull every tagged image of the "
               "repository.")
 @registry_options
+@content_trust
 @click.argument("name")
 def pull(quiet: bool, platform: str | None, all_tags: bool, tls_verify, authfile, name: str):
     """Pull an image from a registry."""
@@ -177,6 +179,7 @@ def _pull_one(name: str, quiet: bool, platform: str | None, options,
 @click.option("-a", "--all-tags", is_flag=True, help="Push all tags of the repository.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @registry_options
+@content_trust
 @click.argument("name")
 @click.argument("destination", required=False)
 def push(all_tags: bool, quiet: bool, tls_verify, authfile, name: str,
@@ -490,9 +493,12 @@ def _inspect_any(container_inspect: click.Command) -> click.Command:
                   "'{{.Id}}'.")
     @click.option("--type", "kind", type=click.Choice(["container", "image"]), default=None,
                   help="Only inspect objects of the given type.")
+    @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type "
+                  "is container.")
     @click.argument("names", nargs=-1, required=True)
     @click.pass_context
-    def inspect_any(ctx, fmt: str | None, kind: str | None, names: tuple[str, ...]):
+    def inspect_any(ctx, fmt: str | None, kind: str | None, names: tuple[str, ...],
+                    size: bool):
         """Show low-level information on containers or images, as JSON."""
         from registry.store import NoSuchImage
 
@@ -501,12 +507,13 @@ def _inspect_any(container_inspect: click.Command) -> click.Command:
         if kind == "image":
             return ctx.invoke(inspect, fmt=fmt, kind="image", names=names)
         if kind == "container":
-            return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names)
+            return ctx.invoke(container_inspect, fmt=fmt, type_="container", names=names,
+                              size=size)
         eng, store = engine(), _store()
         out, missing = [], []
         for n in names:                  # a container first, as Docker's
             try:
-                out.append(eng.inspect_container(n))
+                out.append(eng.inspect_container(n, size))
                 continue
             except ContainerError:
                 pass

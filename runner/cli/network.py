@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from .compat import no_op_flag
 from .containers import _each, engine, print_inspect, print_rows
 
 NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -69,6 +70,8 @@ def network_ls(filters: tuple[str, ...], fmt: str | None, quiet: bool, no_trunc:
 
 @network_group.command("inspect")
 @click.option("-f", "--format", "fmt", help="A Go template like {{.IPAM.Config}}.")
+@no_op_flag("--verbose", "Verbose output for diagnostics (the same here: it adds only "
+            "swarm services, which dockish has none of).", "-v")
 @click.argument("names", nargs=-1, required=True)
 def network_inspect(fmt: str | None, names: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks."""

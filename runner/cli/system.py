@@ -296,5 +296,6 @@ def register(main: click.Group) -> None:
     main.add_command(events)
     system = main.commands["system"]
     system.add_command(info, "info")
+    system.add_command(events, "events")            # docker system events
     system.add_command(system_prune, "prune")
     system.add_command(system_df, "df")
