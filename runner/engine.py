@@ -1714,7 +1714,9 @@ def ps_row(c: Container, status: str, code: int | None, no_trunc: bool) -> dict:
 
 def inspect_container(c: Container, vols: Volumes) -> dict:
     """Docker's ``inspect`` of a container."""
+    from .runtime.cgroups import release_stale
     from .runtime.netops import host_config, network_settings
+    release_stale(c)           # an ended container's OOM kill is known before it is shown
     cfg = c.config
     status, code = c.status()
     st = c.state()

@@ -124,6 +124,33 @@ def test_cpus_holds_a_busy_loop_to_its_share(bb):
     assert 0 < ratio < 0.75, ratio                    # about half a CPU, never a whole one
     assert int(stat["nr_throttled"]) > 0              # the quota held it back
     assert not cpu.exists()
+    # -c, --cpu-period and --cpu-quota as given
+    cid = ok("run", "-d", "--network", "none", "--cgroup-parent", PARENT, "-c", "512",
+             "--cpu-period", "50000", "--cpu-quota", "25000", bb, "sleep", "60").strip()
+    cpu = _child("cpu", cid)
+    assert [(cpu / f).read_text() for f in ("cpu.shares", "cpu.cfs_period_us",
+                                            "cpu.cfs_quota_us")] == ["512\n", "50000\n",
+                                                                     "25000\n"]
+    host = _inspect(cid)["HostConfig"]
+    assert (host["CpuShares"], host["CpuPeriod"], host["CpuQuota"], host["NanoCpus"]) == \
+        (512, 50000, 25000, 0)
+    ok("rm", "-f", cid)
+    res = dockish("create", "--cpus", "1", "--cpu-quota", "5000", bb, "true")
+    assert (res.returncode, res.stderr.strip()) == (
+        125, "dockish: error: Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+
+
+@pytest.mark.usefixtures("no_leftovers")
+def test_keep_id_containers_and_their_execs_enter_the_cgroup_too(bb):
+    """--userns=keep-id: root inside is a subordinate id, which may not move
+    itself into the user's cgroup; the holder enters it before that."""
+    cid = ok("run", "-d", "--network", "none", "--userns=keep-id", "--cgroup-parent", PARENT,
+             "--pids-limit", "20", bb, "sleep", "60").strip()
+    for out in (ok("exec", cid, "cat", "/proc/1/cgroup"),
+                ok("exec", cid, "cat", "/proc/self/cgroup")):
+        assert f"pids:{PARENT}/dockish-{cid}\n" in out, out
+    ok("rm", "-f", cid)
+    assert not _child("pids", cid).exists()
 
 
 # ------------------------------------------------------------------ the one warning line
@@ -267,6 +294,12 @@ def test_v1_and_v2_files_and_values():
     assert cgroups.v1_files(parse(cpus="1.5")["limits"])["cpu"][1] == \
         ("cpu.cfs_quota_us", "150000")
     assert cgroups.v1_files(parse(pids_limit=-1)["limits"]) == {}     # -1: unlimited
+    given = parse(cpu_shares=1024, cpu_period=50000, cpu_quota=20000)["limits"]
+    assert cgroups.v1_files(given) == {"cpu": [
+        ("cpu.shares", "1024"), ("cpu.cfs_period_us", "50000"), ("cpu.cfs_quota_us", "20000")]}
+    assert cgroups.v2_files(given) == [("cpu.weight", "39"), ("cpu.max", "20000 50000")]
+    assert cgroups.v2_files(parse(cpu_period=50000)["limits"]) == [("cpu.max", "max 50000")]
+    assert cgroups.cpu_weight(2) == 1 and cgroups.cpu_weight(262144) == 10000
     assert cgroups.v2_files({}) == [] and cgroups.v1_files({}) == {}
 
 
@@ -294,6 +327,13 @@ def test_own_cgroups_parent_paths_and_oom_counts():
         parse(memory="64m", memory_swap="32m")
     with pytest.raises(DockishError, match="Minimum memory limit allowed is 6MB"):
         parse(memory="1m")
+    for kw, words in (({"cpus": "1", "cpu_period": 50000}, "Nano CPUs and CPU Period"),
+                      ({"cpu_quota": 10}, "CPU cfs quota can not be less than 1ms"),
+                      ({"cpu_period": 10}, "CPU cfs period can not be less than 1ms"),
+                      ({"cpu_shares": -1}, "invalid CPU shares (-1)"),
+                      ({"cpus": "0.001"}, "Range of CPUs is from 0.01 to")):
+        with pytest.raises(DockishError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            parse(**kw)
 
 
 @pytest.mark.pure

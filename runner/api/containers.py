@@ -677,7 +677,8 @@ _HOST_SUPPORTED = {"Binds", "Mounts", "Tmpfs", "NetworkMode", "PortBindings", "A
                    "Isolation", "CgroupnsMode", "IpcMode", "PidMode", "UTSMode", "UsernsMode",
                    "Runtime", "OomKillDisable", "MaskedPaths", "ReadonlyPaths", "ShmSize",
                    "GroupAdd", "Annotations", "Ulimits", "Devices", "PidsLimit", "Memory",
-                   "NanoCpus", "MemorySwap", "CgroupParent"}
+                   "NanoCpus", "MemorySwap", "CgroupParent", "CpuShares", "CpuPeriod",
+                   "CpuQuota"}
 _CONFIG_SUPPORTED = {"Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                      "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
                      "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
@@ -831,14 +832,17 @@ def _process(hc: dict) -> dict:
         swap = int(hc.get("MemorySwap") or 0)
         nano = int(hc.get("NanoCpus") or 0)
         parent = str(hc.get("CgroupParent") or "")
+        cpu = {k: int(hc.get(f) or 0) or None for k, f in (
+            ("cpu_shares", "CpuShares"), ("cpu_period", "CpuPeriod"), ("cpu_quota", "CpuQuota"))}
         group_add = [str(g) for g in hc.get("GroupAdd") or []]
         security = [str(o) for o in hc.get("SecurityOpt") or []]
     except (KeyError, TypeError, ValueError):
         raise ApiError(400, "HostConfig: Ulimits, Devices, ShmSize, PidsLimit, Memory, "
-                       "MemorySwap and NanoCpus must be Docker's shapes") from None
+                       "MemorySwap, NanoCpus and the Cpu fields must be Docker's shapes") \
+            from None
     return parse(userns=hc.get("UsernsMode") or "", group_add=group_add, ulimits=ulimits,
                  shm_size=str(shm) if shm else None, devices=devices,
                  security_opt=security, pids_limit=pids if pids > 0 else None,
                  memory=str(memory) if memory else None,
                  cpus=str(nano / 1e9) if nano else None,
-                 memory_swap=str(swap) if swap else None, cgroup_parent=parent)
+                 memory_swap=str(swap) if swap else None, cgroup_parent=parent, **cpu)

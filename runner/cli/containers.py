@@ -159,7 +159,9 @@ def process_options(opts: dict) -> dict:
                  ulimits=list(opts["ulimit"]), shm_size=opts["shm_size"],
                  devices=list(opts["device"]), security_opt=list(opts["security_opt"]),
                  pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"],
-                 memory_swap=opts["memory_swap"], cgroup_parent=opts["cgroup_parent"] or "")
+                 memory_swap=opts["memory_swap"], cgroup_parent=opts["cgroup_parent"] or "",
+                 cpu_shares=opts["cpu_shares"], cpu_period=opts["cpu_period"],
+                 cpu_quota=opts["cpu_quota"])
 
 
 def network_options(opts: dict) -> dict:
@@ -249,6 +251,11 @@ def run_options(fn):
                      "enable unlimited swap."),
         click.option("--cgroup-parent", help="Optional parent cgroup for the container "
                      "(one delegated to you)."),
+        click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)."),
+        click.option("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair "
+                     "Scheduler) period."),
+        click.option("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair "
+                     "Scheduler) quota."),
         click.option("--cpus", help="Number of CPUs."),
     ]
     for o in reversed(opts):

@@ -38,7 +38,6 @@ from ..errors import DockishError, UsageError
 
 TOP = "/sys/fs/cgroup"
 CPU_PERIOD = 100_000                    # Docker's CFS period for --cpus (100 ms)
-V1_CONTROLLERS = {"PidsLimit": "pids", "Memory": "memory", "NanoCpus": "cpu"}
 V2 = ""                                 # the unified hierarchy's key in the maps below
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FIX_V2 = ("sudo mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\n"
@@ -78,10 +77,28 @@ def v1_files(limits: dict, memsw: bool = True) -> dict[str, list[tuple[str, str]
         swap = memory_swap(limits)
         if memsw and swap > 0:
             out["memory"].append(("memory.memsw.limit_in_bytes", str(swap)))
-    if limits.get("NanoCpus"):
-        out["cpu"] = [("cpu.cfs_period_us", str(CPU_PERIOD)),
-                      ("cpu.cfs_quota_us", str(cpu_quota(limits["NanoCpus"])))]
+    cpu = [("cpu.shares", str(limits["CpuShares"]))] if limits.get("CpuShares") else []
+    period, quota = cfs(limits)
+    if period:
+        cpu.append(("cpu.cfs_period_us", str(period)))
+    if quota:
+        cpu.append(("cpu.cfs_quota_us", str(quota)))
+    if cpu:
+        out["cpu"] = cpu
     return out
+
+
+def cfs(limits: dict) -> tuple[int, int]:
+    """(period, quota) in µs, 0 for "not set": from ``--cpus`` (Docker's
+    100 ms period), else ``--cpu-period``/``--cpu-quota`` as given."""
+    if limits.get("NanoCpus"):
+        return CPU_PERIOD, cpu_quota(limits["NanoCpus"])
+    return int(limits.get("CpuPeriod") or 0), int(limits.get("CpuQuota") or 0)
+
+
+def cpu_weight(shares: int) -> int:
+    """``--cpu-shares`` (2..262144) as v2's cpu.weight (1..10000), runc's formula."""
+    return 1 + ((shares - 2) * 9999) // 262142
 
 
 def v2_files(limits: dict) -> list[tuple[str, str]]:
@@ -95,8 +112,11 @@ def v2_files(limits: dict) -> list[tuple[str, str]]:
         out.append(("memory.max", str(limits["Memory"])))
         swap = memory_swap(limits)
         out.append(("memory.swap.max", "max" if swap < 0 else str(swap - limits["Memory"])))
-    if limits.get("NanoCpus"):
-        out.append(("cpu.max", f"{cpu_quota(limits['NanoCpus'])} {CPU_PERIOD}"))
+    if limits.get("CpuShares"):
+        out.append(("cpu.weight", str(cpu_weight(limits["CpuShares"]))))
+    period, quota = cfs(limits)
+    if period or quota:
+        out.append(("cpu.max", f"{quota if quota > 0 else 'max'} {period or CPU_PERIOD}"))
     return out
 
 
@@ -232,6 +252,8 @@ def find(process: dict, top: str = TOP, proc: str = "/proc/self/cgroup") -> Plac
     """Where the limits of ``process`` (procopts' record) go, or why they
     cannot: a Placement with no files when none were asked for."""
     limits = process.get("limits") or {}
+    if not limits:
+        return Placement(False)          # the usual start: no I/O at all
     v2 = is_v2(top)
     own = _own(proc)
     wanted = {V2: v2_files(limits)} if v2 else v1_files(limits)

@@ -130,7 +130,8 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
           devices: list[str] | None = None, security_opt: list[str] | None = None,
           pids_limit: int | None = None, memory: str | None = None,
           cpus: str | None = None, memory_swap: str | None = None,
-          cgroup_parent: str = "") -> dict:
+          cgroup_parent: str = "", cpu_shares: int | None = None,
+          cpu_period: int | None = None, cpu_quota: int | None = None) -> dict:
     """The flags as the container keeps them; UsageError in Docker's words."""
     if userns not in ("", "host", "keep-id"):
         raise UsageError(f"invalid --userns: {userns!r}: use keep-id or host")
@@ -164,12 +165,42 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
             raise UsageError(f'invalid argument "{cpus}" for "--cpus" flag: failed to parse '
                              f"{cpus} as a rational number") from None
         limits["NanoCpus"] = nano
+    limits.update(_cpu_flags(limits.get("NanoCpus", 0), cpu_shares, cpu_period, cpu_quota))
     return {"userns": userns, "group_add": list(group_add or []),
             "ulimits": [parse_ulimit(u) for u in ulimits or []],
             "shm_size": ram_bytes(shm_size, "--shm-size") if shm_size else 0,
             "devices": [parse_device(d) for d in devices or []],
             "security_opt": list(security_opt or []), "no_new_privileges": nnp,
             "seccomp": seccomp, "limits": limits, "cgroup_parent": cgroup_parent or ""}
+
+
+def _cpu_flags(nano: int, shares: int | None, period: int | None,
+               quota: int | None) -> dict:
+    """``-c/--cpu-shares``, ``--cpu-period``, ``--cpu-quota`` checked with
+    the daemon's words (and ``--cpus``' range: 0.01 up to the CPUs here)."""
+    ncpu = os.cpu_count() or 1
+    if nano and not 10_000_000 <= nano <= ncpu * 1_000_000_000:
+        raise DockishError(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                           f"{ncpu} CPUs available")
+    if nano and period:
+        raise DockishError("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano and quota:
+        raise DockishError("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    if period and not 1000 <= period <= 1_000_000:
+        raise DockishError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                           "than 1s (i.e. 1000000)")
+    if quota and 0 < quota < 1000:
+        raise DockishError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if shares is not None and shares < 0:
+        raise DockishError(f"invalid CPU shares ({shares}): value must be a positive integer")
+    out = {}
+    if shares:
+        out["CpuShares"] = min(max(shares, 2), 262144)     # the kernel's range, as Docker
+    if period:
+        out["CpuPeriod"] = period
+    if quota and quota > 0:
+        out["CpuQuota"] = quota
+    return out
 
 
 def inspect_fields(process: dict) -> dict:
@@ -183,6 +214,8 @@ def inspect_fields(process: dict) -> dict:
             "UsernsMode": process.get("userns") or "",
             "PidsLimit": limits.get("PidsLimit"), "Memory": limits.get("Memory", 0),
             "MemorySwap": memory_swap(limits), "NanoCpus": limits.get("NanoCpus", 0),
+            "CpuShares": limits.get("CpuShares", 0), "CpuPeriod": limits.get("CpuPeriod", 0),
+            "CpuQuota": limits.get("CpuQuota", 0),
             "CgroupParent": process.get("cgroup_parent") or ""}
 
 
