@@ -276,6 +276,34 @@ def test_docker_cp_both_ways(service, tmp_path):
     assert res.returncode != 0 and "no/such" in res.stderr
 
 
+def test_an_upload_whose_body_is_still_coming_when_the_copy_starts(service):
+    """``PUT /containers/ID/archive`` whose body arrives in two parts a
+    second apart (a slow client, or a big tar): the copy into the container
+    starts while the body is still coming, and the copy's helper must not
+    hold the body's pipe open (it did, and the request then never ended)."""
+    cl = client(service)
+    c = cl.containers.run(IMAGE, ["sleep", "300"], detach=True, network_mode="none")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tf:
+        info = tarfile.TarInfo("slow.txt")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"slow"))
+    tar = data.getvalue()
+
+    def slowly():
+        yield tar[:512]
+        time.sleep(1.5)
+        yield tar[512:]
+    done = []
+    t = threading.Thread(target=lambda: done.append(c.put_archive("/tmp", slowly())),
+                         daemon=True)
+    t.start()
+    t.join(60)
+    assert done == [True], service.logs()
+    assert c.exec_run(["cat", "/tmp/slow.txt"]).output == b"slow"
+    c.remove(force=True)
+
+
 def test_docker_build_then_run(service, tmp_path):
     ctx = tmp_path / "ctx"
     ctx.mkdir()

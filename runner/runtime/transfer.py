@@ -353,7 +353,7 @@ def copy_in(c: Container, launch_factory, host_src: str, ctr_dest: str, *,
             raise TransferError(f"could not find the file {host_src} in the host")
     writer = os.fork()
     if writer == 0:
-        os.close(r)
+        ns.close_fds_except({w})      # it reads the user's files for as long as the copy
         code = 0
         try:
             write_tree(src, name, w, one_fs=False)
@@ -520,7 +520,7 @@ def archive_reader(c: Container, launch_factory, path: str,
             write_tree(source, "" if name == "." else name, w, one_fs=False)
         except BrokenPipeError:
             os._exit(1)
-    pid = _fork_helper(c, launch_factory, body, r, er, ew)
+    pid = _fork_helper(c, launch_factory, body, w, ew)
     os.close(w)
     return TarStream(r, pid, er)
 
@@ -536,18 +536,24 @@ def _followed(path: str, name: str) -> str:
     return real
 
 
-def _fork_helper(c: Container, launch_factory, body: Callable[[], None], ours: int,
-                 err_r: int, err_w: int) -> int:
+def _fork_helper(c: Container, launch_factory, body: Callable[[], None], theirs: int,
+                 err_w: int) -> int:
     """Fork the helper that runs ``body`` inside ``c`` with its stderr on
-    ``err_w`` (its error lines come back to us); ``ours`` (our end of the
-    data pipe) is closed in it. Returns its pid; ``err_w`` is closed here."""
+    ``err_w`` (its error lines come back to us); ``theirs`` (the helper's
+    end of the data pipe) is the only other fd it keeps. Returns its pid.
+
+    It closes every other fd first thing: it lives as long as the copy, and
+    in a threaded caller (the API server) it would otherwise hold what other
+    threads had open at the fork, e.g. the write end of the pipe the very
+    upload's request body comes through while it is still coming: the
+    reader of that pipe then never saw its end (a ``docker cp`` into a
+    container hung so, now and then, waiting on itself)."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            os.close(ours)
-            os.close(err_r)
             os.dup2(err_w, 2)
+            ns.close_fds_except({theirs})
             code = _inside(c, launch_factory, body)
         finally:
             os._exit(code)
@@ -578,7 +584,7 @@ def archive_writer(c: Container, launch_factory, path: str, source,
         finally:
             os.close(into)
     er, ew = os.pipe2(os.O_CLOEXEC)
-    pid = _fork_helper(c, launch_factory, body, w, er, ew)
+    pid = _fork_helper(c, launch_factory, body, r, ew)
     os.close(r)                       # only the helper reads: its end is EOF/EPIPE for us
     try:
         with os.fdopen(w, "wb") as out:
