@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import images  # a plain module, also usable without pytest
+from . import (
+    images,  # a plain module, also usable without pytest
+    shards,
+)
 
 # ------------------------------------------------------------------ hypothesis
 
@@ -185,6 +188,44 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         lines = "\n".join(f"  - {p}" for p in problems)
         pytest.exit(f"this machine cannot run the dockish tests:\n{lines}\n"
                     f"Fix: {FIX}, then run scripts/test.", returncode=4)
+
+
+# ------------------------------------------------------------------ shards
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``DOCKISH_TEST_SHARD=K/N``: keep only shard K's test files (tests/shards.py),
+    so that N test users can run the suite side by side."""
+    spec = os.environ.get("DOCKISH_TEST_SHARD")
+    if not spec:
+        return
+    try:
+        k, n = shards.parse_spec(spec)
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    recorded = shards.read_durations(shards.DURATIONS.read_text()) \
+        if shards.DURATIONS.exists() else {}
+    mine = set(shards.split(shards.files_of(i.nodeid for i in items), recorded, n)[k - 1])
+    keep = [i for i in items if i.nodeid.split("::", 1)[0] in mine]
+    dropped = [i for i in items if i.nodeid.split("::", 1)[0] not in mine]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+_file_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    f = report.nodeid.split("::", 1)[0]
+    _file_seconds[f] = _file_seconds.get(f, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """``DOCKISH_TEST_DURATIONS=FILE``: the seconds each test file took, in
+    tests/durations.txt's form (the shards' balance)."""
+    out = os.environ.get("DOCKISH_TEST_DURATIONS")
+    if out and _file_seconds:
+        Path(out).write_text(shards.format_durations(_file_seconds))
 
 
 # ------------------------------------------------------------------ fixtures
