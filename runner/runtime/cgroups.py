@@ -364,7 +364,11 @@ def make(cid: str, process: dict, top: str = TOP) -> Cgroups | None:
                 os.close(pfd)
             try:
                 for name, value in place.files[hier]:
-                    _write_at(cfd, name, value)
+                    try:
+                        _write_at(cfd, name, value)
+                    except FileNotFoundError:
+                        if ".swap." not in name and ".memsw." not in name:
+                            raise          # no swap accounting: the memory limit alone
                 made.procs.append(os.open("cgroup.procs", os.O_WRONLY | os.O_NOFOLLOW |
                                           os.O_CLOEXEC, dir_fd=cfd))
             finally:
