@@ -231,10 +231,6 @@ RUN_ABSENT = {
                                   "mounted in)",
     "--volumes-from": NOT_YET,
 }
-# run/create's limits the cgroups work is adding as this is written: accepted or not alike
-# (once they are all in, this set goes)
-RUN_IN_PROGRESS = {"--memory-swap", "--cgroup-parent", "-c", "--cpu-shares", "--cpu-period",
-                   "--cpu-quota"}
 BUILD_ABSENT = {
     "--cache-from": "BuildKit's cache import from a registry; dockish's build cache is the "
                     "local store's",
@@ -364,8 +360,7 @@ def test_every_docker_flag_is_accepted_or_listed_absent_with_its_reason():
                 for o in (*p.opts, *p.secondary_opts)}
         absent = ABSENT.get(name, {})
         for flag in sorted(theirs - mine):
-            if flag not in absent and not (name.endswith(("run", "create")) and
-                                           flag in RUN_IN_PROGRESS):
+            if flag not in absent:
                 problems.append(f"dockish {name} lacks docker's {flag} (unlisted)")
         problems += [f"dockish {name} {flag}: accepted now, take it off ABSENT"
                      for flag in sorted(set(absent) & mine)]
