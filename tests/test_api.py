@@ -276,6 +276,15 @@ def test_docker_cp_both_ways(service, tmp_path):
     assert res.returncode != 0 and "no/such" in res.stderr
 
 
+def one_file_tar(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tf:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def test_an_upload_whose_body_is_still_coming_when_the_copy_starts(service):
     """``PUT /containers/ID/archive`` whose body arrives in two parts a
     second apart (a slow client, or a big tar): the copy into the container
@@ -283,12 +292,7 @@ def test_an_upload_whose_body_is_still_coming_when_the_copy_starts(service):
     hold the body's pipe open (it did, and the request then never ended)."""
     cl = client(service)
     c = cl.containers.run(IMAGE, ["sleep", "300"], detach=True, network_mode="none")
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tf:
-        info = tarfile.TarInfo("slow.txt")
-        info.size = 4
-        tf.addfile(info, io.BytesIO(b"slow"))
-    tar = data.getvalue()
+    tar = one_file_tar("slow.txt", b"slow")
 
     def slowly():
         yield tar[:512]
@@ -456,12 +460,7 @@ def test_dockerpy_containers(service):
     assert (code, out, err) == (2, b"to-out\n", b"to-err\n")
     assert [x.id for x in cl.containers.list(filters={"label": "app=api-test"})] == [c.id]
     assert cl.containers.list(filters={"label": "app=other"}) == []
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as tf:
-        info = tarfile.TarInfo("put.txt")
-        info.size = 3
-        tf.addfile(info, io.BytesIO(b"put"))
-    assert c.put_archive("/tmp", data.getvalue())
+    assert c.put_archive("/tmp", one_file_tar("put.txt", b"put"))
     stream, st = c.get_archive("/tmp/put.txt")
     assert st["name"] == "put.txt" and st["size"] == 3
     got = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
