@@ -94,6 +94,8 @@ class CreateOptions:
     process: dict = field(default_factory=dict)   # runner.runtime.procopts.parse's record
     labels: dict[str, str] = field(default_factory=dict)     # --label (over the files')
     label_files: list[str] = field(default_factory=list)     # --label-file
+    volumes_from: list[str] = field(default_factory=list)    # --volumes-from CTR[:ro|rw]
+    health_start_interval: str | None = None
 
 
 @dataclass
@@ -492,6 +494,10 @@ class Engine:
         if opts.stop_signal:
             cfgmod.parse_signal(opts.stop_signal)
         mounts, init_path = _parse_mounts(opts)
+        borrowed = createmod.volumes_from(list(opts.volumes_from), self,
+                                          {m.target for m in mounts})
+        from .runtime import nsmodes
+        nsmodes.resolve(opts.process, self)        # --pid/--ipc container:NAME, by id
         from .runtime.procopts import limits_note
         note = limits_note(opts.process)
         if note:
@@ -510,6 +516,7 @@ class Engine:
             with images.writing():
                 if all(layers.tar_path(d).exists() for d in img.diff_ids):
                     spec = self._spec(opts, img, env_over, mounts, init_path)
+                    spec.borrowed = borrowed
                     spec.labels = labelsmod.merged(
                         ((img.config or {}).get("config") or {}).get("Labels"), own_labels)
                     c = createmod.make_container(self.root, spec)
@@ -528,8 +535,15 @@ class Engine:
         argv = cfgmod.command(conf, opts.entrypoint, list(opts.args))
         spec_id = createmod.new_id()
         hostname = opts.hostname or spec_id[:12]
+        if opts.process.get("uts") == "host":      # the host's name, which it cannot change
+            if opts.hostname:
+                raise UsageError("Conflicting options: hostname and the UTS mode")
+            import socket
+            hostname = socket.gethostname()
         net = createmod.network_mode(
             opts.network, None, lambda note: self.say_once(".network-noted", note))
+        from .runtime.nsmodes import check_network
+        check_network(opts.process, net)
         if netjoin.is_join(net):        # --network container:NAME, by id from here on
             net = netjoin.resolve(net, self, opts.publish, opts.network_aliases, opts.ip)
         ports = self._ports(opts.publish, net)
@@ -1012,8 +1026,10 @@ class Engine:
         what comes until it stops. ``timestamps`` is the caller's to show
         (every entry has its time)."""
         from .runtime import logs as logmod
+        from .runtime.logconfig import check_readable
         del timestamps
         c = ref if isinstance(ref, Container) else self.get(ref)
+        check_readable(c.config.process.get("log"))       # --log-driver none
         n = None
         if str(tail) not in ("all", ""):
             try:
@@ -1602,7 +1618,8 @@ def _healthcheck(image_conf: dict, opts: CreateOptions) -> dict:
     flags: dict = {"cmd": opts.health_cmd, "no_healthcheck": opts.no_healthcheck,
                    "Retries": opts.health_retries}
     for key, name in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
-                      ("StartPeriod", "health_start_period")):
+                      ("StartPeriod", "health_start_period"),
+                      ("StartInterval", "health_start_interval")):
         value = getattr(opts, name)
         if value:
             flags[key] = duration(value, f"--{name.replace('_', '-')}")
@@ -1755,6 +1772,7 @@ def inspect_container(c: Container, vols: Volumes) -> dict:
                    "OpenStdin": cfg.interactive, "Env": cfg.env, "Cmd": cfg.cmd,
                    "Entrypoint": cfg.entrypoint or None, "Image": cfg.image,
                    "WorkingDir": cfg.workdir, "Labels": cfg.labels,
+                   "Domainname": cfg.process.get("domainname") or "",
                    **({"StopSignal": cfg.stop_signal} if cfg.stop_signal else {}),
                    **({"StopTimeout": cfg.stop_timeout}
                       if cfg.stop_timeout is not None else {})},

@@ -204,7 +204,6 @@ LEGACY_BUILD = ("the legacy builder's per-RUN-step limits and isolation; BuildKi
 NOT_YET = "not implemented yet"
 
 RUN_ABSENT = {
-    "--annotation": NOT_YET + " (OCI annotations: no runtime here reads them)",
     "--blkio-weight": LIMITS, "--blkio-weight-device": LIMITS, "--cgroupns": LIMITS,
     "--cpu-rt-period": LIMITS, "--cpu-rt-runtime": LIMITS, "--cpuset-cpus": LIMITS,
     "--cpuset-mems": LIMITS, "--device-cgroup-rule": LIMITS, "--device-read-bps": LIMITS,
@@ -219,17 +218,8 @@ RUN_ABSENT = {
                      "here is a FUSE upper directory",
     "--volume-driver": "volume plugins: only the local driver",
     "--link": LINKS, "--link-local-ip": LINKS, "--ip6": IPV6,
-    "--mac-address": NOT_YET + " (netavark picks the MAC)",
-    "--ipc": NOT_YET + " (sharing the host's or another container's namespaces)",
-    "--pid": NOT_YET + " (as --ipc)", "--uts": NOT_YET + " (as --ipc)",
-    "--sysctl": NOT_YET + " (namespaced sysctls written before the process starts)",
-    "--domainname": NOT_YET, "--oom-score-adj": NOT_YET,
-    "--health-start-interval": NOT_YET + " (checks run every --health-interval)",
-    "--log-driver": NOT_YET + " (one log, dockish's own; docker logs reads it)",
-    "--log-opt": NOT_YET + " (as --log-driver)",
     "--use-api-socket": NOT_YET + " (Docker 28.1's: the daemon's socket and credentials "
                                   "mounted in)",
-    "--volumes-from": NOT_YET,
 }
 BUILD_ABSENT = {
     "--cache-from": "BuildKit's cache import from a registry; dockish's build cache is the "

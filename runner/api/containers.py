@@ -13,7 +13,7 @@ import time
 import trio
 
 from ..engine import CreateOptions, Engine, ExecOptions, inspect_container
-from ..errors import DockishError, NotFoundError
+from ..errors import DockishError, NotFoundError, UsageError
 from ..runtime import config as cfgmod
 from ..runtime import tty as ttymod
 from ..runtime.container import Container
@@ -112,6 +112,10 @@ class ContainerApi:
                 check_networks(self.engine, body, opts.network)
                 try:
                     c = self.engine.create(opts)
+                except UsageError as e:
+                    # a bad parameter (a --volumes-from or --pid container that
+                    # is not there too: a 404 would make the CLI pull the image)
+                    raise ApiError(400, str(e)) from None
                 except NotFoundError as e:
                     if "unable to find image" in str(e).lower():
                         raise ApiError(404, f"No such image: {_full_ref(opts.image)}") from None
@@ -161,7 +165,6 @@ class ContainerApi:
         data["Platform"] = "linux"
         data["ImageName"] = cfg.image
         hc = data["HostConfig"]
-        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
         hc["Binds"] = [f"{m['source']}:{m['target']}" + (":ro" if m["readonly"] else "")
                        for m in cfg.mounts if m["kind"] in ("bind", "volume")
                        and m["target"] != cfg.init_path] or None
@@ -536,35 +539,37 @@ async def _relay_log(fd: int, stream, c: Container, tty: bool, want_out: bool,
                      first_started, was_running: bool) -> None:
     """The log's new records to the client until the container has run and
     stopped (or is gone), then what is left."""
-    records = LogRecords(fd)
-
-    async def send_new() -> bool:
-        got = records.read()
-        if want_out and got:
-            await stream.send_all(b"".join(data if tty else frame(kind, data)
-                                           for kind, data in got))
-        return bool(got)
-    idle_since = None
-    since = time.time()
-    while True:
-        if await send_new():
-            continue
-        gone = not c.path.exists()
-        started = c.state().get("started") if not gone else None
-        ran = was_running or (started is not None and started != first_started)
-        if gone or (ran and not c.running):
-            while await send_new():
-                pass
-            return
-        if not c.running and not ran:
-            # not started yet; a start that failed early leaves an exit record
-            # (or none at all: then give up after a long while)
-            if ((c.exit_info() or {}).get("finished") or 0) >= since:
+    records = LogRecords(fd, c.log)
+    try:
+        async def send_new() -> bool:
+            got = records.read()
+            if want_out and got:
+                await stream.send_all(b"".join(data if tty else frame(kind, data)
+                                               for kind, data in got))
+            return bool(got)
+        idle_since = None
+        since = time.time()
+        while True:
+            if await send_new():
+                continue
+            gone = not c.path.exists()
+            started = c.state().get("started") if not gone else None
+            ran = was_running or (started is not None and started != first_started)
+            if gone or (ran and not c.running):
+                while await send_new():
+                    pass
                 return
-            idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since > 3600:
-                return
-        await trio.sleep(0.02)
+            if not c.running and not ran:
+                # not started yet; a start that failed early leaves an exit record
+                # (or none at all: then give up after a long while)
+                if ((c.exit_info() or {}).get("finished") or 0) >= since:
+                    return
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 3600:
+                    return
+            await trio.sleep(0.02)
+    finally:
+        records.close()
 
 
 async def _terminal_input(c: Container, stream, first: bytes) -> None:
@@ -678,7 +683,7 @@ _HOST_SUPPORTED = {"Binds", "Mounts", "Tmpfs", "NetworkMode", "PortBindings", "A
                    "Runtime", "OomKillDisable", "MaskedPaths", "ReadonlyPaths", "ShmSize",
                    "GroupAdd", "Annotations", "Ulimits", "Devices", "PidsLimit", "Memory",
                    "NanoCpus", "MemorySwap", "CgroupParent", "CpuShares", "CpuPeriod",
-                   "CpuQuota"}
+                   "CpuQuota", "Sysctls", "OomScoreAdj"}
 _CONFIG_SUPPORTED = {"Hostname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
                      "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd",
                      "Healthcheck", "ArgsEscaped", "Image", "Volumes", "WorkingDir",
@@ -703,22 +708,17 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
     bad += [f"HostConfig.{k}" for k, v in hc.items() if k not in _HOST_SUPPORTED
             and not _is_default(v) and not (k == "MemorySwappiness" and v == -1)]
     # supported keys that only take their default or harmless values
-    for key, ok in (("Domainname", ("",)), ("NetworkDisabled", (False, None)),
-                    ("MacAddress", ("",)), ("OnBuild", (None, [])), ("Shell", (None, []))):
+    for key, ok in (("NetworkDisabled", (False, None)), ("OnBuild", (None, [])),
+                    ("Shell", (None, []))):
         if key in body and body[key] not in ok:
             bad.append(key)
-    for key in ("Links", "VolumesFrom", "MaskedPaths", "ReadonlyPaths", "Annotations"):
+    for key in ("Links", "MaskedPaths", "ReadonlyPaths"):
         if not _is_default(hc.get(key)):
             bad.append(f"HostConfig.{key}")
     for key, ok in (("Isolation", ("", "default")), ("CgroupnsMode", ("", "private", "host")),
-                    ("IpcMode", ("", "private", "shareable")), ("PidMode", ("",)),
-                    ("UTSMode", ("",)), ("Runtime", ("", "runc")),
-                    ("OomKillDisable", (False, None))):
+                    ("Runtime", ("", "runc")), ("OomKillDisable", (False, None))):
         if key in hc and hc[key] not in ok:
             bad.append(f"HostConfig.{key}")
-    log = hc.get("LogConfig") or {}
-    if log.get("Type") not in (None, "", "json-file", "local", "k8s-file") or log.get("Config"):
-        bad.append("HostConfig.LogConfig")
     if bad:
         raise ApiError(400, "not supported by dockish: " + ", ".join(sorted(set(bad))))
     image = body.get("Image")
@@ -789,7 +789,9 @@ def create_options(body: dict, name: str) -> tuple[CreateOptions, dict[str, str]
         health_start_period=_duration(hc_test.get("StartPeriod")),
         no_healthcheck=no_health, restart=_restart(hc.get("RestartPolicy")),
         stop_signal=body.get("StopSignal") or None, stop_timeout=_stop_timeout_field(body),
-        process=_process(hc), **create_fields(body, hc, network))
+        process=_process(hc, body), **create_fields(body, hc, network),
+        volumes_from=[str(v) for v in hc.get("VolumesFrom") or []],
+        health_start_interval=_duration(hc_test.get("StartInterval")))
     return opts, labels
 
 
@@ -816,11 +818,32 @@ def _stop_timeout_field(body: dict) -> int | None:
     return value
 
 
-def _process(hc: dict) -> dict:
+def _process(hc: dict, body: dict) -> dict:
     """The process fields of HostConfig (GroupAdd, Ulimits, ShmSize,
-    Devices, SecurityOpt, UsernsMode, the resource limits) as the record
-    ``run``'s flags give (runner.runtime.procopts), through the same checks."""
+    Devices, SecurityOpt, UsernsMode, the resource limits, LogConfig,
+    PidMode, IpcMode, UTSMode, Sysctls, OomScoreAdj, Annotations) and
+    Config's Domainname and MacAddress (or an endpoint's, as API 1.44 sends
+    it) as the record ``run``'s flags give (runner.runtime.procopts),
+    through the same checks."""
     from ..runtime.procopts import parse
+    log = hc.get("LogConfig") or {}
+    if not isinstance(log, dict) or not isinstance(log.get("Config") or {}, dict):
+        raise ApiError(400, "HostConfig.LogConfig must be Docker's {Type, Config}")
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    mac = str(body.get("MacAddress") or "") or next(
+        (str(ep["MacAddress"]) for ep in endpoints.values()
+         if isinstance(ep, dict) and ep.get("MacAddress")), "")
+    shared = {"log_driver": log.get("Type") or None, "log_opts": log.get("Config") or {},
+              "pid": str(hc.get("PidMode") or ""), "ipc": str(hc.get("IpcMode") or ""),
+              "uts": str(hc.get("UTSMode") or ""), "sysctls": hc.get("Sysctls") or {},
+              "domainname": str(body.get("Domainname") or ""),
+              "annotations": {str(k): str(v) for k, v in (hc.get("Annotations") or {}).items()},
+              "mac_address": mac}
+    try:
+        oom = hc.get("OomScoreAdj")
+        shared["oom_score_adj"] = int(oom) if oom else None
+    except (TypeError, ValueError):
+        raise ApiError(400, "HostConfig.OomScoreAdj must be an integer") from None
     try:
         ulimits = [f"{u['Name']}={int(u['Soft'])}:{int(u['Hard'])}"
                    for u in hc.get("Ulimits") or []]
@@ -845,4 +868,5 @@ def _process(hc: dict) -> dict:
                  security_opt=security, pids_limit=pids if pids > 0 else None,
                  memory=str(memory) if memory else None,
                  cpus=str(nano / 1e9) if nano else None,
-                 memory_swap=str(swap) if swap else None, cgroup_parent=parent, **cpu)
+                 memory_swap=str(swap) if swap else None, cgroup_parent=parent, **cpu,
+                 **shared)

@@ -25,16 +25,22 @@ def frame(stream: int, data: bytes) -> bytes:
 class LogRecords:
     """A container's log (Docker's json-file records, see ``runner.runtime.logs``)
     read from an fd we hold: a ``--rm`` container's log is still read after
-    its files are gone. A record cut by the end of what is written waits."""
+    its files are gone. A record cut by the end of what is written waits.
+    With ``path``, a log rotated away (``--log-opt max-size``) is followed
+    to its new file once the old one is read to its end."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path=None) -> None:
         self.fd = fd
+        self.path = path
         self.partial = b""
+        self.opened: int | None = None        # the rotated-to file, ours to close
 
     def read(self) -> list[tuple[int, bytes]]:
         """The (stream, bytes) of the records written since the last call."""
         data = os.read(self.fd, 1 << 20)
         if not data:
+            if self.path is not None and self._moved_on():
+                return self.read()
             return []
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
@@ -47,6 +53,23 @@ class LogRecords:
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue            # a damaged record (a crash mid-write)
         return out
+
+    def _moved_on(self) -> bool:
+        try:
+            if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(self.fd).st_ino:
+                return False
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False                       # gone (a --rm container): what we hold
+        self.close()
+        self.fd = self.opened = fd
+        return True
+
+    def close(self) -> None:
+        """Close the file this opened itself (the first fd is the caller's)."""
+        if self.opened is not None:
+            os.close(self.opened)
+            self.opened = None
 
 
 async def pump_fd(fd: int, send, stream: int | None, done: trio.Event | None = None) -> None:

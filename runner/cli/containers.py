@@ -149,11 +149,14 @@ def create_options(image: str, args: tuple[str, ...], opts: dict) -> CreateOptio
         no_healthcheck=opts["no_healthcheck"], restart=opts["restart"],
         stop_signal=opts["stop_signal"], stop_timeout=opts["stop_timeout"],
         quiet=opts["quiet"], process=process_options(opts),
-        labels=dict(opts["label"]), label_files=list(opts["label_file"]))
+        labels=dict(opts["label"]), label_files=list(opts["label_file"]),
+        volumes_from=list(opts["volumes_from"]),
+        health_start_interval=opts["health_start_interval"])
 
 
 def process_options(opts: dict) -> dict:
     """The process flags (``runner.runtime.procopts``) as the engine's record."""
+    from ..runtime.logconfig import parse_opts as parse_log_opts
     from ..runtime.procopts import parse
     return parse(userns=opts["userns"], group_add=list(opts["group_add"]),
                  ulimits=list(opts["ulimit"]), shm_size=opts["shm_size"],
@@ -161,7 +164,17 @@ def process_options(opts: dict) -> dict:
                  pids_limit=opts["pids_limit"], memory=opts["memory"], cpus=opts["cpus"],
                  memory_swap=opts["memory_swap"], cgroup_parent=opts["cgroup_parent"] or "",
                  cpu_shares=opts["cpu_shares"], cpu_period=opts["cpu_period"],
-                 cpu_quota=opts["cpu_quota"])
+                 cpu_quota=opts["cpu_quota"], log_driver=opts["log_driver"],
+                 log_opts=parse_log_opts(list(opts["log_opt"])), pid=opts["pid"],
+                 ipc=opts["ipc"], uts=opts["uts"], sysctls=list(opts["sysctl"]),
+                 domainname=opts["domainname"], oom_score_adj=opts["oom_score_adj"],
+                 annotations=parse_annotations(opts["annotation"]),
+                 mac_address=opts["mac_address"] or "")
+
+
+def parse_annotations(items: tuple[str, ...]) -> dict[str, str]:
+    """``--annotation KEY=VALUE`` (a bare KEY: an empty value, as Docker's map)."""
+    return {k: v for k, _, v in (i.partition("=") for i in items)}
 
 
 def network_options(opts: dict) -> dict:
@@ -257,6 +270,28 @@ def run_options(fn):
         click.option("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair "
                      "Scheduler) quota."),
         click.option("--cpus", help="Number of CPUs."),
+        click.option("--log-driver", help="Logging driver for the container (json-file, "
+                     "local or none)."),
+        click.option("--log-opt", multiple=True, metavar="KEY=VALUE",
+                     help="Log driver options (max-size, max-file, ...)."),
+        click.option("--volumes-from", multiple=True, metavar="CONTAINER[:ro|rw]",
+                     help="Mount volumes from the specified container(s)."),
+        click.option("--pid", default="", help="PID namespace to use (host or "
+                     "container:NAME)."),
+        click.option("--ipc", default="", help="IPC mode to use (private, shareable, host "
+                     "or container:NAME)."),
+        click.option("--uts", default="", help="UTS namespace to use (host)."),
+        click.option("--sysctl", multiple=True, metavar="KEY=VALUE",
+                     help="Sysctl options (the namespaced ones: net.*, kernel.shm*, "
+                     "kernel.msg*, kernel.sem, fs.mqueue.*)."),
+        click.option("--domainname", default="", help="Container NIS domain name."),
+        click.option("--oom-score-adj", type=int, help="Tune host's OOM preferences "
+                     "(-1000 to 1000; rootless: only up)."),
+        click.option("--health-start-interval", metavar="DURATION",
+                     help="Time between checks during the start period."),
+        click.option("--annotation", multiple=True, metavar="KEY=VALUE",
+                     help="Add an annotation to the container (kept, shown by inspect)."),
+        click.option("--mac-address", help="Container MAC address (on a user network)."),
     ]
     for o in reversed(opts):
         fn = o(fn)

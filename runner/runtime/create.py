@@ -17,7 +17,7 @@ from pathlib import Path
 
 from unionfs.layers import LayerStore
 
-from ..errors import DockishError
+from ..errors import DockishError, UsageError
 from . import config as cfgmod
 from . import namespaces as ns
 from . import network
@@ -102,6 +102,41 @@ class ContainerSpec:
     stop_signal: str = ""
     stop_timeout: int | None = None
     process: dict = field(default_factory=dict)
+    borrowed: list[dict] = field(default_factory=list)   # --volumes-from (volumes_from)
+
+
+BORROWED = "from"       # a mount record's key: the container it was borrowed from
+
+
+def volumes_from(refs: list[str], containers, own_targets: set[str]) -> list[dict]:
+    """``--volumes-from CTR[:ro|rw]``: CTR's volumes and binds, mounted at
+    the same places (its tmpfs mounts and ``--init``'s tini are its own),
+    read-only with ``:ro`` or when they are read-only there, as Docker's;
+    a mount of the new container's own at the same place wins. Each is
+    marked with the container it came from, so removing this container
+    never removes a volume it only borrowed."""
+    out: dict[str, dict] = {}
+    for ref in refs:
+        if not ref:
+            raise UsageError("volumes-from specification cannot be an empty string")
+        name, _, mode = ref.partition(":")
+        if mode not in ("", "ro", "rw", "z", "Z", "ro,z", "ro,Z", "rw,z", "rw,Z"):
+            raise UsageError(f"invalid mode for volumes-from: {mode}")
+        try:
+            donor = containers.get(name)
+        except DockishError:
+            raise UsageError(f"No such container: {name}") from None
+        for m in donor.config.mounts:
+            if m["kind"] not in ("bind", "volume") or \
+                    (donor.config.init_path and m["target"] == donor.config.init_path):
+                continue
+            out[m["target"]] = {**{k: m[k] for k in MOUNT_FIELDS},
+                                "readonly": bool(m["readonly"]) or "ro" in mode.split(","),
+                                BORROWED: donor.id}
+    return [m for target, m in out.items() if target not in own_targets]
+
+
+MOUNT_FIELDS = ("kind", "source", "target", "readonly", "options")
 
 
 def make_container(root: Path, spec: ContainerSpec) -> Container:
@@ -111,7 +146,8 @@ def make_container(root: Path, spec: ContainerSpec) -> Container:
     init_layer = None
     layers = LayerStore(root)
     try:
-        fixed = _make_mounts(root, spec.mounts, made_volumes)
+        fixed = _make_mounts(root, spec.mounts, made_volumes) + \
+            [dict(m) for m in spec.borrowed]
         from .netplan import for_network
         plan = for_network(root, spec.network, spec.net)     # build --network NAME too
         init_layer = make_init_layer(layers, spec.hostname, spec.network,
@@ -178,12 +214,17 @@ def remove_container(root: Path, c: Container) -> None:
 
 
 def remove_anonymous_volumes(root: Path, c: Container) -> list[str]:
-    """The anonymous volumes a removed container had (``rm -v``, ``--rm``)."""
+    """The anonymous volumes a removed container had (``rm -v``, ``--rm``):
+    only those it made, not one it borrowed (``--volumes-from``), and not
+    one another container still uses (Docker's daemon keeps a volume in
+    use)."""
     vols = Volumes(root)
+    in_use = {m["source"] for other in Containers(root).all() if other.id != c.id
+              for m in other.config.mounts if m["kind"] == "volume"}
     gone = []
     for m in c.config.mounts:
-        if m["kind"] == "volume" and vols.exists(m["source"]) and \
-                vols.anonymous(m["source"]):
+        if m["kind"] == "volume" and not m.get(BORROWED) and m["source"] not in in_use and \
+                vols.exists(m["source"]) and vols.anonymous(m["source"]):
             remove_volume(root, m["source"])
             gone.append(m["source"])
     return gone

@@ -17,7 +17,7 @@ import time
 from ..format import rfc3339
 
 DEFAULTS = {"Interval": 30_000_000_000, "Timeout": 30_000_000_000,
-            "StartPeriod": 0, "Retries": 3}
+            "StartPeriod": 0, "Retries": 3, "StartInterval": 5_000_000_000}
 KEEP = 5                              # results kept in State.Health.Log
 _EXEC = [sys.executable, "-m", "runner.runtime.health"]
 
@@ -30,7 +30,7 @@ def merged(image_hc: dict | None, flags: dict) -> dict:
     hc = dict(image_hc or {})
     if flags.get("cmd"):
         hc["Test"] = ["CMD-SHELL", flags["cmd"]]
-    for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+    for key in ("Interval", "Timeout", "StartPeriod", "Retries", "StartInterval"):
         if flags.get(key) is not None:
             hc[key] = flags[key]
     test = hc.get("Test") or []
@@ -76,7 +76,15 @@ def run_checks(c, hc: dict, ended: threading.Event) -> None:
     started = time.time()
     health = {"Status": "starting", "FailingStreak": 0, "Log": []}
     c.write_state(health=health)
-    while not ended.wait(interval):
+    start_interval = cfg["StartInterval"] / 1e9
+
+    def pause() -> float:
+        """Docker's: every --health-start-interval while in the start period
+        and not yet healthy, every --health-interval after."""
+        if health["Status"] == "starting" and time.time() - started < start_period:
+            return start_interval
+        return interval
+    while not ended.wait(pause()):
         t0 = time.time()
         code, output = _check(c.id, argv, timeout)
         if ended.is_set():

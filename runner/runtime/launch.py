@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EXIT_CANNOT_RUN, EXIT_DOCKISH, EXIT_NOT_FOUND, DockishError
-from . import capabilities, cgroups, network, procopts, rootfs
+from . import capabilities, cgroups, network, nsmodes, procopts, rootfs
 from . import config as cfgmod
 from . import namespaces as ns
 from .config import MountReq
@@ -68,8 +68,9 @@ def _forward_signals(pid: int) -> None:
 
 def resolved_mounts(c: Container, volumes_root: Path) -> list[tuple[MountReq, str]]:
     out = []
+    from .create import MOUNT_FIELDS
     for m in c.config.mounts:
-        req = MountReq(**m)
+        req = MountReq(**{k: m[k] for k in MOUNT_FIELDS if k in m})
         if req.kind == "volume":
             source = str(volumes_root / req.source / "_data")
         else:
@@ -128,6 +129,9 @@ class Launch:
         # the container's cgroups for this start, when it has limits and a
         # delegated parent (runner.runtime.cgroups): its init enters them
         self.cg: cgroups.Cgroups | None = None
+        # --pid/--ipc container:NAME: the init pid of each container whose
+        # namespace this one joins (runner.runtime.nsmodes)
+        self.shared: dict[str, int] = {}
 
     def spawn(self, stdio: Stdio) -> None:
         """Fork the holder and see the container through to its exec; raises
@@ -158,6 +162,7 @@ class Launch:
                     os.close(fd)
                 raise
         try:
+            self._find_donors()
             self._make_cgroups()
         except BaseException:
             for fd in (sync_r, sync_w, go_r, go_w, exec_r, exec_w, exit_r, exit_w):
@@ -198,6 +203,31 @@ class Launch:
                 except OSError:
                     pass
 
+    def _find_donors(self) -> None:
+        """The running containers whose pid or IPC namespace this one joins;
+        they (and a ``--network container:`` one) must share one user
+        namespace, the one this container then joins."""
+        from .container import Containers
+        from .nsmodes import donor
+        containers = Containers(self.c.path.parent.parent)
+        try:
+            for kind in ("pid", "ipc"):
+                pid = donor(self.c.config.process, kind, containers)
+                if pid is not None:
+                    self.shared[kind] = pid
+        except DockishError as e:
+            raise StartError(str(e)) from None
+        if not self.shared:
+            return
+        users = {os.stat(f"/proc/{p}/ns/user").st_ino for p in self.shared.values()}
+        for other in (self.joinnet, self.netholder):
+            if other is not None:
+                users.add(os.stat(f"/proc/{other}/ns/user").st_ino)
+        if len(users) > 1:
+            raise StartError("cannot share the namespaces of containers in different user "
+                             "namespaces: a rootless container on a user network, or one "
+                             "joined to another's, shares only with those")
+
     def _handshake(self, sync_r: int, go_w: int, exit_r: int) -> None:
         cfg = self.c.config
         while True:
@@ -217,12 +247,14 @@ class Launch:
             elif line == "N":
                 if cfg.network == "slirp4netns":
                     self.slirp = network.Slirp(self.holder, network.api_socket_path(self.c.id),
-                                               exit_r, self.c.path / "slirp.log")
+                                               exit_r, self.c.path / "slirp.log",
+                                               cfg.process.get("mac_address") or "")
                     for ip, hp, cp, proto in cfg.ports:
                         self.slirp.publish(ip, hp, cp, proto)
                 elif cfg.network == "pasta":
                     self.slirp = network.Pasta(self.holder, cfg.ports,
-                                               self.c.path / "pasta.log")
+                                               self.c.path / "pasta.log",
+                                               cfg.process.get("mac_address") or "")
                 elif self.netholder is not None:
                     self._attach_networks()
                 _send(go_w, "G")
@@ -334,6 +366,8 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
         ns.join(launch.netholder, ["user"])
     elif launch.joinnet is not None:     # another container's network: its namespaces
         ns.join(launch.joinnet, ["user", "net"])
+    elif launch.shared:                  # another container's pid or IPC namespace
+        ns.join(next(iter(launch.shared.values())), ["user"])
     else:
         ns.unshare(ns.CLONE_NEWUSER)
         _send(sync_w, "U")
@@ -341,12 +375,22 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
             return EXIT_DOCKISH
     ns.become_root(launch.mapping)
     procopts.stay_reachable(cfg.process)
-    flags = ns.CLONE_NEWNS | ns.CLONE_NEWUTS | ns.CLONE_NEWIPC
+    modes = cfg.process
+    flags = ns.CLONE_NEWNS
+    if modes.get("uts") != "host":
+        flags |= ns.CLONE_NEWUTS
+    if modes.get("ipc") != "host" and "ipc" not in launch.shared:
+        flags |= ns.CLONE_NEWIPC
     if network.needs_netns(cfg.network):
         flags |= ns.CLONE_NEWNET
     ns.unshare(flags)
+    if "ipc" in launch.shared:
+        ns.join(launch.shared["ipc"], ["ipc"])
     ns.mount(None, "/", None, ns.MS_REC | ns.MS_PRIVATE)
-    ns.sethostname(cfg.hostname)
+    if modes.get("uts") != "host":
+        ns.sethostname(cfg.hostname)
+        if modes.get("domainname"):
+            ns.setdomainname(modes["domainname"])
     if network.needs_netns(cfg.network):
         network.loopback_up()
     _send(sync_w, "N")
@@ -354,7 +398,10 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
         return EXIT_DOCKISH
     _view_go(*view)
     daemon = view[0]
-    ns.unshare(ns.CLONE_NEWPID)
+    if "pid" in launch.shared:          # the init is forked into the other's
+        ns.join(launch.shared["pid"], ["pid"])
+    elif modes.get("pid") != "host":
+        ns.unshare(ns.CLONE_NEWPID)
     ns.prctl(ns.PR_SET_CHILD_SUBREAPER, 1)
     init = os.fork()
     if init == 0:
@@ -575,11 +622,19 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     console = os.ttyname(stdio.pty_slave) if stdio.pty_slave is not None else None
     _wire_stdio(stdio)
     ns.close_fds_except({exec_w})        # before any chdir: see close_fds_except
-    rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
-                      full_ids=launch.mapping.full, console=console,
-                      shm_size=cfg.process.get("shm_size") or procopts.DEFAULT_SHM,
-                      devices=[(d["PathOnHost"], d["PathInContainer"])
-                               for d in cfg.process.get("devices") or []])
+    nsmodes.write_sysctls(cfg.process)   # in its own net and IPC namespaces
+    nsmodes.apply_oom_score_adj(cfg.process)
+    shm = _donor_shm(launch.shared["ipc"]) if "ipc" in launch.shared else \
+        ("/dev/shm" if cfg.process.get("ipc") == "host" else None)
+    try:
+        rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
+                          full_ids=launch.mapping.full, console=console,
+                          shm_size=cfg.process.get("shm_size") or procopts.DEFAULT_SHM,
+                          devices=[(d["PathOnHost"], d["PathInContainer"])
+                                   for d in cfg.process.get("devices") or []], shm=shm)
+    finally:
+        if isinstance(shm, int):
+            os.close(shm)
     user = _container_user(cfg.user, launch.mapping)
     env = cfgmod.finish_env(cfg.env, hostname=cfg.hostname, home=user.home, tty=cfg.tty)
     workdir = cfg.workdir or "/"
@@ -614,6 +669,32 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     if cfg.init:
         _reaper(cfg.argv, env, exec_w)
     _exec(cfg.argv, env)
+
+
+def _donor_shm(donor: int) -> int:
+    """``--ipc container:NAME``: a detached copy of that container's
+    /dev/shm mount (its tmpfs, so both see the same files), for
+    ``setup_root`` to attach. The path is resolved inside its root, never
+    through a link out of it; the copy is made from inside its mount
+    namespace (a mount of another namespace cannot be copied), and this
+    process returns to its own at once."""
+    root = os.open(f"/proc/{donor}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        shm = ns.openat2(root, "dev/shm", os.O_PATH | os.O_DIRECTORY,
+                         ns.RESOLVE_IN_ROOT | ns.RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(root)
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    theirs = os.open(f"/proc/{donor}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns.setns(theirs, ns.CLONE_NEWNS)
+        try:
+            return ns.clone_mount(shm)
+        finally:
+            ns.setns(own, ns.CLONE_NEWNS)
+    finally:
+        for fd in (shm, own, theirs):
+            os.close(fd)
 
 
 def _stdio_fds(stdio: Stdio) -> set[int]:

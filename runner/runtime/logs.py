@@ -61,10 +61,19 @@ def parse_rfc3339_nano(text: str) -> int:
 class LogWriter:
     """Appends records to a log opened with O_APPEND (one write each, so a
     reader never sees half a record but at the very end). A full disk loses
-    output, never the container."""
+    output, never the container. With ``max_size`` (``--log-opt
+    max-size``), a log that has reached it is rotated before the next
+    record, as Docker's json-file driver does: ``NAME`` becomes ``NAME.1``
+    (``NAME.1`` becomes ``NAME.2``, ...; ``max_file`` files kept in all,
+    the oldest dropped) and a new ``NAME`` is begun."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: Path | None = None, max_size: int = 0,
+                 max_file: int = 1) -> None:
         self.fd = fd
+        self.path = path
+        self.max_size = max_size if path is not None else 0
+        self.max_file = max(max_file, 1)
+        self.size = os.fstat(fd).st_size if self.max_size else 0
 
     def __call__(self, stream: int, data: bytes) -> None:
         self.write_at(stream, data, time.time_ns())
@@ -81,9 +90,60 @@ class LogWriter:
             out.append(json.dumps({"log": text, "stream": name, "time": stamp},
                                   separators=(",", ":")).encode() + b"\n")
             start = end
-        if out:
+        if not self.max_size:
+            self._write(out)
+            return
+        batch: list[bytes] = []
+        for rec in out:
+            if self.size >= self.max_size:
+                self._write(batch)
+                batch = []
+                self._rotate()
+            batch.append(rec)
+            self.size += len(rec)
+        self._write(batch)
+
+    def _write(self, records: list[bytes]) -> None:
+        if records:
             with contextlib.suppress(OSError):
-                _write_all(self.fd, b"".join(out))
+                _write_all(self.fd, b"".join(records))
+
+    def _rotate(self) -> None:
+        """Shift the kept files up by one (the names are dockish's own, in
+        the container's private directory) and begin a new log; a reader
+        following the log sees its name point at a new file and moves on."""
+        assert self.path is not None
+        try:
+            for n in range(self.max_file - 1, 0, -1):
+                older = rotated_name(self.path, n)
+                if n == self.max_file - 1 and older.exists():
+                    os.unlink(older)
+                if n > 1 and rotated_name(self.path, n - 1).exists():
+                    os.replace(rotated_name(self.path, n - 1), older)
+            if self.max_file > 1:
+                os.replace(self.path, rotated_name(self.path, 1))
+            else:
+                os.unlink(self.path)
+            fd = open_for_append(self.path)
+        except OSError:
+            return                      # keep writing where we are: output is never lost
+        os.close(self.fd)
+        self.fd, self.size = fd, 0
+
+
+def rotated_name(path: Path, n: int) -> Path:
+    """The ``n``-th older file of a rotated log (Docker's ``NAME.n``)."""
+    return path.with_name(f"{path.name}.{n}")
+
+
+def rotated(path: Path) -> list[Path]:
+    """The log's older files, oldest first (none without rotation)."""
+    out = []
+    n = 1
+    while rotated_name(path, n).exists():
+        out.append(rotated_name(path, n))
+        n += 1
+    return out[::-1]
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -134,30 +194,49 @@ def read(path: Path, legacy: Path, *, streams: set[int], since: int | None = Non
          until: int | None = None, tail: int | None = None, follow: bool = False,
          running: Callable[[], bool] = lambda: False,
          from_end: bool = False) -> Iterator[LogEntry]:
-    """The entries of the log at ``path`` (or, for an old container, the raw
-    ``legacy`` log as stdout): of ``streams``, written in [since, until]
-    (ns), the last ``tail``; with ``follow``, then what comes until the
-    container stops (``running`` says) or ``until`` passes. ``from_end``:
-    only what is written from now on."""
+    """The entries of the log at ``path`` (its rotated older files first;
+    or, for an old container, the raw ``legacy`` log as stdout): of
+    ``streams``, written in [since, until] (ns), the last ``tail``; with
+    ``follow``, then what comes until the container stops (``running``
+    says) or ``until`` passes, following the log across rotations.
+    ``from_end``: only what is written from now on."""
     if not path.exists() and legacy.exists():
         if STDOUT in streams and not since:
             yield from _read_legacy(legacy, tail, follow, running, from_end)
         return
+    wanted = _wanted_marker(streams)
+
+    def keep(entry: LogEntry | None) -> bool:
+        return entry is not None and entry.stream in streams and \
+            (since is None or entry.time >= since) and (until is None or entry.time <= until)
+    older = [] if from_end else rotated(path)
+    first, offset = _tail_start(older + [path], tail, wanted) if tail is not None \
+        else (0, 0)
+    for i, p in enumerate(older):
+        if i < first:
+            continue
+        f = _open_read(p)
+        if f is None:
+            continue
+        with f:
+            f.seek(offset if i == first else 0)
+            for line in f:
+                if line.endswith(b"\n") and wanted(line):
+                    entry = _parse(line)
+                    if keep(entry):
+                        yield entry         # type: ignore[misc]
     f = None
     while f is None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            f = os.fdopen(fd, "rb")
-        except FileNotFoundError:
+        f = _open_read(path)
+        if f is None:
             if not follow or not running():
                 return
             time.sleep(POLL)
-    wanted = _wanted_marker(streams)
-    with f:
+    try:
         if from_end:
             f.seek(0, os.SEEK_END)
-        elif tail is not None:
-            f.seek(_tail_offset(f, tail, wanted))
+        elif first == len(older):
+            f.seek(offset)
         partial = b""
         while True:
             line = f.readline()
@@ -184,16 +263,59 @@ def read(path: Path, legacy: Path, *, streams: set[int], since: int | None = Non
                 return
             if until is not None and time.time_ns() > until:
                 return
+            newer = _moved_on(f, path)
+            if newer is not None:         # rotated: what is left here, then the new file
+                for piece in (partial + f.read()).splitlines(keepends=True):
+                    if keep(entry := _parse(piece)):
+                        yield entry       # type: ignore[misc]
+                f.close()
+                f, partial = newer, b""
+                continue
             if not running():
                 rest = f.read()
                 for piece in (partial + rest).splitlines(keepends=True):
-                    entry = _parse(piece)
-                    if entry is not None and entry.stream in streams and \
-                            (since is None or entry.time >= since) and \
-                            (until is None or entry.time <= until):
-                        yield entry
+                    if keep(entry := _parse(piece)):
+                        yield entry       # type: ignore[misc]
                 return
             time.sleep(POLL)
+    finally:
+        f.close()
+
+
+def _open_read(path: Path):
+    try:
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _moved_on(f, path: Path):
+    """The log's new file when ``path`` no longer names the one ``f`` reads
+    (a rotation), else None."""
+    try:
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(f.fileno()).st_ino:
+            return None
+    except FileNotFoundError:
+        return None
+    return _open_read(path)
+
+
+def _tail_start(files: list[Path], n: int, wanted: Callable[[bytes], bool]) -> tuple[int, int]:
+    """(file index, offset) where the last ``n`` wanted records of the
+    files (oldest first) start."""
+    left = n
+    for i in range(len(files) - 1, -1, -1):
+        f = _open_read(files[i])
+        if f is None:
+            continue
+        with f:
+            count = sum(1 for line in f if line.endswith(b"\n") and wanted(line))
+            if count >= left:
+                return i, _tail_offset(f, left, wanted)
+            if i == 0:
+                return 0, 0
+            left -= count
+    return len(files) - 1, 0
 
 
 def _read_legacy(path: Path, tail: int | None, follow: bool, running: Callable[[], bool],
@@ -218,13 +340,16 @@ def _read_legacy(path: Path, tail: int | None, follow: bool, running: Callable[[
             time.sleep(POLL)
 
 
-def open_log(path: Path, legacy: Path) -> LogWriter:
-    """The container's log for its writer; a container made before records
-    (raw ``legacy`` log) gets its old output turned into stdout records
-    first, so a restart keeps it readable."""
+def open_log(path: Path, legacy: Path, config: dict | None = None) -> LogWriter:
+    """The container's log for its writer, rotated as its logging driver
+    says (``runner.runtime.logconfig``'s record); a container made before
+    records (raw ``legacy`` log) gets its old output turned into stdout
+    records first, so a restart keeps it readable."""
     if legacy.exists() and not path.exists():
         _convert_legacy(legacy, path)
-    return LogWriter(open_for_append(path))
+    config = config or {}
+    return LogWriter(open_for_append(path), path, int(config.get("max_size") or 0),
+                     int(config.get("max_file") or 1))
 
 
 def _convert_legacy(legacy: Path, path: Path) -> None:

@@ -40,7 +40,7 @@ class Fds:
 
 
 def _open_log(c: Container) -> LogWriter:
-    return open_log(c.log, c.legacy_log)
+    return open_log(c.log, c.legacy_log, c.config.process.get("log"))
 
 
 def run_attached(c: Container, launch: Launch, interactive: bool, tty: bool, fds: Fds,

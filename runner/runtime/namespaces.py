@@ -114,6 +114,12 @@ def prctl(option: int, arg: int) -> None:
                        ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl")
 
 
+def setdomainname(name: str) -> None:
+    """The UTS namespace's NIS domain name (``--domainname``)."""
+    data = name.encode()
+    _check(_LIBC.setdomainname(data, len(data)), "setdomainname")
+
+
 def sethostname(name: str) -> None:
     data = name.encode()
     _check(_LIBC.sethostname(data, ctypes.c_size_t(len(data))), "sethostname")
@@ -124,6 +130,8 @@ def sethostname(name: str) -> None:
 _SYS_OPENAT2 = 437          # the same number on every architecture (new syscall table)
 _SYS_MOUNT_SETATTR = 442
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
@@ -154,6 +162,30 @@ def openat2(dir_fd: int, path: str, flags: int, resolve: int) -> int:
     ret = _LIBC.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), _b(path),
                         ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     return _syscall_errno(ret, f"open {path}")
+
+
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def clone_mount(fd: int) -> int:
+    """``open_tree(OPEN_TREE_CLONE)`` of the mount ``fd`` is on: a detached
+    copy (Linux 5.2+), which ``move_mount_to`` attaches elsewhere. The
+    mount must be in this process's mount namespace."""
+    ret = _LIBC.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(fd), _b(""),
+                        ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH))
+    return _syscall_errno(ret, "open_tree")
+
+
+def move_mount_to(tree: int, target: str) -> None:
+    """``move_mount(2)``: attach the detached mount ``tree`` at ``target``."""
+    ret = _LIBC.syscall(ctypes.c_long(_SYS_MOVE_MOUNT), ctypes.c_int(tree), _b(""),
+                        ctypes.c_int(AT_FDCWD), _b(target),
+                        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+    _syscall_errno(ret, f"move_mount {target}")
 
 
 def mount_setattr_rdonly(target: str) -> None:

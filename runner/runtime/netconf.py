@@ -247,7 +247,8 @@ def container_aliases(name: str, cid: str, aliases: list[str]) -> list[str]:
 
 
 def netavark_input(cid: str, name: str, rec: NetworkRecord, ip: str, aliases: list[str],
-                   iface: str, ports: list[list], dns_servers: list[str]) -> dict:
+                   iface: str, ports: list[list], dns_servers: list[str],
+                   mac: str = "") -> dict:
     """The network options netavark's ``setup``/``teardown`` read on stdin
     (netavark's ``types::NetworkOptions``), for one container on one
     network; ``ports`` are [host ip, host port, container port, proto]."""
@@ -255,7 +256,8 @@ def netavark_input(cid: str, name: str, rec: NetworkRecord, ip: str, aliases: li
         "container_id": cid,
         "container_name": name,
         "networks": {rec.name: {"interface_name": iface, "static_ips": [ip],
-                                "aliases": container_aliases(name, cid, aliases)}},
+                                "aliases": container_aliases(name, cid, aliases),
+                                **({"static_mac": mac} if mac else {})}},
         "network_info": {rec.name: network_info(rec)},
         "port_mappings": [{"host_ip": "", "container_port": int(cp), "host_port": int(hp),
                            "range": 1, "protocol": proto} for _ip, hp, cp, proto in ports],

@@ -72,7 +72,8 @@ class Slirp:
     It exits by itself when ``exit_fd``'s other end (held by the container's
     holder process) closes."""
 
-    def __init__(self, pid: int, api_socket: Path, exit_fd: int, log: Path) -> None:
+    def __init__(self, pid: int, api_socket: Path, exit_fd: int, log: Path,
+                 mac: str = "") -> None:
         if not shutil.which("slirp4netns"):
             raise NetworkError("--network slirp4netns: slirp4netns is not installed")
         ready_r, ready_w = os.pipe()
@@ -84,7 +85,7 @@ class Slirp:
         with open(log, "ab") as logf:
             self.proc = subprocess.Popen(
                 ["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
-                 "--api-socket", str(api_socket),
+                 "--api-socket", str(api_socket), *([f"--macaddress={mac}"] if mac else []),
                  "--ready-fd", str(ready_w), "--exit-fd", str(exit_fd), str(pid), "tap0"],
                 pass_fds=(ready_w, exit_fd), stdin=subprocess.DEVNULL, stdout=logf,
                 stderr=logf, start_new_session=True)
@@ -140,11 +141,12 @@ class Pasta:
     its published ports. It does not quit when the namespace's processes
     do: the monitor stops it, and it dies with the monitor (PDEATHSIG)."""
 
-    def __init__(self, pid: int, ports: list, log: Path) -> None:
+    def __init__(self, pid: int, ports: list, log: Path, mac: str = "") -> None:
         if not shutil.which("pasta"):
             raise NetworkError("--network pasta: pasta is not installed (Debian: passt)")
         args = ["pasta", "--config-net", "--quiet", "--foreground", "--no-map-gw",
-                "--dns-forward", PASTA_DNS, "-T", "none", "-U", "none"]
+                "--dns-forward", PASTA_DNS, "-T", "none", "-U", "none",
+                *(["--ns-mac-addr", mac] if mac else [])]
         tcp = [p for p in ports if p[3] == "tcp"]
         udp = [p for p in ports if p[3] == "udp"]
         for flag, group in (("-t", tcp), ("-u", udp)):

@@ -93,7 +93,10 @@ class Networks:
         for i, (name, ep) in enumerate(cfg.networks.items()):
             out[name] = netavark_input(cfg.id, cfg.name, self.find(name), ep["ip"],
                                        ep.get("aliases", []), f"eth{i}",
-                                       cfg.ports if i == 0 else [], cfg.dns)
+                                       cfg.ports if i == 0 else [], cfg.dns,
+                                       # --mac-address: the first network's, as Docker's
+                                       (cfg.process.get("mac_address") or "") if i == 0
+                                       else "")
         return out
 
     def _write(self, rec: NetworkRecord) -> None:

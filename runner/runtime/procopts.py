@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 
 from ..errors import DockishError, UsageError
 from .cgroups import memory_swap
 
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}")
 DEFAULT_SHM = 64 << 20            # Docker's /dev/shm
 MIN_MEMORY = 6 << 20              # Docker's smallest -m
 # Linux's RLIMIT_* numbers (Python's resource module lacks some, e.g. locks)
@@ -131,8 +133,21 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
           pids_limit: int | None = None, memory: str | None = None,
           cpus: str | None = None, memory_swap: str | None = None,
           cgroup_parent: str = "", cpu_shares: int | None = None,
-          cpu_period: int | None = None, cpu_quota: int | None = None) -> dict:
-    """The flags as the container keeps them; UsageError in Docker's words."""
+          cpu_period: int | None = None, cpu_quota: int | None = None,
+          log_driver: str | None = None, log_opts: dict[str, str] | None = None,
+          pid: str = "", ipc: str = "", uts: str = "",
+          sysctls: list[str] | dict[str, str] | None = None, domainname: str = "",
+          oom_score_adj: int | None = None,
+          annotations: dict[str, str] | None = None, mac_address: str = "") -> dict:
+    """The flags as the container keeps them; UsageError in Docker's words.
+    The logging driver (``runner.runtime.logconfig``) and the namespace
+    flags (``runner.runtime.nsmodes``) are checked by their modules."""
+    from . import logconfig, nsmodes
+    shared = nsmodes.parse(pid=pid, ipc=ipc, uts=uts, sysctls=sysctls,
+                           domainname=domainname, oom_score_adj=oom_score_adj)
+    log = logconfig.parse(log_driver, log_opts)
+    if mac_address and not _MAC.fullmatch(mac_address):
+        raise UsageError(f"{mac_address} is not a valid mac address")
     if userns not in ("", "host", "keep-id"):
         raise UsageError(f"invalid --userns: {userns!r}: use keep-id or host")
     for g in group_add or []:
@@ -171,7 +186,9 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
             "shm_size": ram_bytes(shm_size, "--shm-size") if shm_size else 0,
             "devices": [parse_device(d) for d in devices or []],
             "security_opt": list(security_opt or []), "no_new_privileges": nnp,
-            "seccomp": seccomp, "limits": limits, "cgroup_parent": cgroup_parent or ""}
+            "seccomp": seccomp, "limits": limits, "cgroup_parent": cgroup_parent or "",
+            "log": log, **shared, "annotations": dict(annotations or {}),
+            "mac_address": mac_address.lower().replace("-", ":")}
 
 
 def _cpu_flags(nano: int, shares: int | None, period: int | None,
@@ -205,6 +222,7 @@ def _cpu_flags(nano: int, shares: int | None, period: int | None,
 
 def inspect_fields(process: dict) -> dict:
     """The HostConfig fields ``inspect`` shows for the record."""
+    from . import logconfig, nsmodes
     limits = process.get("limits") or {}
     return {"GroupAdd": process.get("group_add") or None,
             "Ulimits": process.get("ulimits") or None,
@@ -216,7 +234,10 @@ def inspect_fields(process: dict) -> dict:
             "MemorySwap": memory_swap(limits), "NanoCpus": limits.get("NanoCpus", 0),
             "CpuShares": limits.get("CpuShares", 0), "CpuPeriod": limits.get("CpuPeriod", 0),
             "CpuQuota": limits.get("CpuQuota", 0),
-            "CgroupParent": process.get("cgroup_parent") or ""}
+            "CgroupParent": process.get("cgroup_parent") or "",
+            "LogConfig": logconfig.docker_view(process.get("log")),
+            "Annotations": dict(process.get("annotations") or {}) or None,
+            **nsmodes.inspect_fields(process)}
 
 
 def limits_note(process: dict) -> str | None:

@@ -303,7 +303,8 @@ def _mount_sys(target: str) -> None:
 
 
 def _setup_dev(root: str, gid_tty: int | None, console: str | None,
-               shm_size: int = 64 << 20, devices: list[tuple[str, str]] | None = None) -> None:
+               shm_size: int = 64 << 20, devices: list[tuple[str, str]] | None = None,
+               shared_shm: str | int | None = None) -> None:
     dev = _mkdirs(root, "/dev")
     ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_STRICTATIME, "mode=755,size=65536k")
     for name in DEV_NODES:
@@ -321,8 +322,13 @@ def _setup_dev(root: str, gid_tty: int | None, console: str | None,
     ns.mount("devpts", pts, "devpts", ns.MS_NOSUID | ns.MS_NOEXEC, opts)
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
-    ns.mount("shm", shm, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC,
-             f"mode=1777,size={shm_size // 1024}k")
+    if isinstance(shared_shm, str):       # --ipc host: the host's /dev/shm
+        ns.mount(shared_shm, shm, None, ns.MS_BIND)
+    elif isinstance(shared_shm, int):     # --ipc container:NAME: a copy of its mount
+        ns.move_mount_to(shared_shm, shm)
+    else:
+        ns.mount("shm", shm, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC,
+                 f"mode=1777,size={shm_size // 1024}k")
     mq = os.path.join(dev, "mqueue")
     os.mkdir(mq, 0o755)
     try:
@@ -341,16 +347,22 @@ def _setup_dev(root: str, gid_tty: int | None, console: str | None,
 
 def setup_root(root: str, mounts: list[tuple[MountReq, str]], *, read_only: bool,
                full_ids: bool, console: str | None, shm_size: int = 64 << 20,
-               devices: list[tuple[str, str]] | None = None) -> None:
+               devices: list[tuple[str, str]] | None = None,
+               shm: str | int | None = None) -> None:
     """Mount /proc, /dev, /sys and the user's mounts into the view at
     ``root``, then make it ``/`` (pivot_root; chroot if that is refused).
     ``mounts`` pairs each request with its host source (a directory for
     binds and volumes)."""
     ns.unshare(ns.CLONE_NEWNS)          # pivot_root must not move the daemon's root
     proc = _mkdirs(root, "/proc")
-    ns.mount("proc", proc, "proc", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
+    try:
+        ns.mount("proc", proc, "proc", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
+    except PermissionError:
+        # --pid host: a pid namespace the user does not own takes no new
+        # proc mount; the host's is bound, as rootless Podman does
+        ns.mount("/proc", proc, None, ns.MS_BIND | ns.MS_REC)
     _mask_proc(proc)
-    _setup_dev(root, 5 if full_ids else None, console, shm_size, devices)
+    _setup_dev(root, 5 if full_ids else None, console, shm_size, devices, shm)
     sys_ = _mkdirs(root, "/sys")
     _mount_sys(sys_)
     for req, source in mounts:
