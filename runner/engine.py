@@ -1490,6 +1490,66 @@ class Engine:
                          containers, volumes, cache)
 
 
+    def system_df(self) -> dict:
+        """Docker's ``GET /system/df`` record, the one source of ``system
+        df`` for the CLI and the API: images (Size, SharedSize: the bytes of
+        layers another image shares, Containers: how many containers use
+        it), LayersSize (every stored image layer once), containers with
+        their writable layers, volumes (UsageData), and the build cache as
+        BuildKit's records (one per cached step, its layer's bytes counted
+        once and Shared when an image has that layer too; one per RUN
+        --mount=type=cache directory)."""
+        from registry import reference as refs
+
+        from .builder.build import cache_mounts_dir
+        from .builder.buildcache import BuildCache
+        from .format import parse_time
+        from .images import config_or_empty
+        from .runtime.hostfs import disk_usage
+        u = self.df()
+        store = u.store
+        users = container_refs(self.root)[0]
+        images = []
+        for rec in u.images:
+            layers = set(rec.diff_ids)
+            size = sum(u.layer_sizes.get(d, 0) for d in layers)
+            created = parse_time(config_or_empty(store, rec).get("created")) or 0
+            images.append({
+                "Id": rec.id, "ParentId": "", "Created": int(created), "Size": size,
+                "SharedSize": sum(u.layer_sizes.get(d, 0) for d in layers
+                                  if u.layer_users.get(d, 0) > 1),
+                "VirtualSize": size, "Labels": None,
+                "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)] or None,
+                "RepoDigests": None, "Containers": len(users.get(rec.id, []))})
+        rw = {c.id: size for c, size, _vols in u.containers}
+        containers = self.container_summaries(all_=True)          # newest first
+        for entry in containers:
+            entry["SizeRw"] = rw.get(entry["Id"], 0)
+            entry["SizeRootFs"] = entry["SizeRw"]
+        volumes = [{"Name": n, "Driver": "local", "Mountpoint": "", "Labels": None,
+                    "Scope": "local", "Options": None,
+                    "UsageData": {"Size": size, "RefCount": links}}
+                   for n, size, links in u.volumes]
+        image_layers = {d for r in u.images for d in r.diff_ids}
+        cache, counted = [], set()
+        for e in BuildCache(self.root, store.layers).entries():
+            size = 0
+            if e.diff_id and e.diff_id not in counted:
+                counted.add(e.diff_id)
+                size = store.layer_size(e.diff_id)
+            cache.append(_cache_record(e.key.removeprefix("sha256:"), "regular",
+                                       e.created_by, size, e.diff_id in image_layers,
+                                       e.created, e.last_used))
+        top = cache_mounts_dir(self.root)
+        for name in sorted(os.listdir(top)) if top.is_dir() else []:
+            st = (top / name).lstat()
+            cache.append(_cache_record(name, "exec.cachemount", f"cached mount {name}",
+                                       disk_usage(top / name), False, st.st_ctime,
+                                       st.st_mtime))
+        return {"LayersSize": sum(u.layer_sizes.values()), "Images": images,
+                "Containers": containers, "Volumes": volumes, "BuildCache": cache,
+                "BuilderSize": sum(c["Size"] for c in cache)}
+
     def info(self) -> dict:
         """What ``info`` reports (Docker's field names where they fit)."""
         from .sysinfo import info
@@ -1632,6 +1692,15 @@ def stop_signal(c: Container, sig: str | int | None = None) -> int:
     text = sig or c.config.stop_signal or \
         ((c.config.image_config or {}).get("config") or {}).get("StopSignal") or "SIGTERM"
     return text if isinstance(text, int) else cfgmod.parse_signal(str(text))
+
+
+def _cache_record(cid: str, kind: str, description: str, size: int, shared: bool,
+                  created: float, used: float) -> dict:
+    """One of BuildKit's build cache records as Docker's /system/df lists it."""
+    return {"ID": cid[:25], "Parent": "", "Parents": None, "Type": kind,
+            "Description": description, "InUse": False, "Shared": shared, "Size": size,
+            "CreatedAt": fmt.rfc3339(created), "LastUsedAt": fmt.rfc3339(used),
+            "UsageCount": 1}
 
 
 def procopts_inspect(process: dict) -> dict:

@@ -118,42 +118,8 @@ class SystemApi:
         return await blocking(self._df)
 
     def _df(self) -> dict:
-        from registry import reference as refs
-
-        from ..format import parse_time
-        from ..images import config_or_empty
-        u = self.engine.df()
-        store = u.store
-        images = []
-        layers_size = 0
-        for rec in u.images:
-            size = store.size(rec)
-            shared = sum(u.layer_sizes.get(d, 0) for d in set(rec.diff_ids)
-                         if u.layer_users.get(d, 0) > 1)
-            created = parse_time(config_or_empty(store, rec).get("created")) or 0
-            images.append({"Id": rec.id, "ParentId": "", "Created": int(created),
-                           "Size": size, "SharedSize": shared,
-                "VirtualSize": size, "Labels": None,
-                "RepoTags": [refs.parse(n).familiar for n in store.names_of(rec.id)] or None,
-                "RepoDigests": None, "Containers": len(u.in_use.get(rec.id, []))})
-        layers_size = sum(u.layer_sizes.values())
-        rw = {c.id: size for c, size, _vols in u.containers}
-        containers = self.engine.container_summaries(all_=True)     # newest first
-        for entry in containers:
-            entry["SizeRw"] = rw.get(entry["Id"], 0)
-            entry["SizeRootFs"] = entry["SizeRw"]
-        volumes = [{"Name": n, "Driver": "local", "Mountpoint": "", "Labels": None,
-                    "Scope": "local", "Options": None,
-                    "UsageData": {"Size": size, "RefCount": refs_}}
-                   for n, size, refs_ in u.volumes]
-        cache = u.build_cache
-        return {"LayersSize": layers_size, "Images": images, "Containers": containers,
-                "Volumes": volumes,
-                "BuildCache": [{"ID": "dockish-build-cache", "Type": "regular",
-                                "Size": cache["size"], "InUse": False, "Shared": False,
-                                "UsageCount": cache["count"], "Description": "build cache",
-                                "CreatedAt": "0001-01-01T00:00:00Z",
-                                "LastUsedAt": None}] if cache["count"] else []}
+        """The engine's record, the same ``dockish system df`` prints."""
+        return self.engine.system_df()
 
     async def events(self, req: Request):
         """The store's events (runner/runtime/events.py) from ``since``, as Docker

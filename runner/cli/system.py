@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from ..format import binary_size, parse_time
+from ..format import binary_size
 from ..format import size as human_size
 from .containers import filters_flag, print_rows
 from .listing import DF_RAW, DF_VERBOSE_RAW, is_raw, one_template
@@ -54,34 +54,11 @@ DF_HEADERS = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size":
 def system_df(verbose: bool, fmt: str | None):
     """Show disk usage: images, containers, volumes and build cache."""
     from .containers import engine
-    du = engine().df()
-    recs, in_use, sizes = du.images, du.in_use, du.layer_sizes
-    containers, volumes = du.containers, du.volumes
-    total = sum(sizes.values())
-    active_layers = {d for r in recs if r.id in in_use for d in r.diff_ids}
-    reclaim = sum(s for d, s in sizes.items() if d not in active_layers)
-    running = [(c, size) for c, size, _ in containers if c.running]
-    c_size = sum(size for _, size, _ in containers)
-    c_reclaim = c_size - sum(size for _, size in running)
-    v_size = sum(size for _, size, _ in volumes)
-    v_reclaim = sum(size for _, size, n in volumes if n == 0)
-    rows = [{"Type": "Images", "TotalCount": str(len(recs)),
-             "Active": str(sum(1 for r in recs if r.id in in_use)), "Size": human_size(total),
-             "Reclaimable": human_size(reclaim) + _pct(reclaim, total)},
-            {"Type": "Containers", "TotalCount": str(len(containers)),
-             "Active": str(len(running)), "Size": human_size(c_size),
-             "Reclaimable": human_size(c_reclaim) + _pct(c_reclaim, c_size)},
-            {"Type": "Local Volumes", "TotalCount": str(len(volumes)),
-             "Active": str(sum(1 for v in volumes if v[2])), "Size": human_size(v_size),
-             "Reclaimable": human_size(v_reclaim) + _pct(v_reclaim, v_size)},
-            {"Type": "Build Cache", "TotalCount": str(du.build_cache["count"]), "Active": "0",
-             "Size": human_size(du.build_cache["size"]),
-             "Reclaimable": human_size(du.build_cache["reclaimable"]) +
-             _pct(du.build_cache["reclaimable"], du.build_cache["size"])}]
+    data = engine().system_df()        # what GET /system/df answers, the same call
     if not verbose:
-        print_rows(fmt, rows, DF_TABLE, DF_HEADERS, DF_RAW)
+        print_rows(fmt, df_rows(data), DF_TABLE, DF_HEADERS, DF_RAW)
         return
-    usage = _df_verbose(du, trunc=not fmt or fmt.strip() == "table")
+    usage = _df_verbose(data, trunc=not fmt or fmt.strip() == "table")
     if fmt and fmt.strip() != "table":   # one template over the whole usage, no
         fmt = DF_VERBOSE_RAW if is_raw(fmt) else fmt    # newline added (Docker's)
         click.echo(one_template(fmt).execute(usage), nl=False)
@@ -89,8 +66,44 @@ def system_df(verbose: bool, fmt: str | None):
     for title, key, default, headers in DF_VERBOSE:
         click.echo(title)
         print_rows(None, usage[key], default, headers)
-    click.echo(f"\nBuild cache usage: {human_size(du.build_cache['size'], 4)}\n")
-    print_rows(None, [], DF_CACHE_TABLE, DF_CACHE_HEADERS)
+    click.echo(f"\nBuild cache usage: {human_size(data.get('BuilderSize') or 0, 4)}\n")
+    print_rows(None, usage["BuildCache"], DF_CACHE_TABLE, DF_CACHE_HEADERS)
+
+
+def df_rows(data: dict) -> list[dict]:
+    """``system df``'s four rows from Docker's /system/df record, by the
+    docker CLI's arithmetic (its diskUsage*Context): images' reclaimable
+    is LayersSize less each used image's own (unshared) bytes; containers'
+    and volumes' the ones nothing running or linked holds; the build
+    cache counts only records not shared with images."""
+    total = data.get("LayersSize") or 0
+    images = data.get("Images") or []
+    used = sum(i["Size"] - i["SharedSize"] for i in images
+               if i.get("Containers") and i["Size"] != -1 and i["SharedSize"] != -1)
+    ctrs = data.get("Containers") or []
+    active = [c for c in ctrs if c.get("State") in ("running", "paused", "restarting")]
+    c_size = sum(c.get("SizeRw") or 0 for c in ctrs)
+    c_reclaim = c_size - sum(c.get("SizeRw") or 0 for c in active)
+    vols = data.get("Volumes") or []
+    v_sizes = [(v["UsageData"]["Size"], v["UsageData"]["RefCount"]) for v in vols
+               if v["UsageData"]["Size"] != -1]
+    v_size = sum(n for n, _ in v_sizes)
+    v_reclaim = sum(n for n, links in v_sizes if links == 0)
+    cache = data.get("BuildCache") or []
+    b_size = sum(r["Size"] for r in cache if not r.get("Shared"))
+    b_reclaim = sum(r["Size"] for r in cache if not r.get("Shared") and not r.get("InUse"))
+
+    def one(kind: str, count: int, act: int, size: int, reclaim: int) -> dict:
+        return {"Type": kind, "TotalCount": str(count), "Active": str(act),
+                "Size": human_size(size), "Reclaimable": human_size(reclaim) +
+                _pct(reclaim, size)}
+    return [one("Images", len(images), sum(1 for i in images if i.get("Containers")), total,
+                total - used),
+            one("Containers", len(ctrs), len(active), c_size, c_reclaim),
+            one("Local Volumes", len(vols), sum(1 for v in vols if v["UsageData"]["RefCount"]),
+                v_size, v_reclaim),
+            one("Build Cache", len(cache), sum(1 for r in cache if r.get("InUse")), b_size,
+                b_reclaim)]
 
 
 DF_CACHE_TABLE = ("table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t"
@@ -116,40 +129,48 @@ DF_VERBOSE = (
 )
 
 
-def _df_verbose(du, trunc: bool) -> dict:
-    """``system df -v``'s data as Docker's CLI gives it to a template: the
-    images (one row each, by its first name), containers (their writable
-    layers), volumes (links and sizes) and build cache records, each row
-    as its list command shows it."""
+def _df_verbose(data: dict, trunc: bool) -> dict:
+    """``system df -v``'s data as Docker's CLI gives it to a template, from
+    the /system/df record: the images (one row each, by its first name),
+    containers (their writable layers), volumes (links and sizes) and build
+    cache records, each row as its list command shows it."""
     from registry import reference as refs
 
-    from ..images import config_or_empty
-    from .containers import engine
     from .listing import df_image_row, ps_row, volume_row
-    store, sizes, layer_users = du.store, du.layer_sizes, du.layer_users
-    tags = store.tags()
     images = []
-    for rec in du.images:
-        shared = sum(sizes[d] for d in set(rec.diff_ids) if layer_users[d] > 1)
-        names = store.names_of(rec.id, tags)
-        ref = refs.parse(names[0]) if names else None
+    for i in data.get("Images") or []:
+        ref = refs.parse(i["RepoTags"][0]) if i.get("RepoTags") else None
         images.append(df_image_row(
             ref.familiar_repository if ref else "<none>",
-            (ref.tag or "<none>") if ref else "<none>", rec.id,
-            parse_time(config_or_empty(store, rec).get("created")),
-            sum(sizes[d] for d in set(rec.diff_ids)), shared,
-            sum(1 for u in du.in_use.get(rec.id, []) if u.startswith("container ")), trunc))
-    rw = {c.id: size for c, size, _vols in du.containers}
-    containers = []
-    for summary in engine().container_summaries(all_=True):
-        summary["SizeRw"], summary["SizeRootFs"] = rw.get(summary["Id"], 0), 0
-        containers.append(ps_row(summary, trunc))
-    volumes = [volume_row({"Name": n, "Driver": "local", "Scope": "local"}, (links, size))
-               for n, size, links in du.volumes]
+            (ref.tag or "<none>") if ref else "<none>", i["Id"], i.get("Created") or None,
+            i["Size"], i["SharedSize"], i.get("Containers") or 0, trunc))
+    containers = [ps_row({**c, "SizeRootFs": 0}, trunc)        # the docker CLI's df rows:
+                  for c in data.get("Containers") or []]          # no "(virtual ...)"
+    volumes = [volume_row(v, (v["UsageData"]["RefCount"], v["UsageData"]["Size"]))
+               for v in data.get("Volumes") or []]
+    cache = [cache_row(r, trunc) for r in data.get("BuildCache") or []]
     return {"Images": [dict(sorted(r.items())) for r in images],
             "Containers": [dict(sorted(r.items())) for r in containers],
-            "Volumes": [dict(sorted(r.items())) for r in volumes], "BuildCache": []}
+            "Volumes": [dict(sorted(r.items())) for r in volumes],
+            "BuildCache": [dict(sorted(r.items())) for r in cache]}
 
+
+def cache_row(rec: dict, trunc: bool) -> dict:
+    """One build cache record as Docker's ``buildCacheContext`` shows it."""
+    from ..format import ago, go_time
+    from ..format import parse_time as when
+    cid = rec.get("ID") or ""
+    created, used = when(rec.get("CreatedAt")), when(rec.get("LastUsedAt"))
+    parent = ", ".join(rec.get("Parents") or []) or rec.get("Parent") or ""
+    return {"ID": (cid[:12] if trunc else cid) + ("*" if rec.get("InUse") else ""),
+            "Parent": parent[:12] if trunc else parent, "CacheType": rec.get("Type", ""),
+            "Description": rec.get("Description", ""), "Size": human_size(rec["Size"]),
+            "CreatedSince": ago(created) if created else "",
+            "LastUsedSince": ago(used) if used else "",
+            "CreatedAt": go_time(created), "LastUsedAt": go_time(used),
+            "UsageCount": str(rec.get("UsageCount", 0)),
+            "InUse": str(bool(rec.get("InUse"))).lower(),
+            "Shared": str(bool(rec.get("Shared"))).lower()}
 
 
 def _render(fmt: str | None, data: dict) -> None:
