@@ -688,8 +688,8 @@ class Engine:
                             self._remove_files, sig_proxy, keys)
         if code is None:
             raise EscapeError()
-        policy = restart.from_docker(c.config.restart_policy)
-        if restart.should_restart(policy, code, 0, restart.stop_requested(c.path)):
+        if restart.should_restart(restart.current(c.path), code, 0,
+                                  restart.stop_requested(c.path)):
             start_detached(c, self._launch(c), self._remove_files, after_exit=code)
         return code
 
@@ -1577,6 +1577,90 @@ class Engine:
         images = self.image_prune(all_, f)
         cache = self.build_cache_prune(flt.older_than(f))    # only until applies there
         return SystemPruneReport(containers, vols, images, cache, networks)
+
+    # -- containers: resource use and limits (stats, update) -----------------------------------
+
+    def stats(self, ref: str | Container) -> dict:
+        """One sample of the container's resource use as Docker's
+        ``StatsResponse`` (precpu_stats zero: ``stats_frames`` pairs
+        samples); a container that is not running has its name and ID only."""
+        from .runtime import stats as statsmod
+        c = ref if isinstance(ref, Container) else self.get(ref)
+        pid = c.pid
+        if pid is None:
+            return statsmod.empty(c.id, c.name)
+        return statsmod.sample(c.id, c.name, pid, statsmod.members(pid),
+                               c.state().get("cgroups") or [], c.config.network == "host")
+
+    def stats_frames(self, refs: list[str] | None, all_: bool = False, stream: bool = True,
+                     one_shot: bool = False, interval: float = 1.0
+                     ) -> Iterator[list[tuple[str, dict]]]:
+        """Docker's stats, a frame at a time: [(the name the caller gave, or
+        the ID when ``refs`` is None, the record)] for ``refs`` (None: the
+        running containers, all with ``all_``, listed again each frame as
+        the docker CLI follows them). Each record carries the previous
+        sample's CPU in precpu_stats, so the first frame comes after
+        ``interval`` (``one_shot``: at once, without it); ``stream``: a frame
+        every ``interval`` until the caller stops, else one. An unknown
+        name is NotFoundError before any frame."""
+        from .runtime.stats import paired
+
+        def picked() -> list[tuple[str, Container]]:
+            if refs is not None:
+                return [(r, self.get(r)) for r in refs]
+            return [(c.id, c) for c in self.live_containers() if all_ or c.running]
+
+        targets = picked()
+        previous = {c.id: self.stats(c) for _, c in targets} if not one_shot else {}
+        while True:
+            if not one_shot:
+                time.sleep(interval)
+            if refs is None and stream:
+                targets = picked()
+            frame = []
+            for shown, c in targets:
+                cur = self.stats(c)
+                frame.append((shown, paired(cur, previous.get(c.id))))
+                previous[c.id] = cur
+            yield frame
+            if not stream:
+                return
+
+    def update(self, ref: str, limits: dict | None = None,
+               restart: str | dict | None = None) -> list[str]:
+        """Docker's ``update``: ``limits`` (Docker's HostConfig names:
+        PidsLimit, Memory, MemorySwap, NanoCpus, CpuShares, CpuPeriod,
+        CpuQuota; 0/None unchanged) and ``restart`` (``--restart``'s text or
+        a RestartPolicy; the monitor reads it at the next exit) recorded;
+        a running container's cgroups get the limits at once. The warnings
+        (nothing delegated, processes that could not be moved)."""
+        from .runtime import cgroups
+        from .runtime import update as upd
+        from .runtime.stats import members
+        c = self.get(ref)
+        given = {k: v for k, v in (limits or {}).items() if v is not None}
+        process = dict(c.config.process)
+        old = process.get("limits") or {}
+        new = upd.merged(old, given, c.id)
+        policy = upd.restart_policy(restart, c.config.auto_remove, c.id)
+        warnings: list[str] = []
+        process["limits"] = new
+        if c.running and new != old:
+            try:
+                paths, warnings = cgroups.update(c.id, c.state().get("cgroups") or [],
+                                                 process, members(c.pid) if c.pid else [])
+            except cgroups.CgroupError as e:
+                raise upd.UpdateError(f"Cannot update container {c.id}: {e}") from None
+            c.write_state(cgroups=paths)
+        elif new != old and not c.running:
+            note = cgroups.note(process)
+            warnings = [note] if note else []
+        c.config.process = process
+        if policy is not None:
+            c.config.restart_policy = {} if policy["Name"] == "no" else policy
+        self.containers.save_config(c)
+        container_event(c, "update")
+        return warnings
 
 
 class _NullOut:

@@ -259,18 +259,16 @@ ABSENT: dict[str, dict[str, str]] = {
         "--availability", "--group", "--limit-bytes", "--required-bytes", "--scope",
         "--secret", "--sharing", "--topology-preferred", "--topology-required", "--type")},
     "volume ls": {"--cluster": SWARM},
+    "update": {f: LIMITS for f in ("--blkio-weight", "--cpu-rt-period", "--cpu-rt-runtime",
+                                   "--cpuset-cpus", "--cpuset-mems", "--memory-reservation")},
 }
 for _top, _sub in (("rm", "container rm"), ("start", "container start"),
                    ("images", "image ls"), ("images", "image list"), ("history", "image history"),
                    ("load", "image load"), ("save", "image save"), ("rmi", "image rm"),
-                   ("push", "image push")):
+                   ("push", "image push"), ("update", "container update")):
     ABSENT[_sub] = ABSENT[_top]
 # docker's commands (top level and in its groups) dockish has not, and why
 COMMANDS_ABSENT = {
-    "stats": LIMITS.replace("a cgroup resource limit", "a container's cgroup statistics"),
-    "container stats": "as stats",
-    "update": "changes a running container's cgroup limits: " + LIMITS,
-    "container update": "as update",
     "search": NOT_YET + " (Docker Hub's search API)",
     "volume update": SWARM,
     "checkpoint": "experimental CRIU checkpoints",

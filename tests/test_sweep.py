@@ -61,6 +61,7 @@ BAD = "tests/test_badinput.py::"
 API = "tests/test_api.py::"
 TRUST = "tests/test_trust.py::"
 CGROUPS = "tests/test_cgroups.py::"
+STATS = "tests/test_stats.py::"
 
 SWEEP: dict[str, str] = {
     # registry/: image archives, the store, auth
@@ -209,6 +210,10 @@ SWEEP: dict[str, str] = {
                                       HOSTP + "test_a_3000_level_tree_round_trips_through_cp_and_export"),
     "runner/engine.py:Engine.df": OWN,
     "runner/engine.py:Engine.system_df": OWN + " (the build cache mounts' directories)",
+    "runner/runtime/restart.py:current": OWN + " (the container's config.json)",
+    "runner/runtime/stats.py:members": KERNEL + " (/proc's process directories)",
+    "runner/runtime/stats.py:_read": KERNEL + " (/proc/stat, /proc/meminfo and a container's /proc/PID/stat, statm, io, net/dev)",
+    "runner/runtime/cgroups.py:_move": KERNEL + " (cgroup.procs, O_NOFOLLOW below a walked directory fd); " + T(STATS + "test_update_changes_a_running_containers_limits_at_once"),
     "runner/engine.py:_NullOut.fileno": FIXED,
     "runner/runtime/hostfs.py:disk_usage": OWN,
     "runner/cli/images.py:save": T(HOSTP + "test_output_files_are_all_or_nothing"),

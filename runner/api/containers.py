@@ -34,6 +34,8 @@ from .streams import (
     pump_fd,
 )
 
+UPDATE_FIELDS = ("PidsLimit", "Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod",
+                 "CpuQuota")       # what update applies (runner.runtime.update)
 _create_lock = threading.Lock()     # names are checked then taken: one create at a time
 
 
@@ -84,6 +86,7 @@ class ContainerApi:
         a("HEAD", "/containers/{id}/archive", self.archive_head)
         a("PUT", "/containers/{id}/archive", self.archive_put)
         a("POST", "/containers/{id}/update", self.update)
+        a("GET", "/containers/{id}/stats", self.stats)
         a("POST", "/containers/{id}/exec", self.exec_create)
         a("POST", "/exec/{id}/start", self.exec_start)
         a("POST", "/exec/{id}/resize", self.exec_resize)
@@ -271,12 +274,44 @@ class ContainerApi:
         return NO_CONTENT
 
     async def update(self, req: Request):
+        """Docker's container update: the limits dockish applies (HostConfig
+        names) and RestartPolicy; any other field set is a 400 naming it.
+        The engine's warnings (nothing delegated) in ``Warnings``."""
         body = await req.json()
-        set_fields = [k for k, v in body.items() if not _is_default(v)]
-        if set_fields:
-            raise ApiError(400, f"container update is not supported by dockish (rootless: no "
-                           f"resource limits): {', '.join(sorted(set_fields))}")
-        return {"Warnings": []}
+        policy = body.get("RestartPolicy")
+        if isinstance(policy, dict) and not policy.get("Name"):
+            policy = None                       # the docker CLI's "unchanged"
+        limits = {}
+        for key in UPDATE_FIELDS:
+            value = body.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ApiError(400, f"{key} must be an integer")
+            limits[key] = value if key == "PidsLimit" else (value or None)
+        others = [k for k, v in body.items() if k not in UPDATE_FIELDS and
+                  k != "RestartPolicy" and not _is_default(v)]
+        if others:
+            raise ApiError(400, "container update of these fields is not supported by "
+                           f"dockish: {', '.join(sorted(others))}")
+        c = await self._get(req.params["id"])
+        warnings = await blocking(self.engine.update, c.id, limits, policy)
+        return {"Warnings": warnings or None}
+
+    async def stats(self, req: Request):
+        """Docker's stats: one record (``stream=0``: after a second, with the
+        previous sample's CPU; ``one-shot=1``: at once, without it), or one
+        a second until the client goes (``stream=1``, the default)."""
+        stream = req.flag("stream", True)
+        one_shot = req.flag("one-shot")
+        if stream and one_shot:
+            raise ApiError(400, "cannot have stream=true and one-shot=true")
+        c = await self._get(req.params["id"])
+        frames = self.engine.stats_frames([c.id], stream=stream, one_shot=one_shot)
+        if not stream:
+            return (await blocking(next, frames))[0][1]
+        await req.conn.start_stream()
+        while True:
+            frame = await blocking(next, frames)
+            await req.conn.write_json(frame[0][1])
 
     async def top(self, req: Request):
         c = await self._get(req.params["id"])

@@ -34,7 +34,7 @@ def register(main: click.Group) -> None:
 _ARGUMENT_KINDS = {
     "container": ("attach", "exec", "kill", "logs", "pause", "port", "rename", "restart", "rm",
                   "start", "stop", "top", "unpause", "wait", "export", "diff", "commit",
-                  "inspect"),
+                  "inspect", "stats", "update"),
     "image": ("rmi", "push", "tag", "history", "save", "run", "create"),
 }
 # sub-command -> what each of its arguments names (a list argument: every word)

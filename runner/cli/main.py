@@ -322,6 +322,8 @@ def _register_all() -> None:
     service_cli.register(main)
     from runner.cli import network as network_cli
     network_cli.register(main)
+    from runner.cli import stats as stats_cli
+    stats_cli.register(main)
     from runner.cli import check as check_cli
     check_cli.register(main)
     from runner.cli import completion as completion_cli

@@ -598,3 +598,158 @@ def delegation_text(places: dict[str, str]) -> str:
         by_path.setdefault(path, []).append(ctrl)
     return "; ".join(f"{', '.join(ctrls)} at {path}" for path, ctrls in by_path.items()) \
         or "none"
+
+
+# ------------------------------------------------------------------ reading and changing a live one
+
+def read_files(rel: str, names: tuple[str, ...], top: str = TOP) -> dict[str, str]:
+    """The named files of one of a container's cgroups (``rel``: a path of
+    its state's ``cgroups``), walked by fd with O_NOFOLLOW; a file that
+    cannot be read (the controller lacks it, the cgroup is gone) is left out."""
+    out: dict[str, str] = {}
+    try:
+        top_fd = _open_top(top)
+    except OSError:
+        return out
+    try:
+        fd = _walk(top_fd, _split(rel))
+    except OSError:
+        return out
+    finally:
+        os.close(top_fd)
+    try:
+        for name in names:
+            try:
+                out[name] = _read_at(fd, name)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return out
+
+
+def unlimited_files(v2: bool) -> dict[str, list[tuple[str, str]]]:
+    """What each controller's files say for "no limit", written when an
+    update takes a limit away (``--pids-limit -1``): v1's -1 and max, v2's max."""
+    if v2:
+        return {V2: [("pids.max", "max"), ("memory.swap.max", "max"), ("memory.max", "max"),
+                     ("cpu.max", f"max {CPU_PERIOD}")]}
+    return {"pids": [("pids.max", "max")],
+            "memory": [("memory.memsw.limit_in_bytes", "-1"), ("memory.limit_in_bytes", "-1")],
+            "cpu": [("cpu.cfs_quota_us", "-1")]}
+
+
+def _hier_of(rel: str, v2: bool) -> str:
+    """The hierarchy key of a state's cgroup path (its first component on
+    v1, ``V2`` on v2)."""
+    return V2 if v2 else rel.split("/", 1)[0]
+
+
+def update(cid: str, paths: list[str], process: dict, pids: list[int],
+           top: str = TOP) -> tuple[list[str], list[str]]:
+    """Apply ``process``'s (updated) limits to a running container at once:
+    written into the cgroups it has (``paths``, its state's), a limit taken
+    away set back to unlimited; a controller it has no cgroup for yet gets
+    one, made as ``make`` does, and the container's processes (``pids``)
+    are moved into it. Returns (its cgroups now, warnings): a warning
+    when nothing is delegated, or when a process could not be moved (the
+    kernel lets the user move only processes running as their own uid)."""
+    v2 = is_v2(top)
+    limits = process.get("limits") or {}
+    wanted = {V2: v2_files(limits)} if v2 else v1_files(limits)
+    free = unlimited_files(v2)
+    have = {_hier_of(rel, v2): rel for rel in paths}
+    warnings: list[str] = []
+    for rel in paths:                           # the ones it has: new values, or none
+        hier = _hier_of(rel, v2)
+        ctrls = [V2] if v2 else hier.split(",")
+        files = [f for c in ctrls for f in wanted.get(c, [])] or \
+            [f for c in ctrls for f in free.get(c, [])]
+        if v2:
+            names = {n for n, _ in files}
+            files += [f for f in free[V2] if f[0] not in names]
+        _write_live(rel, files, top)
+    missing = {c: f for c, f in wanted.items() if f and not any(
+        c in h.split(",") or c == h for h in have)}
+    if not missing:
+        return list(paths), warnings
+    try:
+        place = find({**process, "limits": limits}, top)
+    except OSError as e:
+        place = f"{top} cannot be read ({os.strerror(e.errno).lower()})"
+    if not isinstance(place, Placement):
+        return list(paths), [not_applied(place, v2, user_name())]
+    made = list(paths)
+    top_fd = _open_top(top)
+    try:
+        for hier, parent in place.parents.items():
+            if hier in have or not any(c in missing for c in (hier.split(",") or [V2])):
+                continue
+            rel = "/".join(_split(hier, parent, child_name(cid)))
+            pfd = _walk(top_fd, _split(hier, parent))
+            try:
+                _mkdir_fresh(pfd, child_name(cid))
+            finally:
+                os.close(pfd)
+            made.append(rel)
+            _write_live(rel, place.files[hier], top)
+            refused = _move(top_fd, rel, pids)
+            if refused:
+                warnings.append(f"WARNING: {refused} of the container's processes could not "
+                                f"be moved into its new cgroup {rel} (they run as another "
+                                "uid): the limit applies to the others and to new ones")
+    except OSError as e:
+        raise CgroupError(f"cannot make the container's cgroup: {_why(e)}") from None
+    finally:
+        os.close(top_fd)
+    return made, warnings
+
+
+def _write_live(rel: str, files: list[tuple[str, str]], top: str) -> None:
+    """Write ``files`` into a live cgroup; on EINVAL once more in the other
+    order (v1 takes a memory limit above the memory+swap one only after
+    that one is raised, and a lower memory+swap only after memory is lowered)."""
+    top_fd = _open_top(top)
+    try:
+        fd = _walk(top_fd, _split(rel))
+    except OSError as e:
+        raise CgroupError(f"cannot update the container's cgroup: {_why(e)}") from None
+    finally:
+        os.close(top_fd)
+    try:
+        for attempt in (files, list(reversed(files))):
+            try:
+                for name, value in attempt:
+                    try:
+                        _write_at(fd, name, value)
+                    except FileNotFoundError:
+                        if ".swap." not in name and ".memsw." not in name:
+                            raise
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL or attempt is not files:
+                    raise CgroupError(f"cannot update the container's cgroup: {_why(e)}") \
+                        from None
+    finally:
+        os.close(fd)
+
+
+def _move(top_fd: int, rel: str, pids: list[int]) -> int:
+    """Write each pid into the cgroup's cgroup.procs; how many were refused."""
+    d = _walk(top_fd, _split(rel))
+    try:
+        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=d)
+    finally:
+        os.close(d)
+    refused = 0
+    try:
+        for pid in pids:
+            try:
+                os.write(fd, str(pid).encode())
+            except ProcessLookupError:
+                continue
+            except OSError:
+                refused += 1
+    finally:
+        os.close(fd)
+    return refused

@@ -281,7 +281,7 @@ class Launch:
 
     def release_cgroups(self) -> None:
         """Remove this start's cgroups, once the container's processes are gone."""
-        if self.cg is not None:
+        if self.cg is not None or self.c.state().get("cgroups"):   # update's too
             cgroups.release_container(self.c)
             self.cg = None
 

@@ -217,8 +217,8 @@ def _carry_on_tty(c: Container, launch: Launch, master: int, listener, log: LogW
         with contextlib.suppress(FileNotFoundError):
             ttymod.socket_path(c.id).unlink()
         _died(c, ended, remove)
-        policy = restart.from_docker(c.config.restart_policy)
-        if restart.should_restart(policy, ended, 0, restart.stop_requested(c.path)):
+        if restart.should_restart(restart.current(c.path), ended, 0,
+                                  restart.stop_requested(c.path)):
             start_detached(c, launch, remove, after_exit=ended)
         code = 0
     finally:
@@ -313,7 +313,6 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove,
                       restart_count=0)
         if c.config.tty:
             listener = ttymod.listen(c.id)       # ready before `run -d` returns
-        policy = restart.from_docker(c.config.restart_policy)
         if after_exit is None:
             began = time.monotonic()
             try:
@@ -332,12 +331,15 @@ def _monitor(c: Container, launch: Launch, w: int, remove: Remove,
             os.close(w)
             code, ran_for = after_exit, restart.RESET_AFTER
         restarts, delay = 0, 0.0
-        while restart.should_restart(policy, code, restarts, restart.stop_requested(c.path)):
+        while restart.should_restart(restart.current(c.path), code, restarts,
+                                     restart.stop_requested(c.path)):
             restarts += 1
             delay = restart.next_delay(delay, ran_for)
             c.write_state(restarting=True, restart_count=restarts)
             if not _wait_unless_stopped(c, delay):
                 break
+            with contextlib.suppress(DockishError):   # `update`'s limits apply to the restart
+                c.config = Container(c.path).config
             began = time.monotonic()
             try:
                 ended = _start_once(c, launch, log, listener)

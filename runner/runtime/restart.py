@@ -73,6 +73,18 @@ def from_docker(policy: dict | None) -> RestartPolicy:
     return RestartPolicy(name, retries)
 
 
+def current(container_dir: Path) -> RestartPolicy:
+    """The container's policy as its config says now: ``update --restart``
+    changes it while the container runs, and the next exit follows the new
+    one (so the monitor reads it at each exit, not once at its start)."""
+    import json
+    try:
+        data = json.loads((container_dir / "config.json").read_bytes())
+        return from_docker(data.get("restart_policy"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return RestartPolicy()
+
+
 def should_restart(policy: RestartPolicy, code: int, restarts: int, stopped: bool) -> bool:
     """Whether an exit with ``code`` is followed by a restart, after
     ``restarts`` restarts so far; never after a ``stop``."""
