@@ -242,6 +242,34 @@ os.fsync(d)
         assert _umount(mnt).returncode == 0
 
 
+def test_new_files_take_spares_made_ahead_and_none_stay(image, tmp_path):
+    """New files' data goes into empty files a thread made ahead
+    (UPPER/spare, renamed into UPPER/data at the create): every byte written
+    lands in the file's own data, a daemon killed with spares made loses
+    nothing and the next one clears them, and an unmount leaves none."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    pid = _daemon_pid(mnt)
+    for i in range(300):
+        (mnt / f"n{i}").write_bytes(f"{i}:".encode() * (i + 1))
+    deadline = time.time() + 10
+    while not os.listdir(upper / "spare") and time.time() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(upper / "spare"), "no spare files were made ahead"
+    _kill_daemon(pid, mnt)
+    _mount(image, upper, mnt)
+    try:
+        for i in range(300):
+            assert (mnt / f"n{i}").read_bytes() == f"{i}:".encode() * (i + 1), i
+        (mnt / "after").write_text("x")
+        assert len(os.listdir(upper / "spare")) <= 64     # the killed one's are gone
+    finally:
+        assert _umount(mnt).returncode == 0
+    assert os.listdir(upper / "spare") == []
+    assert len(_data_files(upper)) >= 301
+
+
 def _mount_counting(image: str, upper: Path, mnt: Path) -> None:
     env = dict(os.environ, DOCKISH_FUSE_STATS="1")
     subprocess.run([dockish_exe(), "mount", "--rw", "--upper", str(upper), image, str(mnt)],

@@ -93,6 +93,7 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
         upper = Upper(spec.upper, spec.layer_ids)
         upper.open()
         upper.load(tree)
+        upper.start_spares()
     total = sum(os.fstat(fd).st_size for fd in layer_fds)
     ops = UnionFS(tree, layer_fds, upper, total)
     count_requests(ops)

@@ -286,7 +286,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 self.tree.record(node)
                 self._flush_journal()
             size = node.size if keep is None else min(keep, node.size)
-            fd = self.upper.open_data(node.uino, create=True, truncate=True)
+            fd = self.upper.new_data(node.uino)
             try:
                 if size:
                     await trio.to_thread.run_sync(
@@ -390,7 +390,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 mode |= stat.S_ISGID
         node = self.tree.new_node(mode, uid, gid, now, rdev=rdev, target=target)
         if stat.S_ISREG(mode):
-            fd = self.upper.open_data(node.uino, create=True, truncate=True)
+            fd = self.upper.new_data(node.uino)
             if keep_open:
                 self._fds.put(node.ino, fd)
             else:

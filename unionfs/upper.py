@@ -2,6 +2,7 @@
 
     UPPER/journal      msgpack records (see ``tree.Rec``), appended per change
     UPPER/data/<uino>  the bytes of each regular file the layer holds
+    UPPER/spare/s<n>   empty files made ahead for new data (``spares.Spares``)
     UPPER/lock         flock'ed by the daemon that serves the layer
 
 Names, owners, modes, device numbers, xattrs and links live only in the
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import msgpack
 
+from .spares import Spares
 from .tree import Rec, Tree
 
 JOURNAL_VERSION = 1
@@ -75,6 +77,7 @@ class Upper:
         self.reserved = 0               # journal offset up to which blocks are allocated
         self.compact_min = int(os.environ.get("DOCKISH_COMPACT_BYTES", COMPACT_MIN))
         self.readonly = False
+        self.spares: Spares | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -106,7 +109,21 @@ class Upper:
             pass
         self.data_fd = os.open("data", _DIR_FLAGS, dir_fd=self.dir_fd)
 
+    def start_spares(self) -> None:
+        """Have empty data files made ahead by a thread (a serving daemon's
+        creates then only rename one into place; see ``spares``)."""
+        try:
+            os.mkdir("spare", 0o700, dir_fd=self.dir_fd)
+        except FileExistsError:
+            pass
+        self.spares = Spares(os.open("spare", _DIR_FLAGS, dir_fd=self.dir_fd))
+        self.spares.start()
+
     def close(self) -> None:
+        if self.spares is not None:
+            self.spares.close()
+            os.close(self.spares.dir_fd)
+            self.spares = None
         for name in ("journal_fd", "data_fd", "dir_fd", "lock_fd"):
             fd = getattr(self, name)
             if fd >= 0:
@@ -302,6 +319,12 @@ class Upper:
         if truncate:
             flags |= os.O_TRUNC
         return os.open(str(uino), flags, 0o600, dir_fd=self.data_fd)
+
+    def new_data(self, uino: int) -> int:
+        """An open, empty data file for ``uino`` (replacing any it had): a
+        spare renamed into place when one is ready."""
+        fd = self.spares.take(self.data_fd, str(uino)) if self.spares is not None else None
+        return self.open_data(uino, create=True, truncate=True) if fd is None else fd
 
     def remove_data(self, uino: int) -> None:
         try:
