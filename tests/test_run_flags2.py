@@ -221,6 +221,9 @@ def test_ipc_shareable_host_and_private(api):
     res = docker(api, "run", "--rm", "--network", "none", "--ipc", "container:private",
                  IMAGE, "true")
     assert res.returncode != 0 and "non-shareable IPC" in res.stderr, res
+    out = ok(api, "run", "--rm", "--network", "none", "--ipc", "none", IMAGE,
+             "sh", "-c", "grep -c ' /dev/shm ' /proc/mounts; readlink /proc/self/ns/ipc")
+    assert out.split()[0] == "0" and out.split()[1] not in (host_ipc, theirs)
     res = docker(api, "run", "--rm", "--ipc", "elsewhere", IMAGE, "true")
     assert res.returncode == 125, res
 

@@ -625,7 +625,7 @@ def _init(launch: Launch, stdio: Stdio, exec_w: int) -> None:
     nsmodes.write_sysctls(cfg.process)   # in its own net and IPC namespaces
     nsmodes.apply_oom_score_adj(cfg.process)
     shm = _donor_shm(launch.shared["ipc"]) if "ipc" in launch.shared else \
-        ("/dev/shm" if cfg.process.get("ipc") == "host" else None)
+        {"host": "/dev/shm", "none": ""}.get(cfg.process.get("ipc") or "")
     try:
         rootfs.setup_root(str(launch.c.rootfs), launch.mounts, read_only=cfg.read_only,
                           full_ids=launch.mapping.full, console=console,

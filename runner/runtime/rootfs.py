@@ -322,7 +322,9 @@ def _setup_dev(root: str, gid_tty: int | None, console: str | None,
     ns.mount("devpts", pts, "devpts", ns.MS_NOSUID | ns.MS_NOEXEC, opts)
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
-    if isinstance(shared_shm, str):       # --ipc host: the host's /dev/shm
+    if shared_shm == "":                  # --ipc none: no /dev/shm mounted, as Docker's
+        pass
+    elif isinstance(shared_shm, str):     # --ipc host: the host's /dev/shm
         ns.mount(shared_shm, shm, None, ns.MS_BIND)
     elif isinstance(shared_shm, int):     # --ipc container:NAME: a copy of its mount
         ns.move_mount_to(shared_shm, shm)
