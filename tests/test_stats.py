@@ -25,7 +25,7 @@ from runner.runtime.update import UpdateError, merged
 
 from .diffbase import dockish_exe
 from .runbed import dockish, drain, no_leftovers, ok  # noqa: F401 - a fixture
-from .test_api import IMAGE, docker, service  # noqa: F401 - a fixture
+from .test_api import DOCKER, IMAGE, docker, service  # noqa: F401 - a fixture
 from .test_api import client as dockerpy_client
 from .test_api import ok as docker_ok
 
@@ -57,6 +57,12 @@ def _inspect(ref: str) -> dict:
     return json.loads(ok("inspect", ref))[0]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) of a process, from /proc, as a check."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ------------------------------------------------------------------ stats from the CLI
 
 @pytest.mark.usefixtures("no_leftovers")
@@ -82,17 +88,21 @@ def test_stats_shows_dockers_columns_and_real_numbers(bb):
     assert "idle" in ok("stats", "-a", "--no-stream", "--format", "{{.Name}}").split()
 
     rows = {}
+    pid = _inspect("busy")["State"]["Pid"]
+    before = (_cpu_seconds(pid), time.monotonic())
     for line in ok("stats", "--no-stream", "--format", ALL_FIELDS, "busy", "holder", "three",
                    "writer", "talker", "idle").splitlines():
         f = line.split("|")
         rows[f[0]] = f
+    share = (_cpu_seconds(pid) - before[0]) / (time.monotonic() - before[1]) * 100
     busy, holder, three, writer, talker, idle = (rows[n] for n in (
         "busy", "holder", "three", "writer", "talker", "idle"))
     cid = _inspect("busy")["Id"]
     assert busy[1:3] == ["busy", cid[:12]]
     cpu = float(busy[3].rstrip("%"))
-    print(f"busy loop: {cpu}% CPU; holder: {holder[4]}")
-    assert 60 <= cpu <= 110, busy                          # one CPU's worth
+    print(f"busy loop: {cpu}% CPU (its own ticks over the command: {share:.1f}%); "
+          f"holder: {holder[4]}")
+    assert 40 <= cpu <= 110 and abs(cpu - share) < 25, (busy, share)   # a CPU, as it got it
     assert float(rows["three"][3].rstrip("%")) < 5, three
     used, limit = holder[4].split(" / ")
     assert _mib(used) >= 57, holder                         # 60 MB = 57.2 MiB held
@@ -119,30 +129,43 @@ def test_stats_shows_dockers_columns_and_real_numbers(bb):
         1, "Error response from daemon: No such container: nosuch\n")
 
 
+def _frames(stream, n: int) -> bytes:
+    """Read a stats stream until its ``n``th frame has ended (the erase
+    below); what came, at most 30 s on."""
+    out = b""
+    while out.count(b"\x1b[J") < n:
+        more = drain(stream.fileno(), 30, until=b"\x1b[J")
+        assert more, out
+        out += more
+    return out
+
+
 @pytest.mark.usefixtures("no_leftovers")
-def test_stats_streams_redrawing_a_terminal_until_ctrl_c(bb):
+def test_stats_streams_frames_as_the_docker_cli_until_ctrl_c(bb):
     ok("run", "-d", "--name", "s1", "--network", "none", bb, "sleep", "600")
+    frame = b"\x1b[Hs1 1\n\x1b[Hs1 1 \x1b[K\n \x1b[K\n\x1b[J"
+    p = subprocess.Popen([dockish_exe(), "stats", "--format", "{{.Name}} {{.PIDs}}", "s1"],
+                         stdout=subprocess.PIPE)
+    try:                                    # piped: Docker 28's bytes, frame after frame
+        assert _frames(p.stdout, 2) == frame * 2
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 130
     pid, fd = pty.fork()
     if pid == 0:
         os.execv(dockish_exe(), [dockish_exe(), "stats", "s1"])
     try:
-        out = drain(fd, 20, until=b"\x1b[2J\x1b[H" * 1)
-        out += drain(fd, 10, until=b"s1")
-        more = drain(fd, 4)                       # the next frames, each a fresh screen
-        assert out.startswith(b"\x1b[2J\x1b[H") and b"CONTAINER ID" in out, out
-        assert more.count(b"\x1b[2J\x1b[H") >= 2, more
+        out = drain(fd, 20, until=b"\x1b[J")
+        out += drain(fd, 10, until=b"\x1b[J")
+        assert out.startswith(b"\x1b[HCONTAINER ID   NAME"), out   # a terminal: redrawn
+        assert re.search(rb"\r\n\x1b\[HCONTAINER ID .*PIDS \x1b\[K\r\n\w{12}   s1 +[\d.]+% .* 1 "
+                         rb"\x1b\[K\r\n \x1b\[K\r\n\x1b\[J", out), out
         os.kill(pid, signal.SIGINT)
+        drain(fd, 5)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 130
     finally:
         os.close(fd)
-    # piped: frame after frame, no escape codes
-    p = subprocess.Popen([dockish_exe(), "stats", "--format", "{{.Name}} {{.PIDs}}", "s1"],
-                         stdout=subprocess.PIPE, text=True)
-    lines = [p.stdout.readline() for _ in range(2)]
-    p.send_signal(signal.SIGINT)
-    p.wait(10)
-    assert lines == ["s1 1\n", "s1 1\n"]
 
 
 # ------------------------------------------------------------------ stats through the API
@@ -160,7 +183,18 @@ def test_docker_stats_and_dockerpy_stats_through_the_socket(service):  # noqa: F
         service, "stats", "--no-stream", "--format", ALL_FIELDS, "busy", "holder").splitlines())}
     cpu = float(rows["busy"][3].rstrip("%"))
     print(f"docker CLI through the socket: busy {cpu}%, holder {rows['holder'][4]}")
-    assert 60 <= cpu <= 110, rows["busy"]
+    assert 40 <= cpu <= 110, rows["busy"]
+    frames = {}
+    for cmd in ([DOCKER], [dockish_exe()]):     # the stream: the same bytes from both
+        p = subprocess.Popen([*cmd, "stats", "--format", "{{.Name}} {{.PIDs}}", "busy"],
+                             stdout=subprocess.PIPE, env=service.env())
+        try:
+            frames[cmd[0]] = _frames(p.stdout, 2)
+        finally:
+            p.kill()
+            p.wait(10)
+    assert frames[DOCKER] == frames[dockish_exe()] == \
+        b"\x1b[Hbusy 1\n\x1b[Hbusy 1 \x1b[K\n \x1b[K\n\x1b[J" * 2, frames
     assert _mib(rows["holder"][4].split(" / ")[0]) >= 57, rows["holder"]
     assert rows["busy"][8] == "1" and rows["busy"][1] == "busy"
 
@@ -171,7 +205,7 @@ def test_docker_stats_and_dockerpy_stats_through_the_socket(service):  # noqa: F
         s["precpu_stats"]["cpu_usage"]["total_usage"]
     sys_delta = s["cpu_stats"]["system_cpu_usage"] - s["precpu_stats"]["system_cpu_usage"]
     assert s["cpu_stats"]["online_cpus"] == os.cpu_count()
-    assert 0.6 <= cpu_delta / sys_delta * s["cpu_stats"]["online_cpus"] <= 1.1, s
+    assert 0.4 <= cpu_delta / sys_delta * s["cpu_stats"]["online_cpus"] <= 1.1, s
     assert s["pids_stats"]["current"] == 1
     h = client.containers.get("holder").stats(stream=False)
     assert h["memory_stats"]["usage"] >= 60_000_000 and h["memory_stats"]["limit"] > 0

@@ -18,7 +18,19 @@ STATS_TABLE = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPer
 STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
                  "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
                  "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
-CLEAR = "\033[2J\033[H"          # the docker CLI's redraw on a terminal
+HOME, ERASE_LINE, ERASE_BELOW = "\033[H", "\033[K", "\033[J"
+
+
+def stream_frame(text: str) -> str:
+    """One frame of the streaming output, byte for byte the docker CLI
+    28's (on a terminal or not): the cursor home, the table, then — its
+    loop appends to the buffer it reads — the same lines again from the
+    cursor home, each ended by an erase-to-end-of-line, and an erase of
+    whatever an earlier, longer frame left below. On a terminal the second
+    copy overwrites the first; through a pipe both are there, as Docker's."""
+    first = HOME + text + "\n"
+    again = "".join(f"{line} {ERASE_LINE}\n" for line in first.split("\n"))
+    return first + again + ERASE_BELOW
 
 
 @click.command("stats")
@@ -38,14 +50,15 @@ def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bo
     (ctrl-c ends it)."""
     from ..runtime.stats import row
     from .listing import format_rows
-    tty = sys.stdout.isatty()
     frames = engine().stats_frames(list(containers) or None, all_, stream=not no_stream)
     try:
         for frame in frames:
             rows = [row(s, shown, trunc=not no_trunc) for shown, s in frame]
-            lines = format_rows(fmt, rows, STATS_TABLE, STATS_HEADERS)
-            text = "\n".join(lines)
-            click.echo((CLEAR if tty and not no_stream else "") + text)
+            text = "\n".join(format_rows(fmt, rows, STATS_TABLE, STATS_HEADERS))
+            if no_stream:
+                click.echo(text)
+            else:
+                click.echo(stream_frame(text), nl=False, color=True)   # escapes kept piped
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
