@@ -431,3 +431,36 @@ def test_update_merges_as_dockers_daemon():
         with pytest.raises(UpdateError) as e:
             merged(old, given, "c")
         assert str(e.value).startswith("Cannot update container c: ") and words in str(e.value)
+
+
+@pytest.mark.pure
+def test_update_writes_a_v2_cgroup_and_takes_a_limit_away(tmp_path):
+    """cgroup v2 (a made-up tree: this machine's v2 has no controllers to
+    delegate): the new values go into the container's one directory, a
+    limit taken away is ``max`` again; a parent that does not hand a
+    controller down is the one warning line."""
+    from runner.runtime import cgroups
+    from runner.runtime.procopts import parse
+    top = tmp_path / "cgroup"
+    parent = top / "deleg"
+    child = parent / "dockish-c1"
+    child.mkdir(parents=True)
+    (top / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    for name in ("pids.max", "memory.max", "memory.swap.max", "cpu.max", "cgroup.procs"):
+        (child / name).write_text("")
+    process = parse(pids_limit=5, memory="64m", memory_swap="128m", cgroup_parent="/deleg")
+    process["limits"] = merged(process["limits"], {"PidsLimit": -1, "NanoCpus": 500_000_000},
+                               "c1")
+    paths, warnings = cgroups.update("c1", ["deleg/dockish-c1"], process, [], str(top))
+    assert (paths, warnings) == (["deleg/dockish-c1"], [])
+    assert {f: (child / f).read_text() for f in ("pids.max", "memory.max", "memory.swap.max",
+                                                  "cpu.max")} == {
+        "pids.max": "max", "memory.max": str(64 << 20), "memory.swap.max": str(64 << 20),
+        "cpu.max": "50000 100000"}
+    (parent / "cgroup.subtree_control").write_text("pids\n")    # memory not enabled
+    made, warnings = cgroups.update("c2", [], parse(memory="64m", memory_swap="-1",
+                                                    cgroup_parent="/deleg"), [], str(top))
+    assert made == [] and warnings == [cgroups.not_applied(
+        f"the memory controllers are not enabled for the children of {parent} (cgroup v2)",
+        True, cgroups.user_name())]
