@@ -127,6 +127,16 @@ def _seccomp_profile(path: str) -> str:
     return text
 
 
+def swap_refusal(memory: int, swap: int) -> str | None:
+    """The daemon's words when ``--memory-swap`` cannot go with ``-m``
+    (create and update alike); None when it can."""
+    if not memory:
+        return "You should always set the Memory limit when using Memoryswap limit, see usage"
+    if 0 < swap < memory:
+        return "Minimum memoryswap limit should be larger than memory limit, see usage"
+    return None
+
+
 def parse(*, userns: str = "", group_add: list[str] | None = None,
           ulimits: list[str] | None = None, shm_size: str | None = None,
           devices: list[str] | None = None, security_opt: list[str] | None = None,
@@ -166,12 +176,9 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
             raise DockishError("Minimum memory limit allowed is 6MB")
     if memory_swap:
         swap = -1 if memory_swap.strip() == "-1" else ram_bytes(memory_swap, "--memory-swap")
-        if not limits.get("Memory"):
-            raise DockishError("You should always set the Memory limit when using Memoryswap "
-                               "limit, see usage")
-        if 0 < swap < limits["Memory"]:
-            raise DockishError("Minimum memoryswap limit should be larger than memory limit, "
-                               "see usage")
+        why = swap_refusal(limits.get("Memory") or 0, swap)
+        if why:
+            raise DockishError(why)
         limits["MemorySwap"] = swap
     if cpus:
         try:

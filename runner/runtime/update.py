@@ -14,7 +14,7 @@ import os
 
 from ..errors import DockishError
 from .cgroups import memory_swap
-from .procopts import MIN_MEMORY
+from .procopts import MIN_MEMORY, swap_refusal
 
 FIELDS = ("PidsLimit", "Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod",
           "CpuQuota")
@@ -78,12 +78,9 @@ def merged(limits: dict, given: dict, cid: str) -> dict:
         new["Memory"] = memory
         new.setdefault("MemorySwap", memory_swap(old))     # kept as it was, not 2x anew
     if swap:
-        if not new.get("Memory"):
-            raise refuse("You should always set the Memory limit when using Memoryswap "
-                         "limit, see usage")
-        if 0 < swap < new["Memory"]:
-            raise refuse("Minimum memoryswap limit should be larger than memory limit, "
-                         "see usage")
+        why = swap_refusal(new.get("Memory") or 0, swap)
+        if why:
+            raise refuse(why)
         new["MemorySwap"] = swap
     for key, value in (("NanoCpus", nano), ("CpuPeriod", period), ("CpuQuota", quota)):
         if value:
