@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from .diffbase import dockish_exe
-from .runbed import no_leftovers  # noqa: F401 - a fixture
+from .runbed import dockish, no_leftovers  # noqa: F401 - a fixture
 from .runbed import ok as dok
 from .test_api import docker, service  # noqa: F401 - a fixture
 from .test_api import ok as docker_ok
@@ -93,6 +93,32 @@ def test_format_raw_keys_and_blank_lines(bed):  # noqa: F811 - the fixture impor
         "type: Images", "type: Containers", "type: Local Volumes", "type: Build Cache"]
     # where Docker has no raw form the word is a template like any other
     assert dok("history", "--format", "raw", "labeled:1").splitlines()[0] == "raw"
+
+
+@pytest.mark.parametrize(("args", "go_type", "field"), [
+    (("ps", "-a"), "*formatter.ContainerContext", "Names"),
+    (("images",), "*formatter.imageContext", "Repository"),
+    (("volume", "ls"), "*formatter.volumeContext", "Name"),
+    (("network", "ls"), "*network.networkContext", "Name"),
+    (("history", "labeled:1"), "*image.historyContext", "CreatedBy")])
+def test_a_field_the_rows_lack_is_dockers_error_not_no_value(bed, args, go_type,  # noqa: F811
+                                                             field):
+    """A misspelt field in a list's --format: Docker's rows are Go structs,
+    so it is an error naming the type (never ``<no value>`` lines a script
+    would read as data), the same words as the docker CLI's; nothing on
+    stdout."""
+    theirs = docker(bed, *args, "--format", "{{.Nmae}}")
+    mine = dockish(*args, "--format", "{{.Nmae}}")
+    said = f'template: :1:2: executing "" at <.Nmae>: can\'t evaluate field Nmae in type ' \
+           f"{go_type}"
+    assert theirs.returncode == 1 and said in theirs.stderr, theirs
+    assert (mine.returncode, mine.stdout) == (125, ""), mine
+    assert mine.stderr == f"dockish: error: template parsing error: {said}\n", mine.stderr
+    # a field the rows have prints as Docker's, in the table form too
+    for fmt in (f"{{{{.{field}}}}}", f"table {{{{.{field}}}}}"):
+        mine_rows = sorted(dok(*args, "--format", fmt).splitlines())
+        assert mine_rows == sorted(docker_ok(bed, *args, "--format", fmt).splitlines())
+        assert mine_rows and "<no value>" not in mine_rows, mine_rows
 
 
 # ------------------------------------------------------------------ -l/--log-level

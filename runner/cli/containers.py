@@ -68,10 +68,12 @@ def _each(refs: tuple[str, ...], action: Callable[[str], object],
 
 
 def print_rows(fmt: str | None, rows: list[dict], default: str,
-               headers: dict[str, str], raw: str | None = None) -> None:
+               headers: dict[str, str], raw: str | None = None,
+               context: str | None = None) -> None:
     """A list command's rows under ``--format`` (``runner.cli.listing``;
-    ``raw``: the command's ``--format raw`` where Docker has one)."""
-    for line in format_rows(fmt, rows, default, headers, raw):
+    ``raw``: the command's ``--format raw`` where Docker has one;
+    ``context``: the Go type of Docker's row, whose missing fields are errors)."""
+    for line in format_rows(fmt, rows, default, headers, raw, context):
         click.echo(line)
 
 
@@ -522,7 +524,7 @@ def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet
             click.echo(r["ID"])
         return
     print_rows(fmt, rows, PS_TABLE + ("\t{{.Size}}" if size else ""), PS_HEADERS,
-               PS_RAW_SIZE if size else PS_RAW)
+               PS_RAW_SIZE if size else PS_RAW, context="*formatter.ContainerContext")
 
 
 def ps_uses_size(fmt: str) -> bool:
@@ -862,7 +864,8 @@ def volume_ls(filters: dict[str, list[str]], quiet: bool, fmt: str | None) -> No
     rows = [volume_row(v) for v in engine().volume_list(filters)]
     if quiet:
         fmt = quiet_format(fmt, "{{.Name}}", VOLUME_RAW_QUIET)
-    print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS, VOLUME_RAW)
+    print_rows(fmt, rows, VOLUME_TABLE, VOLUME_HEADERS, VOLUME_RAW,
+               context="*formatter.volumeContext")
 
 
 @volume_group.command("inspect")

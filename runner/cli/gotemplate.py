@@ -45,6 +45,19 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class Context(dict):
+    """A list row as Docker's formatters give it to a template: a Go struct
+    (``*formatter.ContainerContext`` ...), not a map, so a field it lacks is
+    an error naming that type (a misspelt ``{{.Nmae}}`` fails instead of
+    printing ``<no value>`` that a script would take for data)."""
+
+    def __init__(self, fields: dict, go_type: str) -> None:
+        super().__init__(fields)
+        self.go_type = go_type
+
+
 _NO_FINAL: Any = object()           # a command with no piped-in value
 MAX_DEPTH = 100000                  # Go's maxExecDepth for nested {{template}}
 
@@ -1260,6 +1273,9 @@ class _State:
             return recv[name]
         if recv is None:
             self.error(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(recv, Context) and name not in recv and \
+                not (name == "Label" and has_args):
+            self.error(f"can't evaluate field {name} in type {recv.go_type}")
         if isinstance(recv, dict):
             if name in recv:
                 if has_args:

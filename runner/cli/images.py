@@ -280,7 +280,7 @@ def images(all_: bool, digests: bool, quiet: bool, no_trunc: bool,
              "SharedSize": "N/A", "Size": human_size(r["Size"]), "Tag": r["Tag"],
              "UniqueSize": "N/A", "VirtualSize": human_size(r["Size"])} for r in rows]
     print_rows(fmt, data, IMAGES_DIGEST_TABLE if digests else IMAGES_TABLE, IMAGES_HEADERS,
-               IMAGES_RAW_DIGEST if digests else IMAGES_RAW)
+               IMAGES_RAW_DIGEST if digests else IMAGES_RAW, context="*formatter.imageContext")
 
 
 @click.command()
@@ -397,7 +397,7 @@ def history(no_trunc: bool, quiet: bool, human: bool, fmt: str | None, name: str
                      "CreatedSince": human_ago(h.created_at) if human else h.created,
                      "CreatedBy": by, "Size": human_size(h.size) if human else str(h.size),
                      "Comment": h.comment})
-    print_rows(fmt, data, HISTORY_TABLE, HISTORY_HEADERS)
+    print_rows(fmt, data, HISTORY_TABLE, HISTORY_HEADERS, context="*image.historyContext")
 
 
 # -- save / load / import --------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from .gotemplate import TABLE_PREFIX, Template, is_table, parse, render_table
+from .gotemplate import TABLE_PREFIX, Context, Template, is_table, parse, render_table
 
 JSON_TEMPLATE = "{{json .}}"
 RAW = "raw"
@@ -69,15 +69,21 @@ def quiet_format(fmt: str | None, quiet: str, raw_quiet: str) -> str:
 
 
 def format_rows(fmt: str | None, rows: list[dict], default: str,
-                headers: dict[str, str], raw: str | None = None) -> list[str]:
+                headers: dict[str, str], raw: str | None = None,
+                context: str | None = None) -> list[str]:
     """The lines ``rows`` print as under ``fmt``; ``default`` is the
     command's own ``table ...`` template, ``headers`` Docker's column names
     by field, ``raw`` its ``--format raw`` template where Docker has one
     (elsewhere ``raw`` is a template like any text, printed as is). The
     whole output is made before any is printed: a template that fails on
-    the third row prints nothing (as Docker's buffered writer)."""
+    the third row prints nothing (as Docker's buffered writer). ``context``:
+    the Go type of Docker's row (``*formatter.ContainerContext``): a field
+    the row lacks is then an error naming it, as Docker's; without it rows
+    are Go maps (a missing key prints ``<no value>``)."""
     fmt = fmt or ""
-    rows = [dict(sorted(r.items())) for r in rows]   # Docker's contexts: Go maps, keys sorted
+    rows = [dict(sorted(r.items())) for r in rows]   # keys sorted, as Go prints maps
+    if context:
+        rows = [Context(r, context) for r in rows]
     if fmt.strip() in ("", TABLE_PREFIX):
         fmt = default
     elif fmt.strip() == "json":

@@ -65,7 +65,8 @@ def network_ls(filters: tuple[str, ...], fmt: str | None, quiet: bool, no_trunc:
         rows.append(row)
     if quiet:
         fmt = quiet_format(fmt, "{{.ID}}", NETWORK_RAW_QUIET)
-    print_rows(fmt, rows, NETWORK_TABLE, NETWORK_HEADERS, NETWORK_RAW)
+    print_rows(fmt, rows, NETWORK_TABLE, NETWORK_HEADERS, NETWORK_RAW,
+               context="*network.networkContext")
 
 
 @network_group.command("inspect")

@@ -54,7 +54,8 @@ def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, no_trunc: bo
     try:
         for frame in frames:
             rows = [row(s, shown, trunc=not no_trunc) for shown, s in frame]
-            text = "\n".join(format_rows(fmt, rows, STATS_TABLE, STATS_HEADERS))
+            text = "\n".join(format_rows(fmt, rows, STATS_TABLE, STATS_HEADERS,
+                                          context="*container.statsContext"))
             if no_stream:
                 click.echo(text)
             else:
