@@ -113,12 +113,23 @@ def test_a_field_the_rows_lack_is_dockers_error_not_no_value(bed, args, go_type,
            f"{go_type}"
     assert theirs.returncode == 1 and said in theirs.stderr, theirs
     assert (mine.returncode, mine.stdout) == (125, ""), mine
-    assert mine.stderr == f"dockish: error: template parsing error: {said}\n", mine.stderr
+    assert mine.stderr == f"dockish: error: {theirs.stderr.strip()}\n", mine.stderr
     # a field the rows have prints as Docker's, in the table form too
     for fmt in (f"{{{{.{field}}}}}", f"table {{{{.{field}}}}}"):
         mine_rows = sorted(dok(*args, "--format", fmt).splitlines())
         assert mine_rows == sorted(docker_ok(bed, *args, "--format", fmt).splitlines())
         assert mine_rows and "<no value>" not in mine_rows, mine_rows
+
+
+def test_ps_checks_its_template_even_with_nothing_to_show(bed):  # noqa: F811
+    """``ps`` runs the template on an empty row first, as the docker CLI:
+    a misspelt field fails even when no container matches."""
+    args = ("ps", "-a", "--filter", "name=nothing-has-this-name", "--format", "{{.Nmae}}")
+    theirs, mine = docker(bed, *args), dockish(*args)
+    said = ('failed to execute template: template: :1:2: executing "" at <.Nmae>: '
+            "can't evaluate field Nmae in type *formatter.ContainerContext")
+    assert theirs.returncode == 1 and said in theirs.stderr, theirs
+    assert (mine.returncode, mine.stdout, mine.stderr) == (125, "", f"dockish: error: {said}\n")
 
 
 # ------------------------------------------------------------------ -l/--log-level

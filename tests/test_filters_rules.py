@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from runner import filters as flt
-from runner.cli.listing import displayable_ports, ps_image, ps_row
-from runner.errors import UsageError
+from runner.cli.listing import PS_FIELDS, check_ps_template, displayable_ports, ps_image, ps_row
+from runner.errors import DockishError, UsageError
 from runner.filters import ContainerFacts, ContainerQuery, FilterError, VolumeFacts
 from runner.runtime import labels
 
@@ -246,6 +246,22 @@ def test_ps_row_fields_as_dockers_container_context():
     assert row["Labels"] == "a=1,b=2" and row["LocalVolumes"] == "1"
     assert row["Mounts"] == "a-long-volume-…,/host" and row["Networks"] == "bridge"
     assert row["Size"] == "0B" and row["CreatedAt"] == "1970-01-01 00:00:00 +0000 UTC"
+    assert sorted(row) == sorted(PS_FIELDS)     # what `ps --format` is checked against
+
+
+@pytest.mark.parametrize(("fmt", "said"), [
+    ("{{.Names}} {{.Label \"a\"}} {{json .}}", None),
+    ("table {{.ID}}\t{{.Status}}", None),
+    ("{{.Nmae}}", "failed to execute template: template: :1:2: executing \"\" at <.Nmae>: "
+                  "can't evaluate field Nmae in type *formatter.ContainerContext"),
+    ("{{.Names", "failed to parse template: template: :1: unclosed action")])
+def test_ps_templates_are_checked_as_the_docker_cli_checks_them(fmt, said):
+    if said is None:
+        check_ps_template(fmt)
+        return
+    with pytest.raises(DockishError) as e:
+        check_ps_template(fmt)
+    assert str(e.value) == said
 
 
 def test_ps_image_is_the_id_when_created_by_id():

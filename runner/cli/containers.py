@@ -507,7 +507,17 @@ def rm(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
 def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet: bool,
        size: bool, no_trunc: bool, fmt: str | None) -> None:
     """List containers."""
-    from .listing import PS_RAW, PS_RAW_QUIET, PS_RAW_SIZE, is_raw, ps_row
+    from .listing import (
+        PS_CONTEXT,
+        PS_RAW,
+        PS_RAW_QUIET,
+        PS_RAW_SIZE,
+        check_ps_template,
+        is_raw,
+        ps_row,
+    )
+    if fmt:
+        check_ps_template(fmt)
     if fmt and quiet:
         click.echo("WARNING: Ignoring custom format, because both --format and --quiet are "
                    "set.", err=True)
@@ -524,7 +534,7 @@ def ps(all_: bool, filters: dict[str, list[str]], last: int, latest: bool, quiet
             click.echo(r["ID"])
         return
     print_rows(fmt, rows, PS_TABLE + ("\t{{.Size}}" if size else ""), PS_HEADERS,
-               PS_RAW_SIZE if size else PS_RAW, context="*formatter.ContainerContext")
+               PS_RAW_SIZE if size else PS_RAW, context=PS_CONTEXT)
 
 
 def ps_uses_size(fmt: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import DockishError
 from .gotemplate import TABLE_PREFIX, Context, Template, is_table, parse, render_table
 
 JSON_TEMPLATE = "{{json .}}"
@@ -184,6 +185,28 @@ def ps_image(summary: dict, trunc: bool) -> str:
     if ref.digest and ref.tag:
         ref = refs.Reference(ref.domain, ref.path, ref.tag)
     return ref.familiar
+
+
+PS_FIELDS = ("Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts",
+             "Names", "Networks", "Platform", "Ports", "RunningFor", "Size", "State",
+             "Status")
+PS_CONTEXT = "*formatter.ContainerContext"
+
+
+def check_ps_template(fmt: str) -> None:
+    """``ps --format`` checked before anything is listed, as the docker CLI
+    does (it runs the template on an empty row): a template that does not
+    parse, or names a field a row lacks, fails even when no container
+    would be shown — in Docker's words."""
+    from .gotemplate import TemplateError
+    try:
+        tmpl = parse(fmt)
+    except TemplateError as e:
+        raise DockishError(f"failed to parse template: {e.go_message}") from None
+    try:
+        tmpl.execute(Context(dict.fromkeys(PS_FIELDS, ""), PS_CONTEXT))
+    except TemplateError as e:
+        raise DockishError(f"failed to execute template: {e.go_message}") from None
 
 
 def ps_row(summary: dict, trunc: bool) -> dict:
