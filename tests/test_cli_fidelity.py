@@ -121,19 +121,23 @@ def test_inspect_format_errors_on_missing_key(bb):
                                '"Nope"\n'), res.stderr
 
 
-@pytest.mark.parametrize("args", [
-    ("ps", "--format", "{{.ID"),
-    ("ps", "--format", "table {{.ID}}\t{{.Nope | nosuchfunc}}"),
-    ("images", "--format", "{{if}}"),
-    ("volume", "ls", "--format", "table {{end}}"),
+@pytest.mark.parametrize(("args", "said"), [
+    # ps checks its template before listing, in the docker CLI's words
+    (("ps", "--format", "{{.ID"), "failed to parse template"),
+    (("ps", "--format", "table {{.ID}}\t{{.Nope | nosuchfunc}}"), "failed to parse template"),
+    (("images", "--format", "{{if}}"), "template parsing error"),
+    (("volume", "ls", "--format", "table {{end}}"), "template parsing error"),
 ])
-def test_bad_template_is_one_line_125(args):
-    one_line(dockish(*args), 125, prefix="dockish: error: template parsing error: template: ")
+def test_bad_template_is_one_line_125(args, said):
+    one_line(dockish(*args), 125, prefix=f"dockish: error: {said}: template: ")
 
 
 def test_bad_template_with_rows_prints_no_partial_output(bb):
     ok("create", "--name", "p", "--network", "none", bb, "true")
     one_line(dockish("ps", "-a", "--format", "{{.Names}}{{index .Names 5}}"), 125,
+             prefix="dockish: error: failed to execute template: template: ")
+    ok("volume", "create", "v")
+    one_line(dockish("volume", "ls", "--format", "{{.Name}}{{index .Name 5}}"), 125,
              prefix="dockish: error: template parsing error: template: ")
 
 

@@ -447,7 +447,8 @@ def test_writes_through_lower_symlinks_never_reach_the_host(host, tmp_path):
     """Lower-layer symlinks name host paths (absolute and climbing). Every
     write path through them, from a root chrooted into the view (as a
     container sees it), lands in the view; the host files never change and
-    the writable layer holds only its journal and numbered data files."""
+    the writable layer holds only its journal, numbered data files and an
+    empty directory of files made ahead."""
     (host / "dir" / "existing").write_text("host existing\n")
     before = snapshot(host)
     target_dir = str(host / "dir")
@@ -477,7 +478,8 @@ def test_writes_through_lower_symlinks_never_reach_the_host(host, tmp_path):
     assert results["copy-up of file"] == "ok"
     assert results["write after replace"] == "ok"
     assert snapshot(host) == before
-    assert sorted(os.listdir(upper)) == ["data", "journal", "lock"]
+    assert sorted(os.listdir(upper)) == ["data", "journal", "lock", "spare"]
+    assert os.listdir(upper / "spare") == []        # the unmount left no file made ahead
     assert all(name.isdigit() for name in os.listdir(upper / "data"))
     for name in os.listdir(upper / "data"):
         assert not (upper / "data" / name).is_symlink()
