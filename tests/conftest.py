@@ -13,6 +13,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,7 +226,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     tests/durations.txt's form (the shards' balance)."""
     out = os.environ.get("DOCKISH_TEST_DURATIONS")
     if out and _file_seconds:
-        Path(out).write_text(shards.format_durations(_file_seconds))
+        try:
+            Path(out).write_text(shards.format_durations(_file_seconds))
+        except OSError as e:
+            sys.stderr.write(f"warning: cannot record the durations in {out}: "
+                             f"{e.strerror}\n")
 
 
 # ------------------------------------------------------------------ fixtures
