@@ -232,6 +232,15 @@ def _open_top(top: str) -> int:
     return os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
+def _open_cgroup(top: str, rel: str) -> int:
+    """An fd on the cgroup ``rel`` below ``top``, walked as ``_walk`` does."""
+    top_fd = _open_top(top)
+    try:
+        return _walk(top_fd, _split(rel))
+    finally:
+        os.close(top_fd)
+
+
 def _delegated(fd: int) -> bool:
     """The directory is the user's own and writable by them (fstat of an fd
     opened O_NOFOLLOW: the directory itself, never a link's target)."""
@@ -608,15 +617,9 @@ def read_files(rel: str, names: tuple[str, ...], top: str = TOP) -> dict[str, st
     cannot be read (the controller lacks it, the cgroup is gone) is left out."""
     out: dict[str, str] = {}
     try:
-        top_fd = _open_top(top)
+        fd = _open_cgroup(top, rel)
     except OSError:
         return out
-    try:
-        fd = _walk(top_fd, _split(rel))
-    except OSError:
-        return out
-    finally:
-        os.close(top_fd)
     try:
         for name in names:
             try:
@@ -709,13 +712,10 @@ def _write_live(rel: str, files: list[tuple[str, str]], top: str) -> None:
     """Write ``files`` into a live cgroup; on EINVAL once more in the other
     order (v1 takes a memory limit above the memory+swap one only after
     that one is raised, and a lower memory+swap only after memory is lowered)."""
-    top_fd = _open_top(top)
     try:
-        fd = _walk(top_fd, _split(rel))
+        fd = _open_cgroup(top, rel)
     except OSError as e:
         raise CgroupError(f"cannot update the container's cgroup: {_why(e)}") from None
-    finally:
-        os.close(top_fd)
     try:
         for attempt in (files, list(reversed(files))):
             try:
