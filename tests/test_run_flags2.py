@@ -228,6 +228,22 @@ def test_ipc_shareable_host_and_private(api):
     assert res.returncode == 125, res
 
 
+def test_a_donor_that_plants_a_link_at_dev_shm_shares_nothing_of_the_host(api):
+    """An attacker's shareable container replaces its /dev/shm with a link
+    climbing out of its root: the container that joins its IPC gets what the
+    link names inside the donor's root (its own /etc), never the host's."""
+    # (taking its /dev/shm mount away needs CAP_SYS_ADMIN, which the user gave it)
+    ok(api, "run", "-d", "--name", "donor", "--network", "none", "--ipc", "shareable",
+       "--cap-add", "SYS_ADMIN", IMAGE, "sh", "-c", "umount /dev/shm && rmdir /dev/shm && "
+       "ln -s ../../../../../../../../etc /dev/shm && echo planted; sleep 300")
+    _wait_for(lambda: "planted" in ok(api, "logs", "donor"), what="the planted link")
+    seen = ok(api, "run", "--rm", "--network", "none", "--ipc", "container:donor", IMAGE,
+              "ls", "/dev/shm/").split()
+    donors_etc = ok(api, "exec", "donor", "ls", "/etc/").split()
+    assert seen == donors_etc and "passwd" in seen, seen
+    assert sorted(os.listdir("/etc")) != seen                # the host's is another
+
+
 def test_uts_host_and_domainname(api):
     out = ok(api, "run", "--rm", "--network", "none", "--uts", "host", IMAGE, "hostname")
     assert out.strip() == socket.gethostname()

@@ -165,7 +165,7 @@ SWEEP: dict[str, str] = {
     "runner/runtime/logs.py:LogWriter._rotate": OWN + " (the log's fixed names, NAME.1 ...); " + T("tests/test_run_flags2.py::test_json_file_rotation_keeps_the_last_lines_and_logs_reads_across_files"),
     "runner/runtime/nsmodes.py:write_sysctls": KERNEL + " (/proc/sys, walked with openat2 RESOLVE_BENEATH; only Docker's namespaced keys); " + T("tests/test_run_flags2.py::test_sysctls_are_written_in_the_containers_namespaces"),
     "runner/runtime/nsmodes.py:apply_oom_score_adj": KERNEL + " (/proc/self/oom_score_adj)",
-    "runner/runtime/launch.py:_donor_shm": KERNEL + " (/proc/PID/ns/mnt) and the donor container's /dev/shm, resolved inside its root (openat2 RESOLVE_IN_ROOT, no magic links); " + T("tests/test_run_flags2.py::test_ipc_shareable_host_and_private"),
+    "runner/runtime/launch.py:_donor_shm": KERNEL + " (/proc/PID/ns/mnt) and the donor container's /dev/shm, resolved inside its root (openat2 RESOLVE_IN_ROOT, no magic links); " + T("tests/test_run_flags2.py::test_ipc_shareable_host_and_private", "tests/test_run_flags2.py::test_a_donor_that_plants_a_link_at_dev_shm_shares_nothing_of_the_host"),
     "runner/api/streams.py:LogRecords._moved_on": OWN + " (the container's log, O_NOFOLLOW)",
     "runner/runtime/logs.py:_read_legacy": OWN + " (O_NOFOLLOW); " + T("tests/test_engine.py::test_logs_of_a_container_made_before_records_stay_readable"),
     "runner/runtime/create.py:_make_mounts": USER + " (-v sources are made only when missing)",
