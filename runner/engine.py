@@ -717,6 +717,9 @@ class Engine:
         deadline = time.monotonic() + 1          # the monitor records the code
         while c.exit_info() is None and time.monotonic() < deadline:
             time.sleep(0.02)
+        deadline = time.monotonic() + 3          # and then removes its cgroups
+        while c.state().get("cgroups") and time.monotonic() < deadline:
+            time.sleep(0.02)
         return True
 
     def stop(self, ref: str | Container, timeout: int | None = None,

@@ -308,8 +308,9 @@ def mounted(image: str, where: Path):
     @contextlib.contextmanager
     def cm():
         where.mkdir(parents=True, exist_ok=True)
-        subprocess.run([dockish_exe(), "mount", image, str(where)], check=True,
-                       capture_output=True)
+        res = subprocess.run([dockish_exe(), "mount", image, str(where)], capture_output=True,
+                             text=True)
+        assert res.returncode == 0, (image, res.stderr)
         try:
             yield where
         finally:
