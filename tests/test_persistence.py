@@ -460,3 +460,128 @@ def test_listing_a_changing_directory_without_opendir(image, tmp_path):
         assert set(got) <= names | {f"new-{i}" for i in range(300)}
     finally:
         assert _umount(mnt).returncode == 0
+
+
+def test_fsynced_files_read_back_without_requests(image, tmp_path):
+    """An fsync'ed file reads back from the kernel's pages alone, its last
+    partial page included (the daemon hands the kernel the file's last
+    pages at fsync): as dpkg fsyncs every file it unpacks, an installed
+    package is read without READ requests and, after, without the GETATTR
+    each READ causes. The bytes are the file's, at every size around page
+    and folio bounds, and after the file changes again."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
+    sizes = [1, 100, 4095, 4096, 4097, 5000, 70_000, 2 * 1024 * 1024 + 10, 3_000_001]
+    expect = {f"s{n}": os.urandom(n) for n in sizes}
+    try:
+        for name, data in expect.items():
+            with open(mnt / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        before = _request_counts(mnt)
+        # (the writes marked each file's size and times stale: one GETATTR
+        # each, here; then, without a READ, atime stays valid)
+        assert {n: (mnt / n).read_bytes() for n in expect} == expect
+        between = _request_counts(mnt)
+        assert {n: (mnt / n).read_bytes() for n in expect} == expect
+        sizes_seen = {n: os.stat(mnt / n).st_size for n in expect}
+        assert sizes_seen == {n: len(d) for n, d in expect.items()}
+        after = _request_counts(mnt)
+        assert after.get("read", 0) == before.get("read", 0), (before, after)
+        assert after.get("getattr", 0) == between.get("getattr", 0), (between, after)
+        # changed after the fsync: written in the middle, appended, truncated
+        with open(mnt / "s5000", "r+b") as f:
+            f.seek(10)
+            f.write(b"middle")
+        expect["s5000"] = expect["s5000"][:10] + b"middle" + expect["s5000"][16:]
+        with open(mnt / "s4097", "ab") as f:
+            f.write(b"tail")
+        expect["s4097"] += b"tail"
+        os.truncate(mnt / "s70000", 4100)
+        expect["s70000"] = expect["s70000"][:4100]
+        assert {n: (mnt / n).read_bytes() for n in expect} == expect
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert {n: (mnt / n).read_bytes() for n in expect} == expect
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
+STORE_RACER = r'''
+import mmap, os, random, sys, threading, time
+path, count, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+size = 1024 * 1024 + 123
+model = bytearray(size)
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.pwrite(fd, bytes(model), 0)
+os.fsync(fd)
+mapped = mmap.mmap(fd, size) if how == "mmap" else None
+done = threading.Event()
+syncs = 0
+
+def syncer():
+    global syncs
+    while not done.is_set():
+        os.fsync(fd)
+        syncs += 1
+
+t = threading.Thread(target=syncer)
+t.start()
+# every write lands on bytes no other write touches: a store holding bytes
+# read before one of them would undo it for good
+slots = list(range(size // 16))
+random.Random(7).shuffle(slots)
+for i, slot in enumerate(slots[:count]):
+    data = (i + 1).to_bytes(4, "little") * 4
+    if mapped is not None:
+        mapped[slot * 16:slot * 16 + 16] = data
+        if i % 50 == 0:
+            time.sleep(0.001)       # stores to memory outrun fsyncs: let them meet
+    else:
+        os.pwrite(fd, data, slot * 16)
+    model[slot * 16:slot * 16 + 16] = data
+    if i == count // 2 and mapped is None:
+        os.ftruncate(fd, size - 100)
+        os.ftruncate(fd, size)
+        model[size - 100:] = bytes(100)
+done.set()
+t.join()
+if mapped is not None:
+    mapped.close()
+os.fsync(fd)
+os.close(fd)
+with open(path, "rb") as f:
+    got = f.read()
+if got != bytes(model):
+    bad = sum(1 for a, b in zip(got, model) if a != b)
+    sys.exit(f"{bad} bytes read back differ from those written last ({syncs} fsyncs)")
+print(syncs)
+'''
+
+
+@pytest.mark.parametrize("how", ["write", "mmap"])
+def test_pages_handed_over_at_fsync_never_hold_old_bytes(image, tmp_path, how):
+    """A file written (and truncated) in one thread, by write() or through
+    a shared mapping, while another thread fsyncs it over and over: the
+    pages each fsync hands the kernel never undo a write, so what is read
+    back, then and after a remount, is what was written last."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount(image, upper, mnt)
+    try:
+        res = subprocess.run([sys.executable, "-c", STORE_RACER, str(mnt / "raced"), "20000", how],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert int(res.stdout) > 20, res.stdout           # fsyncs that raced the writes
+        written = (mnt / "raced").read_bytes()
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert (mnt / "raced").read_bytes() == written
+    finally:
+        assert _umount(mnt).returncode == 0

@@ -1,6 +1,8 @@
 """The FUSE operations of the union view, kept thin over ``tree.Tree``.
 
-Concurrency rules: pyfuse3 runs every request as a trio task in one thread.
+Concurrency rules: pyfuse3 runs every request in one thread: as a trio task,
+or, for the handlers with a synchronous variant (``*_now``, see ``NOW``),
+straight from its C callback with no task at all.
 Handlers therefore never block on long I/O in the trio thread: reads and
 writes over ``_BIG`` bytes and data copy-ups go through ``trio.to_thread``.
 Tree changes happen only in the trio thread and never across an ``await``
@@ -36,7 +38,16 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 1e6          # seconds the kernel may cache entries and attributes
 NAME_MAX = 255
+# Handlers named ``<op>_now`` answer without a coroutine: the patched pyfuse3
+# (scripts/patch-pyfuse3, DOCKISH_SYNC_HANDLERS) calls them from its C
+# callback and replies at once, unless they return None ("needs the async
+# handler": a big read, a write that copies up first).
+NOW = "_now"
 _BIG = 64 * 1024       # reads and writes above this go to a worker thread
+# fsync hands the kernel a written file's last pages (see _store_tail): from
+# an offset aligned to the largest page-cache folio (2 MiB, a PMD on x86-64),
+# so that each folio the store touches starts at the data's start
+_STORE_ALIGN = 2 * 1024 * 1024
 _SNAP_BITS = 32        # readdir offsets: snapshot number << 32 | index (see _snapshot)
 _SNAPSHOTS = 256
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
@@ -46,32 +57,55 @@ def _err(code: int) -> pyfuse3.FUSEError:
     return pyfuse3.FUSEError(code)
 
 
+def _fuse_error(fn, exc: Exception) -> pyfuse3.FUSEError:
+    """What the kernel is told when a handler fails with ``exc``: an
+    OSError's errno (ENOSPC, EIO...); a bug is EIO and a logged traceback,
+    never the death of the mount."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return pyfuse3.FUSEError(exc.errno)
+    log.error("%s failed", fn.__name__, exc_info=exc)
+    return pyfuse3.FUSEError(errno.EIO)
+
+
 def _guard(fn):
-    """An OSError becomes its errno for the caller (ENOSPC, EIO...); a bug
-    becomes EIO and a logged traceback, never the death of the mount."""
+    """``fn``'s failures as ``_fuse_error`` says, for the async handlers."""
     @functools.wraps(fn)
     async def wrapper(*args, **kwargs):
         try:
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except OSError as e:
-            if e.errno is None:
-                log.exception("%s failed", fn.__name__)
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        except Exception:
-            log.exception("%s failed", fn.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception as e:
+            raise _fuse_error(fn, e) from None
+    return wrapper
+
+
+def _guard_now(fn):
+    """The same for the handlers pyfuse3 calls without a coroutine (``*_now``:
+    see ``UnionFS.getattr_now``)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as e:
+            raise _fuse_error(fn, e) from None
     return wrapper
 
 
 class _Guarded(type(pyfuse3.Operations)):
-    """Wrap every request handler of the class in ``_guard``."""
+    """Wrap every request handler of the class in ``_guard`` (``_guard_now``
+    for the synchronous ones)."""
 
     def __new__(mcs, name, bases, ns):
         for key, value in list(ns.items()):
-            if inspect.iscoroutinefunction(value) and not key.startswith("_"):
+            if key.startswith("_"):
+                continue
+            if inspect.iscoroutinefunction(value):
                 ns[key] = _guard(value)
+            elif key.endswith(NOW) and callable(value):
+                ns[key] = _guard_now(value)
         return super().__new__(mcs, name, bases, ns)
 
 
@@ -103,6 +137,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._fds = FdCache()                   # node ino -> open data fd
         self._dirty: set[Node] = set()          # written since their last record
         self._copy_locks: dict[int, trio.Lock] = {}
+        # inodes whose pages an fsync is handing to the kernel: True once
+        # their data changed meanwhile (the store may then hold old bytes)
+        self._storing: dict[int, bool] = {}
+        self._mapped: set[int] = set()      # written through shared mappings
         self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
         self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
         self.policy = make_policy()
@@ -304,7 +342,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     # -- lookups and attributes ----------------------------------------------------
 
-    async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> pyfuse3.EntryAttributes:
+    def lookup_now(self, parent_inode: int, name: bytes, ctx=None) -> pyfuse3.EntryAttributes:
         parent = self._dir(parent_inode)
         self.policy.check(ctx, parent, X)
         if name == b".":
@@ -323,6 +361,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         node.lookups += 1
         return self.attrs(node)
 
+    async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> pyfuse3.EntryAttributes:
+        return self.lookup_now(parent_inode, name, ctx)
+
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
             node = self.tree.nodes.get(ino)
@@ -338,8 +379,11 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             self._flush_journal()
         await self._reap()
 
-    async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
+    def getattr_now(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
         return self.attrs(self._node(inode))
+
+    async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
+        return self.getattr_now(inode, ctx)
 
     async def setattr(self, inode: int, attr, fields, fh, ctx) -> pyfuse3.EntryAttributes:
         self._writable()
@@ -356,6 +400,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             os.ftruncate(fd, size)
             node.size = size
             node.mtime = now
+            self._changed(node)
         if fields.update_mode:
             node.mode = stat.S_IFMT(node.mode) | mode
         if fields.update_uid:
@@ -544,6 +589,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             os.ftruncate(self._data_fd(node), 0)
             node.size = 0
             node.mtime = node.ctime = time.time_ns()
+            self._changed(node)
             self.tree.record(node)
             self._flush_journal()
         elif flags & (os.O_WRONLY | os.O_RDWR) and node.layer is not None:
@@ -557,20 +603,36 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         pyfuse3 passes the inode in place of the handle."""
         return self._node(fh) if self.no_open else self._files[fh]
 
+    def _read_from(self, node: Node, off: int, size: int) -> tuple[int, int, int]:
+        """The fd, offset and size to read for ``size`` bytes at ``off`` of
+        ``node``'s data (size 0 past the end of a lower file)."""
+        if node.layer is None:
+            return self._data_fd(node), off, size
+        if off >= node.size:
+            return -1, 0, 0
+        return self.layer_fds[node.layer], off + node.offset, min(size, node.size - off)
+
+    def read_now(self, fh, off, size) -> bytes | None:
+        fd, off, size = self._read_from(self._handle_node(fh), off, size)
+        if size > _BIG:
+            return None
+        return os.pread(fd, size, off) if size else b""
+
     async def read(self, fh, off, size) -> bytes:
         node = self._handle_node(fh)
-        if node.layer is None:
-            fd = self._data_fd(node)
-        else:
-            if off >= node.size:
-                return b""
-            size = min(size, node.size - off)
-            fd = self.layer_fds[node.layer]
-            off += node.offset
+        fd, off, size = self._read_from(node, off, size)
         if size > _BIG:
             with self._fds.busy(node.ino):
                 return await trio.to_thread.run_sync(os.pread, fd, size, off)
-        return os.pread(fd, size, off)
+        return os.pread(fd, size, off) if size else b""
+
+    def write_now(self, fh, off, buf, from_pages: bool = False) -> int | None:
+        node = self._handle_node(fh)
+        if from_pages:          # written through a shared mapping: see _store_tail
+            self._mapped.add(node.ino)
+        if node.layer is not None or len(buf) > _BIG:
+            return None
+        return self._wrote(node, off, os.pwrite(self._data_fd(node), buf, off))
 
     async def write(self, fh, off, buf) -> int:
         node = self._handle_node(fh)
@@ -582,6 +644,11 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 n = await trio.to_thread.run_sync(os.pwrite, fd, buf, off)
         else:
             n = os.pwrite(fd, buf, off)
+        return self._wrote(node, off, n)
+
+    def _wrote(self, node: Node, off: int, n: int) -> int:
+        """Record ``n`` bytes written at ``off`` in ``node``'s attributes."""
+        self._changed(node)
         if off + n > node.size:
             node.size = off + n
         node.mtime = node.ctime = time.time_ns()
@@ -606,7 +673,41 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         with self._fds.busy(node.ino):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sync_journal)
+                if (self.no_open and node.size and node.ino not in self._storing
+                        and node.ino not in self._mapped):
+                    nursery.start_soon(self._store_tail, node.ino, fd, node.size)
                 await trio.to_thread.run_sync(os.fdatasync, fd)
+
+    def _changed(self, node: Node) -> None:
+        if node.ino in self._storing:
+            self._storing[node.ino] = True
+
+    async def _store_tail(self, ino: int, fd: int, size: int) -> None:
+        """Hand the kernel the last pages of a file just fsync'ed, so that
+        reading it back sends no READ (nor, after it, the GETATTR a READ
+        causes: the kernel marks atime stale after every READ).
+
+        The kernel keeps the pages a write passed through, but marks a page
+        up to date only when the write covered all of it, so the last,
+        partial page of nearly every file stays unread until a READ fetches
+        it; a store that reaches the end of the file marks it up to date
+        (``fuse_notify_store``). dpkg fsyncs every file it unpacks, so an
+        installed package reads back without requests. The store runs in a
+        worker thread: it waits for a page lock a writer may hold while its
+        WRITE waits here. The kernel holds the inode's lock through FSYNC, so
+        no write() or truncate runs meanwhile; should one be seen, the stored
+        pages may hold old bytes and are dropped. A shared mapping's stores
+        take no lock and could be overwritten: a file once written through
+        one (its pages' WRITEs say so, and fsync writes them before FSYNC)
+        never gets a store again; left is a file's very first write through
+        a mapping landing in the instant of a store."""
+        self._storing[ino] = False
+        try:
+            await trio.to_thread.run_sync(_store_pages, ino, fd, size)
+        finally:
+            changed = self._storing.pop(ino)
+        if changed:
+            await trio.to_thread.run_sync(_drop_pages, ino)
 
     # No flush handler: pyfuse3 answers ENOSYS, so the kernel stops sending a
     # FLUSH on every close (one round trip less per file); release journals.
@@ -684,12 +785,15 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     # -- extended attributes -------------------------------------------------------------
 
-    async def getxattr(self, inode, name, ctx) -> bytes:
+    def getxattr_now(self, inode, name, ctx=None) -> bytes:
         node = self._node(inode)
         try:
             return node.xattrs[name]
         except (KeyError, TypeError):
             raise _err(pyfuse3.ENOATTR) from None
+
+    async def getxattr(self, inode, name, ctx) -> bytes:
+        return self.getxattr_now(inode, name, ctx)
 
     async def listxattr(self, inode, ctx) -> list[bytes]:
         return list(self._node(inode).xattrs or ())
@@ -754,6 +858,22 @@ def _is_ancestor(node: Node, d: Node) -> bool:
         if not d.links:
             return False
         d = d.links[0][0]
+
+
+def _store_pages(ino: int, fd: int, size: int) -> None:
+    """``UnionFS._store_tail``'s work, in a worker thread."""
+    start = (size - 1) // _STORE_ALIGN * _STORE_ALIGN
+    try:
+        pyfuse3.notify_store(ino, start, os.pread(fd, size - start, start))
+    except OSError as e:        # the kernel forgot the inode (ENOENT): nothing to keep
+        log.debug("storing pages of %d: %s", ino, e)
+
+
+def _drop_pages(ino: int) -> None:
+    try:
+        pyfuse3.invalidate_inode(ino)
+    except OSError as e:
+        log.debug("dropping pages of %d: %s", ino, e)
 
 
 def _copy_range(src: int, src_off: int, dst: int, size: int) -> None:
