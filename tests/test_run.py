@@ -327,6 +327,30 @@ def test_ps_tells_the_truth_after_kill_9(bb):
 
 # ------------------------------------------------------------------ storage
 
+@pytest.mark.parametrize("userns", [[], ["--userns", "keep-id"]], ids=["default", "keep-id"])
+def test_new_files_in_a_container_take_spares_made_ahead(bb, userns):
+    """A container's view keeps empty data files made ahead (UPPER/spare,
+    as ``dockish mount`` does) and gives each new file one of them: the
+    files hold what was written, through a restart too, the spares are the
+    user's (a keep-id container's daemon writes as the user) and none is
+    left once the container stops."""
+    name = "spares-" + (userns[-1] if userns else "default")
+    ok("run", "-d", "--name", name, "--network", "none", *userns, bb, "sh", "-c",
+       "[ -e /tmp/f299 ] || { i=0; while [ $i -lt 300 ]; do echo $i > /tmp/f$i; "
+       "i=$((i+1)); done; }; sleep 60")
+    cid = json.loads(ok("inspect", name))[0]["Id"]
+    spare = Path(os.environ["DOCKISH_ROOT"]) / "containers" / cid / "upper" / "spare"
+    try:
+        _wait_for(lambda: spare.is_dir() and any(spare.iterdir()))
+        assert {p.stat().st_uid for p in spare.iterdir()} == {os.getuid()}
+        _wait_for(lambda: ok("exec", name, "cat", "/tmp/f7", "/tmp/f299") == "7\n299\n", 20)
+        ok("stop", "-t", "0", name)
+        assert not any(spare.iterdir())
+        ok("start", name)
+        assert ok("exec", name, "cat", "/tmp/f7", "/tmp/f299") == "7\n299\n"
+    finally:
+        dockish("rm", "-f", name)
+
 def test_bind_mounts_owned_by_the_user(bb, tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -128,6 +128,7 @@ def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Pat
     up = Upper(upper, layer_ids)
     up.open()
     up.load(tree)
+    up.start_spares()           # after own_files_as: the thread writes as the daemon does
     ops = UnionFS(tree, fds, up, sum(os.fstat(fd).st_size for fd in fds))
     count_requests(ops)
     # the kernel checks permissions here (default_permissions: unionfs.access),
