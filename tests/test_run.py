@@ -345,7 +345,7 @@ def test_new_files_in_a_container_take_spares_made_ahead(bb, userns):
         assert {p.stat().st_uid for p in spare.iterdir()} == {os.getuid()}
         _wait_for(lambda: ok("exec", name, "cat", "/tmp/f7", "/tmp/f299") == "7\n299\n", 20)
         ok("stop", "-t", "0", name)
-        assert not any(spare.iterdir())
+        _wait_for(lambda: not any(spare.iterdir()))     # the daemon's last act
         ok("start", name)
         assert ok("exec", name, "cat", "/tmp/f7", "/tmp/f299") == "7\n299\n"
     finally:
