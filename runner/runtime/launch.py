@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EXIT_CANNOT_RUN, EXIT_DOCKISH, EXIT_NOT_FOUND, DockishError
-from . import capabilities, cgroups, network, nsmodes, procopts, rootfs
+from . import capabilities, cgroups, network, nsmodes, procopts, rootfs, viewd
 from . import config as cfgmod
 from . import namespaces as ns
 from .config import MountReq
@@ -448,43 +448,14 @@ def _holder(launch: Launch, stdio: Stdio, sync_w: int, go_r: int, exec_w: int) -
 
 
 def _fork_view(launch: Launch) -> tuple[int, int, int]:
-    """Fork the FUSE daemon early: it loads its modules (the slowest part of
-    a start) while the holder makes the namespaces, then joins the holder's
-    user and mount namespaces and mounts the view at the container's rootfs
-    dir. Returns (pid, go fd, ready fd) for ``_view_go``."""
-    go_r, go_w = os.pipe()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            rootfs.ignore_signals_for_daemon()
-            log = os.open(launch.c.path / "view.log",
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            ns.close_fds_except({w, go_r})
-            rootfs.preload_view()
-            if os.read(go_r, 1) != b"g":
-                os._exit(0)
-            os.close(go_r)
-            ns.join(os.getppid(), ["user", "mnt"])
-            procopts.own_files_as_user(launch.c.config.process)
-            rootfs.serve_view(launch.layers, launch.layer_ids, launch.c.upper,
-                              str(launch.c.rootfs), ready=lambda: os.write(w, b"\0"))
-        except BaseException as e:          # noqa: BLE001 - reported to the holder
-            traceback.print_exc()
-            try:
-                os.write(w, _msg(e).encode())
-            except OSError:
-                pass
-            code = 1
-        os._exit(code)
-    os.close(w)
-    os.close(go_r)
-    return pid, go_w, r
+    """Start the FUSE daemon early, a fresh interpreter of its own
+    (``viewd``): it loads its modules (the slowest part of a start) while
+    the holder makes the namespaces, then joins the holder's user and mount
+    namespaces and mounts the view at the container's rootfs dir. Returns
+    (pid, go fd, ready fd) for ``_view_go``."""
+    return viewd.spawn(launch.layers, launch.layer_ids, launch.c.upper, str(launch.c.rootfs),
+                       launch.c.path / "view.log",
+                       procopts.files_owner(launch.c.config.process))
 
 
 def _view_go(pid: int, go_w: int, ready_r: int) -> None:

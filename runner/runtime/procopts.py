@@ -325,12 +325,24 @@ def own_files_as_user(process: dict) -> None:
     processes that write dockish's own files (the view daemon's writable
     layer, the holder's exit code) write them as the user (fsuid/fsgid,
     which keeps their capabilities), so the user can still read them."""
-    if process.get("userns") != "keep-id":
+    own_files_as(files_owner(process))
+
+
+def files_owner(process: dict) -> tuple[int, int] | None:
+    """The (uid, gid) ``own_files_as`` takes for this container: the user's,
+    known here, before any namespace is entered (the view daemon is a fresh
+    interpreter that may start inside one); None when root may own them."""
+    return _HOST_IDS if process.get("userns") == "keep-id" else None
+
+
+def own_files_as(owner: tuple[int, int] | None) -> None:
+    """Write files from now on as ``owner`` (see ``own_files_as_user``)."""
+    if owner is None:
         return
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.setfsgid(_HOST_IDS[1])
-    libc.setfsuid(_HOST_IDS[0])
+    libc.setfsgid(owner[1])
+    libc.setfsuid(owner[0])
 
 
 def stay_reachable(process: dict) -> None:

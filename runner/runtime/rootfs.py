@@ -21,9 +21,13 @@ import stat
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import namespaces as ns
 from .config import MountReq
+
+if TYPE_CHECKING:
+    from unionfs.tree import Tree
 
 DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"]
 
@@ -109,22 +113,33 @@ def preload_view() -> None:
     import unionfs.fs  # noqa: F401
 
 
-def serve_view(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path,
+def view_lower(layers: list[tuple[Path, list]]) -> tuple[Tree, list[int]]:
+    """The image's layers merged (the tree) and an fd on each layer's tar:
+    what the view daemon makes before it joins the container's namespaces
+    (it needs none of them), while the holder is still making them.
+    ``layers`` is handed over: emptied once the tree holds what it says, so
+    the daemon keeps no second copy of the indexes for as long as it runs."""
+    from unionfs.daemon import MountSpec, build_tree
+    tree = build_tree(MountSpec(layers=layers, layer_ids=[], mountpoint="", image=""))
+    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in layers]
+    layers.clear()
+    return tree, fds
+
+
+def serve_view(tree: Tree, fds: list[int], layer_ids: list[str], upper: Path,
                mountpoint: str, ready: Callable[[], None]) -> None:
-    """Mount and serve the union at ``mountpoint`` until SIGTERM (or the
+    """Mount and serve the union (``view_lower``'s tree and layer fds, with
+    the writable layer ``upper``) at ``mountpoint`` until SIGTERM (or the
     session ends); the writable layer is compacted on the way out. Runs as
     root of the container's user namespace, so no fusermount3 is involved."""
     import pyfuse3
     import trio
 
-    from unionfs.daemon import MountSpec as _Spec
-    from unionfs.daemon import _main, build_tree, count_requests
+    from unionfs.daemon import _main, count_requests, limit_malloc_arenas
     from unionfs.fs import UnionFS
     from unionfs.upper import Upper
 
-    tree = build_tree(_Spec(layers=layers, layer_ids=layer_ids, mountpoint=mountpoint,
-                            image=""))
-    fds = [os.open(p, os.O_RDONLY | os.O_CLOEXEC) for p, _ in layers]
+    limit_malloc_arenas()
     up = Upper(upper, layer_ids)
     up.open()
     up.load(tree)
