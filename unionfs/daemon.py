@@ -23,6 +23,7 @@ import pyfuse3
 import trio
 
 from . import mounts
+from .fresh import exec_fresh, read_spec, uninherit
 from .fs import UnionFS
 from .tree import LayerError, Tree
 from .upper import Upper
@@ -259,20 +260,18 @@ def start(spec: MountSpec, log_path: Path) -> int:
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        code = 0
         try:
             os.setsid()
             _redirect_stdio(log_path)
-            serve(spec, ready=lambda: os.write(w, b"\0"))
+            exec_fresh(__name__, {
+                "layers": [[os.fspath(p), entries] for p, entries in spec.layers],
+                "layer_ids": list(spec.layer_ids), "mountpoint": spec.mountpoint,
+                "image": spec.image, "upper": os.fspath(spec.upper) if spec.upper else None,
+                "options": list(spec.options)}, (w,))
         except Exception as e:           # reported to the parent as one line
-            traceback.print_exc()
-            try:
-                os.write(w, str(e).encode(errors="replace") or type(e).__name__.encode())
-            except OSError:
-                pass
-            code = 1
+            _report(w, e)
         finally:
-            os._exit(code)
+            os._exit(1)
     os.close(w)
     chunks = []
     while True:
@@ -287,6 +286,33 @@ def start(spec: MountSpec, log_path: Path) -> int:
     os.waitpid(pid, 0)
     msg = b"".join(chunks).decode(errors="replace").strip()
     raise mounts.MountError(msg or "the mount daemon exited before the mount was ready")
+
+
+def fresh_main(spec_fd: int, w: int) -> None:
+    """The daemon ``start`` forked, as a fresh interpreter (``unionfs.fresh``:
+    a fork would carry the CLI it came from for as long as the mount lives)."""
+    code = 0
+    try:
+        uninherit(w)
+        raw = read_spec(spec_fd)
+        spec = MountSpec(layers=[(Path(p), list(entries)) for p, entries in raw["layers"]],
+                         layer_ids=list(raw["layer_ids"]), mountpoint=raw["mountpoint"],
+                         image=raw["image"], options=list(raw["options"]),
+                         upper=Path(raw["upper"]) if raw["upper"] is not None else None)
+        del raw
+        serve(spec, ready=lambda: os.write(w, b"\0"))
+    except Exception as e:           # reported to the parent as one line
+        _report(w, e)
+        code = 1
+    os._exit(code)
+
+
+def _report(fd: int, e: Exception) -> None:
+    traceback.print_exc()
+    try:
+        os.write(fd, str(e).encode(errors="replace") or type(e).__name__.encode())
+    except OSError:
+        pass
 
 
 def _redirect_stdio(log_path: Path) -> None:

@@ -1,41 +1,26 @@
 """The container's view daemon as a process of its own.
 
-Every running container has one FUSE daemon serving its root. Forked from
-the holder, it carried the whole dockish process it came from (click,
-requests, the registry client, the builder's Dockerfile parser, the
-engine's records and the layer indexes) and that process's heap, whose free
-space its own allocations then filled: 42 MiB resident once mounted. So the
-holder forks and at once executes a fresh interpreter that imports only what
-serving needs (``rootfs.preload_view``: pyfuse3, trio, ``unionfs``) and the
-few runtime helpers it calls: 38 MiB once mounted, and with its malloc
-arenas capped (``unionfs.daemon.limit_malloc_arenas``) 55 MiB instead of 62
-at the peak of an ``apt-get install`` of build-essential, python3 and git.
-The price is the interpreter's own start, about 30 ms of a container's
-start.
+Every running container has one FUSE daemon serving its root. The holder
+forks it, and the child at once becomes a fresh interpreter
+(``unionfs.fresh``) that imports only what serving needs
+(``rootfs.preload_view``: pyfuse3, trio, ``unionfs``) and the few runtime
+helpers it calls, instead of carrying the whole dockish process it was
+forked from: 38 MiB resident once mounted instead of 42, and, with its
+malloc arenas capped (``unionfs.daemon.limit_malloc_arenas``), 55 MiB
+instead of 62 at the peak of an ``apt-get install`` of build-essential,
+python3 and git. The price is the interpreter's own start, about 30 ms of a
+container's start.
 
 The order of set-up is kept from the fork: the new process loads its modules
 and merges the image's layers while the holder makes the namespaces, waits
 for the holder's "go", then joins the holder's user and mount namespaces and
-mounts the view; it stays the holder's child. What it serves (the layers'
-tar paths and index entries, the writable layer, the mountpoint) comes
-through a memfd written before the fork, so the holder never waits on the
-daemon to read it; the two handshake pipes and the memfd are the only fds
-that cross the exec (every other fd is closed before it, as for any process
-entering a container).
+mounts the view; it stays the holder's child. The two handshake pipes and
+the spec's memfd are the only fds that cross the exec (every other fd is
+closed before it, as for any process entering a container).
 """
 from __future__ import annotations
 
 import os
-import sys
-
-_BOOT = "import sys; sys.path[:] = sys.argv[4:]; from runner.runtime.viewd import main; main()"
-"""What the fresh interpreter runs (``-I -S``: no current directory, no
-PYTHON* variables, no site set-up, which took a tenth of its start): the
-caller's module path, given after the three fds, then ``main``."""
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-"""The directory holding the ``runner`` and ``unionfs`` packages: on the
-path even where an editable install finds them by an import hook."""
 
 
 def spawn(layers: list[tuple[os.PathLike, list]], layer_ids: list[str], upper: os.PathLike,
@@ -45,25 +30,12 @@ def spawn(layers: list[tuple[os.PathLike, list]], layer_ids: list[str], upper: o
     ready fd): write ``g`` to the go fd when the namespaces are made, then
     read the ready fd (``launch._view_go``). ``owner``: who writes the
     writable layer's files (``procopts.files_owner``)."""
-    import msgpack
+    from unionfs.fresh import exec_fresh
 
     from . import namespaces as ns
     from . import rootfs
-    spec = msgpack.packb({"layers": [[os.fspath(p), entries] for p, entries in layers],
-                          "layer_ids": list(layer_ids), "upper": os.fspath(upper),
-                          "mountpoint": mountpoint, "owner": owner})
-    spec_fd = os.memfd_create("dockish-view", os.MFD_CLOEXEC)
-    try:
-        view = memoryview(spec)
-        while view:
-            view = view[os.write(spec_fd, view):]
-        os.lseek(spec_fd, 0, os.SEEK_SET)
-        go_r, go_w = os.pipe()
-        r, w = os.pipe()
-    except BaseException:
-        os.close(spec_fd)
-        raise
-    path = [os.path.abspath(p) for p in sys.path if p] + [_ROOT]
+    go_r, go_w = os.pipe()
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
@@ -74,16 +46,13 @@ def spawn(layers: list[tuple[os.PathLike, list]], layer_ids: list[str], upper: o
             os.dup2(null, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            keep = (spec_fd, w, go_r)
-            ns.close_fds_except(set(keep))
-            for fd in keep:
-                os.set_inheritable(fd, True)
-            os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _BOOT,
-                                      *map(str, keep), *path])
+            ns.close_fds_except({w, go_r})
+            exec_fresh(__name__, {"layers": [[os.fspath(p), entries] for p, entries in layers],
+                                  "layer_ids": list(layer_ids), "upper": os.fspath(upper),
+                                  "mountpoint": mountpoint, "owner": owner}, (w, go_r))
         except BaseException as e:           # noqa: BLE001 - reported to the holder
             _report(w, e)
         os._exit(1)
-    os.close(spec_fd)
     os.close(w)
     os.close(go_r)
     return pid, go_w, r
@@ -102,26 +71,19 @@ def _report(fd: int, e: BaseException) -> None:
         pass
 
 
-def _read_spec(fd: int) -> dict:
-    import msgpack
-    with os.fdopen(fd, "rb") as f:
-        data = f.read()
-    return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
-
-
-def main() -> None:
+def fresh_main(spec_fd: int, w: int, go_r: int) -> None:
     """The daemon, in the fresh interpreter ``spawn`` started."""
-    spec_fd, w, go_r = (int(a) for a in sys.argv[1:4])
     code = 0
     try:
-        for fd in (spec_fd, w, go_r):
-            os.set_inheritable(fd, False)
         from pathlib import Path
+
+        from unionfs.fresh import read_spec, uninherit
 
         from . import namespaces as ns
         from . import procopts, rootfs
+        uninherit(w, go_r)
         rootfs.preload_view()
-        spec = _read_spec(spec_fd)
+        spec = read_spec(spec_fd)
         # a list of its own, which view_lower empties
         tree, fds = rootfs.view_lower([(Path(p), list(entries))
                                        for p, entries in spec.pop("layers")])
