@@ -280,6 +280,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if self.tree.maybe_forget(node) and node.layer is None and stat.S_ISREG(node.mode):
             self._fds.close(node.ino)
             self._dirty.discard(node)
+            self._mapped.discard(node.ino)
             if node.uino is not None:
                 self._doomed.append(node.uino)
 
