@@ -60,7 +60,7 @@ class Node:
         self.target = target
         self.children: dict[bytes, Node] | None = {} if stat.S_ISDIR(mode) else None
         self.subdirs = 0
-        self.links: list[tuple[Node, bytes]] = []
+        self.links: tuple[tuple[Node, bytes], ...] = ()    # see _link
         self.layer = layer
         self.offset = offset
         self.uino = uino
@@ -82,6 +82,22 @@ class Node:
 
     def changed(self) -> None:
         self.attr = None
+
+
+def _link(node: Node, parent: Node, name: bytes) -> None:
+    """Give ``node`` the name ``name`` in ``parent``. A node's names are a
+    tuple, not a list: nearly every node has one, and a 1-tuple takes 48
+    bytes where a list took 88 (0.8 MiB of a container's daemon after an
+    apt-get install of build-essential, python3 and git: 20.7k nodes)."""
+    node.links = (*node.links, (parent, name))
+
+
+def _unlink(node: Node, parent: Node, name: bytes) -> None:
+    """Take ``name`` in ``parent`` from ``node``'s names (ValueError if it
+    has no such name, as list.remove)."""
+    links = list(node.links)
+    links.remove((parent, name))
+    node.links = tuple(links)
 
 
 def _text(path: bytes) -> str:
@@ -226,7 +242,7 @@ class Tree:
 
     def _attach(self, parent: Node, name: bytes, node: Node) -> None:
         parent.children[name] = node
-        node.links.append((parent, name))
+        _link(node, parent, name)
         if node.is_dir:
             parent.subdirs += 1
         if node.ino not in self.nodes:
@@ -236,7 +252,7 @@ class Tree:
 
     def _detach(self, parent: Node, name: bytes, node: Node) -> None:
         del parent.children[name]
-        node.links.remove((parent, name))
+        _unlink(node, parent, name)
         if node.is_dir:
             parent.subdirs -= 1
             self._dircache.clear()
@@ -254,7 +270,7 @@ class Tree:
             if n.is_dir:
                 for cname, child in list(n.children.items()):
                     del n.children[cname]
-                    child.links.remove((n, cname))
+                    _unlink(child, n, cname)
                     if not child.links:
                         stack.append(child)
                 n.subdirs = 0
@@ -356,12 +372,12 @@ class Tree:
             other = dp.children[dname]
             del sp.children[sname]
             del dp.children[dname]
-            node.links.remove((sp, sname))
-            other.links.remove((dp, dname))
+            _unlink(node, sp, sname)
+            _unlink(other, dp, dname)
             sp.children[sname] = other
-            other.links.append((sp, sname))
+            _link(other, sp, sname)
             dp.children[dname] = node
-            node.links.append((dp, dname))
+            _link(node, dp, dname)
             if node.is_dir != other.is_dir:
                 delta = 1 if node.is_dir else -1
                 dp.subdirs += delta
