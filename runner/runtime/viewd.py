@@ -5,11 +5,11 @@ forks it, and the child at once becomes a fresh interpreter
 (``unionfs.fresh``) that imports only what serving needs
 (``rootfs.preload_view``: pyfuse3, trio, ``unionfs``) and the few runtime
 helpers it calls, instead of carrying the whole dockish process it was
-forked from: 38 MiB resident once mounted instead of 42, and, with its
-malloc arenas capped (``unionfs.daemon.limit_malloc_arenas``), 55 MiB
-instead of 62 at the peak of an ``apt-get install`` of build-essential,
-python3 and git. The price is the interpreter's own start, about 30 ms of a
-container's start.
+forked from: 37 MiB resident once mounted instead of 42, and, with its
+malloc arenas capped (``unionfs.daemon.limit_malloc_arenas``), 54 MiB
+instead of 69-70 at the peak of an ``apt-get install`` of build-essential,
+python3 and git (either change alone left the peak where it was). The
+price is the interpreter's own start, about 30 ms of a container's start.
 
 The order of set-up is kept from the fork: the new process loads its modules
 and merges the image's layers while the holder makes the namespaces, waits
