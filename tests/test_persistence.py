@@ -585,3 +585,46 @@ def test_pages_handed_over_at_fsync_never_hold_old_bytes(image, tmp_path, how):
         assert (mnt / "raced").read_bytes() == written
     finally:
         assert _umount(mnt).returncode == 0
+
+
+def test_fsyncs_sync_the_journal_only_for_records_not_yet_durable(image, tmp_path):
+    """dpkg's way: unpack every file of a package, then fsync each and
+    rename it into place before the next fsync. The first fsync makes every
+    record written so far durable; the others need only their file's data,
+    though the journal has grown (the renames): one journal sync, not one
+    per file. A file changed after that sync gets its own, and everything
+    is there after a remount."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
+    files = {f"pkg/f{i}": os.urandom(100 + i) for i in range(40)}
+    try:
+        (mnt / "pkg").mkdir()
+        for name, data in files.items():                 # content, then mode, as dpkg
+            fd = os.open(mnt / (name + ".dpkg-new"), os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, data)
+            os.fchmod(fd, 0o644)
+            os.close(fd)
+        before = _request_counts(mnt).get("journal", 0)
+        for name in files:
+            fd = os.open(mnt / (name + ".dpkg-new"), os.O_WRONLY)
+            os.fsync(fd)
+            os.close(fd)
+            os.rename(mnt / (name + ".dpkg-new"), mnt / name)
+        assert _request_counts(mnt).get("journal", 0) - before == 1
+        fd = os.open(mnt / "pkg" / "f3", os.O_RDWR)     # a change after the sync
+        os.write(fd, b"changed")
+        os.fchmod(fd, 0o600)
+        before = _request_counts(mnt).get("journal", 0)
+        os.fsync(fd)
+        os.close(fd)
+        assert _request_counts(mnt).get("journal", 0) - before == 1
+        files["pkg/f3"] = b"changed" + files["pkg/f3"][7:]
+    finally:
+        assert _umount(mnt).returncode == 0
+    _mount(image, upper, mnt)
+    try:
+        assert {n: (mnt / n).read_bytes() for n in files} == files
+        assert os.stat(mnt / "pkg" / "f3").st_mode & 0o777 == 0o600
+    finally:
+        assert _umount(mnt).returncode == 0

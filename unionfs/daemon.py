@@ -155,6 +155,7 @@ class RequestStats:
         self.count: collections.Counter[str] = collections.Counter()
         self.ns: collections.Counter[str] = collections.Counter()
         self.started = time.monotonic()
+        self.ops: pyfuse3.Operations | None = None
 
     def wrap(self, name: str, fn):
         count, spent, clock = self.count, self.ns, time.perf_counter_ns
@@ -193,6 +194,9 @@ class RequestStats:
                  f"{total} in all"]
         for name, n in self.count.most_common():
             lines.append(f"  {name:12} {n:9d}  {self.ns[name] / 1e6:10.1f} ms in the handler")
+        syncs = getattr(self.ops, "journal_syncs", None)
+        if syncs is not None:
+            lines.append(f"  {'journal':12} {syncs:9d}  syncs of the writable layer's journal")
         return "\n".join(lines)
 
 
@@ -207,6 +211,7 @@ def count_requests(ops: pyfuse3.Operations) -> None:
     if not os.environ.get(STATS_ENV):
         return
     _stats = RequestStats()
+    _stats.ops = ops
     for name in dir(pyfuse3.Operations):
         if name.startswith("_") or name in ("init", "stacktrace"):
             continue

@@ -30,7 +30,7 @@ import trio
 
 from .access import R, W, X, make_policy, open_want
 from .fdcache import FdCache
-from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Tree
+from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Rec, Tree
 from .upper import Upper
 from .whiteout import is_whiteout
 
@@ -142,6 +142,11 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._storing: dict[int, bool] = {}
         self._mapped: set[int] = set()      # written through shared mappings
         self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
+        # uino -> the journal's length once its last record (the file's
+        # metadata, or a name for it) was written: what an fsync of that
+        # file needs durable (see fsync)
+        self._needs: dict[int, int] = {}
+        self.journal_syncs = 0                  # for the request stats
         self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
         self.policy = make_policy()
         # seconds the kernel keeps entries; 0 where others' path walks must
@@ -237,11 +242,19 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         except OSError as e:
             if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) and self._may_compact() \
                     and self.upper.compact_to_free(self.tree):
-                return                          # the rewritten journal holds the change
+                self._needs.clear()             # the rewritten journal holds the change, synced
+                return
             self.tree.pending[:0] = records     # journaled with the next change that fits
             raise
-        if self.upper.needs_compaction() and self._may_compact():
-            self.upper.compact(self.tree)
+        end, needs = self.upper.journal_bytes, self._needs
+        for rec in records:
+            if rec[0] == Rec.INODE:
+                needs[rec[1]] = end
+            elif rec[0] == Rec.PLACE or rec[0] == Rec.BIND:
+                needs[rec[2]] = end
+        if self.upper.needs_compaction() and self._may_compact() \
+                and self.upper.compact(self.tree):
+            self._needs.clear()                 # all of it synced
 
     def _record_dirty(self) -> None:
         """Journal the times of files written since their last record: with
@@ -302,7 +315,13 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if self.upper is None or not self.upper.unsynced():
             return
         async with self._sync_lock:
+            before = self.upper.synced_bytes
             await trio.to_thread.run_sync(self.upper.sync)
+            if self.upper.synced_bytes != before:
+                self.journal_syncs += 1
+            if len(self._needs) > 4096:         # what is durable now needs nothing
+                synced = self.upper.synced_bytes
+                self._needs = {u: n for u, n in self._needs.items() if n > synced}
 
     def _data_fd(self, node: Node) -> int:
         fd = self._fds.get(node.ino)
@@ -670,10 +689,15 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             await self._sync_journal()      # no data of its own in the layer
             return
         fd = self._data_fd(node)            # written through an fd since closed, maybe
-        # both at once: the backing filesystem commits them together
+        # both at once: the backing filesystem commits them together. The
+        # journal only if this file's records are not durable yet: dpkg
+        # fsyncs each file it unpacked, then renames it, before the next
+        # fsync, so the journal always had something new (the rename),
+        # though the files' own records were all synced by the first fsync
         with self._fds.busy(node.ino):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sync_journal)
+                if node.uino is None or self._needs.get(node.uino, 0) > self.upper.synced_bytes:
+                    nursery.start_soon(self._sync_journal)
                 if (self.no_open and node.size and node.ino not in self._storing
                         and node.ino not in self._mapped):
                     nursery.start_soon(self._store_tail, node.ino, fd, node.size)
