@@ -567,8 +567,10 @@ print(syncs)
 def test_pages_handed_over_at_fsync_never_hold_old_bytes(image, tmp_path, how):
     """A file written (and truncated) in one thread, by write() or through
     a shared mapping, while another thread fsyncs it over and over: the
-    pages each fsync hands the kernel never undo a write, so what is read
-    back, then and after a remount, is what was written last."""
+    pages an fsync hands the kernel never undo a write (a mapping's writes
+    take no lock: a file gets pages handed over only when write() wrote it
+    since the last time), so what is read back, then and after a remount,
+    is what was written last."""
     mnt, upper = tmp_path / "mnt", tmp_path / "upper"
     mnt.mkdir()
     _mount(image, upper, mnt)

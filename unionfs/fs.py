@@ -141,6 +141,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         # their data changed meanwhile (the store may then hold old bytes)
         self._storing: dict[int, bool] = {}
         self._mapped: set[int] = set()      # written through shared mappings
+        self._unstored: set[int] = set()    # written by write() since their last store
         self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
         # uino -> the journal's length once its last record (the file's
         # metadata, or a name for it) was written: what an fsync of that
@@ -294,6 +295,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             self._fds.close(node.ino)
             self._dirty.discard(node)
             self._mapped.discard(node.ino)
+            self._unstored.discard(node.ino)
             if node.uino is not None:
                 self._doomed.append(node.uino)
 
@@ -652,10 +654,13 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             self._mapped.add(node.ino)
         if node.layer is not None or len(buf) > _BIG:
             return None
+        if not from_pages:
+            self._unstored.add(node.ino)
         return self._wrote(node, off, os.pwrite(self._data_fd(node), buf, off))
 
     async def write(self, fh, off, buf) -> int:
         node = self._handle_node(fh)
+        self._unstored.add(node.ino)    # (a mapping's writes are known to write_now)
         if node.layer is not None:
             await self._copy_up(node)
         fd = self._data_fd(node)
@@ -698,8 +703,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             async with trio.open_nursery() as nursery:
                 if node.uino is None or self._needs.get(node.uino, 0) > self.upper.synced_bytes:
                     nursery.start_soon(self._sync_journal)
-                if (self.no_open and node.size and node.ino not in self._storing
-                        and node.ino not in self._mapped):
+                if (self.no_open and node.size and node.ino in self._unstored
+                        and node.ino not in self._storing and node.ino not in self._mapped):
+                    self._unstored.discard(node.ino)
                     nursery.start_soon(self._store_tail, node.ino, fd, node.size)
                 await trio.to_thread.run_sync(os.fdatasync, fd)
 
@@ -722,10 +728,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         WRITE waits here. The kernel holds the inode's lock through FSYNC, so
         no write() or truncate runs meanwhile; should one be seen, the stored
         pages may hold old bytes and are dropped. A shared mapping's stores
-        take no lock and could be overwritten: a file once written through
-        one (its pages' WRITEs say so, and fsync writes them before FSYNC)
-        never gets a store again; left is a file's very first write through
-        a mapping landing in the instant of a store."""
+        take no lock and could be overwritten, so a file gets a store only
+        when write() wrote it since its last one (only a write() leaves a
+        partial page behind), and never once written through a mapping (its
+        pages' WRITEs say so, and fsync writes them before FSYNC). Left is a
+        file written by write() and, for the first time, through a mapping
+        in the instant of the store its fsync makes."""
         self._storing[ino] = False
         try:
             await trio.to_thread.run_sync(_store_pages, ino, fd, size)
