@@ -780,6 +780,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 entries = self._listings[fh] = _entries(self._dir(fh))
         else:
             entries, base, start_id = self._snapshot(fh, start_id)
+            if start_id >= len(entries):     # the listing's end: its snapshot is done
+                del self._snaps[base >> _SNAP_BITS]
+                return
         nodes = self.tree.nodes
         for i in range(start_id, len(entries)):
             name, node = entries[i]
@@ -797,8 +800,11 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         high bits; the index below): a listing that goes on reads its own
         snapshot even if the directory changed or another listing of it
         began meanwhile, so no entry is skipped or repeated. The newest
-        ``_SNAPSHOTS`` are kept; a listing continued past that (hundreds of
-        listings at once) reads the directory as it is now.
+        ``_SNAPSHOTS`` are kept, and one is dropped when its listing asks
+        for what follows its last entry (a reader lists until it gets
+        nothing); a listing continued past that (hundreds of listings at
+        once, or a seekdir back after the end) reads the directory as it is
+        now.
         Returns (entries, offset base, index to start at)."""
         snap, index = divmod(start_id, 1 << _SNAP_BITS)
         entries = self._snaps.get(snap) if snap else None
