@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_ENVIRONMENT = {
     "DOCKISH_INODE_READS": "an attribute of the patched pyfuse3 (scripts/patch-pyfuse3)",
     "DOCKISH_INODE_WRITES": "an attribute of the patched pyfuse3 (scripts/patch-pyfuse3)",
+    "DOCKISH_SYNC_HANDLERS": "an attribute of the patched pyfuse3 (scripts/patch-pyfuse3)",
     "DOCKISH_INPUT": "an iptables chain of the networks' namespace (runner/runtime/netconf.py)",
 }
 
