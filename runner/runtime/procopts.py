@@ -198,25 +198,36 @@ def parse(*, userns: str = "", group_add: list[str] | None = None,
             "mac_address": mac_address.lower().replace("-", ":")}
 
 
-def _cpu_flags(nano: int, shares: int | None, period: int | None,
-               quota: int | None) -> dict:
-    """``-c/--cpu-shares``, ``--cpu-period``, ``--cpu-quota`` checked with
-    the daemon's words (and ``--cpus``' range: 0.01 up to the CPUs here)."""
+def cpu_refusal(nano: int, shares: int | None, period: int | None,
+                quota: int | None) -> str | None:
+    """The daemon's words when ``--cpus`` (``nano``), ``-c/--cpu-shares``,
+    ``--cpu-period`` and ``--cpu-quota`` cannot go together or out of
+    range (create and update alike; ``--cpus``: 0.01 up to the CPUs here);
+    None when they can."""
     ncpu = os.cpu_count() or 1
     if nano and not 10_000_000 <= nano <= ncpu * 1_000_000_000:
-        raise DockishError(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
-                           f"{ncpu} CPUs available")
+        return f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
     if nano and period:
-        raise DockishError("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+        return "Conflicting options: Nano CPUs and CPU Period cannot both be set"
     if nano and quota:
-        raise DockishError("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+        return "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
     if period and not 1000 <= period <= 1_000_000:
-        raise DockishError("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
-                           "than 1s (i.e. 1000000)")
+        return ("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s "
+                "(i.e. 1000000)")
     if quota and 0 < quota < 1000:
-        raise DockishError("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+        return "CPU cfs quota can not be less than 1ms (i.e. 1000)"
     if shares is not None and shares < 0:
-        raise DockishError(f"invalid CPU shares ({shares}): value must be a positive integer")
+        return f"invalid CPU shares ({shares}): value must be a positive integer"
+    return None
+
+
+def _cpu_flags(nano: int, shares: int | None, period: int | None,
+               quota: int | None) -> dict:
+    """``-c/--cpu-shares``, ``--cpu-period``, ``--cpu-quota`` as limits,
+    checked by ``cpu_refusal``."""
+    why = cpu_refusal(nano, shares, period, quota)
+    if why:
+        raise DockishError(why)
     out = {}
     if shares:
         out["CpuShares"] = min(max(shares, 2), 262144)     # the kernel's range, as Docker

@@ -10,14 +10,20 @@ is unlimited swap.
 """
 from __future__ import annotations
 
-import os
-
 from ..errors import DockishError
 from .cgroups import memory_swap
-from .procopts import MIN_MEMORY, swap_refusal
+from .procopts import MIN_MEMORY, cpu_refusal, swap_refusal
 
 FIELDS = ("PidsLimit", "Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod",
           "CpuQuota")
+
+
+# a CPU limit that cannot be updated once another was set: (field updated,
+# field set before, their names in the daemon's words)
+_CONFLICTS = (("NanoCpus", "CpuPeriod", "Nano CPUs", "CPU Period"),
+              ("NanoCpus", "CpuQuota", "Nano CPUs", "CPU Quota"),
+              ("CpuPeriod", "NanoCpus", "CPU Period", "NanoCPUs"),
+              ("CpuQuota", "NanoCpus", "CPU Quota", "NanoCPUs"))
 
 
 class UpdateError(DockishError):
@@ -35,41 +41,20 @@ def merged(limits: dict, given: dict, cid: str) -> dict:
         return UpdateError(f"Cannot update container {cid}: {why}")
 
     g = {k: given.get(k) for k in FIELDS}
-    ncpu = os.cpu_count() or 1
     memory, swap = g["Memory"] or 0, g["MemorySwap"] or 0
     nano, period, quota = g["NanoCpus"] or 0, g["CpuPeriod"] or 0, g["CpuQuota"] or 0
     if 0 < memory < MIN_MEMORY:
         raise refuse("Minimum memory limit allowed is 6MB")
     if memory > 0 and swap > 0 and swap < memory:
         raise refuse("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if nano and not 10_000_000 <= nano <= ncpu * 1_000_000_000:
-        raise refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} "
-                     "CPUs available")
-    if nano and period:
-        raise refuse("Conflicting options: Nano CPUs and CPU Period cannot both be set")
-    if nano and quota:
-        raise refuse("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
-    if period and not 1000 <= period <= 1_000_000:
-        raise refuse("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s "
-                     "(i.e. 1000000)")
-    if 0 < quota < 1000:
-        raise refuse("CPU cfs quota can not be less than 1ms (i.e. 1000)")
-    if (g["CpuShares"] or 0) < 0:
-        raise refuse(f"invalid CPU shares ({g['CpuShares']}): value must be a positive "
-                     "integer")
+    why = cpu_refusal(nano, g["CpuShares"], period, quota)
+    if why:
+        raise refuse(why)
     old = dict(limits)
-    if nano > 0 and old.get("CpuPeriod"):
-        raise refuse("Conflicting options: Nano CPUs cannot be updated as CPU Period has "
-                     "already been set")
-    if nano > 0 and old.get("CpuQuota"):
-        raise refuse("Conflicting options: Nano CPUs cannot be updated as CPU Quota has "
-                     "already been set")
-    if period > 0 and old.get("NanoCpus"):
-        raise refuse("Conflicting options: CPU Period cannot be updated as NanoCPUs has "
-                     "already been set")
-    if quota > 0 and old.get("NanoCpus"):
-        raise refuse("Conflicting options: CPU Quota cannot be updated as NanoCPUs has "
-                     "already been set")
+    for field, before, name, before_name in _CONFLICTS:
+        if (g[field] or 0) > 0 and old.get(before):
+            raise refuse(f"Conflicting options: {name} cannot be updated as {before_name} "
+                         "has already been set")
     new = dict(old)
     if memory:
         if memory > memory_swap(old) and not swap:
