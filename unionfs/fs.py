@@ -641,12 +641,13 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return os.pread(fd, size, off) if size else b""
 
     async def read(self, fh, off, size) -> bytes:
-        node = self._handle_node(fh)
+        data = self.read_now(fh, off, size)
+        if data is not None:
+            return data
+        node = self._handle_node(fh)            # a big read: in a worker thread
         fd, off, size = self._read_from(node, off, size)
-        if size > _BIG:
-            with self._fds.busy(node.ino):
-                return await trio.to_thread.run_sync(os.pread, fd, size, off)
-        return os.pread(fd, size, off) if size else b""
+        with self._fds.busy(node.ino):
+            return await trio.to_thread.run_sync(os.pread, fd, size, off)
 
     def write_now(self, fh, off, buf, from_pages: bool = False) -> int | None:
         node = self._handle_node(fh)
