@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -132,10 +133,7 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
             ready()
         mounted = trio.run(_main)
     finally:
-        pyfuse3.close(unmount=mounted)
-        if upper is not None:
-            upper.compact(tree)
-            upper.close()
+        close_view(ops, mounted)
         for fd in layer_fds:
             os.close(fd)
         rec = mounts.load(spec.mountpoint)
@@ -143,7 +141,21 @@ def serve(spec: MountSpec, ready: Callable[[], None] | None = None) -> None:
             mounts.remove(spec.mountpoint)
 
 
+def close_view(ops: UnionFS, mounted: bool) -> None:
+    """End a view's session: its worker threads first finish what they
+    hold (they answer in the session, and remove data files the compaction
+    would list), then the session (unmounting if still mounted), then the
+    writable layer, compacted."""
+    ops.later.close()
+    pyfuse3.close(unmount=mounted)
+    if ops.upper is not None:
+        ops.upper.compact(ops.tree)
+        ops.upper.close()
+
+
 STATS_ENV = "DOCKISH_FUSE_STATS"
+# handlers whose synchronous variant may answer later (see later.py)
+LATER = {"fsync", "fsyncdir"}
 
 
 class RequestStats:
@@ -156,6 +168,7 @@ class RequestStats:
         self.ns: collections.Counter[str] = collections.Counter()
         self.started = time.monotonic()
         self.ops: pyfuse3.Operations | None = None
+        self._lock = threading.Lock()   # the answers of LATER handlers come from worker threads
 
     def wrap(self, name: str, fn):
         count, spent, clock = self.count, self.ns, time.perf_counter_ns
@@ -186,6 +199,31 @@ class RequestStats:
                 if res is not None:
                     count[name] += 1
                     spent[name] += clock() - t0
+        return counted
+
+    def wrap_later(self, name: str, fn):
+        """The same for a synchronous handler that may answer later, from a
+        worker thread (its last argument answers: see ``later.py``): the
+        time counted runs until the answer."""
+        count, spent, clock, lock = self.count, self.ns, time.perf_counter_ns, self._lock
+
+        @functools.wraps(fn)
+        def counted(*args):
+            *rest, reply = args
+            t0 = clock()
+
+            def answer(err: int = 0) -> None:
+                with lock:
+                    spent[name] += clock() - t0
+                reply(err)
+            res = True                  # a failure is an answer too
+            try:
+                res = fn(*rest, answer)
+                return res
+            finally:
+                if res is not None:
+                    with lock:
+                        count[name] += 1
         return counted
 
     def report(self) -> str:
@@ -220,7 +258,8 @@ def count_requests(ops: pyfuse3.Operations) -> None:
             setattr(ops, name, _stats.wrap(name, fn))
         now = getattr(ops, name + "_now", None)
         if callable(now):
-            setattr(ops, name + "_now", _stats.wrap_now(name, now))
+            wrap = _stats.wrap_later if name in LATER else _stats.wrap_now
+            setattr(ops, name + "_now", wrap(name, now))
 
 
 def _report_stats() -> None:

@@ -4,7 +4,9 @@ Concurrency rules: pyfuse3 runs every request in one thread: as a trio task,
 or, for the handlers with a synchronous variant (``*_now``, see ``NOW``),
 straight from its C callback with no task at all.
 Handlers therefore never block on long I/O in the trio thread: reads and
-writes over ``_BIG`` bytes and data copy-ups go through ``trio.to_thread``.
+writes over ``_BIG`` bytes and data copy-ups go through ``trio.to_thread``;
+fsyncs hand their waits to threads of their own that answer the kernel
+themselves (``later.Later``).
 Tree changes happen only in the trio thread and never across an ``await``
 (so no other request sees a half-made change); the one await inside a change
 is the data copy-up, serialized per node by ``_copy_locks``. Every change's
@@ -22,14 +24,16 @@ import inspect
 import logging
 import os
 import stat
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyfuse3
 import trio
 
 from .access import R, W, X, make_policy, open_want
 from .fdcache import FdCache
+from .later import Later, Reply
 from .tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Node, Rec, Tree
 from .upper import Upper
 from .whiteout import is_whiteout
@@ -50,6 +54,7 @@ _BIG = 64 * 1024       # reads and writes above this go to a worker thread
 _STORE_ALIGN = 2 * 1024 * 1024
 _SNAP_BITS = 32        # readdir offsets: snapshot number << 32 | index (see _snapshot)
 _SNAPSHOTS = 256
+_NEEDS_KEPT = 4096     # _needs entries before the durable ones are dropped
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC
 
 
@@ -140,13 +145,18 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         # inodes whose pages an fsync is handing to the kernel: True once
         # their data changed meanwhile (the store may then hold old bytes)
         self._storing: dict[int, bool] = {}
+        self._store_lock = threading.Lock()     # _storing: set here, popped by workers
         self._mapped: set[int] = set()      # written through shared mappings
         self._unstored: set[int] = set()    # written by write() since their last store
-        self._sync_lock = trio.Lock()           # one journal sync at a time: group commit
+        # one journal sync at a time (group commit: see _sync_journal_now);
+        # compaction, which swaps the journal's fd, only while none runs
+        self._journal_lock = threading.Lock()
         # uino -> the journal's length once its last record (the file's
         # metadata, or a name for it) was written: what an fsync of that
         # file needs durable (see fsync)
         self._needs: dict[int, int] = {}
+        self._needs_limit = _NEEDS_KEPT
+        self.later = Later()                    # fsyncs' waits: see later.py
         self.journal_syncs = 0                  # for the request stats
         self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
         self.policy = make_policy()
@@ -241,10 +251,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         try:
             self.upper.append(records)
         except OSError as e:
-            if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) and self._may_compact() \
-                    and self.upper.compact_to_free(self.tree):
-                self._needs.clear()             # the rewritten journal holds the change, synced
-                return
+            if freeing and e.errno in (errno.ENOSPC, errno.EDQUOT) \
+                    and self._compact(lambda: self.upper.compact_to_free(self.tree)):
+                return                          # the rewritten journal holds the change, synced
             self.tree.pending[:0] = records     # journaled with the next change that fits
             raise
         end, needs = self.upper.journal_bytes, self._needs
@@ -253,9 +262,12 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 needs[rec[1]] = end
             elif rec[0] == Rec.PLACE or rec[0] == Rec.BIND:
                 needs[rec[2]] = end
-        if self.upper.needs_compaction() and self._may_compact() \
-                and self.upper.compact(self.tree):
-            self._needs.clear()                 # all of it synced
+        if len(needs) > self._needs_limit:      # what is durable now needs nothing
+            synced = self.upper.synced_bytes
+            self._needs = {u: n for u, n in needs.items() if n > synced}
+            self._needs_limit = max(_NEEDS_KEPT, 2 * len(self._needs))
+        if self.upper.needs_compaction():
+            self._compact(lambda: self.upper.compact(self.tree))
 
     def _record_dirty(self) -> None:
         """Journal the times of files written since their last record: with
@@ -269,10 +281,20 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                 if node.dirty and node.links:
                     self.tree.record(node)
 
-    def _may_compact(self) -> bool:
-        """Compaction swaps the journal's fd: not while a copy-up or a
-        journal sync in a worker thread is under way."""
-        return not self._copy_locks and not self._sync_lock.locked()
+    def _compact(self, how: Callable[[], bool]) -> bool:
+        """Run ``how`` (a compaction: it swaps the journal's fd) unless a
+        copy-up or a journal sync in a worker thread is under way; holding
+        the journal lock keeps syncs off the fds it swaps. True if it
+        compacted (all of the journal is durable then)."""
+        if self._copy_locks or not self._journal_lock.acquire(blocking=False):
+            return False
+        try:
+            done = how()
+        finally:
+            self._journal_lock.release()
+        if done:
+            self._needs.clear()
+        return done
 
     def _new_name_ok(self, parent: Node, name: bytes, ctx) -> None:
         self._writable()
@@ -299,31 +321,27 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             if node.uino is not None:
                 self._doomed.append(node.uino)
 
-    async def _reap(self) -> None:
-        """Remove the data files of dropped nodes in a worker thread: an
-        unlink on the backing filesystem takes long (``rm -rf`` of a tree
-        written in the view spent most of its time there), and no request
-        waits for it. A file left by a killed daemon has no name in the
-        journal, so the next mount's compaction removes it; uinos are never
-        reused within a mount."""
+    def _reap(self) -> None:
+        """Remove the data files of dropped nodes in a worker thread
+        (``later``): an unlink on the backing filesystem takes long (``rm
+        -rf`` of a tree written in the view spent most of its time there),
+        and no request waits for it. A file left by a killed daemon has no
+        name in the journal, so the next mount's compaction removes it;
+        uinos are never reused within a mount."""
         if self._doomed:
             doomed, self._doomed = self._doomed, []
-            await trio.to_thread.run_sync(self.upper.remove_data_many, doomed)
+            self.later.soon(functools.partial(self.upper.remove_data_many, doomed))
 
-    async def _sync_journal(self) -> None:
-        """Make every journal record written so far durable; fsyncs that
-        wait here together are covered by one sync (``Upper.sync`` skips
-        when an earlier one already reached their records)."""
-        if self.upper is None or not self.upper.unsynced():
-            return
-        async with self._sync_lock:
+    def _sync_journal_now(self) -> None:
+        """Make every journal record written so far durable (in a worker
+        thread). Syncs that wait for the lock together are covered by one:
+        ``Upper.sync`` skips when an earlier one already reached their
+        records."""
+        with self._journal_lock:
             before = self.upper.synced_bytes
-            await trio.to_thread.run_sync(self.upper.sync)
+            self.upper.sync()
             if self.upper.synced_bytes != before:
                 self.journal_syncs += 1
-            if len(self._needs) > 4096:         # what is durable now needs nothing
-                synced = self.upper.synced_bytes
-                self._needs = {u: n for u, n in self._needs.items() if n > synced}
 
     def _data_fd(self, node: Node) -> int:
         fd = self._fds.get(node.ino)
@@ -399,7 +417,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
                         self.tree.record(node)
         if self.tree.pending and self.upper is not None:
             self._flush_journal()
-        await self._reap()
+        self._reap()
 
     def getattr_now(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
         return self.attrs(self._node(inode))
@@ -523,7 +541,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._flush_journal(freeing=True)
         if not node.links:
             self._drop(node)
-            await self._reap()
+            self._reap()
 
     async def rmdir(self, parent_inode, name, ctx) -> None:
         self._writable()
@@ -587,7 +605,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._flush_journal(freeing=True)
         if target is not None and not target.links:
             self._drop(target)
-            await self._reap()
+            self._reap()
 
     # -- file data -----------------------------------------------------------------
 
@@ -683,65 +701,107 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._dirty.add(node)
         return n
 
+    def fsync_now(self, fh, datasync, reply: Reply) -> bool:
+        """Journal the file's record here; its waits (see ``_fsync_work``)
+        go to a worker thread that answers the kernel when they are done."""
+        work = self._fsync_work(fh)
+        if work is _nothing:
+            reply(0)
+        else:
+            self.later.submit(work, reply)
+        return True
+
     async def fsync(self, fh, datasync) -> None:
-        # fdatasync even for a full fsync: a data file's own metadata (times,
-        # mode) is never read back, the journal holds the file's; its size,
-        # which fdatasync flushes, is all that counts
+        """The same where pyfuse3 cannot answer later (stock pyfuse3)."""
+        await trio.to_thread.run_sync(self._fsync_work(fh))
+
+    def _fsync_work(self, fh) -> Callable[[], None]:
+        """Journal what an fsync of ``fh`` needs (trio thread) and return the
+        rest, which waits for the disk (a worker thread).
+
+        fdatasync even for a full fsync: a data file's own metadata (times,
+        mode) is never read back, the journal holds the file's; its size,
+        which fdatasync flushes, is all that counts. The journal is synced
+        only if this file's records are not durable yet: dpkg fsyncs each
+        file it unpacked, then renames it, before the next fsync, so the
+        journal always had something new (the rename), though the files'
+        own records were all synced by the first fsync. The worker gets its
+        own duplicate of the data fd, so no cache eviction closes it."""
         node = self._handle_node(fh)
         if node.dirty and node.links:
             self.tree.record(node)
             self._flush_journal()
+        journal = self.upper is not None and self.upper.unsynced()
         if node.layer is not None or not stat.S_ISREG(node.mode):
-            await self._sync_journal()      # no data of its own in the layer
-            return
-        fd = self._data_fd(node)            # written through an fd since closed, maybe
-        # both at once: the backing filesystem commits them together. The
-        # journal only if this file's records are not durable yet: dpkg
-        # fsyncs each file it unpacked, then renames it, before the next
-        # fsync, so the journal always had something new (the rename),
-        # though the files' own records were all synced by the first fsync
-        with self._fds.busy(node.ino):
-            async with trio.open_nursery() as nursery:
-                if node.uino is None or self._needs.get(node.uino, 0) > self.upper.synced_bytes:
-                    nursery.start_soon(self._sync_journal)
-                if (self.no_open and node.size and node.ino in self._unstored
-                        and node.ino not in self._storing and node.ino not in self._mapped):
-                    self._unstored.discard(node.ino)
-                    nursery.start_soon(self._store_tail, node.ino, fd, node.size)
-                await trio.to_thread.run_sync(os.fdatasync, fd)
+            return self._sync_journal_now if journal else _nothing   # no data of its own
+        journal = journal and (node.uino is None
+                               or self._needs.get(node.uino, 0) > self.upper.synced_bytes)
+        ino, size = node.ino, node.size
+        store = (self.no_open and size and ino in self._unstored
+                 and ino not in self._storing and ino not in self._mapped)
+        if store:
+            self._unstored.discard(ino)
+            self._storing[ino] = False
+        fd = os.dup(self._data_fd(node))    # written through an fd since closed, maybe
+
+        def work() -> None:
+            try:
+                if journal:
+                    self._sync_journal_now()
+                if store:
+                    self._store_tail(ino, fd, size)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        return work
+
+    def fsyncdir_now(self, fh, datasync, reply: Reply) -> bool:
+        if self.upper is None or not self.upper.unsynced():
+            reply(0)
+        else:
+            self.later.submit(self._sync_journal_now, reply)
+        return True
+
+    async def fsyncdir(self, fh, datasync) -> None:
+        if self.upper is not None and self.upper.unsynced():
+            await trio.to_thread.run_sync(self._sync_journal_now)
 
     def _changed(self, node: Node) -> None:
         if node.ino in self._storing:
-            self._storing[node.ino] = True
+            with self._store_lock:
+                if node.ino in self._storing:
+                    self._storing[node.ino] = True
 
-    async def _store_tail(self, ino: int, fd: int, size: int) -> None:
-        """Hand the kernel the last pages of a file just fsync'ed, so that
-        reading it back sends no READ (nor, after it, the GETATTR a READ
-        causes: the kernel marks atime stale after every READ).
+    def _store_tail(self, ino: int, fd: int, size: int) -> None:
+        """Hand the kernel the last pages of a file being fsync'ed (in the
+        fsync's worker thread), so that reading it back sends no READ (nor,
+        after it, the GETATTR a READ causes: the kernel marks atime stale
+        after every READ).
 
         The kernel keeps the pages a write passed through, but marks a page
         up to date only when the write covered all of it, so the last,
         partial page of nearly every file stays unread until a READ fetches
         it; a store that reaches the end of the file marks it up to date
         (``fuse_notify_store``). dpkg fsyncs every file it unpacks, so an
-        installed package reads back without requests. The store runs in a
-        worker thread: it waits for a page lock a writer may hold while its
-        WRITE waits here. The kernel holds the inode's lock through FSYNC, so
-        no write() or truncate runs meanwhile; should one be seen, the stored
-        pages may hold old bytes and are dropped. A shared mapping's stores
-        take no lock and could be overwritten, so a file gets a store only
-        when write() wrote it since its last one (only a write() leaves a
-        partial page behind), and never once written through a mapping (its
-        pages' WRITEs say so, and fsync writes them before FSYNC). Left is a
-        file written by write() and, for the first time, through a mapping
-        in the instant of the store its fsync makes."""
-        self._storing[ino] = False
+        installed package reads back without requests. The store may wait
+        for a page lock a writer holds while its WRITE waits for the trio
+        thread: never run it there. The kernel holds the inode's lock
+        through FSYNC, so no write() or truncate runs meanwhile; should one
+        be seen, the stored pages may hold old bytes and are dropped. A
+        shared mapping's stores take no lock and could be overwritten, so a
+        file gets a store only when write() wrote it since its last one
+        (only a write() leaves a partial page behind), and never once
+        written through a mapping (its pages' WRITEs say so, and fsync
+        writes them before FSYNC). Left is a file written by write() and,
+        for the first time, through a mapping in the instant of the store
+        its fsync makes."""
         try:
-            await trio.to_thread.run_sync(_store_pages, ino, fd, size)
+            _store_pages(ino, fd, size)
         finally:
-            changed = self._storing.pop(ino)
+            with self._store_lock:
+                changed = self._storing.pop(ino)
         if changed:
-            await trio.to_thread.run_sync(_drop_pages, ino)
+            _drop_pages(ino)
 
     # No flush handler: pyfuse3 answers ENOSYS, so the kernel stops sending a
     # FLUSH on every close (one round trip less per file); release journals.
@@ -758,7 +818,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             self._fds.close(node.ino)
             if not node.links:
                 self._drop(node)
-                await self._reap()
+                self._reap()
 
     # -- directories ---------------------------------------------------------------
 
@@ -819,9 +879,6 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
 
     async def releasedir(self, fh) -> None:
         self._dirs.pop(fh, None)
-
-    async def fsyncdir(self, fh, datasync) -> None:
-        await self._sync_journal()
 
     # -- extended attributes -------------------------------------------------------------
 
@@ -900,8 +957,12 @@ def _is_ancestor(node: Node, d: Node) -> bool:
         d = d.links[0][0]
 
 
+def _nothing() -> None:
+    """An fsync's work where nothing waits for the disk."""
+
+
 def _store_pages(ino: int, fd: int, size: int) -> None:
-    """``UnionFS._store_tail``'s work, in a worker thread."""
+    """``UnionFS._store_tail``'s store, in a worker thread."""
     start = (size - 1) // _STORE_ALIGN * _STORE_ALIGN
     try:
         pyfuse3.notify_store(ino, start, os.pread(fd, size - start, start))

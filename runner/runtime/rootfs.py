@@ -135,7 +135,7 @@ def serve_view(tree: Tree, fds: list[int], layer_ids: list[str], upper: Path,
     import pyfuse3
     import trio
 
-    from unionfs.daemon import _main, count_requests, limit_malloc_arenas
+    from unionfs.daemon import _main, close_view, count_requests, limit_malloc_arenas
     from unionfs.fs import UnionFS
     from unionfs.upper import Upper
 
@@ -155,9 +155,7 @@ def serve_view(tree: Tree, fds: list[int], layer_ids: list[str], upper: Path,
         ready()
         mounted = trio.run(_main)
     finally:
-        pyfuse3.close(unmount=mounted)
-        up.compact(tree)
-        up.close()
+        close_view(ops, mounted)
 
 
 def offline_tree(layers: list[tuple[Path, list]], layer_ids: list[str], upper: Path, *,
