@@ -308,6 +308,38 @@ def test_request_counts_on_sigusr1(image, tmp_path):
         assert _umount(mnt).returncode == 0
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User plus system time of ``pid`` (all its threads), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_back_to_back_requests_found_by_spinning_and_an_idle_view_costs_nothing(image, tmp_path):
+    """The daemon's reader keeps reading a moment before it sleeps (the
+    patched pyfuse3's spin): a process sending one request after another
+    has most of them found that way, with no wakeup of the daemon; and a
+    view left alone spends no CPU at all (the spin ends, it sleeps)."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    _mount_counting(image, upper, mnt)
+    try:
+        (mnt / "f").write_text("x")
+        for _ in range(3000):                   # the kernel caches no xattrs: a GETXATTR each
+            with pytest.raises(OSError) as e:
+                os.getxattr(mnt / "f", "user.none")
+            assert e.value.errno == errno.ENODATA
+        counts = _request_counts(mnt)
+        assert counts.get("getxattr", 0) >= 3000, counts
+        assert counts.get("spins", 0) >= 300, counts     # found by spinning (at least a tenth)
+        pid = _daemon_pid(mnt)
+        time.sleep(0.5)
+        before = _cpu_ticks(pid)
+        time.sleep(3)
+        assert _cpu_ticks(pid) - before <= 2            # 20 ms in 3 s, at most
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
 def test_symlink_targets_cached_and_never_stale(image, tmp_path):
     """The kernel keeps symlink targets (the patched pyfuse3 asks for
     FUSE_CAP_CACHE_SYMLINKS): following one link many times reads its

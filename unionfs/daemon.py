@@ -235,6 +235,11 @@ class RequestStats:
         syncs = getattr(self.ops, "journal_syncs", None)
         if syncs is not None:
             lines.append(f"  {'journal':12} {syncs:9d}  syncs of the writable layer's journal")
+        spins = getattr(pyfuse3, "dockish_spins", None)
+        if spins is not None:
+            found, missed = spins()
+            lines.append(f"  {'spins':12} {found:9d}  found a request before sleeping, "
+                         f"{missed} did not")
         return "\n".join(lines)
 
 

@@ -118,6 +118,14 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     """Lower layers (read-only tar files) plus an optional writable layer."""
 
     enable_writeback_cache = True
+    # the patched pyfuse3's reader keeps reading this long before it sleeps
+    # (scripts/patch-pyfuse3, READER): the next request of a process that
+    # just got its answer mostly comes sooner than a sleeping daemon wakes.
+    # On the development machine (2 cores, a VM) an rm -rf of 7.4k files
+    # took 0.59 s instead of 1.03, a find+cat over an installed /usr 0.96-1.07
+    # instead of 1.11-1.39; what it costs is CPU of the daemon's own, backed
+    # off where spins find nothing
+    spin_ns = 50_000
     # O_TRUNC in OPEN (libfuse's default); off where the kernel opens without
     # asking, so that it truncates with a SETATTR the daemon sees
     atomic_o_trunc = True
