@@ -340,6 +340,65 @@ def test_back_to_back_requests_found_by_spinning_and_an_idle_view_costs_nothing(
         assert _umount(mnt).returncode == 0
 
 
+def _evict_pages(root: Path) -> list[int]:
+    """Drop the host's cached pages of every regular file under ``root``;
+    returns the sizes of those whose first page is now really out of the
+    cache (an RWF_NOWAIT read of it fails)."""
+    cold = []
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.fdatasync(fd)                        # (dirty pages stay)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                size = os.fstat(fd).st_size
+                os.preadv(fd, [bytearray(4096)], 0, os.RWF_NOWAIT)
+            except BlockingIOError:
+                cold.append(size)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return cold
+
+
+def test_reads_of_pages_not_in_the_hosts_cache_come_whole(image, tmp_path):
+    """The daemon answers a read at once only where the bytes are in the
+    host's page cache, and reads the disk in a worker thread otherwise (a
+    cold read never holds up other requests): with the layers' and the
+    writable layer's pages dropped from the host's cache, every file reads
+    back whole and right, from a fresh mount, by several readers at once."""
+    mnt, upper = tmp_path / "mnt", tmp_path / "upper"
+    mnt.mkdir()
+    big = bytes(range(256)) * 4096
+    mine = os.urandom(3 << 20)
+    _mount(image, upper, mnt)
+    try:
+        (mnt / "mine").write_bytes(mine)
+    finally:
+        assert _umount(mnt).returncode == 0
+    want = {"big": big, "mine": mine, "a/f2": b"two\n" * 1000, "c/h": b"aitch",
+            "a/f1": b"one, changed\n"}
+    layers = _evict_pages(Path(os.environ["DOCKISH_ROOT"]))
+    assert max(layers, default=0) > len(big), layers        # big's layer is out of the cache
+    assert len(mine) in _evict_pages(upper)                 # and mine's data file
+    _mount(image, upper, mnt)
+    try:
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            got = dict(zip(want, pool.map(lambda n: (mnt / n).read_bytes(), want), strict=True))
+        assert {n: len(b) for n, b in got.items()} == {n: len(b) for n, b in want.items()}
+        assert got == want
+        with open(mnt / "big", "rb") as f:                  # and at offsets, after the cache
+            f.seek(123457)
+            assert f.read(70000) == big[123457:123457 + 70000]
+    finally:
+        assert _umount(mnt).returncode == 0
+
+
 def test_symlink_targets_cached_and_never_stale(image, tmp_path):
     """The kernel keeps symlink targets (the patched pyfuse3 asks for
     FUSE_CAP_CACHE_SYMLINKS): following one link many times reads its

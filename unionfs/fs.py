@@ -3,8 +3,9 @@
 Concurrency rules: pyfuse3 runs every request in one thread: as a trio task,
 or, for the handlers with a synchronous variant (``*_now``, see ``NOW``),
 straight from its C callback with no task at all.
-Handlers therefore never block on long I/O in the trio thread: reads and
-writes over ``_BIG`` bytes and data copy-ups go through ``trio.to_thread``;
+Handlers therefore never block on long I/O in the trio thread: reads of
+bytes not in the host's page cache, writes over ``_BIG`` bytes and data
+copy-ups go through ``trio.to_thread``;
 fsyncs hand their waits to threads of their own that answer the kernel
 themselves (``later.Later``).
 Tree changes happen only in the trio thread and never across an ``await``
@@ -47,7 +48,8 @@ NAME_MAX = 255
 # callback and replies at once, unless they return None ("needs the async
 # handler": a big read, a write that copies up first).
 NOW = "_now"
-_BIG = 64 * 1024       # reads and writes above this go to a worker thread
+_BIG = 64 * 1024       # writes above this go to a worker thread (reads: see read_now)
+_READ_BUF = 128 * 1024  # the kernel's READs (max_pages 32) fit
 # fsync hands the kernel a written file's last pages (see _store_tail): from
 # an offset aligned to the largest page-cache folio (2 MiB, a PMD on x86-64),
 # so that each folio the store touches starts at the data's start
@@ -165,6 +167,8 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         self._needs: dict[int, int] = {}
         self._needs_limit = _NEEDS_KEPT
         self.later = Later()                    # fsyncs' waits: see later.py
+        self._rbuf = memoryview(bytearray(_READ_BUF))   # read_now's
+        self._nowait = hasattr(os, "RWF_NOWAIT")
         self.journal_syncs = 0                  # for the request stats
         self._doomed: list[int] = []            # data files to remove (uinos), off the trio thread
         self.policy = make_policy()
@@ -660,17 +664,40 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             return -1, 0, 0
         return self.layer_fds[node.layer], off + node.offset, min(size, node.size - off)
 
-    def read_now(self, fh, off, size) -> bytes | None:
-        fd, off, size = self._read_from(self._handle_node(fh), off, size)
-        if size > _BIG:
+    def read_now(self, fh, off, size) -> bytes | memoryview | None:
+        """A read answered at once where its bytes are in the host's page
+        cache, of any size; None (the async ``read``: a worker thread) where
+        the disk must be read, so that a cold read never holds up the trio
+        thread. ``RWF_NOWAIT`` tells which (a read that finds part of its
+        pages fails or comes back short). The bytes go into a buffer kept
+        for it, which pyfuse3 copies into its reply before any other
+        request runs: no allocation per read (a 128 KiB bytes object is
+        mapped and unmapped each time)."""
+        node = self._handle_node(fh)
+        fd, pos, size = self._read_from(node, off, size)
+        if not size:
+            return b""
+        if size > len(self._rbuf) or not self._nowait:
+            return None if size > _BIG else os.pread(fd, size, pos)
+        view = self._rbuf[:size]
+        try:
+            n = os.preadv(fd, [view], pos, os.RWF_NOWAIT)
+        except BlockingIOError:
             return None
-        return os.pread(fd, size, off) if size else b""
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            self._nowait = False        # a backing filesystem without it: as before
+            return self.read_now(fh, off, size)
+        if n < size and off + n < node.size:
+            return None                 # partly in the page cache
+        return view[:n]
 
     async def read(self, fh, off, size) -> bytes:
         data = self.read_now(fh, off, size)
         if data is not None:
-            return data
-        node = self._handle_node(fh)            # a big read: in a worker thread
+            return bytes(data)          # (the buffer is read_now's)
+        node = self._handle_node(fh)    # from the disk: in a worker thread
         fd, off, size = self._read_from(node, off, size)
         with self._fds.busy(node.ino):
             return await trio.to_thread.run_sync(os.pread, fd, size, off)
