@@ -742,8 +742,10 @@ class Engine:
             self._signal(c, signal.SIGKILL)
             self.await_stopped(c, 10)
         c.write_exit(137)         # only if nobody recorded a code
-        if c.config.restart_policy:    # its monitor is done before a start may follow
-            self._await_monitor(c)
+        # its monitor is done before a start may follow (a restart policy),
+        # and has told the container's "die" before this tells "stop", as
+        # Docker's order is (on a busy machine the monitor came second)
+        self._await_monitor(c)
         container_event(c, "stop")
 
     def _await_monitor(self, c: Container, timeout: float = 10) -> None:
