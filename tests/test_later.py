@@ -3,6 +3,7 @@ the kernel themselves (no FUSE needed: the answer is a callable)."""
 import errno
 import os
 import threading
+import time
 
 import pytest
 
@@ -76,24 +77,45 @@ def test_no_threads_until_needed_and_none_after_close():
     assert workers() == []
 
 
-def test_work_nobody_waits_for_runs_at_the_lowest_priority_and_ends_by_close():
+def test_work_nobody_waits_for_runs_at_the_lowest_priority_and_close_drops_the_rest():
     """Removing deleted files' data takes what CPU the view's users leave:
-    its thread's nice value is 19; close waits for what was handed over
-    (the unmount's compaction comes after)."""
+    its thread's nice value is 19, and a bug in one piece of work stops
+    none after it. Close waits for the piece under way and drops the ones
+    not started (the unmount's compaction removes their files anyway), so
+    a view's end never waits for a starved thread's backlog."""
     later = Later(threads=1)
-    seen = []
-    gate = threading.Event()
+    seen: list[int] = []
+    done = threading.Semaphore(0)
 
     def remove() -> None:
-        gate.wait(10)
         seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        done.release()
 
     def bug() -> None:
         raise KeyError("a bug")
     later.soon(bug)                 # logged, and the thread goes on
     for _ in range(3):
         later.soon(remove)
-    gate.set()
-    later.close()
+    for _ in range(3):
+        assert done.acquire(timeout=10)
     assert seen == [19, 19, 19]
+
+    started, gate = threading.Event(), threading.Event()
+
+    def under_way() -> None:
+        started.set()
+        gate.wait(10)
+        remove()
+    later.soon(under_way)
+    assert started.wait(10)
+    for _ in range(3):
+        later.soon(remove)          # not started when close comes
+    closing = threading.Thread(target=later.close)
+    closing.start()
+    time.sleep(0.5)                 # close has dropped them and waits
+    assert closing.is_alive()
+    gate.set()
+    closing.join(10)
+    assert not closing.is_alive()
+    assert seen == [19, 19, 19, 19]                     # the one under way, no more
     assert not [t for t in threading.enumerate() if t.name.startswith("dockish-later")]

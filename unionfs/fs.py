@@ -338,8 +338,9 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         (``later``): an unlink on the backing filesystem takes long (``rm
         -rf`` of a tree written in the view spent most of its time there),
         and no request waits for it. A file left by a killed daemon has no
-        name in the journal, so the next mount's compaction removes it;
-        uinos are never reused within a mount."""
+        name in the journal, so the next mount's compaction removes it (as
+        the unmount's removes those whose removal had not started); uinos
+        are never reused within a mount."""
         if self._doomed:
             doomed, self._doomed = self._doomed, []
             self.later.soon(functools.partial(self.upper.remove_data_many, doomed))
