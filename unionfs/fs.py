@@ -740,12 +740,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
     def fsync_now(self, fh, datasync, reply: Reply) -> bool:
         """Journal the file's record here; its waits (see ``_fsync_work``)
         go to a worker thread that answers the kernel when they are done."""
-        work = self._fsync_work(fh)
-        if work is _nothing:
-            reply(0)
-        else:
-            self.later.submit(work, reply)
-        return True
+        return self._answer_later(self._fsync_work(fh), reply)
 
     async def fsync(self, fh, datasync) -> None:
         """The same where pyfuse3 cannot answer later (stock pyfuse3)."""
@@ -767,11 +762,10 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         if node.dirty and node.links:
             self.tree.record(node)
             self._flush_journal()
-        journal = self.upper is not None and self.upper.unsynced()
         if node.layer is not None or not stat.S_ISREG(node.mode):
-            return self._sync_journal_now if journal else _nothing   # no data of its own
-        journal = journal and (node.uino is None
-                               or self._needs.get(node.uino, 0) > self.upper.synced_bytes)
+            return self._journal_work()         # no data of its own
+        journal = self._journal_work() is not _nothing and (
+            node.uino is None or self._needs.get(node.uino, 0) > self.upper.synced_bytes)
         ino, size = node.ino, node.size
         store = (self.no_open and size and ino in self._unstored
                  and ino not in self._storing and ino not in self._mapped)
@@ -792,15 +786,25 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
         return work
 
     def fsyncdir_now(self, fh, datasync, reply: Reply) -> bool:
-        if self.upper is None or not self.upper.unsynced():
-            reply(0)
-        else:
-            self.later.submit(self._sync_journal_now, reply)
-        return True
+        return self._answer_later(self._journal_work(), reply)
 
     async def fsyncdir(self, fh, datasync) -> None:
+        await trio.to_thread.run_sync(self._journal_work())
+
+    def _journal_work(self) -> Callable[[], None]:
+        """The journal's sync where records wait for one, else nothing."""
         if self.upper is not None and self.upper.unsynced():
-            await trio.to_thread.run_sync(self._sync_journal_now)
+            return self._sync_journal_now
+        return _nothing
+
+    def _answer_later(self, work: Callable[[], None], reply: Reply) -> bool:
+        """Answer at once where ``work`` waits for nothing, else from a
+        worker thread once it is done."""
+        if work is _nothing:
+            reply(0)
+        else:
+            self.later.submit(work, reply)
+        return True
 
     def _changed(self, node: Node) -> None:
         if node.ino in self._storing:
