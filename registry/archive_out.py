@@ -154,16 +154,14 @@ def load(store: ImageStore, path: Path) -> list[tuple[ImageRecord, list[str]]]:
             from .archive import SourceError
             raise SourceError(f"{path} is neither a docker archive nor an OCI archive")
         for transport, selector, config_name, names in kinds:
+            full = [str(refs.parse(n)) for n in names]
             with store.writing():
                 img = import_image(Source(transport, Path(path), selector), store.layers)
                 cfg_name = config_name or f"blobs/sha256/{_hex(img.config_digest)}"
                 raw = _raw_config(files, cfg_name)
-                rec = store.add_image(raw)
-            if rec.id != img.config_digest:
-                raise ValueError(f"{path}: config {cfg_name} changed while loading")
-            full = [str(refs.parse(n)) for n in names]
-            for n in full:
-                store.tag(n, rec.id)
+                if mf.digest_of(raw) != img.config_digest:
+                    raise ValueError(f"{path}: config {cfg_name} changed while loading")
+                rec = store.add_image(raw, tags=full)
             out.append((rec, full))
     return out
 

@@ -242,11 +242,10 @@ def _store_image(store: ImageStore, client: Client, ref: refs.Reference, path: s
         described = [dict(d, diffID=i) for d, i in zip(layers, diff_ids, strict=True)]
         try:
             rec = store.add_image(config, manifest=data, manifest_type=kind, layers=described,
-                                  repo_digest=f"{ref.repository}@{top_digest}")
+                                  repo_digest=f"{ref.repository}@{top_digest}",
+                                  tags=[str(ref)] if ref.tag else [])
         except LayerStoreError as e:
             raise CorruptImageError(str(e)) from None
-        if ref.tag:
-            store.tag(str(ref), rec.id)
     return PullResult(ref, rec, top_digest, downloaded, client)
 
 

@@ -103,6 +103,7 @@ class ImageStore:
         self._blobs = self.dir / "blobs"
         self._records = self.dir / "records"
         self._repos = self.dir / "repositories.json"
+        self._collecting = 0                 # depth of this object's exclusive hold
 
     def _ensure(self) -> None:
         for d in (self._blobs / "sha256", self._records):
@@ -123,8 +124,24 @@ class ImageStore:
         """Held while layers are stored for an image not recorded yet."""
         return self._flock("gc.lock", fcntl.LOCK_SH)
 
-    def collecting(self):
-        return self._flock("gc.lock", fcntl.LOCK_EX)
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Exclusive: no writer stores layers or names its image, no
+        container is being created. Re-entrant on this object, so a prune
+        can decide what nothing uses and then collect under one hold."""
+        if self._collecting:
+            self._collecting += 1
+            try:
+                yield
+            finally:
+                self._collecting -= 1
+            return
+        with self._flock("gc.lock", fcntl.LOCK_EX):
+            self._collecting = 1
+            try:
+                yield
+            finally:
+                self._collecting = 0
 
     def _refs_lock(self):
         return self._flock("refs.lock", fcntl.LOCK_EX)
@@ -185,9 +202,13 @@ class ImageStore:
 
     def add_image(self, config: bytes, *, manifest: bytes | None = None,
                   manifest_type: str | None = None, layers: list[dict] | None = None,
-                  repo_digest: str | None = None) -> ImageRecord:
+                  repo_digest: str | None = None, tags: list[str] | tuple[str, ...] = ()
+                  ) -> ImageRecord:
         """Record an image whose layers are all in the layer store (call
-        inside ``writing()``); an existing record gains the repo digest."""
+        inside ``writing()``); an existing record gains the repo digest.
+        ``tags`` (full names) name it under the same lock as the record is
+        written: a prune that runs between a record and its tags would see
+        an untagged image nothing uses and take it, and the tag would fail."""
         image_id = self.put_blob(config)
         cfg = json.loads(config)
         diff_ids = list(cfg.get("rootfs", {}).get("diff_ids", []))
@@ -210,6 +231,10 @@ class ImageStore:
                                     if d.split("@")[0] != repo_digest.split("@")[0]]
                 rec.repo_digests.append(repo_digest)
             _write_atomic(self._record_path(image_id), json.dumps(asdict(rec)).encode())
+            if tags:
+                names = self.tags()
+                names.update((n, image_id) for n in tags)
+                self._write_tags(names)
         return rec
 
     # -- tags -------------------------------------------------------------------

@@ -387,14 +387,15 @@ class Engine:
         (``imageops.remove_image``); unused layers freed with ``prune``."""
         from .imageops import remove_image
         store = self.image_store()
-        rec, _ = store.find(name)
-        users = self.image_users(store).get(rec.id, [])
-        lines, deleted = remove_image(
-            store, name, users, force,
-            lambda action, image_id, ref: self.event("image", action, image_id,
-                                                     {"name": ref}))
-        if deleted and prune:
-            store.gc()
+        with store.collecting():        # no container is created from it meanwhile
+            rec, _ = store.find(name)
+            users = self.image_users(store).get(rec.id, [])
+            lines, deleted = remove_image(
+                store, name, users, force,
+                lambda action, image_id, ref: self.event("image", action, image_id,
+                                                         {"name": ref}))
+            if deleted and prune:
+                store.gc()
         return lines
 
     def image_prune(self, all_: bool = False,
@@ -412,25 +413,28 @@ class Engine:
         limit = flt.until(f)
         store = self.image_store()
         lines = []
-        in_use = self.images_in_use(store)
-        tags = store.tags()
-        for rec in store.records():
-            names = store.names_of(rec.id, tags)
-            if rec.id in in_use or (names and not all_):
-                continue
-            if f:
-                conf = store.config(rec) or {}
-                if not flt.prune_picks(f, fmt.parse_time(conf.get("created")),
-                                       (conf.get("config") or {}).get("Labels"), limit):
+        # what nothing uses is decided and removed under one exclusive hold:
+        # a pull names its image, a run makes its container, before or after
+        with store.collecting():
+            in_use = self.images_in_use(store)
+            tags = store.tags()
+            for rec in store.records():
+                names = store.names_of(rec.id, tags)
+                if rec.id in in_use or (names and not all_):
                     continue
-            for n in names:
-                store.untag(n)
-                self.event("image", "untag", rec.id, {"name": n})
-                lines.append(f"untagged: {refs.parse(n).familiar}")
-            store.remove_record(rec.id)
-            self.event("image", "delete", rec.id, {"name": rec.id})
-            lines.append(f"deleted: {rec.id}")
-        return PruneReport(lines, store.gc())
+                if f:
+                    conf = store.config(rec) or {}
+                    if not flt.prune_picks(f, fmt.parse_time(conf.get("created")),
+                                           (conf.get("config") or {}).get("Labels"), limit):
+                        continue
+                for n in names:
+                    store.untag(n)
+                    self.event("image", "untag", rec.id, {"name": n})
+                    lines.append(f"untagged: {refs.parse(n).familiar}")
+                store.remove_record(rec.id)
+                self.event("image", "delete", rec.id, {"name": rec.id})
+                lines.append(f"deleted: {rec.id}")
+            return PruneReport(lines, store.gc())
 
     def inspect_image(self, name: str) -> dict:
         """Docker's ``inspect`` of a stored image."""

@@ -192,9 +192,8 @@ def import_image(store, source: str, data: BinaryIO | None = None, *,
         except LayerError as e:
             raise DockishError(f"{source} is not a usable rootfs tarball: {e}") from None
         cfg["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
-        rec = store.add_image(json.dumps(cfg, separators=(",", ":")).encode())
-    if ref is not None:
-        store.tag(str(ref), rec.id)
+        rec = store.add_image(json.dumps(cfg, separators=(",", ":")).encode(),
+                              tags=[str(ref)] if ref is not None else [])
     return rec
 
 

@@ -124,6 +124,40 @@ def test_gc_waits_for_writers(store):
     assert done.is_set() and store.layers.has(layer)
 
 
+def test_prune_decides_nothing_while_a_writer_holds_the_store(store):
+    """A prune started while a pull holds the store waits for it, then sees
+    the image named: it never takes a record between its writing and its
+    tag (the tag would then fail: "No such image"), nor a layer."""
+    layer = _layer(store, "fresh")
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [layer]}}).encode()
+    with store.writing():
+        rec = store.add_image(config)                    # recorded, not named yet
+        prune = subprocess.Popen([*_dockish_argv(), "image", "prune", "-f"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert prune.poll() is None                      # it waits for the writer
+        store.tag("docker.io/library/fresh:1", rec.id)   # fails if the prune took it
+    out, err = prune.communicate(timeout=60)
+    assert prune.returncode == 0, err
+    assert out.strip() == "Total reclaimed space: 0B"
+    assert store.find("fresh:1")[0].id == rec.id and store.layers.has(layer)
+    # named in the same hold as recorded: a pull's tag never finds its record gone
+    other = json.dumps({"architecture": "amd64", "os": "linux", "created": "2024-02-01",
+                        "rootfs": {"type": "layers", "diff_ids": [layer]}}).encode()
+    with store.writing():
+        rec2 = store.add_image(other, tags=["docker.io/library/fresh:2"])
+    assert store.find("fresh:2")[0].id == rec2.id
+    assert store.names_of(rec2.id) == ["docker.io/library/fresh:2"]
+
+
+def _dockish_argv() -> list[str]:
+    import sys
+
+    from .registrybed import BOOT
+    return [sys.executable, "-c", BOOT]
+
+
 def test_records_survive_a_reader_during_writes(store):
     """Records and the tag file are replaced atomically: a reader never sees
     a half-written file."""

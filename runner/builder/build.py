@@ -684,9 +684,7 @@ def save(root: Path, config: dict, tags: list[str]) -> str:
         except refs.ReferenceError as e:
             raise BuildError(f"invalid tag {t!r}: {e}") from None
     with store.writing():
-        rec = store.add_image(config_bytes(config))
-    for n in names:
-        store.tag(n, rec.id)
+        rec = store.add_image(config_bytes(config), tags=names)
     return rec.id
 
 

@@ -159,7 +159,5 @@ def commit(c: Container, store, *, author: str = "", message: str = "",
             os.unlink(tmp)
         cfg = commit_config(image_config, c.config, diff_id, author=author, message=message,
                             changes=changes, now=time.time())
-        rec = store.add_image(config_bytes(cfg))
-    for t in tags or []:
-        store.tag(t, rec.id)
+        rec = store.add_image(config_bytes(cfg), tags=list(tags or []))
     return rec.id
