@@ -519,11 +519,13 @@ class Engine:
             # cannot take them (or the new init layer) away in between
             with images.writing():
                 if all(layers.tar_path(d).exists() for d in img.diff_ids):
-                    spec = self._spec(opts, img, env_over, mounts, init_path)
-                    spec.borrowed = borrowed
-                    spec.labels = labelsmod.merged(
-                        ((img.config or {}).get("config") or {}).get("Labels"), own_labels)
-                    c = createmod.make_container(self.root, spec)
+                    with self.containers.claiming():    # its name and addresses its own
+                        spec = self._spec(opts, img, env_over, mounts, init_path)
+                        spec.borrowed = borrowed
+                        spec.labels = labelsmod.merged(
+                            ((img.config or {}).get("config") or {}).get("Labels"),
+                            own_labels)
+                        c = createmod.make_container(self.root, spec)
                     container_event(c, "create")
                     return c
         raise DockishError(f"image {opts.image} was removed while the container was being "

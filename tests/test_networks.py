@@ -386,6 +386,28 @@ def test_network_container_shares_another_containers_network(bb, nets):
                                                                         "plain"]
 
 
+def test_containers_created_at_once_get_their_own_addresses_and_names(bb, nets):
+    """Compose creates the services of a project side by side: each
+    container on a network gets an address of its own (two with one address
+    answer each other's connections at random: "refused"), and of several
+    creates of one name exactly one wins, the others fail as Docker's do."""
+    from concurrent.futures import ThreadPoolExecutor
+    nets("crowd")
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: dockish("run", "-d", "--name", f"c{i}", "--network",
+                                                "crowd", bb, "sleep", "60"), range(8)))
+        assert [r.returncode for r in made] == [0] * 8, [r.stderr for r in made]
+        ips = [ok("inspect", "-f", '{{(index .NetworkSettings.Networks "crowd").IPAddress}}',
+                  f"c{i}").strip() for i in range(8)]
+        assert len(set(ips)) == 8, ips
+        twins = list(pool.map(lambda i: dockish("create", "--name", "twin", bb, "true"),
+                              range(4)))
+    assert sorted(r.returncode for r in twins) == [0, 125, 125, 125], \
+        [r.stderr for r in twins]
+    assert all("is already in use by container" in r.stderr for r in twins if r.returncode)
+    assert ok("ps", "-a", "-q", "--filter", "name=^twin$").count("\n") == 1
+
+
 def test_connect_and_disconnect_a_running_container(bb, nets):
     nets("conn-a")
     nets("conn-b")

@@ -787,6 +787,7 @@ def container_runner(root: Path, timestamp: int | None,
         from ..runtime import create as createmod
         from ..runtime import namespaces as ns
         from ..runtime.config import MountReq
+        from ..runtime.container import Containers
         from ..runtime.launch import Launch, StartError
         layers = LayerStore(root)
         try:
@@ -801,7 +802,8 @@ def container_runner(root: Path, timestamp: int | None,
             spec.net = build_hosts(net, add_hosts)
         spec.hostname = spec.id[:12]
         spec.name = f"build-{spec.id[:12]}"
-        c = createmod.make_container(root, spec)
+        with Containers(root).claiming():      # its address on --network NAME its own
+            c = createmod.make_container(root, spec)
         cid = c.id
         say = out.write
         say(f" ---> Running in {cid[:12]}\n")

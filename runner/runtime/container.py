@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import random
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -278,6 +280,22 @@ class Containers:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / "containers"
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """Held (``ROOT/containers.lock``, exclusive) while a container's
+        name and network addresses are decided and its record written:
+        compose creates a project's services side by side, and two creates
+        that each read the others' records first took one address twice
+        (each container then answered the other's connections: "refused")
+        or one name twice."""
+        fd = os.open(self.root.parent / "containers.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def all(self) -> list[Container]:
         out = []

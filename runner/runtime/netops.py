@@ -157,16 +157,18 @@ def connect(root: Path, ref: str, ctr: Container, aliases: list[str],
     if not netconf.is_user_network(cfg.network):
         raise UsageError(f"container {ctr.name} is not on a user-defined network: its "
                          f"--network {cfg.network} cannot be joined with others")
-    used = used_addresses(Containers(root).all()).get(rec.name, set())
-    cfg.networks[rec.name] = {"ip": netconf.pick_ip(rec, used, ip), "aliases": list(aliases)}
-    if cfg.network not in cfg.networks and len(cfg.networks) == 1:
-        cfg.network = rec.name          # its first network again, after a disconnect
-    if ctr.running:
-        names = list(cfg.networks)
-        opts = netconf.netavark_input(cfg.id, cfg.name, rec, cfg.networks[rec.name]["ip"],
-                                      aliases, f"eth{names.index(rec.name)}", [], cfg.dns)
-        netns.connect(cfg.id, rec.name, opts)
-    Containers(root).save_config(ctr)
+    with Containers(root).claiming():       # an address nobody else takes meanwhile
+        used = used_addresses(Containers(root).all()).get(rec.name, set())
+        cfg.networks[rec.name] = {"ip": netconf.pick_ip(rec, used, ip),
+                                  "aliases": list(aliases)}
+        if cfg.network not in cfg.networks and len(cfg.networks) == 1:
+            cfg.network = rec.name          # its first network again, after a disconnect
+        if ctr.running:
+            names = list(cfg.networks)
+            opts = netconf.netavark_input(cfg.id, cfg.name, rec, cfg.networks[rec.name]["ip"],
+                                          aliases, f"eth{names.index(rec.name)}", [], cfg.dns)
+            netns.connect(cfg.id, rec.name, opts)
+        Containers(root).save_config(ctr)
 
 
 def disconnect(root: Path, ref: str, ctr: Container) -> None:
