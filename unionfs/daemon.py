@@ -268,8 +268,12 @@ def count_requests(ops: pyfuse3.Operations) -> None:
 
 
 def _report_stats() -> None:
+    """The counts in one write: stderr is line-buffered, and a reader of the
+    log (a test on SIGUSR1, a user's tail) saw the heading of a report
+    before its lines."""
     if _stats is not None:
-        print(_stats.report(), file=sys.stderr, flush=True)
+        sys.stderr.flush()
+        os.write(sys.stderr.fileno(), (_stats.report() + "\n").encode())
 
 
 async def _main() -> bool:
