@@ -408,6 +408,28 @@ def test_containers_created_at_once_get_their_own_addresses_and_names(bb, nets):
     assert ok("ps", "-a", "-q", "--filter", "name=^twin$").count("\n") == 1
 
 
+def test_networks_created_at_once_get_their_own_subnets_and_names(dockish_root):
+    """``compose up`` of several projects at once creates their networks
+    side by side: each gets a subnet (and a bridge) of its own, and of
+    several creates of one name exactly one wins."""
+    from concurrent.futures import ThreadPoolExecutor
+    names = [f"side{i}" for i in range(6)]
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            made = list(pool.map(lambda n: dockish("network", "create", n), names))
+            assert [r.returncode for r in made] == [0] * 6, [r.stderr for r in made]
+            twins = list(pool.map(lambda _: dockish("network", "create", "twinnet"), range(3)))
+        assert sorted(r.returncode for r in twins) == [0, 1, 1], [r.stderr for r in twins]
+        assert all("already exists" in r.stderr for r in twins if r.returncode)
+        recs = [json.loads(ok("network", "inspect", n))[0] for n in [*names, "twinnet"]]
+        subnets = [r["IPAM"]["Config"][0]["Subnet"] for r in recs]
+        assert len(set(subnets)) == 7, subnets
+        assert len({r["Id"] for r in recs}) == 7
+    finally:
+        for n in [*names, "twinnet"]:
+            dockish("network", "rm", n)
+
+
 def test_connect_and_disconnect_a_running_container(bb, nets):
     nets("conn-a")
     nets("conn-b")

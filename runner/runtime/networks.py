@@ -5,11 +5,14 @@ veths) is ``runner.runtime.netns``'s and lives in the runtime dir, not here.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConflictError, NotFoundError, UsageError
@@ -66,19 +69,35 @@ class Networks:
                driver: str = "bridge", ip_range: str | None = None,
                aux: dict | None = None, options: dict | None = None) -> NetworkRecord:
         check_name(name)
-        recs = self.all()
-        if any(r.name == name for r in recs):
-            raise ConflictError(f"network with name {name} already exists")
         if (ip_range or aux) and not subnet:
             raise UsageError("--ip-range and --aux-address need --subnet")
-        sub, gw = choose_subnet(subnet, gateway, [r.subnet for r in recs])
-        rng, aux, options = check_ipam(sub, ip_range, aux or {}, options or {})
-        rec = NetworkRecord(name=name, id=secrets.token_hex(32), subnet=sub, gateway=gw,
-                            interface=next_interface([r.interface for r in recs]),
-                            driver=driver, internal=internal, labels=dict(labels or {}),
-                            created=time.time(), ip_range=rng, aux=aux, options=options)
-        self._write(rec)
+        with self._deciding():
+            recs = self.all()
+            if any(r.name == name for r in recs):
+                raise ConflictError(f"network with name {name} already exists")
+            sub, gw = choose_subnet(subnet, gateway, [r.subnet for r in recs])
+            rng, aux, options = check_ipam(sub, ip_range, aux or {}, options or {})
+            rec = NetworkRecord(name=name, id=secrets.token_hex(32), subnet=sub, gateway=gw,
+                                interface=next_interface([r.interface for r in recs]),
+                                driver=driver, internal=internal, labels=dict(labels or {}),
+                                created=time.time(), ip_range=rng, aux=aux, options=options)
+            self._write(rec)
         return rec
+
+    @contextlib.contextmanager
+    def _deciding(self) -> Iterator[None]:
+        """Held (``networks/.lock``, exclusive) from reading the records to
+        writing a new one: creates side by side (several compose projects
+        at once) each chose the first free subnet and bridge, the same one,
+        and a second create of one name replaced the first's record."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def remove(self, rec: NetworkRecord) -> None:
         try:
