@@ -392,6 +392,24 @@ def test_named_volumes_outlive_containers(bb):
     one_error_line(dockish("volume", "inspect", "data"), 125, "no such volume")
 
 
+def test_one_volume_made_by_many_at_once(bb):
+    """Compose's services mount one named volume and start side by side:
+    every ``volume create`` of one name and every container that makes it
+    on first use succeeds, and there is one volume."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: dockish("volume", "create", "shared"), range(8)))
+        runs = list(pool.map(lambda i: dockish("run", "--rm", "--network", "none", "-v",
+                                               "firstuse:/x", bb, "touch", f"/x/{i}"),
+                             range(4)))
+    assert [(r.returncode, r.stdout, r.stderr) for r in made] == [(0, "shared\n", "")] * 8
+    assert [r.returncode for r in runs] == [0] * 4, [r.stderr for r in runs]
+    assert ok("volume", "ls", "-q") == "firstuse\nshared\n"
+    assert run(bb, "ls", "/x", flags=("-v", "firstuse:/x")).stdout.split() == \
+        ["0", "1", "2", "3"]
+    ok("volume", "rm", "shared", "firstuse")
+
+
 def test_diff_of_the_writable_layer(bb):
     ok("run", "--name", "changer", "--network", "none", bb, "sh", "-c",
        "echo new > /etc/new; echo more >> /etc/passwd; rm /bin/vi; mkdir -p /a/b")

@@ -8,10 +8,12 @@ container, as a Docker volume is.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
@@ -77,9 +79,17 @@ class Volumes:
         (p / "_data").mkdir(parents=True, exist_ok=True)
         meta = {"Name": name, "Driver": "local", "CreatedAt": time.time(),
                 "Labels": labels or {}, "Scope": "local"}
-        tmp = p / "volume.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, p / "volume.json")
+        # a temporary name of its own: creates of one name side by side (compose's
+        # services sharing a volume) each rename their own whole record
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=".volume-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(meta, f)
+            os.replace(tmp, p / "volume.json")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return name
 
     def inspect(self, name: str) -> dict:
