@@ -123,7 +123,9 @@ def test_proc_dev_sys_and_init_layer(bb):
               "echo ok > /dev/shm/f && cat /dev/shm/f; head -c 4 /dev/zero | wc -c; "
               "echo > /dev/full 2>/dev/null || echo full")
     out = run(bb, "sh", "-c", script, flags=("-h", "box")).stdout.splitlines()
-    assert out[0] == "4"                  # sh, ps, tail, wc: nothing of the host's
+    # sh, ps, tail, wc, nothing of the host's (ps may read /proc before sh has
+    # started the pipeline's last members: a loaded machine counted 3)
+    assert 2 <= int(out[0]) <= 4, out[0]
     assert out[1].startswith("sh -c ps -o")
     devs = set(out[2:out.index("box")])
     assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",

@@ -146,6 +146,7 @@ SWEEP: dict[str, str] = {
     "runner/runtime/container.py:Container._write_reserved": OWN,
     "runner/runtime/container.py:Container.clear_exit": OWN,
     "runner/runtime/container.py:Containers.all": OWN,
+    "runner/runtime/container.py:Containers.claiming": OWN + " (ROOT/containers.lock, a fixed name)",
     "runner/runtime/container.py:Containers.create": OWN,
     "runner/runtime/container.py:Containers.remove": OWN + " (the writable layer holds numbered data "
                                                    "files, never a container's names)",
@@ -241,6 +242,7 @@ SWEEP: dict[str, str] = {
     "runner/runtime/netns.py:state_dir": OWN,
     "runner/runtime/netplan.py:plan": KERNEL,
     "runner/runtime/netplan.py:joined_resolv": KERNEL + " (/etc/resolv.conf)",
+    "runner/runtime/networks.py:Networks._deciding": OWN + " (networks/.lock, a fixed name)",
     "runner/runtime/networks.py:Networks._write": OWN + " (a network's file name is its name, checked "
                                           "against [a-zA-Z0-9][a-zA-Z0-9_.-]*: no '/', no '..')",
     "runner/runtime/networks.py:Networks.all": OWN,
