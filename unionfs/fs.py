@@ -764,7 +764,7 @@ class UnionFS(pyfuse3.Operations, metaclass=_Guarded):
             self._flush_journal()
         if node.layer is not None or not stat.S_ISREG(node.mode):
             return self._journal_work()         # no data of its own
-        journal = self._journal_work() is not _nothing and (
+        journal = self.upper.unsynced() and (
             node.uino is None or self._needs.get(node.uino, 0) > self.upper.synced_bytes)
         ino, size = node.ino, node.size
         store = (self.no_open and size and ino in self._unstored
